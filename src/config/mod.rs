@@ -1,0 +1,217 @@
+//! Policy files: reading them (the only file I/O here is in [`load`]), validating them in two
+//! stages (raw serde structs, then domain types), and reporting every error with its location.
+//! Nothing downstream sees a raw string where a type belongs.
+
+pub mod diag;
+pub mod raw;
+pub mod types;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use chrono_tz::Tz;
+
+pub use diag::Diagnostic;
+pub use types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
+
+use raw::RawFile;
+use validate::{check_across_files, FileValidator, Origin};
+
+pub const DEFAULT_CONFIG: &str = "/etc/lvsnap/lvsnap.toml";
+pub const DEFAULT_CATALOG: &str = "/var/lib/lvsnap/catalog.db";
+pub const DEFAULT_SIZE_PERCENT: u32 = 20;
+pub const DEFAULT_MAX_REMOVE_PERCENT: u8 = 50;
+
+/// Everything lvsnap was configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub policies: Vec<Policy>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The named policy, or an error that lists the ones that exist.
+    ///
+    /// # Errors
+    /// The name is not a configured policy.
+    pub fn require_policy(&self, name: &str) -> Result<&Policy, String> {
+        self.policy(name).ok_or_else(|| {
+            let names: Vec<&str> = self.policies.iter().map(|p| p.name.as_str()).collect();
+            let hint = diag::nearest(name, &names)
+                .map(|n| format!("; did you mean \"{n}\"?"))
+                .unwrap_or_default();
+            format!(
+                "no policy named \"{name}\" (policies: {}){hint}",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub catalog: PathBuf,
+    pub timezone: Tz,
+}
+
+/// One validated `[policy.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub volumes: Vec<VolumeRef>,
+    pub schedule: Schedule,
+    pub size: SnapshotSize,
+    pub keep: Keep,
+    pub min_age: Span,
+    pub timezone: Tz,
+    /// Share of a group's snapshots one run may remove without `--force`.
+    pub max_remove_percent: u8,
+    /// How far in the future a snapshot may be dated before it counts as clock trouble.
+    pub future_skew: Duration,
+    pub invalid: InvalidAction,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// All errors found in the policy files, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Parses one policy file's text; `origin` names it in errors. Time zones left unset are UTC.
+///
+/// # Errors
+/// Every problem in the text, each with its location.
+pub fn parse_str(src: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    parse_sources(vec![(origin.to_owned(), src.to_owned())], Tz::UTC)
+}
+
+/// Parses several files as one configuration: policies from all, `[settings]` from at most one.
+///
+/// # Errors
+/// Every problem in every file, each with its location.
+pub fn parse_sources(sources: Vec<(PathBuf, String)>, system_tz: Tz) -> Result<Config, ConfigErrors> {
+    let mut diags = Vec::new();
+    let mut origins = Vec::new();
+    for (file, text) in sources {
+        let (raw, mut d) = diag::parse_collecting::<RawFile>(&text, &file);
+        diags.append(&mut d);
+        origins.push(Origin { file, text, raw: raw.unwrap_or_default() });
+    }
+    let settings_origin = origins.iter().find(|o| o.raw.settings.is_some());
+    let settings = match settings_origin {
+        Some(o) => {
+            let mut v = FileValidator::new(&o.file, &o.text);
+            let s = v.settings(o.raw.settings.as_ref().expect("found above").get_ref(), system_tz);
+            diags.append(&mut v.diags);
+            s
+        }
+        None => Settings { catalog: PathBuf::from(DEFAULT_CATALOG), timezone: system_tz },
+    };
+    let mut policies = Vec::new();
+    for o in &origins {
+        let mut v = FileValidator::new(&o.file, &o.text);
+        for (name, raw) in &o.raw.policy {
+            policies.extend(v.policy(name, raw, &settings));
+        }
+        diags.append(&mut v.diags);
+    }
+    diags.extend(check_across_files(&origins));
+    if !diags.is_empty() {
+        return Err(ConfigErrors(diags));
+    }
+    let files = origins.into_iter().map(|o| o.file).collect();
+    Ok(Config { settings, policies, files })
+}
+
+/// The files a configuration path stands for: a directory means its `*.toml` files; a file
+/// means itself plus `policy.d/*.toml` beside it, when that directory exists.
+///
+/// # Errors
+/// The path or its directory cannot be read.
+pub fn config_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let toml_in = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    if path.is_dir() {
+        return toml_in(path);
+    }
+    let mut files = vec![path.to_owned()];
+    let drop_in = path.parent().unwrap_or(Path::new(".")).join("policy.d");
+    if drop_in.is_dir() {
+        files.extend(toml_in(&drop_in)?);
+    }
+    Ok(files)
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}{}", hint_for(.source))]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("{0}: no *.toml policy files in this directory")]
+    Empty(PathBuf),
+}
+
+fn hint_for(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "\n    hint: write a policy file there (see config/ in lvsnap's sources), or pass --config PATH / set LVSNAP_CONFIG"
+        }
+        std::io::ErrorKind::PermissionDenied => "\n    hint: run as root",
+        _ => "",
+    }
+}
+
+/// Reads and validates the configuration at `path` (a file or a directory).
+///
+/// # Errors
+/// The files cannot be read, or any of them is invalid.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    fn read_err(p: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
+        move |source| LoadError::Read { path: p.to_owned(), source }
+    }
+    let files = config_files(path).map_err(read_err(path))?;
+    if files.is_empty() {
+        return Err(LoadError::Empty(path.to_owned()));
+    }
+    let mut sources = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(read_err(&f))?;
+        sources.push((f, text));
+    }
+    parse_sources(sources, system_timezone()).map_err(LoadError::Invalid)
+}
+
+/// The host's time zone, as the system reports it; UTC when it cannot be told.
+pub fn system_timezone() -> Tz {
+    iana_time_zone::get_timezone().ok().and_then(|n| n.parse().ok()).unwrap_or(Tz::UTC)
+}

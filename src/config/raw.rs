@@ -1,0 +1,82 @@
+//! The policy file exactly as written: serde structs that mirror the TOML, with spans kept on
+//! every value so that semantic errors can point at `file:line:column`. Nothing here judges a
+//! value; `validate` does. Required keys are `Option` so that a missing one is reported together
+//! with every other error rather than stopping the parse.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawFile {
+    pub settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    pub policy: BTreeMap<Spanned<String>, RawPolicy>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawSettings {
+    pub catalog: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawPolicy {
+    pub volumes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub schedule: Option<Spanned<String>>,
+    pub size: Option<Spanned<String>>,
+    pub keep: Option<RawKeep>,
+    pub min_age: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    pub max_remove_percent: Option<Spanned<i64>>,
+    pub future_skew: Option<Spanned<String>>,
+    pub invalid: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawKeep {
+    pub last: Option<Spanned<RawCount>>,
+    pub within: Option<Spanned<String>>,
+    pub hourly: Option<Spanned<RawCount>>,
+    pub daily: Option<Spanned<RawCount>>,
+    pub weekly: Option<Spanned<RawCount>>,
+    pub monthly: Option<Spanned<RawCount>>,
+    pub quarterly: Option<Spanned<RawCount>>,
+    pub yearly: Option<Spanned<RawCount>>,
+}
+
+/// A keep count as written: an integer or a word (only `"all"` is valid; `validate` says so).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawCount {
+    Number(i64),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl Visitor<'_> for CountVisitor {
+            type Value = RawCount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number of snapshots or \"all\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawCount, E> {
+                Ok(RawCount::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawCount, E> {
+                Ok(RawCount::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCount, E> {
+                Ok(RawCount::Word(v.to_owned()))
+            }
+        }
+        d.deserialize_any(CountVisitor)
+    }
+}

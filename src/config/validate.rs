@@ -1,0 +1,285 @@
+//! Second stage of reading policy files: raw serde structs become validated [`Policy`] values.
+//! Every problem is collected with its location; nothing stops at the first.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use toml::Spanned;
+
+use super::diag::{nearest, Diagnostic, SourceMap};
+use super::raw::{RawCount, RawFile, RawKeep, RawPolicy, RawSettings};
+use super::types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
+use super::{Policy, Settings, DEFAULT_CATALOG};
+
+/// Validates one file's policies; cross-file checks happen in [`check_across_files`].
+pub struct FileValidator<'a> {
+    pub map: SourceMap<'a>,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'a> FileValidator<'a> {
+    pub fn new(file: &'a Path, text: &'a str) -> Self {
+        FileValidator { map: SourceMap { file, text }, diags: Vec::new() }
+    }
+
+    fn error(&mut self, span: Range<usize>, key: &str, message: String, hint: Option<String>) {
+        let d = self.map.at(span, key, message);
+        self.diags.push(Diagnostic { hint, ..d });
+    }
+
+    /// Parses a spanned string with `parse`, recording the error (and a hint) on failure.
+    fn value<T>(
+        &mut self,
+        raw: &Spanned<String>,
+        key: &str,
+        hint: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match parse(raw.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(raw.span(), key, e, (!hint.is_empty()).then(|| hint.to_owned()));
+                None
+            }
+        }
+    }
+
+    pub fn settings(&mut self, raw: &RawSettings, system_tz: Tz) -> Settings {
+        let timezone = raw
+            .timezone
+            .as_ref()
+            .and_then(|t| self.timezone(t, "settings.timezone"))
+            .unwrap_or(system_tz);
+        let catalog = match &raw.catalog {
+            Some(c) if !Path::new(c.get_ref()).is_absolute() => {
+                let hint = format!("write the full path, for example \"{DEFAULT_CATALOG}\"");
+                self.error(c.span(), "settings.catalog", format!("{:?} is not an absolute path", c.get_ref()), Some(hint));
+                PathBuf::from(DEFAULT_CATALOG)
+            }
+            Some(c) => PathBuf::from(c.get_ref()),
+            None => PathBuf::from(DEFAULT_CATALOG),
+        };
+        Settings { catalog, timezone }
+    }
+
+    fn timezone(&mut self, raw: &Spanned<String>, key: &str) -> Option<Tz> {
+        let name = raw.get_ref();
+        if let Ok(tz) = Tz::from_str(name) {
+            return Some(tz);
+        }
+        let all: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
+        let hint = match nearest(name, &all) {
+            Some(n) => format!("did you mean \"{n}\"?"),
+            None => "use an IANA zone name such as \"Europe/Berlin\" or \"UTC\"".to_owned(),
+        };
+        self.error(raw.span(), key, format!("unknown time zone {name:?}"), Some(hint));
+        None
+    }
+
+    /// Validates one `[policy.NAME]` table; `None` when it has errors (all recorded).
+    pub fn policy(&mut self, name: &Spanned<String>, raw: &RawPolicy, settings: &Settings) -> Option<Policy> {
+        let before = self.diags.len();
+        let p = |k: &str| format!("policy.{}.{k}", name.get_ref());
+        self.policy_name(name);
+        let volumes = self.volumes(name, raw, &p("volumes"));
+        let schedule = match &raw.schedule {
+            Some(s) => self.value(s, &p("schedule"), "cron fields are minute hour day-of-month month day-of-week, e.g. \"0 * * * *\" for hourly", Schedule::parse),
+            None => {
+                self.missing(name, "schedule", "add for example schedule = \"0 * * * *\" (hourly)");
+                None
+            }
+        };
+        let size = match &raw.size {
+            Some(s) => self.value(s, &p("size"), "write a size such as \"4G\", \"20%ORIGIN\" or \"10%FREE\"", SnapshotSize::from_str),
+            None => Some(SnapshotSize::PercentOfOrigin(super::DEFAULT_SIZE_PERCENT)),
+        };
+        let keep = self.keep(name, raw.keep.as_ref());
+        let min_age = self.span_or(raw.min_age.as_ref(), &p("min-age"), Span::default());
+        let future_skew = self.span_or(raw.future_skew.as_ref(), &p("future-skew"), Span { seconds: 300, ..Span::default() });
+        if let (Some(s), Some(skew)) = (&raw.future_skew, future_skew) {
+            if skew.fixed().is_none() {
+                self.error(s.span(), &p("future-skew"), "must be a fixed length (s, min, h)".to_owned(), None);
+            }
+        }
+        let timezone = match &raw.timezone {
+            Some(t) => self.timezone(t, &p("timezone")),
+            None => Some(settings.timezone),
+        };
+        let max_remove_percent = match &raw.max_remove_percent {
+            Some(v) if !(1..=100).contains(v.get_ref()) => {
+                self.error(v.span(), &p("max-remove-percent"), format!("{} is not a percentage between 1 and 100", v.get_ref()), Some("the default, 50, stops a run that would remove more than half of a group".to_owned()));
+                None
+            }
+            Some(v) => Some(*v.get_ref() as u8),
+            None => Some(super::DEFAULT_MAX_REMOVE_PERCENT),
+        };
+        let invalid = match &raw.invalid {
+            Some(v) => self.value(v, &p("invalid"), "write \"remove\" (the default) or \"keep\"", |s| match s {
+                "remove" => Ok(InvalidAction::Remove),
+                "keep" => Ok(InvalidAction::Keep),
+                other => Err(format!("{other:?} is not a choice")),
+            }),
+            None => Some(InvalidAction::Remove),
+        };
+        if self.diags.len() > before {
+            return None;
+        }
+        Some(Policy {
+            name: name.get_ref().clone(),
+            volumes: volumes?,
+            schedule: schedule?,
+            size: size?,
+            keep: keep?,
+            min_age: min_age?,
+            timezone: timezone?,
+            max_remove_percent: max_remove_percent?,
+            future_skew: future_skew?.fixed()?,
+            invalid: invalid?,
+            file: self.map.file.to_owned(),
+            line: self.map.line_col(name.span().start).0,
+        })
+    }
+
+    fn missing(&mut self, name: &Spanned<String>, key: &str, hint: &str) {
+        self.error(name.span(), &format!("policy.{}", name.get_ref()), format!("missing key \"{key}\""), Some(hint.to_owned()));
+    }
+
+    fn policy_name(&mut self, name: &Spanned<String>) {
+        let n = name.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && !n.starts_with('-')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+        if !ok {
+            self.error(name.span(), &format!("policy.{n}"), format!("policy name {n:?} is not usable in an LVM tag"), Some("use up to 64 letters, digits and _ - . + (not starting with -)".to_owned()));
+        }
+    }
+
+    fn volumes(&mut self, name: &Spanned<String>, raw: &RawPolicy, key: &str) -> Option<Vec<VolumeRef>> {
+        let Some(list) = &raw.volumes else {
+            self.missing(name, "volumes", "add the origin volumes, for example volumes = [\"vg0/home\"]");
+            return None;
+        };
+        if list.get_ref().is_empty() {
+            self.error(list.span(), key, "the list is empty".to_owned(), Some("name at least one origin volume, as in [\"vg0/home\"]".to_owned()));
+            return None;
+        }
+        let mut out: Vec<VolumeRef> = Vec::new();
+        for v in list.get_ref() {
+            let Some(vol) = self.value(v, key, "", VolumeRef::from_str) else { continue };
+            if out.contains(&vol) {
+                self.error(v.span(), key, format!("{vol} is listed twice"), None);
+            }
+            out.push(vol);
+        }
+        Some(out)
+    }
+
+    fn span_or(&mut self, raw: Option<&Spanned<String>>, key: &str, default: Span) -> Option<Span> {
+        match raw {
+            Some(s) => self.value(s, key, "write a duration such as \"90min\", \"36h\", \"7d\", \"2w\", \"6mo\" or \"1y\"", Span::from_str),
+            None => Some(default),
+        }
+    }
+
+    fn keep(&mut self, name: &Spanned<String>, raw: Option<&RawKeep>) -> Option<Keep> {
+        let mut keep = Keep::default();
+        let Some(raw) = raw else {
+            self.no_keep_rule(name);
+            return None;
+        };
+        let before = self.diags.len();
+        let key = |k: &str| format!("policy.{}.keep.{k}", name.get_ref());
+        keep.last = raw.last.as_ref().and_then(|c| self.count(c, &key("last")));
+        keep.within = raw.within.as_ref().and_then(|w| {
+            self.value(w, &key("within"), "write a duration such as \"36h\" or \"7d\"", Span::from_str)
+        });
+        let periods = [&raw.hourly, &raw.daily, &raw.weekly, &raw.monthly, &raw.quarterly, &raw.yearly];
+        for (period, raw_count) in Period::ALL.into_iter().zip(periods) {
+            keep.periods[period as usize] = raw_count.as_ref().and_then(|c| self.count(c, &key(period.key())));
+        }
+        if self.diags.len() > before {
+            return None;
+        }
+        if keep.is_empty() {
+            self.no_keep_rule(name);
+            return None;
+        }
+        Some(keep)
+    }
+
+    fn no_keep_rule(&mut self, name: &Spanned<String>) {
+        self.error(
+            name.span(),
+            &format!("policy.{}", name.get_ref()),
+            "policy has no keep rule, so nothing it creates could ever be pruned safely".to_owned(),
+            Some("add for example keep = { last = 4, daily = 7 }".to_owned()),
+        );
+    }
+
+    fn count(&mut self, raw: &Spanned<RawCount>, key: &str) -> Option<Count> {
+        let message = match raw.get_ref() {
+            RawCount::Number(n) if *n >= 1 && *n <= i64::from(u32::MAX) => return Some(Count::N(*n as u32)),
+            RawCount::Word(w) if w == "all" => return Some(Count::All),
+            RawCount::Number(n) if *n <= 0 => format!("{n} is not a positive count"),
+            RawCount::Number(n) => format!("{n} is too large"),
+            RawCount::Word(w) => format!("{w:?} is not a count"),
+        };
+        self.error(raw.span(), key, message, Some("write a positive whole number, or \"all\"; remove the key to turn the rule off".to_owned()));
+        None
+    }
+}
+
+/// Where a validated policy came from, for cross-file messages.
+pub struct Origin {
+    pub file: PathBuf,
+    pub text: String,
+    pub raw: RawFile,
+}
+
+/// Checks that span files: a policy name or a volume used twice, settings given twice.
+pub fn check_across_files(origins: &[Origin]) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let mut names: BTreeMap<&str, (&Path, usize)> = BTreeMap::new();
+    let mut volumes: BTreeMap<VolumeRef, (&str, &Path, usize)> = BTreeMap::new();
+    let mut settings_seen: Option<(&Path, usize)> = None;
+    for o in origins {
+        let map = SourceMap { file: &o.file, text: &o.text };
+        if let Some(s) = &o.raw.settings {
+            let line = map.line_col(s.span().start).0;
+            if let Some((file, first)) = settings_seen {
+                let d = map.at(s.span(), "settings", "settings are given twice".to_owned());
+                diags.push(Diagnostic { hint: Some(format!("keep one [settings] table; the first is at {}:{first}", file.display())), ..d });
+            } else {
+                settings_seen = Some((&o.file, line));
+            }
+        }
+        for (name, policy) in &o.raw.policy {
+            let line = map.line_col(name.span().start).0;
+            if let Some((file, first)) = names.get(name.get_ref().as_str()) {
+                let d = map.at(name.span(), &format!("policy.{}", name.get_ref()), "policy is defined twice".to_owned());
+                diags.push(Diagnostic { hint: Some(format!("rename one; the first is at {}:{first}", file.display())), ..d });
+                continue;
+            }
+            names.insert(name.get_ref(), (&o.file, line));
+            for v in policy.volumes.iter().flat_map(|l| l.get_ref()) {
+                let Ok(vol) = VolumeRef::from_str(v.get_ref()) else { continue };
+                let line = map.line_col(v.span().start).0;
+                match volumes.get(&vol) {
+                    Some((other, file, first)) if *other != name.get_ref().as_str() => {
+                        let d = map.at(v.span(), &format!("policy.{}.volumes", name.get_ref()), format!("volume {vol} is already in policy \"{other}\""));
+                        diags.push(Diagnostic { hint: Some(format!("a volume belongs to one policy; merge the keep rules into \"{other}\" ({}:{first})", file.display())), ..d });
+                    }
+                    Some(_) => {}
+                    None => {
+                        volumes.insert(vol, (name.get_ref(), &o.file, line));
+                    }
+                }
+            }
+        }
+    }
+    diags
+}

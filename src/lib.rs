@@ -1,0 +1,22 @@
+//! lvsnap keeps copy-on-write LVM snapshots of a server's logical volumes on a schedule, prunes
+//! them by retention policy, backs them up and restores from them.
+//!
+//! The binary is a thin shell around [`run`]; everything is testable as a library.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod plan;
+pub mod report;
+pub mod simulate;
+
+pub use error::{exit, Error};
+
+/// Parses `args` (program name first), runs the command, and returns the process exit status.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    cli::main(args)
+}

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(lvsnap::run(std::env::args_os()));
+}

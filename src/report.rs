@@ -1,0 +1,174 @@
+//! What the user reads: tables and summaries for terminals, stable JSON for scripts. Kept apart
+//! from logging and from the logic that produced the values.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::config::{Config, ConfigErrors, Policy, SnapshotSize};
+use crate::plan::{CronTicks, Ticks};
+use crate::simulate::{Outcome, Request};
+
+/// An instant in UTC, as JSON and scripts see it: `2026-03-01T00:00:00Z`.
+pub fn utc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// An instant in a zone, as an administrator reads it: `2026-03-01 01:00 CET`.
+pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+fn next_times(p: &Policy, now: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    let ticks = CronTicks { schedule: &p.schedule, timezone: p.timezone };
+    std::iter::successors(ticks.next(now), |t| ticks.next(*t)).take(n).collect()
+}
+
+fn size_words(s: SnapshotSize) -> String {
+    match s {
+        SnapshotSize::Bytes(_) => format!("{s} copy-on-write space per thick snapshot"),
+        SnapshotSize::PercentOfOrigin(p) => format!("{p}% of the origin's size per thick snapshot"),
+        SnapshotSize::PercentOfFree(p) => format!("{p}% of the volume group's free space per thick snapshot"),
+    }
+}
+
+/// `config check` for a terminal.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn config_summary(out: &mut impl Write, cfg: &Config, now: DateTime<Utc>) -> io::Result<()> {
+    let files: Vec<String> = cfg.files.iter().map(|f| f.display().to_string()).collect();
+    writeln!(out, "ok: {} ({} {})", files.join(", "), cfg.policies.len(), if cfg.policies.len() == 1 { "policy" } else { "policies" })?;
+    writeln!(out, "catalog   {}", cfg.settings.catalog.display())?;
+    writeln!(out, "time zone {}", cfg.settings.timezone)?;
+    for p in &cfg.policies {
+        writeln!(out)?;
+        writeln!(out, "policy \"{}\" ({}:{})", p.name, p.file.display(), p.line)?;
+        let vols: Vec<String> = p.volumes.iter().map(ToString::to_string).collect();
+        writeln!(out, "  volumes   {}", vols.join(", "))?;
+        writeln!(out, "  schedule  \"{}\" in {}", p.schedule.as_str(), p.timezone)?;
+        let next: Vec<String> = next_times(p, now, 3).into_iter().map(|t| local(t, p.timezone)).collect();
+        writeln!(out, "  next      {}", next.join(", "))?;
+        writeln!(out, "  size      {}", size_words(p.size))?;
+        for (i, rule) in p.keep.describe().iter().enumerate() {
+            writeln!(out, "  {}{rule}", if i == 0 { "keep      " } else { "          " })?;
+        }
+        if !p.min_age.is_zero() {
+            writeln!(out, "            and every snapshot younger than {} (min-age)", p.min_age)?;
+        }
+        writeln!(out, "            and always the newest, pinned, mounted and merging snapshots")?;
+        writeln!(
+            out,
+            "  guards    a run removes at most {}% of a group without --force; invalid snapshots: {}",
+            p.max_remove_percent,
+            match p.invalid {
+                crate::config::InvalidAction::Remove => "removed",
+                crate::config::InvalidAction::Keep => "kept",
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// `config check --json`.
+pub fn config_json(cfg: &Config, now: DateTime<Utc>) -> Value {
+    let policies: Vec<Value> = cfg
+        .policies
+        .iter()
+        .map(|p| {
+            let k = &p.keep;
+            let mut keep = serde_json::Map::new();
+            if let Some(c) = k.last {
+                keep.insert("last".into(), count_json(c));
+            }
+            if let Some(w) = k.within {
+                keep.insert("within".into(), json!(w.to_string()));
+            }
+            for period in crate::config::Period::ALL {
+                if let Some(c) = k.period(period) {
+                    keep.insert(period.key().into(), count_json(c));
+                }
+            }
+            json!({
+                "name": p.name,
+                "file": p.file,
+                "line": p.line,
+                "volumes": p.volumes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "schedule": p.schedule.as_str(),
+                "timezone": p.timezone.name(),
+                "next": next_times(p, now, 3).into_iter().map(utc).collect::<Vec<_>>(),
+                "size": p.size.to_string(),
+                "keep": keep,
+                "keep_description": k.describe(),
+                "min_age": p.min_age.to_string(),
+                "max_remove_percent": p.max_remove_percent,
+                "invalid": match p.invalid { crate::config::InvalidAction::Remove => "remove", crate::config::InvalidAction::Keep => "keep" },
+            })
+        })
+        .collect();
+    json!({
+        "valid": true,
+        "files": cfg.files,
+        "catalog": cfg.settings.catalog,
+        "timezone": cfg.settings.timezone.name(),
+        "policies": policies,
+    })
+}
+
+fn count_json(c: crate::config::Count) -> Value {
+    match c {
+        crate::config::Count::N(n) => json!(n),
+        crate::config::Count::All => json!("all"),
+    }
+}
+
+/// `config check --json` on invalid files.
+pub fn config_errors_json(errs: &ConfigErrors) -> Value {
+    let list: Vec<Value> = errs
+        .0
+        .iter()
+        .map(|d| {
+            json!({"file": d.file, "line": d.line, "column": d.column, "key": d.key, "message": d.message, "hint": d.hint})
+        })
+        .collect();
+    json!({"valid": false, "errors": list})
+}
+
+/// `simulate --json`: the contract scripts rely on.
+pub fn simulate_json(o: &Outcome) -> Value {
+    let kept: Vec<Value> =
+        o.kept.iter().map(|k| json!({"time": utc(k.time), "reasons": k.reasons.names().collect::<Vec<_>>()})).collect();
+    json!({"kept": kept, "taken": o.taken, "removed": o.removed})
+}
+
+/// `simulate` for a terminal.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn simulate_text(out: &mut impl Write, p: &Policy, req: &Request, o: &Outcome) -> io::Result<()> {
+    let cadence = match req.every {
+        Some(d) => format!("every {}", crate::config::Span { seconds: d.num_seconds() as u64, ..Default::default() }),
+        None => format!("schedule \"{}\" in {}", p.schedule.as_str(), p.timezone),
+    };
+    writeln!(out, "policy \"{}\", {cadence}, from {} to {}", p.name, utc(req.from), utc(req.to))?;
+    for (a, b) in &req.down {
+        writeln!(out, "down from {} to {}", utc(*a), utc(*b))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{:<22} {:<25} reasons", "time (UTC)", format!("local ({})", p.timezone))?;
+    for k in &o.kept {
+        writeln!(out, "{:<22} {:<25} {}", utc(k.time), local(k.time, p.timezone), k.reasons)?;
+    }
+    writeln!(out)?;
+    writeln!(out, "taken {}, removed {}, kept {}", o.taken, o.removed, o.kept.len())?;
+    if o.blocked > 0 {
+        writeln!(
+            out,
+            "note: {} prune(s) were stopped by the max-remove-percent guard, as `run` without --force would be",
+            o.blocked
+        )?;
+    }
+    Ok(())
+}
