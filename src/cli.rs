@@ -131,7 +131,11 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     match dispatch(&cli) {
@@ -139,7 +143,10 @@ where
         Err(e) => {
             eprintln!("lvsnap: {e}");
             if let Error::Config(config::LoadError::Invalid(errs)) = &e {
-                eprintln!("lvsnap: {} error(s) in the policy files; nothing was changed", errs.0.len());
+                eprintln!(
+                    "lvsnap: {} error(s) in the policy files; nothing was changed",
+                    errs.0.len()
+                );
             }
             e.exit_code()
         }
@@ -172,9 +179,17 @@ fn dispatch(cli: &Cli) -> Result<i32, Error> {
             let cfg = config::load(&cli.config)?;
             let policy = cfg.require_policy(&args.policy).map_err(Error::Usage)?;
             if args.to <= args.from {
-                return Err(Error::Usage(format!("--to ({}) must be after --from ({})", args.to, args.from)));
+                return Err(Error::Usage(format!(
+                    "--to ({}) must be after --from ({})",
+                    args.to, args.from
+                )));
             }
-            let req = simulate::Request { from: args.from, to: args.to, every: args.every, down: args.down.clone() };
+            let req = simulate::Request {
+                from: args.from,
+                to: args.to,
+                every: args.every,
+                down: args.down.clone(),
+            };
             let outcome = simulate::simulate(policy, &req);
             if args.json {
                 writeln!(out, "{}", report::simulate_json(&outcome))?;
@@ -198,7 +213,9 @@ mod tests {
 
     #[test]
     fn down_windows_must_run_forward() {
-        assert!(parse_window("2026-01-02T00:00:00Z..2026-01-01T00:00:00Z").unwrap_err().contains("before it starts"));
+        assert!(parse_window("2026-01-02T00:00:00Z..2026-01-01T00:00:00Z")
+            .unwrap_err()
+            .contains("before it starts"));
         assert!(parse_window("2026-01-01T00:00:00Z..2026-01-02T00:00:00Z").is_ok());
     }
 }

@@ -18,19 +18,28 @@ pub fn utc(t: DateTime<Utc>) -> String {
 
 /// An instant in a zone, as an administrator reads it: `2026-03-01 01:00 CET`.
 pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 fn next_times(p: &Policy, now: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
-    let ticks = CronTicks { schedule: &p.schedule, timezone: p.timezone };
-    std::iter::successors(ticks.next(now), |t| ticks.next(*t)).take(n).collect()
+    let ticks = CronTicks {
+        schedule: &p.schedule,
+        timezone: p.timezone,
+    };
+    std::iter::successors(ticks.next(now), |t| ticks.next(*t))
+        .take(n)
+        .collect()
 }
 
 fn size_words(s: SnapshotSize) -> String {
     match s {
         SnapshotSize::Bytes(_) => format!("{s} copy-on-write space per thick snapshot"),
         SnapshotSize::PercentOfOrigin(p) => format!("{p}% of the origin's size per thick snapshot"),
-        SnapshotSize::PercentOfFree(p) => format!("{p}% of the volume group's free space per thick snapshot"),
+        SnapshotSize::PercentOfFree(p) => {
+            format!("{p}% of the volume group's free space per thick snapshot")
+        }
     }
 }
 
@@ -40,25 +49,60 @@ fn size_words(s: SnapshotSize) -> String {
 /// Writing to `out` failed.
 pub fn config_summary(out: &mut impl Write, cfg: &Config, now: DateTime<Utc>) -> io::Result<()> {
     let files: Vec<String> = cfg.files.iter().map(|f| f.display().to_string()).collect();
-    writeln!(out, "ok: {} ({} {})", files.join(", "), cfg.policies.len(), if cfg.policies.len() == 1 { "policy" } else { "policies" })?;
+    writeln!(
+        out,
+        "ok: {} ({} {})",
+        files.join(", "),
+        cfg.policies.len(),
+        if cfg.policies.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        }
+    )?;
     writeln!(out, "catalog   {}", cfg.settings.catalog.display())?;
     writeln!(out, "time zone {}", cfg.settings.timezone)?;
     for p in &cfg.policies {
         writeln!(out)?;
-        writeln!(out, "policy \"{}\" ({}:{})", p.name, p.file.display(), p.line)?;
+        writeln!(
+            out,
+            "policy \"{}\" ({}:{})",
+            p.name,
+            p.file.display(),
+            p.line
+        )?;
         let vols: Vec<String> = p.volumes.iter().map(ToString::to_string).collect();
         writeln!(out, "  volumes   {}", vols.join(", "))?;
-        writeln!(out, "  schedule  \"{}\" in {}", p.schedule.as_str(), p.timezone)?;
-        let next: Vec<String> = next_times(p, now, 3).into_iter().map(|t| local(t, p.timezone)).collect();
+        writeln!(
+            out,
+            "  schedule  \"{}\" in {}",
+            p.schedule.as_str(),
+            p.timezone
+        )?;
+        let next: Vec<String> = next_times(p, now, 3)
+            .into_iter()
+            .map(|t| local(t, p.timezone))
+            .collect();
         writeln!(out, "  next      {}", next.join(", "))?;
         writeln!(out, "  size      {}", size_words(p.size))?;
         for (i, rule) in p.keep.describe().iter().enumerate() {
-            writeln!(out, "  {}{rule}", if i == 0 { "keep      " } else { "          " })?;
+            writeln!(
+                out,
+                "  {}{rule}",
+                if i == 0 { "keep      " } else { "          " }
+            )?;
         }
         if !p.min_age.is_zero() {
-            writeln!(out, "            and every snapshot younger than {} (min-age)", p.min_age)?;
+            writeln!(
+                out,
+                "            and every snapshot younger than {} (min-age)",
+                p.min_age
+            )?;
         }
-        writeln!(out, "            and always the newest, pinned, mounted and merging snapshots")?;
+        writeln!(
+            out,
+            "            and always the newest, pinned, mounted and merging snapshots"
+        )?;
         writeln!(
             out,
             "  guards    a run removes at most {}% of a group without --force; invalid snapshots: {}",
@@ -138,8 +182,11 @@ pub fn config_errors_json(errs: &ConfigErrors) -> Value {
 
 /// `simulate --json`: the contract scripts rely on.
 pub fn simulate_json(o: &Outcome) -> Value {
-    let kept: Vec<Value> =
-        o.kept.iter().map(|k| json!({"time": utc(k.time), "reasons": k.reasons.names().collect::<Vec<_>>()})).collect();
+    let kept: Vec<Value> = o
+        .kept
+        .iter()
+        .map(|k| json!({"time": utc(k.time), "reasons": k.reasons.names().collect::<Vec<_>>()}))
+        .collect();
     json!({"kept": kept, "taken": o.taken, "removed": o.removed})
 }
 
@@ -147,22 +194,56 @@ pub fn simulate_json(o: &Outcome) -> Value {
 ///
 /// # Errors
 /// Writing to `out` failed.
-pub fn simulate_text(out: &mut impl Write, p: &Policy, req: &Request, o: &Outcome) -> io::Result<()> {
+pub fn simulate_text(
+    out: &mut impl Write,
+    p: &Policy,
+    req: &Request,
+    o: &Outcome,
+) -> io::Result<()> {
     let cadence = match req.every {
-        Some(d) => format!("every {}", crate::config::Span { seconds: d.num_seconds() as u64, ..Default::default() }),
+        Some(d) => format!(
+            "every {}",
+            crate::config::Span {
+                seconds: d.num_seconds() as u64,
+                ..Default::default()
+            }
+        ),
         None => format!("schedule \"{}\" in {}", p.schedule.as_str(), p.timezone),
     };
-    writeln!(out, "policy \"{}\", {cadence}, from {} to {}", p.name, utc(req.from), utc(req.to))?;
+    writeln!(
+        out,
+        "policy \"{}\", {cadence}, from {} to {}",
+        p.name,
+        utc(req.from),
+        utc(req.to)
+    )?;
     for (a, b) in &req.down {
         writeln!(out, "down from {} to {}", utc(*a), utc(*b))?;
     }
     writeln!(out)?;
-    writeln!(out, "{:<22} {:<25} reasons", "time (UTC)", format!("local ({})", p.timezone))?;
+    writeln!(
+        out,
+        "{:<22} {:<25} reasons",
+        "time (UTC)",
+        format!("local ({})", p.timezone)
+    )?;
     for k in &o.kept {
-        writeln!(out, "{:<22} {:<25} {}", utc(k.time), local(k.time, p.timezone), k.reasons)?;
+        writeln!(
+            out,
+            "{:<22} {:<25} {}",
+            utc(k.time),
+            local(k.time, p.timezone),
+            k.reasons
+        )?;
     }
     writeln!(out)?;
-    writeln!(out, "taken {}, removed {}, kept {}", o.taken, o.removed, o.kept.len())?;
+    writeln!(
+        out,
+        "taken {}, removed {}, kept {}",
+        o.taken,
+        o.removed,
+        o.kept.len()
+    )?;
     if o.blocked > 0 {
         writeln!(
             out,

@@ -6,7 +6,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::Policy;
-use crate::plan::{is_due, plan_retention, CronTicks, EveryTicks, Reasons, Rules, SnapshotView, Ticks};
+use crate::plan::{
+    is_due, plan_retention, CronTicks, EveryTicks, Reasons, Rules, SnapshotView, Ticks,
+};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -39,18 +41,41 @@ pub struct Outcome {
 /// Runs the simulation.
 pub fn simulate(policy: &Policy, req: &Request) -> Outcome {
     match req.every {
-        Some(step) => replay(policy, req, &EveryTicks { start: req.from, step }),
-        None => replay(policy, req, &CronTicks { schedule: &policy.schedule, timezone: policy.timezone }),
+        Some(step) => replay(
+            policy,
+            req,
+            &EveryTicks {
+                start: req.from,
+                step,
+            },
+        ),
+        None => replay(
+            policy,
+            req,
+            &CronTicks {
+                schedule: &policy.schedule,
+                timezone: policy.timezone,
+            },
+        ),
     }
 }
 
 fn replay(policy: &Policy, req: &Request, ticks: &impl Ticks) -> Outcome {
     let rules = Rules::from(policy);
-    let mut out = Outcome { kept: Vec::new(), taken: 0, removed: 0, blocked: 0 };
+    let mut out = Outcome {
+        kept: Vec::new(),
+        taken: 0,
+        removed: 0,
+        blocked: 0,
+    };
     let mut snapshots: Vec<SnapshotView> = Vec::new();
     let is_down = |t: DateTime<Utc>| req.down.iter().any(|(a, b)| *a <= t && t < *b);
-    let mut boots: Vec<DateTime<Utc>> =
-        req.down.iter().map(|(_, end)| *end).filter(|end| *end >= req.from && *end < req.to).collect();
+    let mut boots: Vec<DateTime<Utc>> = req
+        .down
+        .iter()
+        .map(|(_, end)| *end)
+        .filter(|end| *end >= req.from && *end < req.to)
+        .collect();
     boots.sort();
     boots.dedup();
     let mut boots = boots.into_iter().peekable();
@@ -90,7 +115,12 @@ fn replay(policy: &Policy, req: &Request, ticks: &impl Ticks) -> Outcome {
 }
 
 /// Removes what the plan at `now` removes; returns the survivors (oldest first) with reasons.
-fn prune(rules: &Rules, now: DateTime<Utc>, snapshots: &mut Vec<SnapshotView>, out: &mut Outcome) -> Vec<Kept> {
+fn prune(
+    rules: &Rules,
+    now: DateTime<Utc>,
+    snapshots: &mut Vec<SnapshotView>,
+    out: &mut Outcome,
+) -> Vec<Kept> {
     let plan = plan_retention(now, rules, snapshots);
     if plan.guard.is_some() && plan.decisions.iter().any(|d| !d.keep) {
         out.blocked += 1;
@@ -109,7 +139,10 @@ fn prune(rules: &Rules, now: DateTime<Utc>, snapshots: &mut Vec<SnapshotView>, o
     let mut kept = Vec::with_capacity(before);
     for (i, s) in snapshots.drain(..).enumerate() {
         if keep[i] {
-            kept.push(Kept { time: s.time, reasons: reasons[i] });
+            kept.push(Kept {
+                time: s.time,
+                reasons: reasons[i],
+            });
             survivors.push(s);
         }
     }
@@ -126,8 +159,13 @@ mod tests {
     use std::path::Path;
 
     fn policy(keep: &str, schedule: &str) -> Policy {
-        let src = format!("[policy.p]\nvolumes = [\"vg0/lv\"]\nschedule = \"{schedule}\"\nkeep = {{ {keep} }}\n");
-        parse_str(&src, Path::new("t.toml")).unwrap().policies.remove(0)
+        let src = format!(
+            "[policy.p]\nvolumes = [\"vg0/lv\"]\nschedule = \"{schedule}\"\nkeep = {{ {keep} }}\n"
+        );
+        parse_str(&src, Path::new("t.toml"))
+            .unwrap()
+            .policies
+            .remove(0)
     }
 
     fn t(d: u32, h: u32) -> DateTime<Utc> {
@@ -137,7 +175,15 @@ mod tests {
     #[test]
     fn a_day_of_hourly_snapshots_keeping_the_last_four() {
         let p = policy("last = 4", "0 * * * *");
-        let out = simulate(&p, &Request { from: t(1, 0), to: t(2, 0), every: None, down: vec![] });
+        let out = simulate(
+            &p,
+            &Request {
+                from: t(1, 0),
+                to: t(2, 0),
+                every: None,
+                down: vec![],
+            },
+        );
         assert_eq!(out.taken, 24);
         assert_eq!(out.removed, 20);
         let times: Vec<_> = out.kept.iter().map(|k| k.time).collect();
@@ -148,15 +194,34 @@ mod tests {
     fn downtime_takes_one_catch_up_at_its_end() {
         let p = policy("last = 100", "0 * * * *");
         let boot = t(1, 9) + Duration::minutes(10);
-        let out = simulate(&p, &Request { from: t(1, 0), to: t(1, 12), every: None, down: vec![(t(1, 2) + Duration::minutes(30), boot)] });
+        let out = simulate(
+            &p,
+            &Request {
+                from: t(1, 0),
+                to: t(1, 12),
+                every: None,
+                down: vec![(t(1, 2) + Duration::minutes(30), boot)],
+            },
+        );
         let times: Vec<_> = out.kept.iter().map(|k| k.time).collect();
-        assert_eq!(times, vec![t(1, 0), t(1, 1), t(1, 2), boot, t(1, 10), t(1, 11)]);
+        assert_eq!(
+            times,
+            vec![t(1, 0), t(1, 1), t(1, 2), boot, t(1, 10), t(1, 11)]
+        );
     }
 
     #[test]
     fn every_overrides_the_schedule() {
         let p = policy("last = 100", "0 0 * * *");
-        let out = simulate(&p, &Request { from: t(1, 0), to: t(1, 1), every: Some(Duration::minutes(15)), down: vec![] });
+        let out = simulate(
+            &p,
+            &Request {
+                from: t(1, 0),
+                to: t(1, 1),
+                every: Some(Duration::minutes(15)),
+                down: vec![],
+            },
+        );
         assert_eq!(out.taken, 4);
     }
 }

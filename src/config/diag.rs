@@ -97,7 +97,10 @@ pub fn parse_collecting<T: DeserializeOwned>(
         let entry = innermost_entry(doc.as_table(), &span, &mut Vec::new());
         let key = entry.as_ref().map(|e| e.path.join(".")).unwrap_or_default();
         let (message, hint) = reword(err.message());
-        diags.push(Diagnostic { hint, ..map.at(span, &key, message) });
+        diags.push(Diagnostic {
+            hint,
+            ..map.at(span, &key, message)
+        });
         let Some(range) = entry.and_then(|e| blank_range(&work, &e)) else {
             return (None, diags);
         };
@@ -108,7 +111,12 @@ pub fn parse_collecting<T: DeserializeOwned>(
 
 fn syntax_error(map: &SourceMap<'_>, span: Range<usize>, message: &str) -> Diagnostic {
     let first_line = message.lines().next().unwrap_or("invalid TOML").trim();
-    let detail: Vec<&str> = message.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let detail: Vec<&str> = message
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     Diagnostic {
         hint: (!detail.is_empty()).then(|| detail.join("; ")),
         ..map.at(span, "", format!("not valid TOML: {first_line}"))
@@ -136,7 +144,10 @@ fn reword(message: &str) -> (String, Option<String>) {
             other => other,
         };
         let found = found.replace("sequence", "array").replace("map", "table");
-        return (format!("wrong type: expected {expected}, found {found}"), None);
+        return (
+            format!("wrong type: expected {expected}, found {found}"),
+            None,
+        );
     }
     (message.to_owned(), None)
 }
@@ -162,7 +173,9 @@ struct Entry {
 /// The deepest key/value entry whose key or value contains the error's span.
 fn innermost_entry(table: &Table, span: &Range<usize>, path: &mut Vec<String>) -> Option<Entry> {
     for (name, item) in table.iter() {
-        let Some((key, _)) = table.get_key_value(name) else { continue };
+        let Some((key, _)) = table.get_key_value(name) else {
+            continue;
+        };
         path.push(name.to_owned());
         let found = entry_for(key.span(), item, span, path);
         path.pop();
@@ -187,13 +200,21 @@ fn entry_for(
                 return Some(inner);
             }
             let header = !t.is_dotted();
-            contains(&key).then(|| Entry { path: path.clone(), key: key.clone(), value: key, inline: false, header })
+            contains(&key).then(|| Entry {
+                path: path.clone(),
+                key: key.clone(),
+                value: key,
+                inline: false,
+                header,
+            })
         }
         Item::Value(v) => {
             let value = v.span()?;
             if let Value::InlineTable(t) = v {
                 for (name, _) in t.iter() {
-                    let Some((k, inner_item)) = t.get_key_value(name) else { continue };
+                    let Some((k, inner_item)) = t.get_key_value(name) else {
+                        continue;
+                    };
                     path.push(name.to_owned());
                     let found = entry_for(k.span(), inner_item, span, path).map(|mut e| {
                         e.inline = true;
@@ -205,8 +226,13 @@ fn entry_for(
                     }
                 }
             }
-            (contains(&key) || contains(&value))
-                .then(|| Entry { path: path.clone(), key, value, inline: false, header: false })
+            (contains(&key) || contains(&value)).then(|| Entry {
+                path: path.clone(),
+                key,
+                value,
+                inline: false,
+                header: false,
+            })
         }
         Item::None | Item::ArrayOfTables(_) => None,
     }
@@ -218,7 +244,9 @@ fn blank_range(text: &str, e: &Entry) -> Option<Range<usize>> {
     if e.header {
         // A whole `[table]` section: from its header line to the next header or the end.
         let start = line_start(e.key.start);
-        let mut end = text[start..].find('\n').map_or(text.len(), |n| start + n + 1);
+        let mut end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |n| start + n + 1);
         while end < text.len() {
             let next = text[end..].find('\n').map_or(text.len(), |n| end + n + 1);
             if text[end..next].trim_start().starts_with('[') {
@@ -249,8 +277,10 @@ fn blank_range(text: &str, e: &Entry) -> Option<Range<usize>> {
 }
 
 fn blank(text: &mut String, range: Range<usize>) {
-    let replaced: String =
-        text[range.clone()].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
+    let replaced: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
     // Multi-byte characters become several spaces' worth of bytes: pad to keep offsets.
     let pad = range.len() - replaced.len();
     text.replace_range(range, &(replaced + &" ".repeat(pad)));
@@ -270,7 +300,10 @@ mod tests {
 
     #[test]
     fn line_and_column_count_characters() {
-        let map = SourceMap { file: Path::new("f.toml"), text: "a = 1\nbé = 2\n" };
+        let map = SourceMap {
+            file: Path::new("f.toml"),
+            text: "a = 1\nbé = 2\n",
+        };
         assert_eq!(map.line_col(0), (1, 1));
         assert_eq!(map.line_col(6), (2, 1));
         assert_eq!(map.line_col(10), (2, 4));

@@ -50,7 +50,11 @@ impl Config {
                 .unwrap_or_default();
             format!(
                 "no policy named \"{name}\" (policies: {}){hint}",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             )
         })
     }
@@ -111,38 +115,62 @@ pub fn parse_str(src: &str, origin: &Path) -> Result<Config, ConfigErrors> {
 ///
 /// # Errors
 /// Every problem in every file, each with its location.
-pub fn parse_sources(sources: Vec<(PathBuf, String)>, system_tz: Tz) -> Result<Config, ConfigErrors> {
-    let mut diags = Vec::new();
+pub fn parse_sources(
+    sources: Vec<(PathBuf, String)>,
+    system_tz: Tz,
+) -> Result<Config, ConfigErrors> {
+    let mut diags: Vec<Diagnostic> = Vec::new();
     let mut origins = Vec::new();
     for (file, text) in sources {
         let (raw, mut d) = diag::parse_collecting::<RawFile>(&text, &file);
         diags.append(&mut d);
-        origins.push(Origin { file, text, raw: raw.unwrap_or_default() });
+        origins.push(Origin {
+            file,
+            text,
+            raw: raw.unwrap_or_default(),
+        });
     }
     let settings_origin = origins.iter().find(|o| o.raw.settings.is_some());
     let settings = match settings_origin {
         Some(o) => {
             let mut v = FileValidator::new(&o.file, &o.text);
-            let s = v.settings(o.raw.settings.as_ref().expect("found above").get_ref(), system_tz);
+            let s = v.settings(
+                o.raw.settings.as_ref().expect("found above").get_ref(),
+                system_tz,
+            );
             diags.append(&mut v.diags);
             s
         }
-        None => Settings { catalog: PathBuf::from(DEFAULT_CATALOG), timezone: system_tz },
+        None => Settings {
+            catalog: PathBuf::from(DEFAULT_CATALOG),
+            timezone: system_tz,
+        },
     };
     let mut policies = Vec::new();
     for o in &origins {
         let mut v = FileValidator::new(&o.file, &o.text);
-        for (name, raw) in &o.raw.policy {
+        // A key blanked for a structural error is already reported; do not call it missing too.
+        v.reported = diags
+            .iter()
+            .filter(|d| d.file == o.file)
+            .map(|d| d.key.clone())
+            .collect();
+        for (name, raw) in o.raw.policies_in_order() {
             policies.extend(v.policy(name, raw, &settings));
         }
         diags.append(&mut v.diags);
     }
     diags.extend(check_across_files(&origins));
     if !diags.is_empty() {
+        diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         return Err(ConfigErrors(diags));
     }
     let files = origins.into_iter().map(|o| o.file).collect();
-    Ok(Config { settings, policies, files })
+    Ok(Config {
+        settings,
+        policies,
+        files,
+    })
 }
 
 /// The files a configuration path stands for: a directory means its `*.toml` files; a file
@@ -174,7 +202,10 @@ pub fn config_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}{}", hint_for(.source))]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(ConfigErrors),
     #[error("{0}: no *.toml policy files in this directory")]
@@ -197,7 +228,10 @@ fn hint_for(e: &std::io::Error) -> &'static str {
 /// The files cannot be read, or any of them is invalid.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     fn read_err(p: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
-        move |source| LoadError::Read { path: p.to_owned(), source }
+        move |source| LoadError::Read {
+            path: p.to_owned(),
+            source,
+        }
     }
     let files = config_files(path).map_err(read_err(path))?;
     if files.is_empty() {
@@ -213,5 +247,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 
 /// The host's time zone, as the system reports it; UTC when it cannot be told.
 pub fn system_timezone() -> Tz {
-    iana_time_zone::get_timezone().ok().and_then(|n| n.parse().ok()).unwrap_or(Tz::UTC)
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(Tz::UTC)
 }

@@ -18,6 +18,15 @@ pub struct RawFile {
     pub policy: BTreeMap<Spanned<String>, RawPolicy>,
 }
 
+impl RawFile {
+    /// Policies in the order they are written in the file.
+    pub fn policies_in_order(&self) -> Vec<(&Spanned<String>, &RawPolicy)> {
+        let mut v: Vec<_> = self.policy.iter().collect();
+        v.sort_by_key(|(name, _)| name.span().start);
+        v
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawSettings {

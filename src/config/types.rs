@@ -51,11 +51,17 @@ pub fn check_lvm_name(name: &str, what: &str) -> Result<(), String> {
         if name.starts_with("snapshot") || name.starts_with("pvmove") {
             return Err(format!(
                 "logical volume name starts with {:?}, which LVM reserves",
-                if name.starts_with("snapshot") { "snapshot" } else { "pvmove" }
+                if name.starts_with("snapshot") {
+                    "snapshot"
+                } else {
+                    "pvmove"
+                }
             ));
         }
         if let Some(r) = RESERVED_LV_SUBSTRINGS.iter().find(|r| name.contains(*r)) {
-            return Err(format!("logical volume name contains {r:?}, which LVM reserves"));
+            return Err(format!(
+                "logical volume name contains {r:?}, which LVM reserves"
+            ));
         }
     }
     Ok(())
@@ -80,11 +86,16 @@ impl FromStr for VolumeRef {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.strip_prefix("/dev/").unwrap_or(s);
         let Some((vg, lv)) = s.split_once('/') else {
-            return Err(format!("{s:?} is not of the form VG/LV (for example \"vg0/home\")"));
+            return Err(format!(
+                "{s:?} is not of the form VG/LV (for example \"vg0/home\")"
+            ));
         };
         check_lvm_name(vg, "volume group")?;
         check_lvm_name(lv, "logical volume")?;
-        Ok(VolumeRef { vg: vg.to_owned(), lv: lv.to_owned() })
+        Ok(VolumeRef {
+            vg: vg.to_owned(),
+            lv: lv.to_owned(),
+        })
     }
 }
 
@@ -113,7 +124,9 @@ impl FromStr for SnapshotSize {
         let t = s.trim();
         if let Some((num, what)) = t.split_once('%') {
             let p: u32 = num.trim().parse().map_err(|_| {
-                format!("{s:?}: {num:?} is not a whole percentage (write for example \"20%ORIGIN\")")
+                format!(
+                    "{s:?}: {num:?} is not a whole percentage (write for example \"20%ORIGIN\")"
+                )
             })?;
             let bounded = |max: u32| {
                 if p == 0 || p > max {
@@ -130,17 +143,21 @@ impl FromStr for SnapshotSize {
                 )),
             };
         }
-        parse_bytes(t).map(SnapshotSize::Bytes).map_err(|e| format!("{s:?}: {e}"))
+        parse_bytes(t)
+            .map(SnapshotSize::Bytes)
+            .map_err(|e| format!("{s:?}: {e}"))
     }
 }
 
 /// Parses `4G`, `512M`, `1.5T`, `4GiB` (binary units, as LVM's `--size` reads them).
 fn parse_bytes(t: &str) -> Result<u64, String> {
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| "not a size; write a number with a unit, as in \"4G\" or \"512M\"".to_owned())?;
+    let value: f64 = num.parse().map_err(|_| {
+        "not a size; write a number with a unit, as in \"4G\" or \"512M\"".to_owned()
+    })?;
     let unit = unit.trim().to_ascii_uppercase();
     let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
         "K" => 10,
@@ -207,7 +224,9 @@ impl Span {
             .unwrap_or(NaiveDateTime::MIN);
         let calendar = resolve_local(tz, shifted);
         calendar
-            .checked_sub_signed(Duration::seconds(i64::try_from(self.seconds).unwrap_or(i64::MAX)))
+            .checked_sub_signed(Duration::seconds(
+                i64::try_from(self.seconds).unwrap_or(i64::MAX),
+            ))
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 }
@@ -267,13 +286,19 @@ impl FromStr for Span {
         }
         let mut span = Span::default();
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(format!("{s:?}: expected a number at {rest:?}"));
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| format!("{s:?}: number too large"))?;
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("{s:?}: number too large"))?;
             rest = rest[digits..].trim_start();
-            let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = rest[unit_len..].trim_start();
             let add = |x: u64, mul: u64| x.checked_mul(mul).ok_or(format!("{s:?}: too long"));
@@ -418,9 +443,10 @@ impl Keep {
         }
         for p in Period::ALL {
             match self.period(p) {
-                Some(Count::N(1)) => {
-                    out.push(format!("the newest snapshot of the most recent {}", p.noun()))
-                }
+                Some(Count::N(1)) => out.push(format!(
+                    "the newest snapshot of the most recent {}",
+                    p.noun()
+                )),
                 Some(Count::N(n)) => out.push(format!(
                     "the newest snapshot of each of the {n} most recent {}s that have one",
                     p.noun()
@@ -459,17 +485,29 @@ impl Schedule {
             ));
         }
         if text.trim_start().starts_with('@') {
-            return Err(format!("{text:?}: nicknames such as @hourly are not supported"));
+            return Err(format!(
+                "{text:?}: nicknames such as @hourly are not supported"
+            ));
         }
-        let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
+        check_cron_ranges(text)?;
+        let parser = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build();
         let cron = parser
             .parse(text)
             .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))?;
         // An expression that never fires (such as 30 February) is useless as a schedule.
-        let probe = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("valid date");
+        let probe = Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date");
         cron.find_next_occurrence(&probe, true)
             .map_err(|_| format!("{text:?} never matches a real date"))?;
-        Ok(Schedule { cron, text: text.split_whitespace().collect::<Vec<_>>().join(" ") })
+        Ok(Schedule {
+            cron,
+            text: text.split_whitespace().collect::<Vec<_>>().join(" "),
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -493,6 +531,40 @@ impl Schedule {
     }
 }
 
+/// Names the field of a number out of range, which the cron parser reports only generically.
+fn check_cron_ranges(text: &str) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 6] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let names = if fields.len() == 6 {
+        &FIELDS[..]
+    } else {
+        &FIELDS[1..]
+    };
+    for (field, (name, lo, hi)) in fields.iter().zip(names) {
+        let (range, step) = field.split_once('/').unwrap_or((field, ""));
+        for part in range.split(',').flat_map(|p| p.split('-')) {
+            if let Ok(n) = part.parse::<u32>() {
+                if n < *lo || n > *hi {
+                    return Err(format!("{text:?}: {name} {n} is out of range {lo}-{hi}"));
+                }
+            }
+        }
+        if step == "0" {
+            return Err(format!(
+                "{text:?}: a step of 0 in the {name} field never advances"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What to do with snapshots LVM reports invalid (overflowed, their data lost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InvalidAction {
@@ -514,16 +586,32 @@ mod tests {
         assert_eq!("10%free".parse(), Ok(SnapshotSize::PercentOfFree(10)));
         assert!("0%ORIGIN".parse::<SnapshotSize>().is_err());
         assert!("101%FREE".parse::<SnapshotSize>().is_err());
-        assert!("20%VG".parse::<SnapshotSize>().unwrap_err().contains("ORIGIN or FREE"));
-        assert!("4".parse::<SnapshotSize>().unwrap_err().contains("needs a unit"));
-        assert!("4X".parse::<SnapshotSize>().unwrap_err().contains("unknown unit"));
+        assert!("20%VG"
+            .parse::<SnapshotSize>()
+            .unwrap_err()
+            .contains("ORIGIN or FREE"));
+        assert!("4"
+            .parse::<SnapshotSize>()
+            .unwrap_err()
+            .contains("needs a unit"));
+        assert!("4X"
+            .parse::<SnapshotSize>()
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!("0G".parse::<SnapshotSize>().is_err());
     }
 
     #[test]
     fn spans_parse_and_print_back() {
         let s: Span = "1d12h".parse().unwrap();
-        assert_eq!(s, Span { months: 0, days: 1, seconds: 12 * 3600 });
+        assert_eq!(
+            s,
+            Span {
+                months: 0,
+                days: 1,
+                seconds: 12 * 3600
+            }
+        );
         assert_eq!(s.to_string(), "1d12h");
         assert_eq!("1y6mo".parse::<Span>().unwrap().months, 18);
         assert_eq!("90min".parse::<Span>().unwrap().to_string(), "1h30min");
@@ -539,7 +627,10 @@ mod tests {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         let t = Utc.with_ymd_and_hms(2024, 3, 31, 22, 0, 0).unwrap();
         let one_day: Span = "1d".parse().unwrap();
-        assert_eq!(one_day.before(t, tz), Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap());
+        assert_eq!(
+            one_day.before(t, tz),
+            Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap()
+        );
     }
 
     #[test]
@@ -547,12 +638,27 @@ mod tests {
         assert!("vg0/home".parse::<VolumeRef>().is_ok());
         assert!("/dev/vg0/home".parse::<VolumeRef>().is_ok());
         assert!("home".parse::<VolumeRef>().unwrap_err().contains("VG/LV"));
-        assert!("vg0/snapshot1".parse::<VolumeRef>().unwrap_err().contains("reserves"));
-        assert!("vg0/data_tmeta".parse::<VolumeRef>().unwrap_err().contains("_tmeta"));
-        assert!("vg 0/home".parse::<VolumeRef>().unwrap_err().contains("' '"));
-        assert!("vg0/-x".parse::<VolumeRef>().unwrap_err().contains("starts with '-'"));
+        assert!("vg0/snapshot1"
+            .parse::<VolumeRef>()
+            .unwrap_err()
+            .contains("reserves"));
+        assert!("vg0/data_tmeta"
+            .parse::<VolumeRef>()
+            .unwrap_err()
+            .contains("_tmeta"));
+        assert!("vg 0/home"
+            .parse::<VolumeRef>()
+            .unwrap_err()
+            .contains("' '"));
+        assert!("vg0/-x"
+            .parse::<VolumeRef>()
+            .unwrap_err()
+            .contains("starts with '-'"));
         let long = format!("vg0/{}", "a".repeat(128));
-        assert!(long.parse::<VolumeRef>().unwrap_err().contains("at most 127"));
+        assert!(long
+            .parse::<VolumeRef>()
+            .unwrap_err()
+            .contains("at most 127"));
     }
 
     #[test]
@@ -561,6 +667,8 @@ mod tests {
         assert!(Schedule::parse("*/5 0 * * * *").is_ok());
         assert!(Schedule::parse("* * * *").unwrap_err().contains("4 fields"));
         assert!(Schedule::parse("61 * * * *").is_err());
-        assert!(Schedule::parse("0 0 30 2 *").unwrap_err().contains("never matches"));
+        assert!(Schedule::parse("0 0 30 2 *")
+            .unwrap_err()
+            .contains("never matches"));
     }
 }

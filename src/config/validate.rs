@@ -13,16 +13,23 @@ use super::diag::{nearest, Diagnostic, SourceMap};
 use super::raw::{RawCount, RawFile, RawKeep, RawPolicy, RawSettings};
 use super::types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
 use super::{Policy, Settings, DEFAULT_CATALOG};
+use crate::plan::naming::MAX_ORIGIN_NAME;
 
 /// Validates one file's policies; cross-file checks happen in [`check_across_files`].
 pub struct FileValidator<'a> {
     pub map: SourceMap<'a>,
     pub diags: Vec<Diagnostic>,
+    /// Keys that already have a structural error from the first stage.
+    pub reported: std::collections::HashSet<String>,
 }
 
 impl<'a> FileValidator<'a> {
     pub fn new(file: &'a Path, text: &'a str) -> Self {
-        FileValidator { map: SourceMap { file, text }, diags: Vec::new() }
+        FileValidator {
+            map: SourceMap { file, text },
+            diags: Vec::new(),
+            reported: Default::default(),
+        }
     }
 
     fn error(&mut self, span: Range<usize>, key: &str, message: String, hint: Option<String>) {
@@ -41,7 +48,12 @@ impl<'a> FileValidator<'a> {
         match parse(raw.get_ref()) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.error(raw.span(), key, e, (!hint.is_empty()).then(|| hint.to_owned()));
+                self.error(
+                    raw.span(),
+                    key,
+                    e,
+                    (!hint.is_empty()).then(|| hint.to_owned()),
+                );
                 None
             }
         }
@@ -56,7 +68,12 @@ impl<'a> FileValidator<'a> {
         let catalog = match &raw.catalog {
             Some(c) if !Path::new(c.get_ref()).is_absolute() => {
                 let hint = format!("write the full path, for example \"{DEFAULT_CATALOG}\"");
-                self.error(c.span(), "settings.catalog", format!("{:?} is not an absolute path", c.get_ref()), Some(hint));
+                self.error(
+                    c.span(),
+                    "settings.catalog",
+                    format!("{:?} is not an absolute path", c.get_ref()),
+                    Some(hint),
+                );
                 PathBuf::from(DEFAULT_CATALOG)
             }
             Some(c) => PathBuf::from(c.get_ref()),
@@ -75,12 +92,22 @@ impl<'a> FileValidator<'a> {
             Some(n) => format!("did you mean \"{n}\"?"),
             None => "use an IANA zone name such as \"Europe/Berlin\" or \"UTC\"".to_owned(),
         };
-        self.error(raw.span(), key, format!("unknown time zone {name:?}"), Some(hint));
+        self.error(
+            raw.span(),
+            key,
+            format!("unknown time zone {name:?}"),
+            Some(hint),
+        );
         None
     }
 
     /// Validates one `[policy.NAME]` table; `None` when it has errors (all recorded).
-    pub fn policy(&mut self, name: &Spanned<String>, raw: &RawPolicy, settings: &Settings) -> Option<Policy> {
+    pub fn policy(
+        &mut self,
+        name: &Spanned<String>,
+        raw: &RawPolicy,
+        settings: &Settings,
+    ) -> Option<Policy> {
         let before = self.diags.len();
         let p = |k: &str| format!("policy.{}.{k}", name.get_ref());
         self.policy_name(name);
@@ -93,15 +120,32 @@ impl<'a> FileValidator<'a> {
             }
         };
         let size = match &raw.size {
-            Some(s) => self.value(s, &p("size"), "write a size such as \"4G\", \"20%ORIGIN\" or \"10%FREE\"", SnapshotSize::from_str),
+            Some(s) => self.value(
+                s,
+                &p("size"),
+                "write a size such as \"4G\", \"20%ORIGIN\" or \"10%FREE\"",
+                SnapshotSize::from_str,
+            ),
             None => Some(SnapshotSize::PercentOfOrigin(super::DEFAULT_SIZE_PERCENT)),
         };
         let keep = self.keep(name, raw.keep.as_ref());
         let min_age = self.span_or(raw.min_age.as_ref(), &p("min-age"), Span::default());
-        let future_skew = self.span_or(raw.future_skew.as_ref(), &p("future-skew"), Span { seconds: 300, ..Span::default() });
+        let future_skew = self.span_or(
+            raw.future_skew.as_ref(),
+            &p("future-skew"),
+            Span {
+                seconds: 300,
+                ..Span::default()
+            },
+        );
         if let (Some(s), Some(skew)) = (&raw.future_skew, future_skew) {
             if skew.fixed().is_none() {
-                self.error(s.span(), &p("future-skew"), "must be a fixed length (s, min, h)".to_owned(), None);
+                self.error(
+                    s.span(),
+                    &p("future-skew"),
+                    "must be a fixed length (s, min, h)".to_owned(),
+                    None,
+                );
             }
         }
         let timezone = match &raw.timezone {
@@ -110,18 +154,31 @@ impl<'a> FileValidator<'a> {
         };
         let max_remove_percent = match &raw.max_remove_percent {
             Some(v) if !(1..=100).contains(v.get_ref()) => {
-                self.error(v.span(), &p("max-remove-percent"), format!("{} is not a percentage between 1 and 100", v.get_ref()), Some("the default, 50, stops a run that would remove more than half of a group".to_owned()));
+                self.error(
+                    v.span(),
+                    &p("max-remove-percent"),
+                    format!("{} is not a percentage between 1 and 100", v.get_ref()),
+                    Some(
+                        "the default, 50, stops a run that would remove more than half of a group"
+                            .to_owned(),
+                    ),
+                );
                 None
             }
             Some(v) => Some(*v.get_ref() as u8),
             None => Some(super::DEFAULT_MAX_REMOVE_PERCENT),
         };
         let invalid = match &raw.invalid {
-            Some(v) => self.value(v, &p("invalid"), "write \"remove\" (the default) or \"keep\"", |s| match s {
-                "remove" => Ok(InvalidAction::Remove),
-                "keep" => Ok(InvalidAction::Keep),
-                other => Err(format!("{other:?} is not a choice")),
-            }),
+            Some(v) => self.value(
+                v,
+                &p("invalid"),
+                "write \"remove\" (the default) or \"keep\"",
+                |s| match s {
+                    "remove" => Ok(InvalidAction::Remove),
+                    "keep" => Ok(InvalidAction::Keep),
+                    other => Err(format!("{other:?} is not a choice")),
+                },
+            ),
             None => Some(InvalidAction::Remove),
         };
         if self.diags.len() > before {
@@ -144,7 +201,18 @@ impl<'a> FileValidator<'a> {
     }
 
     fn missing(&mut self, name: &Spanned<String>, key: &str, hint: &str) {
-        self.error(name.span(), &format!("policy.{}", name.get_ref()), format!("missing key \"{key}\""), Some(hint.to_owned()));
+        if self
+            .reported
+            .contains(&format!("policy.{}.{key}", name.get_ref()))
+        {
+            return;
+        }
+        self.error(
+            name.span(),
+            &format!("policy.{}", name.get_ref()),
+            format!("missing key \"{key}\""),
+            Some(hint.to_owned()),
+        );
     }
 
     fn policy_name(&mut self, name: &Spanned<String>) {
@@ -152,24 +220,55 @@ impl<'a> FileValidator<'a> {
         let ok = !n.is_empty()
             && n.len() <= 64
             && !n.starts_with('-')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
         if !ok {
-            self.error(name.span(), &format!("policy.{n}"), format!("policy name {n:?} is not usable in an LVM tag"), Some("use up to 64 letters, digits and _ - . + (not starting with -)".to_owned()));
+            self.error(
+                name.span(),
+                &format!("policy.{n}"),
+                format!("policy name {n:?} is not usable in an LVM tag"),
+                Some("use up to 64 letters, digits and _ - . + (not starting with -)".to_owned()),
+            );
         }
     }
 
-    fn volumes(&mut self, name: &Spanned<String>, raw: &RawPolicy, key: &str) -> Option<Vec<VolumeRef>> {
+    fn volumes(
+        &mut self,
+        name: &Spanned<String>,
+        raw: &RawPolicy,
+        key: &str,
+    ) -> Option<Vec<VolumeRef>> {
         let Some(list) = &raw.volumes else {
-            self.missing(name, "volumes", "add the origin volumes, for example volumes = [\"vg0/home\"]");
+            self.missing(
+                name,
+                "volumes",
+                "add the origin volumes, for example volumes = [\"vg0/home\"]",
+            );
             return None;
         };
         if list.get_ref().is_empty() {
-            self.error(list.span(), key, "the list is empty".to_owned(), Some("name at least one origin volume, as in [\"vg0/home\"]".to_owned()));
+            self.error(
+                list.span(),
+                key,
+                "the list is empty".to_owned(),
+                Some("name at least one origin volume, as in [\"vg0/home\"]".to_owned()),
+            );
             return None;
         }
         let mut out: Vec<VolumeRef> = Vec::new();
         for v in list.get_ref() {
-            let Some(vol) = self.value(v, key, "", VolumeRef::from_str) else { continue };
+            let Some(vol) = self.value(v, key, "", VolumeRef::from_str) else {
+                continue;
+            };
+            if vol.lv.len() > MAX_ORIGIN_NAME {
+                let message = format!("logical volume name {:?} is {} characters long; snapshot names add 24, so at most {MAX_ORIGIN_NAME} fit LVM's limit", vol.lv, vol.lv.len());
+                self.error(
+                    v.span(),
+                    key,
+                    message,
+                    Some("rename the volume with lvrename".to_owned()),
+                );
+            }
             if out.contains(&vol) {
                 self.error(v.span(), key, format!("{vol} is listed twice"), None);
             }
@@ -180,7 +279,12 @@ impl<'a> FileValidator<'a> {
 
     fn span_or(&mut self, raw: Option<&Spanned<String>>, key: &str, default: Span) -> Option<Span> {
         match raw {
-            Some(s) => self.value(s, key, "write a duration such as \"90min\", \"36h\", \"7d\", \"2w\", \"6mo\" or \"1y\"", Span::from_str),
+            Some(s) => self.value(
+                s,
+                key,
+                "write a duration such as \"90min\", \"36h\", \"7d\", \"2w\", \"6mo\" or \"1y\"",
+                Span::from_str,
+            ),
             None => Some(default),
         }
     }
@@ -188,18 +292,37 @@ impl<'a> FileValidator<'a> {
     fn keep(&mut self, name: &Spanned<String>, raw: Option<&RawKeep>) -> Option<Keep> {
         let mut keep = Keep::default();
         let Some(raw) = raw else {
-            self.no_keep_rule(name);
+            if !self
+                .reported
+                .contains(&format!("policy.{}.keep", name.get_ref()))
+            {
+                self.no_keep_rule(name);
+            }
             return None;
         };
         let before = self.diags.len();
         let key = |k: &str| format!("policy.{}.keep.{k}", name.get_ref());
         keep.last = raw.last.as_ref().and_then(|c| self.count(c, &key("last")));
         keep.within = raw.within.as_ref().and_then(|w| {
-            self.value(w, &key("within"), "write a duration such as \"36h\" or \"7d\"", Span::from_str)
+            self.value(
+                w,
+                &key("within"),
+                "write a duration such as \"36h\" or \"7d\"",
+                Span::from_str,
+            )
         });
-        let periods = [&raw.hourly, &raw.daily, &raw.weekly, &raw.monthly, &raw.quarterly, &raw.yearly];
+        let periods = [
+            &raw.hourly,
+            &raw.daily,
+            &raw.weekly,
+            &raw.monthly,
+            &raw.quarterly,
+            &raw.yearly,
+        ];
         for (period, raw_count) in Period::ALL.into_iter().zip(periods) {
-            keep.periods[period as usize] = raw_count.as_ref().and_then(|c| self.count(c, &key(period.key())));
+            keep.periods[period as usize] = raw_count
+                .as_ref()
+                .and_then(|c| self.count(c, &key(period.key())));
         }
         if self.diags.len() > before {
             return None;
@@ -222,13 +345,23 @@ impl<'a> FileValidator<'a> {
 
     fn count(&mut self, raw: &Spanned<RawCount>, key: &str) -> Option<Count> {
         let message = match raw.get_ref() {
-            RawCount::Number(n) if *n >= 1 && *n <= i64::from(u32::MAX) => return Some(Count::N(*n as u32)),
+            RawCount::Number(n) if *n >= 1 && *n <= i64::from(u32::MAX) => {
+                return Some(Count::N(*n as u32))
+            }
             RawCount::Word(w) if w == "all" => return Some(Count::All),
             RawCount::Number(n) if *n <= 0 => format!("{n} is not a positive count"),
             RawCount::Number(n) => format!("{n} is too large"),
             RawCount::Word(w) => format!("{w:?} is not a count"),
         };
-        self.error(raw.span(), key, message, Some("write a positive whole number, or \"all\"; remove the key to turn the rule off".to_owned()));
+        self.error(
+            raw.span(),
+            key,
+            message,
+            Some(
+                "write a positive whole number, or \"all\"; remove the key to turn the rule off"
+                    .to_owned(),
+            ),
+        );
         None
     }
 }
@@ -247,30 +380,55 @@ pub fn check_across_files(origins: &[Origin]) -> Vec<Diagnostic> {
     let mut volumes: BTreeMap<VolumeRef, (&str, &Path, usize)> = BTreeMap::new();
     let mut settings_seen: Option<(&Path, usize)> = None;
     for o in origins {
-        let map = SourceMap { file: &o.file, text: &o.text };
+        let map = SourceMap {
+            file: &o.file,
+            text: &o.text,
+        };
         if let Some(s) = &o.raw.settings {
             let line = map.line_col(s.span().start).0;
             if let Some((file, first)) = settings_seen {
                 let d = map.at(s.span(), "settings", "settings are given twice".to_owned());
-                diags.push(Diagnostic { hint: Some(format!("keep one [settings] table; the first is at {}:{first}", file.display())), ..d });
+                diags.push(Diagnostic {
+                    hint: Some(format!(
+                        "keep one [settings] table; the first is at {}:{first}",
+                        file.display()
+                    )),
+                    ..d
+                });
             } else {
                 settings_seen = Some((&o.file, line));
             }
         }
-        for (name, policy) in &o.raw.policy {
+        for (name, policy) in o.raw.policies_in_order() {
             let line = map.line_col(name.span().start).0;
             if let Some((file, first)) = names.get(name.get_ref().as_str()) {
-                let d = map.at(name.span(), &format!("policy.{}", name.get_ref()), "policy is defined twice".to_owned());
-                diags.push(Diagnostic { hint: Some(format!("rename one; the first is at {}:{first}", file.display())), ..d });
+                let d = map.at(
+                    name.span(),
+                    &format!("policy.{}", name.get_ref()),
+                    "policy is defined twice".to_owned(),
+                );
+                diags.push(Diagnostic {
+                    hint: Some(format!(
+                        "rename one; the first is at {}:{first}",
+                        file.display()
+                    )),
+                    ..d
+                });
                 continue;
             }
             names.insert(name.get_ref(), (&o.file, line));
             for v in policy.volumes.iter().flat_map(|l| l.get_ref()) {
-                let Ok(vol) = VolumeRef::from_str(v.get_ref()) else { continue };
+                let Ok(vol) = VolumeRef::from_str(v.get_ref()) else {
+                    continue;
+                };
                 let line = map.line_col(v.span().start).0;
                 match volumes.get(&vol) {
                     Some((other, file, first)) if *other != name.get_ref().as_str() => {
-                        let d = map.at(v.span(), &format!("policy.{}.volumes", name.get_ref()), format!("volume {vol} is already in policy \"{other}\""));
+                        let d = map.at(
+                            v.span(),
+                            &format!("policy.{}.volumes", name.get_ref()),
+                            format!("volume {vol} is already in policy \"{other}\""),
+                        );
                         diags.push(Diagnostic { hint: Some(format!("a volume belongs to one policy; merge the keep rules into \"{other}\" ({}:{first})", file.display())), ..d });
                     }
                     Some(_) => {}

@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn hourly_schedule_is_due_once_per_hour() {
         let schedule = Schedule::parse("0 * * * *").unwrap();
-        let ticks = CronTicks { schedule: &schedule, timezone: Tz::UTC };
+        let ticks = CronTicks {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+        };
         assert!(is_due(&ticks, at(10, 0), None));
         assert!(is_due(&ticks, at(10, 5), Some(at(9, 0))));
         assert!(!is_due(&ticks, at(10, 5), Some(at(10, 0))));
@@ -86,7 +89,10 @@ mod tests {
     #[test]
     fn downtime_gives_one_catch_up() {
         let schedule = Schedule::parse("0 * * * *").unwrap();
-        let ticks = CronTicks { schedule: &schedule, timezone: Tz::UTC };
+        let ticks = CronTicks {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+        };
         // Down from 02:30 to 09:10: due at boot, and once taken, not again before 10:00.
         assert!(is_due(&ticks, at(9, 10), Some(at(2, 0))));
         assert!(!is_due(&ticks, at(9, 11), Some(at(9, 10))));
@@ -94,7 +100,10 @@ mod tests {
 
     #[test]
     fn every_ticks_step_from_their_start() {
-        let ticks = EveryTicks { start: at(0, 0), step: Duration::minutes(15) };
+        let ticks = EveryTicks {
+            start: at(0, 0),
+            step: Duration::minutes(15),
+        };
         assert_eq!(ticks.previous(at(0, 44)), Some(at(0, 30)));
         assert_eq!(ticks.next(at(0, 30)), Some(at(0, 45)));
         assert_eq!(ticks.previous(at(0, 0) - Duration::seconds(1)), None);

@@ -6,4 +6,6 @@ pub mod naming;
 pub mod retention;
 
 pub use due::{is_due, CronTicks, EveryTicks, Ticks};
-pub use retention::{plan_retention, Busy, Decision, Guard, Reasons, RetentionPlan, Rules, SnapshotView};
+pub use retention::{
+    plan_retention, Busy, Decision, Guard, Reasons, RetentionPlan, Rules, SnapshotView,
+};

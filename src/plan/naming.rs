@@ -25,13 +25,20 @@ pub fn snapshot_name(origin: &str, t: DateTime<Utc>, taken: impl Fn(&str) -> boo
 pub fn parse_snapshot_name(name: &str) -> Option<(&str, DateTime<Utc>, u32)> {
     let (origin, rest) = name.rsplit_once(MARK)?;
     let (stamp, seq) = match rest.split_once('-') {
-        Some((stamp, seq)) => (stamp, seq.parse::<u32>().ok().filter(|n| *n >= 2 && !seq.starts_with('0'))?),
+        Some((stamp, seq)) => (
+            stamp,
+            seq.parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 2 && !seq.starts_with('0'))?,
+        ),
         None => (rest, 1),
     };
     if origin.is_empty() || stamp.len() != 16 {
         return None;
     }
-    let t = NaiveDateTime::parse_from_str(stamp, TIME_FORMAT).ok()?.and_utc();
+    let t = NaiveDateTime::parse_from_str(stamp, TIME_FORMAT)
+        .ok()?
+        .and_utc();
     Some((origin, t, seq))
 }
 
@@ -44,9 +51,18 @@ mod tests {
     #[test]
     fn names_sort_by_time_and_avoid_collisions() {
         let t = Utc.with_ymd_and_hms(2026, 11, 28, 6, 0, 0).unwrap();
-        assert_eq!(snapshot_name("home", t, |_| false), "home-lvsnap-20261128T060000Z");
-        let existing = ["home-lvsnap-20261128T060000Z", "home-lvsnap-20261128T060000Z-2"];
-        assert_eq!(snapshot_name("home", t, |n| existing.contains(&n)), "home-lvsnap-20261128T060000Z-3");
+        assert_eq!(
+            snapshot_name("home", t, |_| false),
+            "home-lvsnap-20261128T060000Z"
+        );
+        let existing = [
+            "home-lvsnap-20261128T060000Z",
+            "home-lvsnap-20261128T060000Z-2",
+        ];
+        assert_eq!(
+            snapshot_name("home", t, |n| existing.contains(&n)),
+            "home-lvsnap-20261128T060000Z-3"
+        );
     }
 
     #[test]

@@ -54,7 +54,13 @@ pub struct SnapshotView {
 
 impl SnapshotView {
     pub fn new(name: impl Into<String>, time: DateTime<Utc>) -> Self {
-        SnapshotView { name: name.into(), time, pinned: false, invalid: false, busy: None }
+        SnapshotView {
+            name: name.into(),
+            time,
+            pinned: false,
+            invalid: false,
+            busy: None,
+        }
     }
 }
 
@@ -79,9 +85,27 @@ impl Reasons {
     pub const KEEP_INVALID: u32 = 1 << 21;
 
     pub const NAMES: [&'static str; 22] = [
-        "last", "within", "hourly", "daily", "weekly", "monthly", "quarterly", "yearly",
-        "oldest-hourly", "oldest-daily", "oldest-weekly", "oldest-monthly", "oldest-quarterly",
-        "oldest-yearly", "newest", "pinned", "min-age", "future", "mounted", "merging", "backup",
+        "last",
+        "within",
+        "hourly",
+        "daily",
+        "weekly",
+        "monthly",
+        "quarterly",
+        "yearly",
+        "oldest-hourly",
+        "oldest-daily",
+        "oldest-weekly",
+        "oldest-monthly",
+        "oldest-quarterly",
+        "oldest-yearly",
+        "newest",
+        "pinned",
+        "min-age",
+        "future",
+        "mounted",
+        "merging",
+        "backup",
         "keep-invalid",
     ];
 
@@ -106,7 +130,11 @@ impl Reasons {
     }
 
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Self::NAMES.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n)
+        Self::NAMES
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| *n)
     }
 }
 
@@ -130,9 +158,16 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
     /// `now` is before the newest snapshot: the clock went back. Pruning is skipped.
-    ClockWentBack { now: DateTime<Utc>, newest: DateTime<Utc> },
+    ClockWentBack {
+        now: DateTime<Utc>,
+        newest: DateTime<Utc>,
+    },
     /// The run would remove more than the policy allows at once; `--force` overrides.
-    TooManyRemovals { remove: usize, of: usize, limit_percent: u8 },
+    TooManyRemovals {
+        remove: usize,
+        of: usize,
+        limit_percent: u8,
+    },
 }
 
 impl fmt::Display for Guard {
@@ -187,10 +222,17 @@ impl RetentionPlan {
     }
 
     /// Why no rule keeps a removed snapshot, one clause per rule.
-    pub fn explain_removal(&self, d: &Decision, snapshots: &[SnapshotView], rules: &Rules) -> Vec<String> {
+    pub fn explain_removal(
+        &self,
+        d: &Decision,
+        snapshots: &[SnapshotView],
+        rules: &Rules,
+    ) -> Vec<String> {
         let s = &snapshots[d.index];
         if s.invalid {
-            return vec!["invalid: its copy-on-write space overflowed and its data is lost".to_owned()];
+            return vec![
+                "invalid: its copy-on-write space overflowed and its data is lost".to_owned(),
+            ];
         }
         let pos = self.positions[d.index].unwrap_or(usize::MAX);
         let mut why = Vec::new();
@@ -198,15 +240,26 @@ impl RetentionPlan {
             why.push(format!("not among the {n} newest"));
         }
         if let (Some(w), Some(cut)) = (rules.keep.within, self.trace.within_cutoff) {
-            why.push(format!("older than {w} before the newest (cut-off {})", cut.format("%Y-%m-%d %H:%M:%SZ")));
+            why.push(format!(
+                "older than {w} before the newest (cut-off {})",
+                cut.format("%Y-%m-%d %H:%M:%SZ")
+            ));
         }
         for p in Period::ALL {
-            let Some(count) = rules.keep.period(p) else { continue };
+            let Some(count) = rules.keep.period(p) else {
+                continue;
+            };
             match self.trace.stopped_at[p as usize] {
-                Some(stop) if pos >= stop => {
-                    why.push(format!("{}: beyond the {count} most recent {}s", p.key(), p.noun()))
-                }
-                _ => why.push(format!("{}: a newer snapshot is kept for its {}", p.key(), p.noun())),
+                Some(stop) if pos >= stop => why.push(format!(
+                    "{}: beyond the {count} most recent {}s",
+                    p.key(),
+                    p.noun()
+                )),
+                _ => why.push(format!(
+                    "{}: a newer snapshot is kept for its {}",
+                    p.key(),
+                    p.noun()
+                )),
             }
         }
         if why.is_empty() {
@@ -218,7 +271,12 @@ impl RetentionPlan {
 
 /// Civil time parts of a snapshot in the policy's zone, computed once per snapshot.
 fn bucket_key(local: &NaiveDateTime, p: Period) -> u64 {
-    let (y, m, d, h) = (local.year() as u64, u64::from(local.month()), u64::from(local.day()), u64::from(local.hour()));
+    let (y, m, d, h) = (
+        local.year() as u64,
+        u64::from(local.month()),
+        u64::from(local.day()),
+        u64::from(local.hour()),
+    );
     match p {
         Period::Hourly => ((y * 13 + m) * 32 + d) * 24 + h,
         Period::Daily => (y * 13 + m) * 32 + d,
@@ -233,8 +291,14 @@ fn bucket_key(local: &NaiveDateTime, p: Period) -> u64 {
 }
 
 /// Plans one group. `snapshots` may come in any order; decisions refer back by index.
-pub fn plan_retention(now: DateTime<Utc>, rules: &Rules, snapshots: &[SnapshotView]) -> RetentionPlan {
-    let mut valid: Vec<usize> = (0..snapshots.len()).filter(|&i| !snapshots[i].invalid).collect();
+pub fn plan_retention(
+    now: DateTime<Utc>,
+    rules: &Rules,
+    snapshots: &[SnapshotView],
+) -> RetentionPlan {
+    let mut valid: Vec<usize> = (0..snapshots.len())
+        .filter(|&i| !snapshots[i].invalid)
+        .collect();
     valid.sort_unstable_by(|&a, &b| {
         let (a, b) = (&snapshots[a], &snapshots[b]);
         b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name))
@@ -250,7 +314,8 @@ pub fn plan_retention(now: DateTime<Utc>, rules: &Rules, snapshots: &[SnapshotVi
         trace,
         positions: vec![None; snapshots.len()],
     };
-    let min_age_cutoff = (!rules.min_age.is_zero()).then(|| rules.min_age.before(now, rules.timezone));
+    let min_age_cutoff =
+        (!rules.min_age.is_zero()).then(|| rules.min_age.before(now, rules.timezone));
     for (pos, (&i, mut r)) in valid.iter().zip(reasons).enumerate() {
         let s = &snapshots[i];
         if pos == 0 {
@@ -258,26 +323,47 @@ pub fn plan_retention(now: DateTime<Utc>, rules: &Rules, snapshots: &[SnapshotVi
         }
         protect(s, now, rules, min_age_cutoff, &mut r);
         if r.contains(Reasons::FUTURE) {
-            plan.warnings.push(format!("snapshot {} is dated {}, in the future: check the clock", s.name, s.time));
+            plan.warnings.push(format!(
+                "snapshot {} is dated {}, in the future: check the clock",
+                s.name, s.time
+            ));
         }
         plan.positions[i] = Some(pos);
-        plan.decisions.push(Decision { index: i, keep: !r.is_empty(), reasons: r });
+        plan.decisions.push(Decision {
+            index: i,
+            keep: !r.is_empty(),
+            reasons: r,
+        });
     }
     plan_invalid(now, rules, snapshots, &mut plan);
 
     let newest = valid.first().map(|&i| snapshots[i].time);
-    let removing = plan.decisions.iter().filter(|d| !d.keep && !snapshots[d.index].invalid).count();
+    let removing = plan
+        .decisions
+        .iter()
+        .filter(|d| !d.keep && !snapshots[d.index].invalid)
+        .count();
     plan.guard = match newest {
         Some(newest) if now < newest => Some(Guard::ClockWentBack { now, newest }),
         _ if removing * 100 > valid.len() * usize::from(rules.max_remove_percent) => {
-            Some(Guard::TooManyRemovals { remove: removing, of: valid.len(), limit_percent: rules.max_remove_percent })
+            Some(Guard::TooManyRemovals {
+                remove: removing,
+                of: valid.len(),
+                limit_percent: rules.max_remove_percent,
+            })
         }
         _ => None,
     };
     plan
 }
 
-fn apply_rules(rules: &Rules, snapshots: &[SnapshotView], valid: &[usize], reasons: &mut [Reasons], trace: &mut RuleTrace) {
+fn apply_rules(
+    rules: &Rules,
+    snapshots: &[SnapshotView],
+    valid: &[usize],
+    reasons: &mut [Reasons],
+    trace: &mut RuleTrace,
+) {
     let n = valid.len();
     if n == 0 {
         return;
@@ -287,7 +373,9 @@ fn apply_rules(rules: &Rules, snapshots: &[SnapshotView], valid: &[usize], reaso
             Count::N(k) => (k as usize).min(n),
             Count::All => n,
         };
-        reasons[..take].iter_mut().for_each(|r| r.insert(Reasons::LAST));
+        reasons[..take]
+            .iter_mut()
+            .for_each(|r| r.insert(Reasons::LAST));
     }
     if let Some(within) = rules.keep.within {
         let cutoff = within.before(snapshots[valid[0]].time, rules.timezone);
@@ -299,12 +387,22 @@ fn apply_rules(rules: &Rules, snapshots: &[SnapshotView], valid: &[usize], reaso
             reasons[pos].insert(Reasons::WITHIN);
         }
     }
-    let periods: Vec<(Period, Count)> = Period::ALL.into_iter().filter_map(|p| rules.keep.period(p).map(|c| (p, c))).collect();
+    let periods: Vec<(Period, Count)> = Period::ALL
+        .into_iter()
+        .filter_map(|p| rules.keep.period(p).map(|c| (p, c)))
+        .collect();
     if periods.is_empty() {
         return;
     }
-    let local: Vec<NaiveDateTime> =
-        valid.iter().map(|&i| snapshots[i].time.with_timezone(&rules.timezone).naive_local()).collect();
+    let local: Vec<NaiveDateTime> = valid
+        .iter()
+        .map(|&i| {
+            snapshots[i]
+                .time
+                .with_timezone(&rules.timezone)
+                .naive_local()
+        })
+        .collect();
     for (p, count) in periods {
         let bit = Reasons::period(p);
         let (mut kept, mut last_key) = (0usize, None);
@@ -326,7 +424,13 @@ fn apply_rules(rules: &Rules, snapshots: &[SnapshotView], valid: &[usize], reaso
     }
 }
 
-fn protect(s: &SnapshotView, now: DateTime<Utc>, rules: &Rules, min_age_cutoff: Option<DateTime<Utc>>, r: &mut Reasons) {
+fn protect(
+    s: &SnapshotView,
+    now: DateTime<Utc>,
+    rules: &Rules,
+    min_age_cutoff: Option<DateTime<Utc>>,
+    r: &mut Reasons,
+) {
     if s.pinned {
         r.insert(Reasons::PINNED);
     }
@@ -346,8 +450,15 @@ fn protect(s: &SnapshotView, now: DateTime<Utc>, rules: &Rules, min_age_cutoff: 
 
 /// Invalid snapshots are outside the rules: removed, unless the policy keeps them or something
 /// holds them.
-fn plan_invalid(now: DateTime<Utc>, rules: &Rules, snapshots: &[SnapshotView], plan: &mut RetentionPlan) {
-    let mut invalid: Vec<usize> = (0..snapshots.len()).filter(|&i| snapshots[i].invalid).collect();
+fn plan_invalid(
+    now: DateTime<Utc>,
+    rules: &Rules,
+    snapshots: &[SnapshotView],
+    plan: &mut RetentionPlan,
+) {
+    let mut invalid: Vec<usize> = (0..snapshots.len())
+        .filter(|&i| snapshots[i].invalid)
+        .collect();
     invalid.sort_unstable_by(|&a, &b| snapshots[b].time.cmp(&snapshots[a].time));
     for i in invalid {
         let s = &snapshots[i];
@@ -356,7 +467,14 @@ fn plan_invalid(now: DateTime<Utc>, rules: &Rules, snapshots: &[SnapshotView], p
             r.insert(Reasons::KEEP_INVALID);
         }
         protect(s, now, rules, None, &mut r);
-        plan.warnings.push(format!("snapshot {} is invalid (overflowed); its data is lost", s.name));
-        plan.decisions.push(Decision { index: i, keep: !r.is_empty(), reasons: r });
+        plan.warnings.push(format!(
+            "snapshot {} is invalid (overflowed); its data is lost",
+            s.name
+        ));
+        plan.decisions.push(Decision {
+            index: i,
+            keep: !r.is_empty(),
+            reasons: r,
+        });
     }
 }
