@@ -1,0 +1,195 @@
+//! The real-LVM suite: boots one qemu VM (tests/vm/run-vm.sh), runs every scenario in
+//! tests/vm/scenarios/ against a fresh volume group with the freshly built lvsnap, and reports
+//! each scenario as a test. A scenario that fails, or that never reported because the guest
+//! panicked or hung, fails here with the tail of its log and of the guest's console.
+//!
+//! The harness tests itself too: a deliberately failing scenario must be reported as failed,
+//! a hung guest must time out, and a kernel panic must be caught.
+//!
+//! Built only with `--features vm-tests` (tests/run.sh does that), so that a plain `cargo test`
+//! never counts a skipped VM suite as passed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const LVSNAP: &str = env!("CARGO_BIN_EXE_lvsnap");
+const SELFTEST: &str = "fails-on-purpose";
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn run_vm(args: &[&str], console: &Path) -> (Option<i32>, f64) {
+    let start = Instant::now();
+    let status = Command::new(Path::new(ROOT).join("tests/vm/run-vm.sh"))
+        .args(["--share", ROOT, "--console"])
+        .arg(console)
+        .args(shares_for_binary())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("tests/vm/run-vm.sh starts");
+    (status.code(), start.elapsed().as_secs_f64())
+}
+
+/// The binary must be visible in the guest; it is under ROOT unless CARGO_TARGET_DIR moved it.
+fn shares_for_binary() -> Vec<String> {
+    let dir = Path::new(LVSNAP).parent().expect("binary has a directory");
+    if dir.starts_with(ROOT) {
+        vec![]
+    } else {
+        vec!["--share".to_owned(), dir.display().to_string()]
+    }
+}
+
+fn scenarios() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("tests/vm/scenarios"))
+        .expect("tests/vm/scenarios exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .collect();
+    files.sort();
+    files.push(Path::new(ROOT).join(format!("tests/vm/selftest/{SELFTEST}.sh")));
+    files
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+fn selected(args: &Arguments, name: &str) -> bool {
+    let matches = |f: &str| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f)
+        }
+    };
+    args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|s| matches(s))
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let files = scenarios();
+    let mut trials: Vec<Trial> = Vec::new();
+    let names: Vec<String> = files.iter().map(|f| name_of(f)).collect();
+    let chosen: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| selected(&args, &name_of(f)))
+        .collect();
+
+    if !args.list && !chosen.is_empty() {
+        let results = Path::new(ROOT).join(format!("target/lvm-vm/results/{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&results);
+        std::fs::create_dir_all(&results).expect("results directory");
+        let console = results.join("console.log");
+        let runner = Path::new(ROOT).join("tests/vm/guest/run-scenarios.sh");
+        let mut vm_args: Vec<String> = vec![
+            "--timeout".into(),
+            "1500".into(),
+            "--".into(),
+            "bash".into(),
+        ];
+        vm_args.push(runner.display().to_string());
+        vm_args.push(results.display().to_string());
+        vm_args.push(LVSNAP.to_owned());
+        vm_args.extend(chosen.iter().map(|f| f.display().to_string()));
+        let refs: Vec<&str> = vm_args.iter().map(String::as_str).collect();
+        let (code, secs) = run_vm(&refs, &console);
+        eprintln!(
+            "vm: {} scenario(s) in one boot, {secs:.1} s wall, exit {code:?}; logs in {}",
+            chosen.len(),
+            results.display()
+        );
+        for f in &chosen {
+            let name = name_of(f);
+            let ms =
+                std::fs::read_to_string(results.join(format!("{name}.ms"))).unwrap_or_default();
+            eprintln!("vm:   {name:<40} {:>8} ms", ms.trim());
+        }
+        for name in &names {
+            trials.push(scenario_trial(name, &results, code));
+        }
+    } else {
+        for name in &names {
+            trials.push(Trial::test(name.clone(), || Ok(())));
+        }
+    }
+    trials.push(Trial::test(
+        "harness_catches_a_hung_guest",
+        harness_catches_a_hung_guest,
+    ));
+    trials.push(Trial::test(
+        "harness_catches_a_kernel_panic",
+        harness_catches_a_kernel_panic,
+    ));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn scenario_trial(name: &str, results: &Path, vm_code: Option<i32>) -> Trial {
+    let status_file = results.join(format!("{name}.status"));
+    let log = results.join(format!("{name}.log"));
+    let console = results.join("console.log");
+    let is_selftest = name == SELFTEST;
+    Trial::test(name.to_owned(), move || {
+        let status = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        match (status, is_selftest) {
+            (Some(0), false) => Ok(()),
+            (Some(code), false) => Err(Failed::from(format!(
+                "scenario exited {code}; its log ends:\n{}\n",
+                tail(&log, 40)
+            ))),
+            // The harness's own check: the deliberate failure must come back as a failure, with
+            // the assertion's message in its log.
+            (Some(code), true) if code != 0 && tail(&log, 5).contains("FAIL: deliberate failure") => Ok(()),
+            (Some(code), true) => Err(Failed::from(format!("the deliberately failing scenario was reported as exit {code}"))),
+            (None, _) => Err(Failed::from(format!(
+                "scenario never reported (VM exit {vm_code:?}: 124 is a timeout, 125 a crash or panic); the guest console ends:\n{}\n",
+                tail(&console, 40)
+            ))),
+        }
+    })
+}
+
+fn harness_catches_a_hung_guest() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let console = dir.path().join("console.log");
+    let (code, _) = run_vm(
+        &["--disks", "0", "--timeout", "20", "--", "sleep", "600"],
+        &console,
+    );
+    if code != Some(124) {
+        return Err(format!("a hung guest gave exit {code:?}, not 124 (timeout)").into());
+    }
+    Ok(())
+}
+
+fn harness_catches_a_kernel_panic() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let console = dir.path().join("console.log");
+    let (code, _) = run_vm(
+        &[
+            "--disks",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "echo c > /proc/sysrq-trigger; sleep 60",
+        ],
+        &console,
+    );
+    let log = tail(&console, 200);
+    if code != Some(125) || !log.contains("Kernel panic") {
+        return Err(format!("a kernel panic gave exit {code:?}; console:\n{log}").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+# lib.sh — helpers for real-LVM scenarios, sourced at the top of each scenario (bash, in the VM).
+#
+# The runner gives every scenario a fresh volume group vg0 on /dev/vda (4 GiB) and a blank
+# /dev/vdb; $LVSNAP is the lvsnap binary under test. A scenario fails on the first command that
+# fails or the first assertion that does not hold; its output is the log shown on failure.
+set -euo pipefail
+
+LVSNAP=${LVSNAP:?the runner sets LVSNAP}
+export LVSNAP_CONFIG=/etc/lvsnap/lvsnap.toml
+
+step() { echo "--- $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Runs a command, echoing it first, so the log reads like a session.
+run() { echo "+ $*"; "$@"; }
+
+# lvsnap with its arguments, echoed.
+lvsnap() { echo "+ lvsnap $*"; "$LVSNAP" "$@"; }
+
+assert_eq() { [ "$1" = "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"; }
+
+assert_contains() {
+  case "$1" in *"$2"*) ;; *) fail "${3:-text} lacks '$2':
+$1" ;; esac
+}
+
+assert_not_contains() {
+  case "$1" in *"$2"*) fail "${3:-text} contains '$2':
+$1" ;; *) ;; esac
+}
+
+# expect_status CODE COMMAND...: the command must exit with CODE.
+expect_status() {
+  local want=$1; shift
+  local got=0
+  "$@" || got=$?
+  [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want"
+}
+
+lv_exists() { lvs "$1" > /dev/null 2>&1; }
+assert_lv_exists() { lv_exists "$1" || fail "logical volume $1 does not exist"; }
+assert_no_lv() { ! lv_exists "$1" || fail "logical volume $1 exists"; }
+
+# lv_field VG/LV FIELD: one lvs field, trimmed.
+lv_field() { lvs --noheadings --nosuffix --units b -o "$2" "$1" | tr -d ' '; }
+
+# make_fs TYPE DEVICE: a filesystem, quietly.
+make_fs() {
+  case "$1" in
+    ext4) mkfs.ext4 -q -F "$2" ;;
+    xfs) mkfs.xfs -q -f "$2" ;;
+    *) fail "make_fs: unknown filesystem $1" ;;
+  esac
+}
+
+# Read-only mount options for a snapshot, as DESIGN.md names them: no journal replay, and for
+# xfs no UUID check (the snapshot shares its origin's UUID).
+snapshot_mount_opts() {
+  case "$1" in
+    ext4) echo ro,noload ;;
+    xfs) echo ro,nouuid,norecovery ;;
+  esac
+}
+
+# write_policy TEXT: the policy file lvsnap reads by default in the guest.
+write_policy() { mkdir -p /etc/lvsnap; printf '%s\n' "$1" > "$LVSNAP_CONFIG"; }
