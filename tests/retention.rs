@@ -572,3 +572,37 @@ proptest! {
         prop_assert!(plan.removals(true).all(|d| s[d.index].time < newest || s[d.index].name < s[top.index].name));
     }
 }
+
+#[test]
+fn readme_worked_example() {
+    let times: Vec<String> = (1..=4)
+        .flat_map(|d| (0..4).map(move |q| format!("2026-03-{d:02}T{:02}:00:00Z", q * 6)))
+        .collect();
+    let refs: Vec<&str> = times.iter().map(String::as_str).collect();
+    let s = snaps(&refs);
+    let now = utc("2026-03-04T18:00:00Z");
+    let plan = plan_retention(now, &rules("last = 2, daily = 3", ""), &s);
+    assert_kept(
+        &plan,
+        &s,
+        &[
+            ("2026-03-04T18:00:00Z", "last, daily, newest"),
+            ("2026-03-04T12:00:00Z", "last"),
+            ("2026-03-03T18:00:00Z", "daily"),
+            ("2026-03-02T18:00:00Z", "daily"),
+        ],
+    );
+    let plan = plan_retention(now, &rules("last = 2, daily = 7", ""), &s);
+    assert_kept(
+        &plan,
+        &s,
+        &[
+            ("2026-03-04T18:00:00Z", "last, daily, newest"),
+            ("2026-03-04T12:00:00Z", "last"),
+            ("2026-03-03T18:00:00Z", "daily"),
+            ("2026-03-02T18:00:00Z", "daily"),
+            ("2026-03-01T18:00:00Z", "daily"),
+            ("2026-03-01T00:00:00Z", "oldest-daily"),
+        ],
+    );
+}

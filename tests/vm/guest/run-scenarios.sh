@@ -4,6 +4,8 @@
 set -uo pipefail
 RESULTS=$1; export LVSNAP=$2; shift 2
 export LVSNAP_SCENARIO_LIB=$(cd "$(dirname "$0")" && pwd)/lib.sh
+# tests/vm, for scenarios that use the other guest scripts.
+export VM_DIR=$(cd "$(dirname "$0")/.." && pwd)
 PER_SCENARIO_TIMEOUT=${LVSNAP_SCENARIO_TIMEOUT:-600}
 
 # Tear down whatever the last scenario left — mounts, LVs, VGs, device-mapper tables — and

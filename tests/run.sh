@@ -1,0 +1,27 @@
+#!/bin/bash
+# tests/run.sh — the whole test suite: unit and integration tests, then the real-LVM suite in a
+# qemu VM. On a fresh Debian machine as root it installs what it needs itself (qemu, and the
+# guest's kernel, lvm2 and tools as unpacked Debian packages — nothing of the guest is installed
+# on the host). Needs a Rust toolchain (rustup) of 1.85 or later.
+#
+#   sudo tests/run.sh            everything
+#   tests/run.sh --no-vm         unit and integration tests only (not a full run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VM=1
+[ "${1:-}" = --no-vm ] && VM=0
+
+if ! command -v cargo > /dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install Rust 1.85 or later (https://rustup.rs)" >&2; exit 1; }
+
+start=$(date +%s)
+if [ $VM = 1 ]; then
+  # Provision first, so that a missing package or a refused download stops here, clearly.
+  tests/vm/provision.sh > /dev/null
+  cargo test --locked --no-fail-fast --features vm-tests
+else
+  cargo test --locked --no-fail-fast
+fi
+echo "tests/run.sh: done in $(( $(date +%s) - start ))s"
