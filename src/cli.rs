@@ -2,15 +2,19 @@
 //! the edge, and hands plain values to the library.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::{self, Ctx};
 use crate::config::{self, Span, DEFAULT_CONFIG};
 use crate::error::{exit, Error};
+use crate::lvm::real::SystemRunner;
+use crate::lvm::Runner;
 use crate::report;
+use crate::run::Options;
 use crate::simulate;
 
 const AFTER_HELP: &str = "\
@@ -18,10 +22,19 @@ Policy files:
   lvsnap reads /etc/lvsnap/lvsnap.toml and every /etc/lvsnap/policy.d/*.toml beside it, or the
   file or directory given with --config (or LVSNAP_CONFIG). Start with `lvsnap config check`.
 
+Getting started:
+  lvsnap config check          validate the policy files
+  lvsnap plan                  what a run would do now, with every reason
+  lvsnap run --dry-run         the same, as a run
+  lvsnap run                   take due snapshots, prune, extend (from a timer)
+  lvsnap list                  the snapshots lvsnap manages
+
 Exit status:
   0  everything asked for was done
   1  an operation failed; the message says which and why
-  2  bad input (invalid policy file, unknown policy, wrong arguments); nothing was changed";
+  2  bad input (invalid policy file, unknown policy, wrong arguments); nothing was changed
+  3  done, but a guard held pruning back (too many removals at once, the clock went back,
+     a merge pending); `prune --force` overrides the first";
 
 /// Scheduled copy-on-write LVM snapshots with retention policies.
 ///
@@ -34,12 +47,96 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, env = "LVSNAP_CONFIG", value_name = "PATH", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
+    /// More log lines on stderr (-v: every action, -vv: debugging); RUST_LOG overrides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Take a snapshot of every due group, then prune every group, then extend filling snapshots.
+    ///
+    /// This is the main job, meant for a systemd timer. A group is due when its schedule's most
+    /// recent time is later than its newest snapshot, so after downtime it takes one catch-up
+    /// snapshot. One group's failure never stops the others; the exit status says whether all
+    /// succeeded (0), some failed (1), or a guard held pruning back (3).
+    Run(RunArgs),
+
+    /// Take a snapshot of a policy's volumes now, whether due or not.
+    Snapshot {
+        /// The policy whose volumes to snapshot.
+        policy: String,
+        /// Only this volume (VG/LV or LV) of the policy.
+        #[arg(long, value_name = "VOLUME")]
+        volume: Option<String>,
+        /// Pin the snapshot: pruning keeps it until `lvsnap unpin`.
+        #[arg(long)]
+        pin: bool,
+        /// A note shown by `lvsnap list`, such as "before the upgrade".
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+
+    /// Remove what the keep rules no longer keep (no new snapshots).
+    Prune {
+        /// Only these policies (repeatable; default: all).
+        #[arg(long, short = 'p', value_name = "NAME")]
+        policy: Vec<String>,
+        /// Show what would be removed; change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Remove even when more than max-remove-percent of a group would go at once.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the plan for the live system: each snapshot, keep or remove, with every reason.
+    ///
+    /// Changes nothing and never waits for a running lvsnap.
+    Plan {
+        /// Only these policies (repeatable; default: all).
+        #[arg(long, short = 'p', value_name = "NAME")]
+        policy: Vec<String>,
+        /// Plan as if the clock said TIME (RFC 3339).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        now: Option<DateTime<Utc>>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the snapshots lvsnap manages: origin, age, kind, size, fill, state, pin, why kept.
+    List {
+        /// Only this policy's volumes.
+        #[arg(long, short = 'p', value_name = "NAME")]
+        policy: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Pin a snapshot so that pruning always keeps it.
+    Pin {
+        /// NAME or VG/NAME, as `lvsnap list` shows.
+        snapshot: String,
+    },
+
+    /// Unpin a snapshot: its keep rules decide again.
+    Unpin {
+        /// NAME or VG/NAME.
+        snapshot: String,
+    },
+
+    /// The catalog: rebuild it from LVM tags, or show the commands lvsnap ran.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+
     /// Check policy files and show what they mean.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -73,6 +170,45 @@ pub enum ConfigCommand {
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         now: Option<DateTime<Utc>>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Re-create catalog records of snapshots that carry lvsnap's tags (after the catalog was
+    /// lost, or to adopt tagged snapshots lvsnap reported as unmanaged).
+    Rebuild {
+        /// Show what would be adopted; change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// The LVM commands lvsnap ran, with exit status, duration and error output; newest last.
+    Events {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only these policies (repeatable; default: all).
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub policy: Vec<String>,
+    /// Show what would be done; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Act as if the clock said TIME (RFC 3339): "what would happen at T".
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<DateTime<Utc>>,
+    /// Prune even when more than max-remove-percent of a group would go at once.
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +257,8 @@ fn parse_window(s: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
     Ok((a, b))
 }
 
-/// Parses arguments, runs the command, prints errors, returns the exit status.
+/// Parses arguments, runs the command with the system's LVM tools, prints errors, returns the
+/// exit status.
 pub fn main<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -138,7 +275,39 @@ where
             };
         }
     };
-    match dispatch(&cli) {
+    init_logging(cli.verbose);
+    let runner = SystemRunner::discover();
+    let mut out = std::io::stdout().lock();
+    execute(&cli, &runner, Utc::now(), &mut out)
+}
+
+/// Logs on stderr: plain text under systemd (the journal adds time and colour is noise), with
+/// colour on a terminal.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let tty = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(tty)
+        .with_target(false);
+    let _ = if tty {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+}
+
+/// Runs a parsed command against `runner` with the clock at `now`, printing to `out` and errors
+/// to stderr; returns the exit status.
+pub fn execute(cli: &Cli, runner: &dyn Runner, now: DateTime<Utc>, out: &mut dyn Write) -> i32 {
+    match dispatch(cli, runner, now, out) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lvsnap: {e}");
@@ -153,52 +322,198 @@ where
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<i32, Error> {
-    let mut out = std::io::stdout().lock();
+fn dispatch(
+    cli: &Cli,
+    runner: &dyn Runner,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    let load = || config::load(&cli.config).map_err(Error::from);
     match &cli.command {
-        Command::Config(ConfigCommand::Check { path, json, now }) => {
-            let path = path.as_ref().unwrap_or(&cli.config);
-            let now = now.unwrap_or_else(Utc::now);
-            match config::load(path) {
-                Ok(cfg) => {
-                    if *json {
-                        writeln!(out, "{}", report::config_json(&cfg, now))?;
-                    } else {
-                        report::config_summary(&mut out, &cfg, now)?;
-                    }
-                    Ok(exit::OK)
-                }
-                Err(config::LoadError::Invalid(errs)) if *json => {
-                    writeln!(out, "{}", report::config_errors_json(&errs))?;
-                    Ok(exit::USAGE)
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
+        Command::Config(ConfigCommand::Check {
+            path,
+            json,
+            now: at,
+        }) => config_check(
+            path.as_ref().unwrap_or(&cli.config),
+            *json,
+            at.unwrap_or(now),
+            out,
+        ),
         Command::Simulate(args) => {
-            let cfg = config::load(&cli.config)?;
-            let policy = cfg.require_policy(&args.policy).map_err(Error::Usage)?;
-            if args.to <= args.from {
-                return Err(Error::Usage(format!(
-                    "--to ({}) must be after --from ({})",
-                    args.to, args.from
-                )));
-            }
-            let req = simulate::Request {
-                from: args.from,
-                to: args.to,
-                every: args.every,
-                down: args.down.clone(),
+            let cfg = load()?;
+            simulate_cmd(&cfg, args, out)
+        }
+        Command::Run(a) => {
+            let cfg = load()?;
+            let opts = Options {
+                policies: a.policy.clone(),
+                dry_run: a.dry_run,
+                force: a.force,
+                snapshot: true,
+                prune: true,
             };
-            let outcome = simulate::simulate(policy, &req);
-            if args.json {
-                writeln!(out, "{}", report::simulate_json(&outcome))?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now: a.now.unwrap_or(now),
+                out,
+            };
+            commands::cycle(&mut ctx, &opts, a.json, a.dry_run)
+        }
+        Command::Prune {
+            policy,
+            dry_run,
+            force,
+            json,
+        } => {
+            let cfg = load()?;
+            let opts = Options {
+                policies: policy.clone(),
+                dry_run: *dry_run,
+                force: *force,
+                snapshot: false,
+                prune: true,
+            };
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::cycle(&mut ctx, &opts, *json, *dry_run)
+        }
+        Command::Plan {
+            policy,
+            now: at,
+            json,
+        } => {
+            let cfg = load()?;
+            let opts = Options {
+                policies: policy.clone(),
+                dry_run: true,
+                force: false,
+                snapshot: true,
+                prune: true,
+            };
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now: at.unwrap_or(now),
+                out,
+            };
+            commands::cycle(&mut ctx, &opts, *json, true)
+        }
+        Command::Snapshot {
+            policy,
+            volume,
+            pin,
+            note,
+        } => {
+            let cfg = load()?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::snapshot(&mut ctx, policy, volume.as_deref(), *pin, note.as_deref())
+        }
+        Command::List { policy, json } => {
+            let cfg = load()?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::list(&mut ctx, policy.as_deref(), *json)
+        }
+        Command::Pin { snapshot } | Command::Unpin { snapshot } => {
+            let cfg = load()?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::pin(
+                &mut ctx,
+                snapshot,
+                matches!(cli.command, Command::Pin { .. }),
+            )
+        }
+        Command::Catalog(CatalogCommand::Rebuild { dry_run }) => {
+            let cfg = load()?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::rebuild(&mut ctx, *dry_run)
+        }
+        Command::Catalog(CatalogCommand::Events { limit, json }) => {
+            let cfg = load()?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::events(&mut ctx, *limit, *json)
+        }
+    }
+}
+
+fn config_check(
+    path: &std::path::Path,
+    json: bool,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    match config::load(path) {
+        Ok(cfg) => {
+            if json {
+                writeln!(out, "{}", report::config_json(&cfg, now))?;
             } else {
-                report::simulate_text(&mut out, policy, &req, &outcome)?;
+                report::config_summary(out, &cfg, now)?;
             }
             Ok(exit::OK)
         }
+        Err(config::LoadError::Invalid(errs)) if json => {
+            writeln!(out, "{}", report::config_errors_json(&errs))?;
+            Ok(exit::USAGE)
+        }
+        Err(e) => Err(e.into()),
     }
+}
+
+fn simulate_cmd(
+    cfg: &config::Config,
+    args: &SimulateArgs,
+    out: &mut dyn Write,
+) -> Result<i32, Error> {
+    let policy = cfg.require_policy(&args.policy).map_err(Error::Usage)?;
+    if args.to <= args.from {
+        return Err(Error::Usage(format!(
+            "--to ({}) must be after --from ({})",
+            args.to, args.from
+        )));
+    }
+    let req = simulate::Request {
+        from: args.from,
+        to: args.to,
+        every: args.every,
+        down: args.down.clone(),
+    };
+    let outcome = simulate::simulate(policy, &req);
+    if args.json {
+        writeln!(out, "{}", report::simulate_json(&outcome))?;
+    } else {
+        report::simulate_text(out, policy, &req, &outcome)?;
+    }
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

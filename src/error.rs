@@ -1,6 +1,10 @@
 //! The top-level error and the exit status each kind of failure maps to.
 
+use crate::catalog::CatalogError;
 use crate::config::{ConfigErrors, LoadError};
+use crate::lock::LockError;
+use crate::lvm::LvmError;
+use crate::run::RunError;
 
 /// Exit statuses, documented in the README and `lvsnap --help`.
 pub mod exit {
@@ -10,6 +14,9 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Bad input: invalid policy files, unknown names, wrong arguments. Nothing was changed.
     pub const USAGE: i32 = 2;
+    /// Done, but a guard held pruning back (too many removals at once, clock went back, a merge
+    /// pending); the output says which.
+    pub const HELD_BACK: i32 = 3;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +25,14 @@ pub enum Error {
     Config(#[from] LoadError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Lvm(#[from] LvmError),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -32,7 +47,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) => exit::USAGE,
-            Error::Output(_) => exit::FAILED,
+            _ => exit::FAILED,
         }
     }
 }

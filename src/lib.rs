@@ -3,11 +3,17 @@
 //!
 //! The binary is a thin shell around [`run`]; everything is testable as a library.
 
+pub mod catalog;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
+pub mod lock;
+pub mod lvm;
 pub mod plan;
+pub mod reconcile;
 pub mod report;
+pub mod run;
 pub mod simulate;
 
 pub use error::{exit, Error};

@@ -2,7 +2,7 @@
 # tests/run.sh — the whole test suite: unit and integration tests, then the real-LVM suite in a
 # qemu VM. On a fresh Debian machine as root it installs what it needs itself (qemu, and the
 # guest's kernel, lvm2 and tools as unpacked Debian packages — nothing of the guest is installed
-# on the host). Needs a Rust toolchain (rustup) of 1.85 or later.
+# on the host). Needs a Rust toolchain (rustup) of 1.89 or later.
 #
 #   sudo tests/run.sh            everything
 #   tests/run.sh --no-vm         unit and integration tests only (not a full run)
@@ -14,7 +14,7 @@ VM=1
 if ! command -v cargo > /dev/null; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
-command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install Rust 1.85 or later (https://rustup.rs)" >&2; exit 1; }
+command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install Rust 1.89 or later (https://rustup.rs)" >&2; exit 1; }
 
 start=$(date +%s)
 if [ $VM = 1 ]; then

@@ -23,6 +23,11 @@ pub const DEFAULT_CONFIG: &str = "/etc/lvsnap/lvsnap.toml";
 pub const DEFAULT_CATALOG: &str = "/var/lib/lvsnap/catalog.db";
 pub const DEFAULT_SIZE_PERCENT: u32 = 20;
 pub const DEFAULT_MAX_REMOVE_PERCENT: u8 = 50;
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/lvsnap";
+pub const DEFAULT_LOCK_TIMEOUT_SECS: i64 = 60;
+pub const DEFAULT_POOL_MAX_PERCENT: u8 = 80;
+pub const DEFAULT_EXTEND_AT_PERCENT: u8 = 80;
+pub const DEFAULT_EXTEND_BY_PERCENT: u8 = 20;
 
 /// Everything lvsnap was configured with.
 #[derive(Debug, Clone)]
@@ -64,6 +69,21 @@ impl Config {
 pub struct Settings {
     pub catalog: PathBuf,
     pub timezone: Tz,
+    /// Lock file and, later, private mount points.
+    pub runtime_dir: PathBuf,
+    /// How long a changing command waits for another lvsnap to finish.
+    pub lock_timeout: Duration,
+}
+
+impl Settings {
+    pub fn defaults(timezone: Tz) -> Self {
+        Settings {
+            catalog: PathBuf::from(DEFAULT_CATALOG),
+            timezone,
+            runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
+            lock_timeout: Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS),
+        }
+    }
 }
 
 /// One validated `[policy.NAME]` table.
@@ -81,8 +101,42 @@ pub struct Policy {
     /// How far in the future a snapshot may be dated before it counts as clock trouble.
     pub future_skew: Duration,
     pub invalid: InvalidAction,
+    /// Free space a thick snapshot must leave in its volume group.
+    pub keep_free: FreeSpace,
+    /// A thin snapshot is refused when its pool's data or metadata is this full (percent).
+    pub pool_data_max: u8,
+    pub pool_metadata_max: u8,
+    /// A thick snapshot this full (percent) is extended by `extend_by` percent of its size.
+    pub extend_at: u8,
+    pub extend_by: u8,
     pub file: PathBuf,
     pub line: usize,
+}
+
+/// Space to keep free in a volume group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeSpace {
+    Bytes(u64),
+    Percent(u8),
+}
+
+impl FreeSpace {
+    /// The bytes this means in a volume group of `vg_size` bytes.
+    pub fn bytes(self, vg_size: u64) -> u64 {
+        match self {
+            FreeSpace::Bytes(b) => b,
+            FreeSpace::Percent(p) => vg_size / 100 * u64::from(p),
+        }
+    }
+}
+
+impl fmt::Display for FreeSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreeSpace::Bytes(b) => write!(f, "{}", types::format_bytes(*b)),
+            FreeSpace::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// All errors found in the policy files, in file order.
@@ -141,10 +195,7 @@ pub fn parse_sources(
             diags.append(&mut v.diags);
             s
         }
-        None => Settings {
-            catalog: PathBuf::from(DEFAULT_CATALOG),
-            timezone: system_tz,
-        },
+        None => Settings::defaults(system_tz),
     };
     let mut policies = Vec::new();
     for o in &origins {

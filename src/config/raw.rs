@@ -32,6 +32,8 @@ impl RawFile {
 pub struct RawSettings {
     pub catalog: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
+    pub runtime_dir: Option<Spanned<String>>,
+    pub lock_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -46,6 +48,11 @@ pub struct RawPolicy {
     pub max_remove_percent: Option<Spanned<i64>>,
     pub future_skew: Option<Spanned<String>>,
     pub invalid: Option<Spanned<String>>,
+    pub keep_free: Option<Spanned<String>>,
+    pub pool_data_max: Option<Spanned<i64>>,
+    pub pool_metadata_max: Option<Spanned<i64>>,
+    pub extend_at: Option<Spanned<i64>>,
+    pub extend_by: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -12,7 +12,9 @@ use toml::Spanned;
 use super::diag::{nearest, Diagnostic, SourceMap};
 use super::raw::{RawCount, RawFile, RawKeep, RawPolicy, RawSettings};
 use super::types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
-use super::{Policy, Settings, DEFAULT_CATALOG};
+use super::{
+    FreeSpace, Policy, Settings, DEFAULT_CATALOG, DEFAULT_LOCK_TIMEOUT_SECS, DEFAULT_RUNTIME_DIR,
+};
 use crate::plan::naming::MAX_ORIGIN_NAME;
 
 /// Validates one file's policies; cross-file checks happen in [`check_across_files`].
@@ -79,7 +81,95 @@ impl<'a> FileValidator<'a> {
             Some(c) => PathBuf::from(c.get_ref()),
             None => PathBuf::from(DEFAULT_CATALOG),
         };
-        Settings { catalog, timezone }
+        let runtime_dir = match &raw.runtime_dir {
+            Some(d) if !Path::new(d.get_ref()).is_absolute() => {
+                self.error(
+                    d.span(),
+                    "settings.runtime-dir",
+                    format!("{:?} is not an absolute path", d.get_ref()),
+                    Some(format!(
+                        "write the full path, for example \"{DEFAULT_RUNTIME_DIR}\""
+                    )),
+                );
+                PathBuf::from(DEFAULT_RUNTIME_DIR)
+            }
+            Some(d) => PathBuf::from(d.get_ref()),
+            None => PathBuf::from(DEFAULT_RUNTIME_DIR),
+        };
+        let lock_timeout = match raw
+            .lock_timeout
+            .as_ref()
+            .and_then(|t| self.span_or(Some(t), "settings.lock-timeout", Span::default()))
+        {
+            Some(span) => match span.fixed() {
+                Some(d) => d,
+                None => {
+                    let t = raw.lock_timeout.as_ref().expect("parsed above");
+                    self.error(
+                        t.span(),
+                        "settings.lock-timeout",
+                        "must be a fixed length (s, min, h)".to_owned(),
+                        None,
+                    );
+                    chrono::Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS)
+                }
+            },
+            None => chrono::Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS),
+        };
+        Settings {
+            catalog,
+            timezone,
+            runtime_dir,
+            lock_timeout,
+        }
+    }
+
+    fn percent(
+        &mut self,
+        raw: Option<&Spanned<i64>>,
+        key: &str,
+        default: u8,
+        hint: &str,
+    ) -> Option<u8> {
+        match raw {
+            Some(v) if !(1..=100).contains(v.get_ref()) => {
+                self.error(
+                    v.span(),
+                    key,
+                    format!("{} is not a percentage between 1 and 100", v.get_ref()),
+                    Some(hint.to_owned()),
+                );
+                None
+            }
+            Some(v) => Some(*v.get_ref() as u8),
+            None => Some(default),
+        }
+    }
+
+    fn free_space(&mut self, raw: Option<&Spanned<String>>, key: &str) -> Option<FreeSpace> {
+        let Some(raw) = raw else {
+            return Some(FreeSpace::Bytes(0));
+        };
+        self.value(
+            raw,
+            key,
+            "write a size such as \"2G\" or a share of the volume group such as \"10%\"",
+            |s| {
+                let t = s.trim();
+                if let Some(p) = t.strip_suffix('%') {
+                    return match p.trim().parse::<u8>() {
+                        Ok(p) if p <= 90 => Ok(FreeSpace::Percent(p)),
+                        _ => Err(format!("{s:?} is not a percentage between 0 and 90")),
+                    };
+                }
+                match SnapshotSize::from_str(t)? {
+                    SnapshotSize::Bytes(b) => Ok(FreeSpace::Bytes(b)),
+                    _ => Err(format!(
+                        "{s:?}: use a size or a plain percentage of the volume group"
+                    )),
+                }
+            },
+        )
     }
 
     fn timezone(&mut self, raw: &Spanned<String>, key: &str) -> Option<Tz> {
@@ -181,10 +271,41 @@ impl<'a> FileValidator<'a> {
             ),
             None => Some(InvalidAction::Remove),
         };
+        let keep_free = self.free_space(raw.keep_free.as_ref(), &p("keep-free"));
+        let pool_hint = "a thin snapshot is refused when its pool is this full; the default is 80";
+        let pool_data_max = self.percent(
+            raw.pool_data_max.as_ref(),
+            &p("pool-data-max"),
+            super::DEFAULT_POOL_MAX_PERCENT,
+            pool_hint,
+        );
+        let pool_metadata_max = self.percent(
+            raw.pool_metadata_max.as_ref(),
+            &p("pool-metadata-max"),
+            super::DEFAULT_POOL_MAX_PERCENT,
+            pool_hint,
+        );
+        let extend_at = self.percent(
+            raw.extend_at.as_ref(),
+            &p("extend-at"),
+            super::DEFAULT_EXTEND_AT_PERCENT,
+            "a thick snapshot this full is extended; the default is 80",
+        );
+        let extend_by = self.percent(
+            raw.extend_by.as_ref(),
+            &p("extend-by"),
+            super::DEFAULT_EXTEND_BY_PERCENT,
+            "the share of its size a full snapshot grows by; the default is 20",
+        );
         if self.diags.len() > before {
             return None;
         }
         Some(Policy {
+            keep_free: keep_free?,
+            pool_data_max: pool_data_max?,
+            pool_metadata_max: pool_metadata_max?,
+            extend_at: extend_at?,
+            extend_by: extend_by?,
             name: name.get_ref().clone(),
             volumes: volumes?,
             schedule: schedule?,

@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
+pub use crate::config::types::format_bytes as format_size;
 use crate::config::{Config, ConfigErrors, Policy, SnapshotSize};
 use crate::plan::{CronTicks, Ticks};
 use crate::simulate::{Outcome, Request};
@@ -47,7 +48,7 @@ fn size_words(s: SnapshotSize) -> String {
 ///
 /// # Errors
 /// Writing to `out` failed.
-pub fn config_summary(out: &mut impl Write, cfg: &Config, now: DateTime<Utc>) -> io::Result<()> {
+pub fn config_summary(out: &mut dyn Write, cfg: &Config, now: DateTime<Utc>) -> io::Result<()> {
     let files: Vec<String> = cfg.files.iter().map(|f| f.display().to_string()).collect();
     writeln!(
         out,
@@ -195,7 +196,7 @@ pub fn simulate_json(o: &Outcome) -> Value {
 /// # Errors
 /// Writing to `out` failed.
 pub fn simulate_text(
-    out: &mut impl Write,
+    out: &mut dyn Write,
     p: &Policy,
     req: &Request,
     o: &Outcome,
@@ -252,4 +253,23 @@ pub fn simulate_text(
         )?;
     }
     Ok(())
+}
+
+mod snapshots;
+pub use snapshots::{list_json, list_text, run_json, run_text, ListRow};
+
+/// How long ago `t` was, roughly, as an administrator says it: `3h ago`, `2d ago`.
+pub fn age(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let (n, unit) = match secs.abs() {
+        s if s < 120 => (s, "s"),
+        s if s < 2 * 3600 => (s / 60, "min"),
+        s if s < 2 * 86400 => (s / 3600, "h"),
+        s => (s / 86400, "d"),
+    };
+    if secs < 0 {
+        format!("in {n}{unit}")
+    } else {
+        format!("{n}{unit} ago")
+    }
 }

@@ -1,0 +1,48 @@
+//! The catalog's schema as a list of migrations; the database's `user_version` is the number of
+//! migrations applied. Append, never edit: a released migration is history.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: snapshots with their state history, intents, and the command event log.
+    "CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY,
+        lv_uuid TEXT UNIQUE,
+        vg TEXT NOT NULL,
+        name TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        thin INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX snapshots_group ON snapshots (policy, vg, origin);
+    CREATE INDEX snapshots_state ON snapshots (state);
+    CREATE TABLE snapshot_states (
+        id INTEGER PRIMARY KEY,
+        snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
+        at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE TABLE intents (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        snapshot_id INTEGER REFERENCES snapshots (id),
+        resolved_at INTEGER,
+        outcome TEXT
+    );
+    CREATE INDEX intents_open ON intents (resolved_at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        argv TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        stderr TEXT NOT NULL
+    );",
+];

@@ -1,0 +1,384 @@
+//! The snapshot commands behind the CLI: each takes what it needs (configuration, LVM runner,
+//! clock, output) as arguments, so tests drive them with the fake LVM and a fixed clock.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::{Catalog, NewSnapshot, State};
+use crate::config::Config;
+use crate::error::{exit, Error};
+use crate::lock;
+use crate::lvm::{commands, Runner};
+use crate::reconcile::{Managed, PINNED_TAG, POLICY_TAG, TIME_TAG};
+use crate::report::{self, ListRow};
+use crate::run::{Engine, Options, RunReport, Space};
+
+/// What every snapshot command works with.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub runner: &'a dyn Runner,
+    pub now: DateTime<Utc>,
+    pub out: &'a mut dyn Write,
+}
+
+impl Ctx<'_> {
+    fn lock(&self) -> Result<lock::LockGuard, Error> {
+        let s = &self.config.settings;
+        let timeout = s.lock_timeout.to_std().unwrap_or_default();
+        Ok(lock::acquire(&s.runtime_dir, timeout)?)
+    }
+
+    fn catalog(&self, write: bool) -> Result<Catalog, Error> {
+        let path = &self.config.settings.catalog;
+        Ok(if write {
+            Catalog::open(path)?
+        } else {
+            Catalog::open_read(path)?
+        })
+    }
+
+    fn check_policies(&self, names: &[String]) -> Result<(), Error> {
+        names.iter().try_for_each(|n| {
+            self.config
+                .require_policy(n)
+                .map(|_| ())
+                .map_err(Error::Usage)
+        })
+    }
+}
+
+/// The exit status of a run: 0 all done, 1 a group failed, 3 a guard held pruning back.
+pub fn run_status(r: &RunReport) -> i32 {
+    if r.failed() {
+        exit::FAILED
+    } else if r.held_back() {
+        exit::HELD_BACK
+    } else {
+        exit::OK
+    }
+}
+
+/// `run`, `prune` and `plan`: one code path; `plan` is a dry run that shows every verdict.
+///
+/// # Errors
+/// Bad arguments, the lock, the inventory or the catalog failed.
+pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Result<i32, Error> {
+    ctx.check_policies(&opts.policies)?;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(ctx.lock()?)
+    };
+    let mut catalog = ctx.catalog(!opts.dry_run)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, opts.dry_run);
+    let report = engine.run(opts)?;
+    if json {
+        writeln!(ctx.out, "{}", report::run_json(&report))?;
+    } else {
+        report::run_text(ctx.out, &report, detail, ctx.config.settings.timezone)?;
+    }
+    Ok(run_status(&report))
+}
+
+/// `snapshot POLICY [--volume V] [--pin] [--note TEXT]`: one snapshot now, due or not.
+///
+/// # Errors
+/// Unknown policy or volume; lock, inventory or catalog failure.
+pub fn snapshot(
+    ctx: &mut Ctx<'_>,
+    policy: &str,
+    volume: Option<&str>,
+    pin: bool,
+    note: Option<&str>,
+) -> Result<i32, Error> {
+    let policy = ctx.config.require_policy(policy).map_err(Error::Usage)?;
+    let volumes: Vec<_> = match volume {
+        Some(v) => {
+            let found = policy
+                .volumes
+                .iter()
+                .find(|x| x.to_string() == v || x.lv == v);
+            let names: Vec<String> = policy.volumes.iter().map(ToString::to_string).collect();
+            vec![found.ok_or_else(|| {
+                Error::Usage(format!(
+                    "policy \"{}\" has no volume {v:?} (its volumes: {})",
+                    policy.name,
+                    names.join(", ")
+                ))
+            })?]
+        }
+        None => policy.volumes.iter().collect(),
+    };
+    let _lock = ctx.lock()?;
+    let mut catalog = ctx.catalog(true)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let (inv, mut fleet) = engine.survey()?;
+    let mut space = Space::from(&inv);
+    let mut status = exit::OK;
+    for v in volumes {
+        match engine.take(policy, v, &inv, &mut fleet, &mut space, pin, note) {
+            Ok(name) => writeln!(
+                ctx.out,
+                "{} {v}: created {name}{}",
+                policy.name,
+                if pin { " (pinned)" } else { "" }
+            )?,
+            Err(e) => {
+                writeln!(ctx.out, "{} {v}: error: {e}", policy.name)?;
+                status = exit::FAILED;
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// `list [--policy P] [--json]`.
+///
+/// # Errors
+/// Inventory or catalog failure.
+pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, Error> {
+    if let Some(p) = policy {
+        ctx.config.require_policy(p).map_err(Error::Usage)?;
+    }
+    let mut catalog = ctx.catalog(false)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true);
+    let (_, fleet) = engine.survey()?;
+    let mut rows = Vec::new();
+    for p in ctx
+        .config
+        .policies
+        .iter()
+        .filter(|p| policy.is_none_or(|n| n == p.name))
+    {
+        for v in &p.volumes {
+            let (members, plan) = engine.plan_group(p, v, &fleet);
+            let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+            for d in &plan.decisions {
+                let why = if d.keep {
+                    d.reasons.to_string()
+                } else {
+                    plan.explain_removal(d, &views, &p.into()).join("; ")
+                };
+                rows.push(row(members[d.index], d.keep, why));
+            }
+        }
+    }
+    if policy.is_none() {
+        // Snapshots of volumes no policy names any more: managed, never pruned.
+        let covered = |m: &Managed| {
+            ctx.config.policies.iter().any(|p| {
+                p.volumes
+                    .iter()
+                    .any(|v| v.vg == m.record.vg && v.lv == m.record.origin)
+            })
+        };
+        rows.extend(
+            fleet
+                .managed
+                .iter()
+                .filter(|m| !covered(m))
+                .map(|m| row(m, true, "no policy names its origin any more".to_owned())),
+        );
+    }
+    rows.sort_by(|a, b| {
+        (&a.vg, &a.origin, a.time, &a.name).cmp(&(&b.vg, &b.origin, b.time, &b.name))
+    });
+    let strays: Vec<String> = fleet.strays.iter().map(|l| l.path()).collect();
+    if json {
+        writeln!(ctx.out, "{}", report::list_json(&rows, &strays))?;
+    } else {
+        report::list_text(
+            ctx.out,
+            &rows,
+            &strays,
+            ctx.now,
+            ctx.config.settings.timezone,
+        )?;
+    }
+    Ok(exit::OK)
+}
+
+fn row(m: &Managed, keep: bool, why: String) -> ListRow {
+    ListRow {
+        name: m.record.name.clone(),
+        vg: m.record.vg.clone(),
+        origin: m.record.origin.clone(),
+        policy: m.record.policy.clone(),
+        time: m.record.time,
+        thin: m.record.thin,
+        size: m.lv.as_ref().map_or(m.record.size, |l| l.size),
+        fill: m.lv.as_ref().and_then(|l| l.data_percent),
+        state: m.record.state.as_str().to_owned(),
+        pinned: m.record.pinned,
+        note: m.record.note.clone(),
+        why,
+        keep,
+    }
+}
+
+/// `pin` / `unpin SNAPSHOT`: a pinned snapshot is never pruned. The pin is kept in the catalog
+/// and as a tag, so that `catalog rebuild` restores it.
+///
+/// # Errors
+/// The snapshot is not one lvsnap manages; lock, LVM or catalog failure.
+pub fn pin(ctx: &mut Ctx<'_>, snapshot: &str, pinned: bool) -> Result<i32, Error> {
+    let _lock = ctx.lock()?;
+    let mut catalog = ctx.catalog(true)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let (_, fleet) = engine.survey()?;
+    let m = find_managed(&fleet.managed, &fleet.strays, snapshot)?;
+    let inv = if pinned {
+        commands::add_tag(&m.record.vg, &m.record.name, PINNED_TAG)
+    } else {
+        commands::del_tag(&m.record.vg, &m.record.name, PINNED_TAG)
+    };
+    let intent =
+        engine
+            .catalog
+            .begin(if pinned { "pin" } else { "unpin" }, m.record.id, ctx.now)?;
+    let result = engine.exec(&inv);
+    engine.catalog.resolve(
+        intent,
+        if result.is_ok() { "done" } else { "failed" },
+        ctx.now,
+    )?;
+    result?;
+    engine.catalog.set_pinned(m.record.id, pinned, ctx.now)?;
+    writeln!(
+        ctx.out,
+        "{}/{} {}",
+        m.record.vg,
+        m.record.name,
+        if pinned {
+            "pinned: pruning will keep it"
+        } else {
+            "unpinned: the keep rules decide again"
+        }
+    )?;
+    Ok(exit::OK)
+}
+
+/// Finds a managed snapshot by `NAME` or `VG/NAME`, refusing anything lvsnap does not manage.
+///
+/// # Errors
+/// No such managed snapshot, or the name is ambiguous.
+pub fn find_managed<'m>(
+    managed: &'m [Managed],
+    strays: &[crate::lvm::Lv],
+    spec: &str,
+) -> Result<&'m Managed, Error> {
+    let (vg, name) = spec
+        .split_once('/')
+        .map_or((None, spec), |(v, n)| (Some(v), n));
+    let hits: Vec<&Managed> = managed
+        .iter()
+        .filter(|m| m.record.name == name && vg.is_none_or(|v| v == m.record.vg))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] if strays.iter().any(|l| l.name == name) => Err(Error::Usage(format!(
+            "{spec} carries lvsnap's tag but is not in the catalog, so lvsnap will not touch it\n    hint: `lvsnap catalog rebuild` adopts it"
+        ))),
+        [] => Err(Error::Usage(format!("{spec} is not a snapshot lvsnap manages (see `lvsnap list`); lvsnap never touches snapshots it did not create"))),
+        _ => Err(Error::Usage(format!("{spec} names snapshots in several volume groups; write VG/NAME"))),
+    }
+}
+
+/// `catalog rebuild`: re-creates records for tagged snapshots from their tags.
+///
+/// # Errors
+/// Lock, inventory or catalog failure.
+pub fn rebuild(ctx: &mut Ctx<'_>, dry_run: bool) -> Result<i32, Error> {
+    let _lock = if dry_run { None } else { Some(ctx.lock()?) };
+    let mut catalog = ctx.catalog(!dry_run)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, dry_run);
+    let (_, fleet) = engine.survey()?;
+    let mut adopted = 0;
+    for lv in &fleet.strays {
+        let (Some(origin), Some(policy)) = (lv.origin.as_deref(), lv.tag_value(POLICY_TAG)) else {
+            writeln!(
+                ctx.out,
+                "skipped {}: its tags do not name an origin and policy",
+                lv.path()
+            )?;
+            continue;
+        };
+        let time = lv
+            .tag_value(TIME_TAG)
+            .and_then(|t| t.parse::<i64>().ok())
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .unwrap_or(lv.time);
+        let new = NewSnapshot {
+            vg: &lv.vg,
+            name: &lv.name,
+            origin,
+            policy,
+            time,
+            thin: lv.kind == crate::lvm::LvKind::ThinSnapshot,
+            size: lv.size,
+            pinned: lv.has_tag(PINNED_TAG),
+            note: None,
+        };
+        if !dry_run {
+            let id = engine.catalog.adopt(&new, &lv.uuid, ctx.now)?;
+            if lv.invalid {
+                engine.catalog.set_state(
+                    id,
+                    State::Invalid,
+                    Some("invalid when adopted"),
+                    ctx.now,
+                )?;
+            }
+        }
+        adopted += 1;
+        writeln!(
+            ctx.out,
+            "{} {} (policy {policy}, taken {})",
+            if dry_run { "would adopt" } else { "adopted" },
+            lv.path(),
+            report::utc(time)
+        )?;
+    }
+    writeln!(
+        ctx.out,
+        "{adopted} snapshot(s) {}; {} already in the catalog",
+        if dry_run { "to adopt" } else { "adopted" },
+        fleet.managed.len()
+    )?;
+    Ok(exit::OK)
+}
+
+/// `catalog events [--limit N]`: the commands lvsnap ran, newest last.
+///
+/// # Errors
+/// Catalog failure.
+pub fn events(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, Error> {
+    let catalog = ctx.catalog(false)?;
+    let events = catalog.events(limit)?;
+    if json {
+        let list: Vec<_> = events
+            .iter()
+            .map(|e| serde_json::json!({"at": report::utc(e.at), "argv": e.argv, "status": e.status, "duration_ms": e.duration_ms, "stderr": e.stderr}))
+            .collect();
+        writeln!(ctx.out, "{}", serde_json::Value::Array(list))?;
+        return Ok(exit::OK);
+    }
+    for e in events {
+        let err = e
+            .stderr
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        writeln!(
+            ctx.out,
+            "{}  exit {:<3} {:>6} ms  {}  {err}",
+            report::local(e.at, ctx.config.settings.timezone),
+            e.status,
+            e.duration_ms,
+            e.argv
+        )?;
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,100 @@
+//! One writer at a time: commands that change snapshots or the catalog hold an exclusive flock
+//! on `RUNTIME_DIR/lvsnap.lock`. The holder writes its pid there so that a second lvsnap can
+//! say who it waits for. Reading commands never take it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use std::fs::TryLockError;
+
+/// Held while it lives; the kernel releases the flock when the process dies, even by `kill -9`.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another lvsnap is running (pid {pid}); waited {waited:?} for it to finish")]
+    Busy { pid: String, waited: Duration },
+    #[error("cannot open the lock file {path}: {source}\n    hint: run as root, or set settings.runtime-dir to a writable directory")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Takes the lock, waiting up to `timeout` for another lvsnap to let go.
+///
+/// # Errors
+/// The lock file cannot be opened, or another process holds the lock past `timeout`.
+pub fn acquire(runtime_dir: &Path, timeout: Duration) -> Result<LockGuard, LockError> {
+    let path = runtime_dir.join("lvsnap.lock");
+    let open_err = |source| LockError::Open {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(runtime_dir).map_err(open_err)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(open_err)?;
+    let start = Instant::now();
+    loop {
+        let locked = match file.try_lock() {
+            Ok(()) => true,
+            Err(TryLockError::WouldBlock) => false,
+            Err(TryLockError::Error(source)) => return Err(open_err(source)),
+        };
+        if locked {
+            file.set_len(0).map_err(open_err)?;
+            file.rewind().map_err(open_err)?;
+            write!(file, "{}", std::process::id()).map_err(open_err)?;
+            file.flush().map_err(open_err)?;
+            return Ok(LockGuard { _file: file });
+        }
+        if start.elapsed() >= timeout {
+            let mut pid = String::new();
+            let _ = file.rewind();
+            let _ = file.read_to_string(&mut pid);
+            let pid = if pid.trim().is_empty() {
+                "unknown".to_owned()
+            } else {
+                pid.trim().to_owned()
+            };
+            return Err(LockError::Busy {
+                pid,
+                waited: start.elapsed(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_told_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = acquire(dir.path(), Duration::ZERO).unwrap();
+        let err = acquire(dir.path(), Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "another lvsnap is running (pid {})",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        drop(held);
+        acquire(dir.path(), Duration::ZERO).unwrap();
+    }
+}

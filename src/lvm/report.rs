@@ -1,0 +1,385 @@
+//! The inventory: one `lvs` report (JSON) parsed into logical volumes and the volume-group
+//! figures that `lvs` can report alongside. Pure: tested on reports captured from real lvm2
+//! (`tests/fixtures/lvm/`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+
+/// The fields lvsnap asks `lvs` for; `tests/vm/guest/capture-fixtures.sh` uses the same list.
+pub const LVS_FIELDS: &str = "lv_uuid,lv_name,vg_name,origin,pool_lv,lv_time,lv_attr,lv_size,data_percent,snap_percent,metadata_percent,lv_tags,lv_merging,lv_skip_activation,lv_snapshot_invalid,lv_device_open,lv_active,lv_layout,lv_role,vg_free,vg_extent_size,vg_size";
+
+/// The arguments of the one inventory call a run makes.
+pub fn lvs_args() -> Vec<String> {
+    [
+        "-a",
+        "--reportformat",
+        "json",
+        "--units",
+        "b",
+        "--nosuffix",
+        "--config",
+        "report { time_format = \"%s\" }",
+        "-o",
+        LVS_FIELDS,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// What kind of logical volume LVM reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LvKind {
+    /// A thick (copy-on-write) snapshot.
+    ThickSnapshot,
+    /// A thin snapshot: a thin volume with an origin.
+    ThinSnapshot,
+    ThinVolume,
+    ThinPool,
+    /// Anything else visible: linear, striped, raid … (a possible thick origin).
+    Plain,
+    /// LVM's own hidden sub-volumes (`[pool_tdata]`, …).
+    Hidden,
+}
+
+/// One logical volume as `lvs` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lv {
+    pub uuid: String,
+    /// The name without the brackets LVM puts around hidden volumes.
+    pub name: String,
+    pub vg: String,
+    pub kind: LvKind,
+    pub origin: Option<String>,
+    pub pool: Option<String>,
+    pub time: DateTime<Utc>,
+    pub attr: String,
+    pub size: u64,
+    /// Fill of a snapshot's copy-on-write space, or of a thin volume or pool, in percent.
+    pub data_percent: Option<f64>,
+    pub metadata_percent: Option<f64>,
+    pub tags: Vec<String>,
+    pub merging: bool,
+    pub skip_activation: bool,
+    pub invalid: bool,
+    pub open: bool,
+    pub active: bool,
+}
+
+impl Lv {
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.vg, self.name)
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// The value of a `key=value` tag.
+    pub fn tag_value(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    }
+
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self.kind, LvKind::ThickSnapshot | LvKind::ThinSnapshot)
+    }
+}
+
+/// Volume group figures, as reported on each of its LVs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VgInfo {
+    pub size: u64,
+    pub free: u64,
+    pub extent_size: u64,
+}
+
+/// Everything one `lvs` call told.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    pub lvs: Vec<Lv>,
+    pub vgs: BTreeMap<String, VgInfo>,
+}
+
+impl Inventory {
+    pub fn find(&self, vg: &str, name: &str) -> Option<&Lv> {
+        self.lvs.iter().find(|lv| lv.vg == vg && lv.name == name)
+    }
+
+    pub fn by_uuid(&self, uuid: &str) -> Option<&Lv> {
+        self.lvs.iter().find(|lv| lv.uuid == uuid)
+    }
+
+    /// Snapshots of `vg/origin`, hidden merging ones included.
+    pub fn snapshots_of<'a>(
+        &'a self,
+        vg: &'a str,
+        origin: &'a str,
+    ) -> impl Iterator<Item = &'a Lv> {
+        self.lvs.iter().filter(move |lv| {
+            lv.vg == vg && lv.origin.as_deref() == Some(origin) && lv.is_snapshot()
+        })
+    }
+
+    pub fn lv_names(&self, vg: &str) -> Vec<&str> {
+        self.lvs
+            .iter()
+            .filter(|lv| lv.vg == vg && lv.kind != LvKind::Hidden)
+            .map(|lv| lv.name.as_str())
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("lvs printed JSON lvsnap cannot read: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("lvs reported {field} = {value:?} for {lv}, which is not a {what}")]
+    Field {
+        lv: String,
+        field: &'static str,
+        value: String,
+        what: &'static str,
+    },
+}
+
+#[derive(Deserialize)]
+struct Report {
+    report: Vec<ReportSection>,
+}
+
+#[derive(Deserialize)]
+struct ReportSection {
+    #[serde(default)]
+    lv: Vec<RawLv>,
+}
+
+#[derive(Deserialize)]
+struct RawLv {
+    lv_uuid: String,
+    lv_name: String,
+    vg_name: String,
+    origin: String,
+    pool_lv: String,
+    lv_time: String,
+    lv_attr: String,
+    lv_size: String,
+    data_percent: String,
+    metadata_percent: String,
+    lv_tags: String,
+    lv_merging: String,
+    lv_skip_activation: String,
+    lv_snapshot_invalid: String,
+    lv_device_open: String,
+    lv_active: String,
+    vg_free: String,
+    vg_extent_size: String,
+    vg_size: String,
+}
+
+/// Parses the JSON of `lvs` run with [`lvs_args`].
+///
+/// # Errors
+/// The text is not such a report, or a number or time in it does not parse.
+pub fn parse_lvs(json: &str) -> Result<Inventory, ReportError> {
+    let report: Report = serde_json::from_str(json)?;
+    let mut inv = Inventory::default();
+    for raw in report.report.into_iter().flat_map(|s| s.lv) {
+        let lv = convert(&raw)?;
+        let num = |field: &'static str, value: &str| -> Result<u64, ReportError> {
+            value.parse().map_err(|_| ReportError::Field {
+                lv: lv.path(),
+                field,
+                value: value.to_owned(),
+                what: "number",
+            })
+        };
+        inv.vgs.entry(lv.vg.clone()).or_insert(VgInfo {
+            size: num("vg_size", &raw.vg_size)?,
+            free: num("vg_free", &raw.vg_free)?,
+            extent_size: num("vg_extent_size", &raw.vg_extent_size)?,
+        });
+        inv.lvs.push(lv);
+    }
+    Ok(inv)
+}
+
+fn convert(raw: &RawLv) -> Result<Lv, ReportError> {
+    let hidden = raw.lv_name.starts_with('[');
+    let name = raw
+        .lv_name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let path = format!("{}/{}", raw.vg_name, name);
+    let bad = |field: &'static str, value: &str, what: &'static str| ReportError::Field {
+        lv: path.clone(),
+        field,
+        value: value.to_owned(),
+        what,
+    };
+    let size = raw
+        .lv_size
+        .parse()
+        .map_err(|_| bad("lv_size", &raw.lv_size, "number"))?;
+    let epoch: i64 = raw
+        .lv_time
+        .parse()
+        .map_err(|_| bad("lv_time", &raw.lv_time, "time in seconds"))?;
+    let time = Utc
+        .timestamp_opt(epoch, 0)
+        .single()
+        .ok_or_else(|| bad("lv_time", &raw.lv_time, "valid time"))?;
+    let percent = |field: &'static str, v: &str| -> Result<Option<f64>, ReportError> {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            v.parse().map(Some).map_err(|_| bad(field, v, "percentage"))
+        }
+    };
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let origin = opt(&raw.origin);
+    let type_char = raw.lv_attr.chars().next().unwrap_or('-');
+    let kind = match type_char {
+        's' | 'S' => LvKind::ThickSnapshot,
+        'V' if origin.is_some() => LvKind::ThinSnapshot,
+        'V' => LvKind::ThinVolume,
+        't' => LvKind::ThinPool,
+        _ if hidden => LvKind::Hidden,
+        _ => LvKind::Plain,
+    };
+    // A merging snapshot is hidden but is still a snapshot lvsnap must account for.
+    let state_char = raw.lv_attr.chars().nth(4).unwrap_or('-');
+    Ok(Lv {
+        uuid: raw.lv_uuid.clone(),
+        name,
+        vg: raw.vg_name.clone(),
+        kind,
+        origin,
+        pool: opt(&raw.pool_lv),
+        time,
+        attr: raw.lv_attr.clone(),
+        size,
+        data_percent: percent("data_percent", &raw.data_percent)?,
+        metadata_percent: percent("metadata_percent", &raw.metadata_percent)?,
+        tags: raw
+            .lv_tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        merging: raw.lv_merging == "merging",
+        skip_activation: raw.lv_skip_activation == "skip activation",
+        invalid: raw.lv_snapshot_invalid == "snapshot invalid" || state_char == 'I',
+        open: raw.lv_device_open == "open",
+        active: raw.lv_active == "active",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Inventory {
+        let path = format!("{}/tests/fixtures/lvm/{name}", env!("CARGO_MANIFEST_DIR"));
+        parse_lvs(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn thick_origin_with_tagged_and_manual_snapshots() {
+        let inv = fixture("thick-origin-with-snapshot.json");
+        let home = inv.find("vg0", "home").unwrap();
+        assert_eq!(home.kind, LvKind::Plain);
+        assert_eq!(home.size, 256 << 20);
+        let snap = inv.find("vg0", "home-lvsnap-20261128T060000Z").unwrap();
+        assert_eq!(snap.kind, LvKind::ThickSnapshot);
+        assert_eq!(snap.origin.as_deref(), Some("home"));
+        assert_eq!(snap.size, 64 << 20);
+        assert!(snap.has_tag("lvsnap"));
+        assert_eq!(snap.tag_value("lvsnap-policy"), Some("home"));
+        assert!(snap.data_percent.is_some());
+        assert!(!snap.invalid && snap.active);
+        let manual = inv.find("vg0", "home_manual").unwrap();
+        assert!(manual.tags.is_empty());
+        assert_eq!(inv.snapshots_of("vg0", "home").count(), 2);
+        let vg = inv.vgs["vg0"];
+        assert_eq!(vg.extent_size, 4 << 20);
+        assert!(vg.free > 0 && vg.free < vg.size);
+        assert!(snap.time > Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn thin_snapshot_is_inactive_with_activation_skip() {
+        let inv = fixture("thin-pool-with-snapshot.json");
+        let snap = inv.find("vg0", "data-lvsnap-20261128T060000Z").unwrap();
+        assert_eq!(snap.kind, LvKind::ThinSnapshot);
+        assert_eq!(snap.pool.as_deref(), Some("pool"));
+        assert!(snap.skip_activation && !snap.active);
+        assert_eq!(inv.find("vg0", "data").unwrap().kind, LvKind::ThinVolume);
+        let pool = inv.find("vg0", "pool").unwrap();
+        assert_eq!(pool.kind, LvKind::ThinPool);
+        assert!(pool.data_percent.unwrap() > 0.0 && pool.metadata_percent.unwrap() > 0.0);
+        assert_eq!(inv.find("vg0", "pool_tdata").unwrap().kind, LvKind::Hidden);
+        assert!(!inv.lv_names("vg0").contains(&"pool_tmeta"));
+    }
+
+    #[test]
+    fn overflowed_thick_snapshot_is_invalid() {
+        let inv = fixture("thick-snapshot-invalid.json");
+        let snap = inv.find("vg0", "var-lvsnap-20261128T060000Z").unwrap();
+        assert!(snap.invalid);
+        assert_eq!(snap.data_percent, Some(100.0));
+    }
+
+    #[test]
+    fn merging_snapshot_is_hidden_but_seen() {
+        let inv = fixture("snapshot-merging.json");
+        let snap = inv.find("vg0", "srv-lvsnap-20261128T060000Z").unwrap();
+        assert_eq!(snap.kind, LvKind::ThickSnapshot);
+        assert!(snap.merging);
+        let origin = inv.find("vg0", "srv").unwrap();
+        assert!(origin.merging && origin.open);
+        assert_eq!(inv.snapshots_of("vg0", "srv").count(), 1);
+    }
+
+    #[test]
+    fn fixtures_carry_every_field_lvsnap_asks_for() {
+        for f in [
+            "thick-origin-with-snapshot.json",
+            "thin-pool-with-snapshot.json",
+            "thick-snapshot-invalid.json",
+            "snapshot-merging.json",
+        ] {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/lvm/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            for field in LVS_FIELDS.split(',') {
+                assert!(
+                    text.contains(&format!("\"{field}\":")),
+                    "{f} lacks {field}: recapture with tests/vm/capture-fixtures.sh"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn broken_reports_are_errors_not_panics() {
+        assert!(parse_lvs("").is_err());
+        assert!(parse_lvs("{\"report\":[{\"lv\":[{}]}]}").is_err());
+        let bad_size = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/lvm/thick-snapshot-invalid.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .replace("\"lv_size\":\"134217728\"", "\"lv_size\":\"12x\"");
+        assert!(parse_lvs(&bad_size)
+            .unwrap_err()
+            .to_string()
+            .contains("lv_size = \"12x\""));
+    }
+}

@@ -1,0 +1,169 @@
+//! Reconciliation: before a run acts, the catalog is compared with the inventory. A snapshot
+//! removed behind lvsnap's back becomes `vanished`; an intent a crash left open is resolved from
+//! what LVM shows; a tagged LV without a record is reported and left alone. The result is the
+//! set of snapshots lvsnap manages: tagged in LVM *and* recorded in the catalog.
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::{Catalog, CatalogError, SnapshotRecord, State};
+use crate::lvm::{Inventory, Lv};
+use crate::plan::{Busy, SnapshotView};
+
+/// lvsnap's ownership tag on every snapshot it creates.
+pub const OWNER_TAG: &str = "lvsnap";
+pub const POLICY_TAG: &str = "lvsnap-policy";
+pub const TIME_TAG: &str = "lvsnap-time";
+pub const PINNED_TAG: &str = "lvsnap-pinned";
+
+/// A snapshot lvsnap manages, with what LVM says of it now (`None` if created in this run).
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub record: SnapshotRecord,
+    pub lv: Option<Lv>,
+}
+
+impl Managed {
+    pub fn view(&self) -> SnapshotView {
+        let lv = self.lv.as_ref();
+        SnapshotView {
+            name: self.record.name.clone(),
+            time: self.record.time,
+            pinned: self.record.pinned,
+            invalid: lv.is_some_and(|l| l.invalid) || self.record.state == State::Invalid,
+            busy: lv.and_then(|l| {
+                if l.merging {
+                    Some(Busy::Merging)
+                } else if l.open {
+                    Some(Busy::Mounted)
+                } else {
+                    None
+                }
+            }),
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        !self.view().invalid
+    }
+}
+
+/// The managed snapshots and what reconciliation found.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    pub managed: Vec<Managed>,
+    /// LVs with lvsnap's tag but no catalog record: never touched, only reported.
+    pub strays: Vec<Lv>,
+    /// What reconciliation changed or noticed, for the report and the log.
+    pub notes: Vec<String>,
+}
+
+impl Fleet {
+    /// The managed snapshots of one origin volume.
+    pub fn group<'a>(&'a self, vg: &'a str, origin: &'a str) -> impl Iterator<Item = &'a Managed> {
+        self.managed
+            .iter()
+            .filter(move |m| m.record.vg == vg && m.record.origin == origin)
+    }
+}
+
+/// Compares catalog and inventory; writes the outcome to the catalog unless `dry_run`.
+///
+/// # Errors
+/// The catalog cannot be read or written.
+pub fn reconcile(
+    catalog: &Catalog,
+    inv: &Inventory,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Fleet, CatalogError> {
+    let mut fleet = Fleet::default();
+    let set = |id: i64, state: State, reason: &str| -> Result<(), CatalogError> {
+        if dry_run {
+            Ok(())
+        } else {
+            catalog.set_state(id, state, Some(reason), now)
+        }
+    };
+    for mut record in catalog.live_snapshots()? {
+        let lv = match &record.uuid {
+            Some(uuid) => inv.by_uuid(uuid),
+            // Created but never seen by an inventory: bind it by name if it carries our tag.
+            None => inv
+                .find(&record.vg, &record.name)
+                .filter(|lv| lv.has_tag(OWNER_TAG)),
+        };
+        let Some(lv) = lv else {
+            let (state, note) = match record.state {
+                State::Creating => (
+                    State::Failed,
+                    "was never created (interrupted before lvcreate finished)",
+                ),
+                State::Removing => (State::Removed, "removal confirmed after an interruption"),
+                _ => (State::Vanished, "vanished: removed outside lvsnap"),
+            };
+            set(record.id, state, note)?;
+            fleet
+                .notes
+                .push(format!("snapshot {}/{} {note}", record.vg, record.name));
+            continue;
+        };
+        if !lv.has_tag(OWNER_TAG) {
+            set(
+                record.id,
+                State::Vanished,
+                "lost its lvsnap tag; no longer managed",
+            )?;
+            fleet.notes.push(format!(
+                "snapshot {} lost its lvsnap tag; lvsnap no longer manages it",
+                lv.path()
+            ));
+            continue;
+        }
+        if record.uuid.is_none() && !dry_run {
+            catalog.bind(record.id, &lv.uuid, lv.size)?;
+        }
+        record.uuid = Some(lv.uuid.clone());
+        record.size = lv.size;
+        let state = if lv.invalid {
+            State::Invalid
+        } else {
+            State::Present
+        };
+        if record.state != state {
+            let note = match record.state {
+                State::Creating => "creation confirmed after an interruption",
+                State::Removing => "still present: an interrupted removal did not happen",
+                _ if lv.invalid => "became invalid: its copy-on-write space overflowed",
+                _ => "is valid again",
+            };
+            set(record.id, state, note)?;
+            fleet.notes.push(format!("snapshot {} {note}", lv.path()));
+            record.state = state;
+        }
+        fleet.managed.push(Managed {
+            record,
+            lv: Some(lv.clone()),
+        });
+    }
+    if !dry_run {
+        for intent in catalog.open_intents()? {
+            catalog.resolve(
+                intent.id,
+                "resolved from the inventory after an interruption",
+                now,
+            )?;
+        }
+    }
+    let known: Vec<&str> = fleet
+        .managed
+        .iter()
+        .filter_map(|m| m.record.uuid.as_deref())
+        .collect();
+    fleet.strays = inv
+        .lvs
+        .iter()
+        .filter(|lv| lv.has_tag(OWNER_TAG) && !known.contains(&lv.uuid.as_str()))
+        .cloned()
+        .collect();
+    Ok(fleet)
+}

@@ -1,0 +1,192 @@
+//! Reports of the snapshot cycle: `run`/`plan`/`prune` results and the `list` table.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use super::{age, format_size, local, utc};
+use crate::run::RunReport;
+
+/// `run`, `prune` and `plan` for a terminal. `detail` lists every snapshot with its verdict.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn run_text(out: &mut dyn Write, r: &RunReport, detail: bool, tz: Tz) -> io::Result<()> {
+    let would = if r.dry_run { "would " } else { "" };
+    for note in &r.notes {
+        writeln!(out, "reconciled: {note}")?;
+    }
+    for g in &r.groups {
+        let head = format!("{} {}:", g.policy, g.volume);
+        if let Some(name) = &g.created {
+            writeln!(out, "{head} {would}create {name}")?;
+        } else if let Some(why) = &g.not_due {
+            writeln!(out, "{head} {why}")?;
+        }
+        if detail {
+            for p in &g.plan {
+                let verdict = if p.keep { "keep  " } else { "remove" };
+                let why = if p.keep {
+                    p.reasons.join(", ")
+                } else {
+                    p.why_not.join("; ")
+                };
+                writeln!(
+                    out,
+                    "  {verdict} {:<40} {:<24} {why}",
+                    p.name,
+                    local(p.time, tz)
+                )?;
+            }
+        }
+        for (name, why) in &g.removed {
+            if !detail {
+                writeln!(out, "{head} {would}remove {name} ({})", why.join("; "))?;
+            }
+        }
+        for e in &g.extended {
+            writeln!(out, "{head} {e}")?;
+        }
+        if !g.plan.is_empty() || !g.removed.is_empty() {
+            let removing = if r.dry_run {
+                g.plan.iter().filter(|p| !p.keep).count()
+            } else {
+                g.removed.len()
+            };
+            let kept = g.plan.len().saturating_sub(removing);
+            writeln!(
+                out,
+                "{head} {kept} kept, {removing} {}removed",
+                if r.dry_run { "to be " } else { "" }
+            )?;
+        }
+        for w in &g.warnings {
+            writeln!(out, "{head} warning: {w}")?;
+        }
+        if let Some(guard) = &g.guard {
+            writeln!(out, "{head} held back: {guard}")?;
+        }
+        for e in &g.errors {
+            writeln!(out, "{head} error: {e}")?;
+        }
+    }
+    for s in &r.strays {
+        writeln!(out, "unmanaged: {s} carries lvsnap's tag but has no catalog record; left alone (`lvsnap catalog rebuild` adopts it)")?;
+    }
+    Ok(())
+}
+
+/// `run`, `prune` and `plan` as JSON.
+pub fn run_json(r: &RunReport) -> Value {
+    let groups: Vec<Value> = r
+        .groups
+        .iter()
+        .map(|g| {
+            json!({
+                "policy": g.policy,
+                "volume": g.volume,
+                "created": g.created,
+                "not_due": g.not_due,
+                "removed": g.removed.iter().map(|(n, why)| json!({"name": n, "why": why})).collect::<Vec<_>>(),
+                "extended": g.extended,
+                "plan": g.plan.iter().map(|p| json!({"name": p.name, "time": utc(p.time), "keep": p.keep, "reasons": p.reasons, "why_not": p.why_not})).collect::<Vec<_>>(),
+                "warnings": g.warnings,
+                "guard": g.guard,
+                "errors": g.errors,
+            })
+        })
+        .collect();
+    json!({"dry_run": r.dry_run, "ok": !r.failed(), "groups": groups, "reconciled": r.notes, "unmanaged": r.strays, "lvm_commands": r.lvm_commands})
+}
+
+/// One line of `lvsnap list`.
+#[derive(Debug, Clone)]
+pub struct ListRow {
+    pub name: String,
+    pub vg: String,
+    pub origin: String,
+    pub policy: String,
+    pub time: DateTime<Utc>,
+    pub thin: bool,
+    pub size: u64,
+    pub fill: Option<f64>,
+    pub state: String,
+    pub pinned: bool,
+    pub note: Option<String>,
+    /// Why the plan keeps it, or why it will go.
+    pub why: String,
+    pub keep: bool,
+}
+
+/// `lvsnap list` for a terminal.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn list_text(
+    out: &mut dyn Write,
+    rows: &[ListRow],
+    unmanaged: &[String],
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> io::Result<()> {
+    if rows.is_empty() {
+        writeln!(out, "no snapshots managed by lvsnap")?;
+    } else {
+        writeln!(
+            out,
+            "{:<40} {:<14} {:<24} {:>8} {:<5} {:>9} {:>5} {:<8} {:<3} KEPT FOR / NOTE",
+            "NAME", "ORIGIN", "CREATED", "AGE", "KIND", "SIZE", "FILL", "STATE", "PIN"
+        )?;
+    }
+    for r in rows {
+        let fill = r
+            .fill
+            .map(|f| format!("{f:.0}%"))
+            .unwrap_or_else(|| "-".to_owned());
+        let mut why = if r.keep {
+            r.why.clone()
+        } else {
+            format!("next prune removes it: {}", r.why)
+        };
+        if let Some(n) = &r.note {
+            why = format!("{why}  \"{n}\"");
+        }
+        writeln!(
+            out,
+            "{:<40} {:<14} {:<24} {:>8} {:<5} {:>9} {:>5} {:<8} {:<3} {why}",
+            r.name,
+            format!("{}/{}", r.vg, r.origin),
+            local(r.time, tz),
+            age(r.time, now),
+            if r.thin { "thin" } else { "thick" },
+            format_size(r.size),
+            fill,
+            r.state,
+            if r.pinned { "yes" } else { "" },
+        )?;
+    }
+    for u in unmanaged {
+        writeln!(
+            out,
+            "unmanaged: {u} carries lvsnap's tag but has no catalog record"
+        )?;
+    }
+    Ok(())
+}
+
+/// `lvsnap list --json`.
+pub fn list_json(rows: &[ListRow], unmanaged: &[String]) -> Value {
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name, "vg": r.vg, "origin": r.origin, "policy": r.policy, "created": utc(r.time),
+                "kind": if r.thin { "thin" } else { "thick" }, "size": r.size, "fill_percent": r.fill,
+                "state": r.state, "pinned": r.pinned, "note": r.note, "keep": r.keep, "why": r.why,
+            })
+        })
+        .collect();
+    json!({"snapshots": list, "unmanaged": unmanaged})
+}

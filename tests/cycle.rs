@@ -1,0 +1,586 @@
+//! The snapshot cycle end to end through the CLI layer, against the in-memory fake LVM: argv of
+//! every command, failure paths, reconciliation, ownership, guards and locking. What real LVM
+//! does is tested in the VM (tests/vm/scenarios/).
+
+use chrono::{DateTime, Duration, Utc};
+use clap::Parser;
+use lvsnap::catalog::{Catalog, NewSnapshot, State};
+use lvsnap::cli::{execute, Cli};
+use lvsnap::lvm::fake::FakeLvm;
+use lvsnap::lvm::{commands, Runner, Tool};
+use serde_json::Value;
+
+const GIB: u64 = 1 << 30;
+
+struct World {
+    dir: tempfile::TempDir,
+    lvm: FakeLvm,
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+impl World {
+    /// vg0 (8 GiB) with a thick `home` (1 GiB) and a thin `data` in `pool`, and `policies`.
+    fn new(policies: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let lvm = FakeLvm::new();
+        lvm.add_vg("vg0", 8 * GIB)
+            .add_lv("vg0", "home", GIB)
+            .add_thin_pool("vg0", "pool", 2 * GIB)
+            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
+        let w = World { dir, lvm };
+        w.write_config(policies);
+        w
+    }
+
+    fn write_config(&self, policies: &str) {
+        let settings = format!(
+            "[settings]\ncatalog = \"{}/catalog.db\"\nruntime-dir = \"{}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n",
+            self.dir.path().display(),
+            self.dir.path().display()
+        );
+        std::fs::write(self.dir.path().join("lvsnap.toml"), settings + policies).unwrap();
+    }
+
+    #[track_caller]
+    fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
+        let config = self.dir.path().join("lvsnap.toml");
+        let mut argv = vec![
+            "lvsnap".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        self.lvm.set_clock(t(now));
+        let mut out = Vec::new();
+        let code = execute(&cli, &self.lvm, t(now), &mut out);
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    #[track_caller]
+    fn json(&self, args: &[&str], now: &str) -> Value {
+        let (code, out) = self.lvsnap(args, now);
+        assert!(code == 0 || code == 3, "exit {code}: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    fn catalog(&self) -> Catalog {
+        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
+    }
+
+    fn snapshot_names(&self) -> Vec<String> {
+        self.lvm
+            .names("vg0")
+            .into_iter()
+            .filter(|n| n.contains("-lvsnap-"))
+            .collect()
+    }
+}
+
+const HOME_AND_DATA: &str = r#"
+[policy.home]
+volumes = ["vg0/home"]
+schedule = "0 * * * *"
+size = "10%ORIGIN"
+keep = { last = 3 }
+
+[policy.data]
+volumes = ["vg0/data"]
+schedule = "0 * * * *"
+keep = { last = 3 }
+"#;
+
+#[test]
+fn run_takes_tagged_snapshots_with_one_inventory_call() {
+    let w = World::new(HOME_AND_DATA);
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("home vg0/home: create home-lvsnap-20260301T100000Z"),
+        "{out}"
+    );
+    let cmds = w.lvm.invocations();
+    assert_eq!(
+        cmds,
+        vec![
+            commands::inventory().to_string(),
+            "lvcreate --snapshot --extents 26 --name home-lvsnap-20260301T100000Z --addtag lvsnap --addtag lvsnap-policy=home --addtag lvsnap-time=1772359200 vg0/home".to_owned(),
+            "lvcreate --snapshot --name data-lvsnap-20260301T100000Z --addtag lvsnap --addtag lvsnap-policy=data --addtag lvsnap-time=1772359200 vg0/data".to_owned(),
+        ]
+    );
+    // Not due again within the hour: one lvs, nothing else.
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:20:00Z");
+    assert_eq!(code, 0);
+    assert!(out.contains("not due"), "{out}");
+    assert_eq!(w.lvm.invocations().len(), 4);
+    let list = w.json(&["list", "--json"], "2026-03-01T10:30:00Z");
+    let names: Vec<&str> = list["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "data-lvsnap-20260301T100000Z",
+            "home-lvsnap-20260301T100000Z"
+        ]
+    );
+    assert_eq!(list["snapshots"][1]["kind"], "thick");
+    assert_eq!(list["snapshots"][1]["size"], 26 * 4 * 1024 * 1024);
+    assert_eq!(list["snapshots"][0]["why"], "last, newest");
+}
+
+#[test]
+fn hourly_runs_for_two_days_keep_what_simulate_keeps() {
+    let policy = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 3, hourly = 6, daily = 2 }\n";
+    let w = World::new(policy);
+    let start = t("2026-03-01T00:00:00Z");
+    for h in 0..48 {
+        let now = start + Duration::hours(h) + Duration::minutes(2);
+        let (code, out) = w.lvsnap(&["run"], &now.to_rfc3339());
+        assert_eq!(code, 0, "hour {h}: {out}");
+    }
+    let sim = w.json(
+        &[
+            "simulate",
+            "--policy",
+            "home",
+            "--from",
+            "2026-03-01T00:02:00Z",
+            "--to",
+            "2026-03-03T00:02:00Z",
+            "--every",
+            "1h",
+            "--json",
+        ],
+        "2026-03-03T00:00:00Z",
+    );
+    let expected: Vec<String> = sim["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            t(k["time"].as_str().unwrap())
+                .format("home-lvsnap-%Y%m%dT%H%M%SZ")
+                .to_string()
+        })
+        .collect();
+    let mut actual = w.snapshot_names();
+    actual.sort();
+    assert_eq!(actual, expected);
+    assert_eq!(sim["taken"], 48);
+}
+
+#[test]
+fn snapshots_lvsnap_did_not_make_survive_every_run() {
+    let w = World::new(HOME_AND_DATA);
+    let old = t("2020-01-01T00:00:00Z");
+    w.lvm
+        .add_snapshot("vg0", "home", "home-lvsnap-20200101T000000Z", &[], old);
+    w.lvm.add_snapshot(
+        "vg0",
+        "home",
+        "home-lvsnap-20200102T000000Z",
+        &["lvsnap", "lvsnap-policy=home"],
+        old,
+    );
+    for h in 0..6 {
+        let (code, out) = w.lvsnap(&["run"], &format!("2026-03-01T{h:02}:00:00Z"));
+        assert_eq!(code, 0, "{out}");
+        if h == 0 {
+            assert!(
+                out.contains("unmanaged: vg0/home-lvsnap-20200102T000000Z carries lvsnap's tag"),
+                "{out}"
+            );
+        }
+    }
+    let names = w.snapshot_names();
+    assert!(names.contains(&"home-lvsnap-20200101T000000Z".to_owned()));
+    assert!(names.contains(&"home-lvsnap-20200102T000000Z".to_owned()));
+    assert!(
+        !w.lvm.invocations().iter().any(|c| c.contains("2020")),
+        "lvsnap ran a command on a snapshot it does not own"
+    );
+    let (code, out) = w.lvsnap(
+        &["pin", "home-lvsnap-20200101T000000Z"],
+        "2026-03-01T07:00:00Z",
+    );
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn full_volume_group_fails_one_policy_and_not_the_other() {
+    let w = World::new(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"100G\"\nkeep = { last = 3 }\n\n\
+         [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = { last = 3 }\n",
+    );
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("home vg0/home: error: snapshot failed: volume group vg0 has 5 GiB free, too little for a 100 GiB snapshot of vg0/home"), "{out}");
+    assert!(
+        out.contains("data vg0/data: create data-lvsnap-20260301T100000Z"),
+        "{out}"
+    );
+    assert!(
+        !w.lvm
+            .invocations()
+            .iter()
+            .any(|c| c.contains("vg0/home") && c.starts_with("lvcreate")),
+        "refused before lvcreate"
+    );
+}
+
+#[test]
+fn thin_pool_over_its_limit_refuses_a_snapshot() {
+    let w = World::new(HOME_AND_DATA);
+    w.lvm.set_fill("vg0", "pool", 85.0, 10.0);
+    let (code, out) = w.lvsnap(&["run", "--policy", "data"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "thin pool vg0/pool data is 85.0% full, at or above the policy's limit of 80%"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn lvcreate_failure_is_recorded_and_reported() {
+    let w = World::new(HOME_AND_DATA);
+    w.lvm.fail_next(
+        Tool::Lvcreate,
+        "vg0/home",
+        5,
+        "  Volume group \"vg0\" has insufficient free space (3 extents): 26 required.\n",
+    );
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("exited with status 5: Volume group \"vg0\" has insufficient free space"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hint: the volume group has too little free space"),
+        "{out}"
+    );
+    let records = w.catalog().all_snapshots().unwrap();
+    let home = records.iter().find(|r| r.origin == "home").unwrap();
+    assert_eq!(home.state, State::Failed);
+    assert!(w.catalog().open_intents().unwrap().is_empty());
+    let events = w.catalog().events(10).unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.status == 5 && e.argv.starts_with("lvcreate")));
+}
+
+#[test]
+fn invalid_snapshot_is_removed_and_a_filling_one_extended() {
+    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"100M\"\nkeep = { last = 10 }\n");
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
+    w.lvm.set_invalid("vg0", "home-lvsnap-20260301T100000Z");
+    w.lvm
+        .set_fill("vg0", "home-lvsnap-20260301T110000Z", 90.0, 0.0);
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T11:30:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("reconciled: snapshot vg0/home-lvsnap-20260301T100000Z became invalid"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "remove home-lvsnap-20260301T100000Z (invalid: its copy-on-write space overflowed"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("vg0/home-lvsnap-20260301T110000Z is 90% full: extended by 20 MiB"),
+        "{out}"
+    );
+    assert_eq!(
+        w.lvm.extents("vg0", "home-lvsnap-20260301T110000Z"),
+        Some(30)
+    );
+    assert!(w
+        .lvm
+        .invocations()
+        .contains(&"lvextend --extents +5 vg0/home-lvsnap-20260301T110000Z".to_owned()));
+}
+
+#[test]
+fn filling_snapshot_in_a_full_group_is_reported_not_extended() {
+    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"5G\"\nkeep = { last = 10 }\n");
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    w.lvm
+        .set_fill("vg0", "home-lvsnap-20260301T100000Z", 95.0, 0.0);
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T10:30:00Z");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(
+            "is 95% full but volume group vg0 has only 0 B free: it will become invalid when full"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn snapshot_removed_by_hand_is_marked_vanished() {
+    let w = World::new(HOME_AND_DATA);
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    w.lvm
+        .remove_behind_back("vg0", "home-lvsnap-20260301T100000Z");
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:30:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reconciled: snapshot vg0/home-lvsnap-20260301T100000Z vanished: removed outside lvsnap"), "{out}");
+    let states: Vec<State> = w
+        .catalog()
+        .all_snapshots()
+        .unwrap()
+        .iter()
+        .filter(|r| r.origin == "home")
+        .map(|r| r.state)
+        .collect();
+    // With its only snapshot gone the group is due again and gets a fresh one.
+    assert_eq!(states, [State::Vanished, State::Present]);
+}
+
+#[test]
+fn create_interrupted_before_the_catalog_write_is_reconciled() {
+    let w = World::new(HOME_AND_DATA);
+    // What a kill -9 between lvcreate and the catalog write leaves: a `creating` record with an
+    // open intent, and the LV in LVM.
+    {
+        let mut cat = w.catalog();
+        let new = NewSnapshot {
+            vg: "vg0",
+            name: "home-lvsnap-20260301T100000Z",
+            origin: "home",
+            policy: "home",
+            time: t("2026-03-01T10:00:00Z"),
+            thin: false,
+            size: 0,
+            pinned: false,
+            note: None,
+        };
+        cat.begin_create(&new, t("2026-03-01T10:00:00Z")).unwrap();
+        let tags = vec!["lvsnap".to_owned(), "lvsnap-policy=home".to_owned()];
+        w.lvm
+            .run(&commands::create_thick(
+                "vg0",
+                "home",
+                "home-lvsnap-20260301T100000Z",
+                26,
+                &tags,
+            ))
+            .unwrap();
+    }
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:10:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reconciled: snapshot vg0/home-lvsnap-20260301T100000Z creation confirmed after an interruption"), "{out}");
+    assert!(
+        out.contains("home vg0/home: not due"),
+        "the recovered snapshot counts: {out}"
+    );
+    let cat = w.catalog();
+    assert!(cat.open_intents().unwrap().is_empty());
+    let home: Vec<_> = cat
+        .live_snapshots()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.origin == "home")
+        .collect();
+    assert_eq!(home.len(), 1);
+    assert!(home[0].uuid.is_some());
+    // And an intent whose lvcreate never ran is marked failed, nothing orphaned.
+    let mut cat = w.catalog();
+    let new = NewSnapshot {
+        vg: "vg0",
+        name: "data-lvsnap-20260301T110000Z",
+        origin: "data",
+        policy: "data",
+        time: t("2026-03-01T11:00:00Z"),
+        thin: true,
+        size: 0,
+        pinned: false,
+        note: None,
+    };
+    cat.begin_create(&new, t("2026-03-01T11:00:00Z")).unwrap();
+    let (_, out) = w.lvsnap(&["run"], "2026-03-01T11:10:00Z");
+    assert!(
+        out.contains("data-lvsnap-20260301T110000Z was never created"),
+        "{out}"
+    );
+}
+
+#[test]
+fn catalog_rebuild_restores_management() {
+    let w = World::new(HOME_AND_DATA);
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
+    w.lvsnap(
+        &["pin", "home-lvsnap-20260301T100000Z"],
+        "2026-03-01T11:05:00Z",
+    );
+    std::fs::remove_file(w.dir.path().join("catalog.db")).unwrap();
+    let _ = std::fs::remove_file(w.dir.path().join("catalog.db-wal"));
+    let _ = std::fs::remove_file(w.dir.path().join("catalog.db-shm"));
+    let (_, out) = w.lvsnap(&["list"], "2026-03-01T11:10:00Z");
+    assert!(
+        out.contains("no snapshots managed by lvsnap")
+            && out.contains("unmanaged: vg0/home-lvsnap-20260301T100000Z"),
+        "{out}"
+    );
+    let (code, out) = w.lvsnap(&["catalog", "rebuild"], "2026-03-01T11:10:00Z");
+    assert_eq!(code, 0);
+    assert!(out.contains("4 snapshot(s) adopted"), "{out}");
+    let list = w.json(&["list", "--json"], "2026-03-01T11:20:00Z");
+    let snaps = list["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 4);
+    let pinned: Vec<&str> = snaps
+        .iter()
+        .filter(|s| s["pinned"] == true)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pinned, ["home-lvsnap-20260301T100000Z"]);
+    assert_eq!(
+        snaps
+            .iter()
+            .find(|s| s["name"] == "home-lvsnap-20260301T110000Z")
+            .unwrap()["created"],
+        "2026-03-01T11:00:00Z"
+    );
+}
+
+#[test]
+fn breaker_holds_pruning_until_forced() {
+    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 10 }\n");
+    for h in 0..6 {
+        w.lvsnap(&["run"], &format!("2026-03-01T{h:02}:00:00Z"));
+    }
+    w.write_config("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 1 }\n");
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T05:30:00Z");
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("held back: would remove 5 of 6 snapshots"),
+        "{out}"
+    );
+    assert_eq!(w.snapshot_names().len(), 6);
+    let (code, out) = w.lvsnap(&["prune", "--dry-run", "--force"], "2026-03-01T05:30:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 kept, 5 to be removed"), "{out}");
+    assert_eq!(w.snapshot_names().len(), 6, "a dry run removes nothing");
+    let (code, out) = w.lvsnap(&["prune", "--force"], "2026-03-01T05:30:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.snapshot_names(), ["home-lvsnap-20260301T050000Z"]);
+}
+
+#[test]
+fn pinned_snapshot_survives_and_unpin_releases_it() {
+    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 1 }\n");
+    w.lvsnap(
+        &["snapshot", "home", "--pin", "--note", "before the upgrade"],
+        "2026-03-01T09:30:00Z",
+    );
+    for h in 10..13 {
+        w.lvsnap(&["run"], &format!("2026-03-01T{h}:00:00Z"));
+    }
+    assert!(w
+        .snapshot_names()
+        .contains(&"home-lvsnap-20260301T093000Z".to_owned()));
+    assert!(w
+        .lvm
+        .tags("vg0", "home-lvsnap-20260301T093000Z")
+        .contains(&"lvsnap-pinned".to_owned()));
+    let (_, out) = w.lvsnap(&["list"], "2026-03-01T12:10:00Z");
+    assert!(out.contains("pinned  \"before the upgrade\""), "{out}");
+    let (code, out) = w.lvsnap(
+        &["unpin", "vg0/home-lvsnap-20260301T093000Z"],
+        "2026-03-01T12:20:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    w.lvsnap(&["prune"], "2026-03-01T12:30:00Z");
+    assert_eq!(w.snapshot_names(), ["home-lvsnap-20260301T120000Z"]);
+}
+
+#[test]
+fn dry_run_and_plan_change_nothing() {
+    let w = World::new(HOME_AND_DATA);
+    let (code, out) = w.lvsnap(&["run", "--dry-run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("home vg0/home: would create home-lvsnap-20260301T100000Z"),
+        "{out}"
+    );
+    let (code, out) = w.lvsnap(&["plan"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 0);
+    assert!(out.contains("keep   home-lvsnap-20260301T100000Z"), "{out}");
+    assert!(w.snapshot_names().is_empty());
+    assert_eq!(
+        w.lvm
+            .invocations()
+            .iter()
+            .filter(|c| !c.starts_with("lvs "))
+            .count(),
+        0
+    );
+    assert!(
+        !w.dir.path().join("catalog.db").exists(),
+        "read-only commands create no catalog"
+    );
+}
+
+#[test]
+fn twenty_policies_cost_one_inventory_plus_one_command_per_change() {
+    let mut policies = String::new();
+    for i in 0..20 {
+        w_add(&mut policies, i);
+    }
+    let w = World::new(&policies);
+    for i in 0..20 {
+        w.lvm.add_lv("vg0", &format!("v{i}"), 64 << 20);
+    }
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    let first = w.lvm.invocations();
+    assert_eq!(first.iter().filter(|c| c.starts_with("lvs ")).count(), 1);
+    assert_eq!(first.len(), 21);
+    w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
+    // 1 inventory, 20 snapshots, 20 removals (keep last 1).
+    assert_eq!(w.lvm.invocations().len() - first.len(), 41);
+}
+
+fn w_add(policies: &mut String, i: usize) {
+    policies.push_str(&format!("[policy.p{i}]\nvolumes = [\"vg0/v{i}\"]\nschedule = \"0 * * * *\"\nsize = \"4M\"\nkeep = {{ last = 1 }}\n\n"));
+}
+
+#[test]
+fn a_second_writer_is_told_who_holds_the_lock() {
+    let w = World::new(HOME_AND_DATA);
+    let _held =
+        lvsnap::lock::acquire(&w.dir.path().join("run"), std::time::Duration::ZERO).unwrap();
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(w.snapshot_names().is_empty());
+    // Reading commands do not wait.
+    let (code, _) = w.lvsnap(&["plan"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn missing_volume_names_what_exists() {
+    let w = World::new(
+        "[policy.home]\nvolumes = [\"vg0/hom\"]\nschedule = \"0 * * * *\"\nkeep = { last = 1 }\n",
+    );
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("volume vg0/hom not found (logical volumes in vg0: home, pool, data)"),
+        "{out}"
+    );
+}
