@@ -20,7 +20,9 @@ start=$(date +%s)
 if [ $VM = 1 ]; then
   # Provision first, so that a missing package or a refused download stops here, clearly.
   tests/vm/provision.sh > /dev/null
-  cargo test --locked --no-fail-fast --features vm-tests
+  # The VM runs the release build, as administrators do.
+  cargo build --locked --release --bin lvsnap
+  LVSNAP_VM_BINARY=$PWD/target/release/lvsnap cargo test --locked --no-fail-fast --features vm-tests
 else
   cargo test --locked --no-fail-fast
 fi

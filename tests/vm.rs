@@ -16,7 +16,13 @@ use std::time::Instant;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const LVSNAP: &str = env!("CARGO_BIN_EXE_lvsnap");
+const DEBUG_LVSNAP: &str = env!("CARGO_BIN_EXE_lvsnap");
+
+/// The binary under test: `LVSNAP_VM_BINARY` (tests/run.sh sets the release build, which is what
+/// administrators run and starts twice as fast under emulation), else this build's.
+fn lvsnap_binary() -> String {
+    std::env::var("LVSNAP_VM_BINARY").unwrap_or_else(|_| DEBUG_LVSNAP.to_owned())
+}
 const SELFTEST: &str = "fails-on-purpose";
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -41,7 +47,8 @@ fn run_vm(args: &[&str], console: &Path) -> (Option<i32>, f64) {
 
 /// The binary must be visible in the guest; it is under ROOT unless CARGO_TARGET_DIR moved it.
 fn shares_for_binary() -> Vec<String> {
-    let dir = Path::new(LVSNAP).parent().expect("binary has a directory");
+    let binary = lvsnap_binary();
+    let dir = Path::new(&binary).parent().expect("binary has a directory");
     if dir.starts_with(ROOT) {
         vec![]
     } else {
@@ -99,7 +106,7 @@ fn main() {
         ];
         vm_args.push(runner.display().to_string());
         vm_args.push(results.display().to_string());
-        vm_args.push(LVSNAP.to_owned());
+        vm_args.push(lvsnap_binary());
         vm_args.extend(chosen.iter().map(|f| f.display().to_string()));
         let refs: Vec<&str> = vm_args.iter().map(String::as_str).collect();
         let (code, secs) = run_vm(&refs, &console);

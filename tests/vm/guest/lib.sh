@@ -64,3 +64,17 @@ snapshot_mount_opts() {
 
 # write_policy TEXT: the policy file lvsnap reads by default in the guest.
 write_policy() { mkdir -p /etc/lvsnap; printf '%s\n' "$1" > "$LVSNAP_CONFIG"; }
+
+# utc_at HOURS_FROM_START: an RFC 3339 instant, hours after 2026-03-02T00:00:00Z (a Monday).
+utc_at() { date -u -d "@$(( 1772409600 + $1 * 3600 ))" +%Y-%m-%dT%H:%M:%SZ; }
+
+# Names of the LVs in VG (default vg0) that carry lvsnap's tag, sorted.
+tagged_lvs() { lvs --noheadings -o lv_name,lv_tags "${1:-vg0}" | awk '$2 ~ /(^|,)lvsnap(,|$)/ {print $1}' | sort; }
+
+# slow_lvcreate SECONDS: every lvcreate lvsnap runs from now on sleeps after creating the LV,
+# holding lvsnap between lvcreate and its catalog write (the runner removes the wrapper).
+slow_lvcreate() {
+  mkdir -p /usr/local/sbin
+  printf '#!/bin/bash\n/usr/sbin/lvcreate "$@"; rc=$?\nsleep %s\nexit $rc\n' "$1" > /usr/local/sbin/lvcreate
+  chmod +x /usr/local/sbin/lvcreate
+}

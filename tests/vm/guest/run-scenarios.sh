@@ -15,7 +15,7 @@ reset_lvm() {
   awk '$1 ~ /^\/dev\/(mapper|vg)/ || $2 ~ /^\/(mnt|run\/lvsnap)\// {print $2}' /proc/mounts | sort -r \
     | xargs -r umount -l 2>/dev/null
   dmsetup remove_all -f > /dev/null 2>&1
-  rm -rf /dev/vg* /dev/mapper/vg* /var/lib/lvsnap /run/lvsnap /etc/lvsnap /mnt/* /run/lock/lvm/*
+  rm -rf /dev/vg* /dev/mapper/vg* /var/lib/lvsnap /run/lvsnap /etc/lvsnap /mnt/* /run/lock/lvm/* /usr/local/sbin/*
   for d in /dev/vd?; do wipefs -a -q "$d" || return 1; done
   vgcreate -q -y vg0 /dev/vda > /dev/null
 }
