@@ -108,12 +108,18 @@ log "downloading $(echo $ALL | wc -w) packages for the guest"
 # apt-get download names files package_version_arch.deb with an epoch's ':' as '%3a'.
 debfile() { ls "$CACHE/debs/${1}_${2//:/%3a}_"*.deb 2>/dev/null | head -1; }
 version_of() { echo "$VERSIONS" | awk -v p="$1" '$1==p{print $2; exit}'; }
+want=()
 for p in $ALL; do
   v=$(version_of "$p")
-  [ -n "$v" ] && [ -z "$(debfile "$p" "$v")" ] || continue
-  (cd "$CACHE/debs" && apt-get download -qq -o APT::Sandbox::User=root "$p=$v" >&2) \
-    || die "apt-get download $p=$v was refused; check the apt sources (apt-get update)"
+  if [ -n "$v" ] && [ -z "$(debfile "$p" "$v")" ]; then want+=("$p=$v"); fi
 done
+# One apt-get call for all (fast); on failure, one by one to name the package that was refused.
+if [ ${#want[@]} -gt 0 ] && ! (cd "$CACHE/debs" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}" >&2); then
+  for pv in "${want[@]}"; do
+    (cd "$CACHE/debs" && apt-get download -qq -o APT::Sandbox::User=root "$pv" >&2) \
+      || die "apt-get download $pv was refused; check the apt sources (apt-get update)"
+  done
+fi
 R=$W/root
 mkdir -p "$R"
 for p in $ALL; do

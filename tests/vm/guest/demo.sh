@@ -43,6 +43,13 @@ if [ "${1:-}" = --scripted ]; then
   session "$LVSNAP" --version
   session "$LVSNAP" config check
   session "$LVSNAP" simulate --policy home --from 2026-01-01T00:00:00Z --to 2026-02-01T00:00:00Z
+  session "$LVSNAP" run --dry-run
+  session "$LVSNAP" run
+  echo "a change after the snapshot" >> /srv/home/README
+  session "$LVSNAP" snapshot home --pin --note "before the demo upgrade"
+  session "$LVSNAP" list
+  session "$LVSNAP" plan
+  session lvs -o lv_name,origin,lv_size,data_percent,lv_tags vg0
   echo "=== demo session done"
 else
   cat <<'GUIDE'
@@ -54,6 +61,10 @@ You are root in a throw-away VM with real LVM. Nothing here touches your own dis
 
 Try:
   lvsnap config check
+  lvsnap plan                  what a run would do, with reasons
+  lvsnap run                   the main job: due snapshots, pruning
+  lvsnap list
+  lvsnap snapshot home --pin --note "before the upgrade"
   lvsnap simulate --policy home --from 2026-01-01T00:00:00Z --to 2027-01-01T00:00:00Z
   lvs vg0
 Leave with `exit` (the VM powers off).
