@@ -130,6 +130,7 @@ pub fn snapshot(
             }
         }
     }
+    engine.flush()?;
     Ok(status)
 }
 
@@ -233,18 +234,18 @@ pub fn pin(ctx: &mut Ctx<'_>, snapshot: &str, pinned: bool) -> Result<i32, Error
     } else {
         commands::del_tag(&m.record.vg, &m.record.name, PINNED_TAG)
     };
-    let intent =
-        engine
-            .catalog
-            .begin(if pinned { "pin" } else { "unpin" }, m.record.id, ctx.now)?;
+    let (id, now) = (m.record.id, ctx.now);
+    let intent = engine.record(|c| c.begin(if pinned { "pin" } else { "unpin" }, id, now))?;
     let result = engine.exec(&inv);
-    engine.catalog.resolve(
-        intent,
-        if result.is_ok() { "done" } else { "failed" },
-        ctx.now,
-    )?;
+    let ok = result.is_ok();
+    engine.record(|c| {
+        c.resolve(intent, if ok { "done" } else { "failed" }, now)?;
+        if ok {
+            c.set_pinned(id, pinned, now)?;
+        }
+        Ok(())
+    })?;
     result?;
-    engine.catalog.set_pinned(m.record.id, pinned, ctx.now)?;
     writeln!(
         ctx.out,
         "{}/{} {}",
@@ -339,6 +340,9 @@ pub fn rebuild(ctx: &mut Ctx<'_>, dry_run: bool) -> Result<i32, Error> {
             lv.path(),
             report::utc(time)
         )?;
+    }
+    if !dry_run {
+        engine.flush()?;
     }
     writeln!(
         ctx.out,

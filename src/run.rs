@@ -99,6 +99,15 @@ pub struct Engine<'a> {
     /// Whether commands are written to the catalog's event log (not for read-only catalogs).
     pub record_events: bool,
     commands: usize,
+    pending: Vec<PendingEvent>,
+}
+
+/// A command's event, written with the next catalog write.
+struct PendingEvent {
+    argv: Vec<String>,
+    status: i32,
+    duration: std::time::Duration,
+    stderr: String,
 }
 
 impl<'a> Engine<'a> {
@@ -117,6 +126,7 @@ impl<'a> Engine<'a> {
             dry_run,
             record_events: !dry_run,
             commands: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -128,16 +138,37 @@ impl<'a> Engine<'a> {
         self.commands += 1;
         let done = self.runner.run(inv)?;
         if self.record_events {
-            self.catalog.record_event(
-                self.now,
-                &inv.argv(),
-                done.status,
-                done.duration,
-                &done.stderr,
-            )?;
+            self.pending.push(PendingEvent { argv: inv.argv(), status: done.status, duration: done.duration, stderr: done.stderr.clone() });
         }
         lvm::check(inv, &done)?;
         Ok(done)
+    }
+
+    /// Writes `f`'s records together with the events of the commands run since the last write,
+    /// in one transaction: one sync per outcome.
+    ///
+    /// # Errors
+    /// The catalog failed.
+    pub fn record<R>(&mut self, f: impl FnOnce(&Catalog) -> Result<R, CatalogError>) -> Result<R, RunError> {
+        let events = std::mem::take(&mut self.pending);
+        let now = self.now;
+        Ok(self.catalog.batch(|c| {
+            for e in &events {
+                c.record_event(now, &e.argv, e.status, e.duration, &e.stderr)?;
+            }
+            f(c)
+        })?)
+    }
+
+    /// Writes events still pending (those of a command that changed nothing).
+    ///
+    /// # Errors
+    /// The catalog failed.
+    pub fn flush(&mut self) -> Result<(), RunError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.record(|_| Ok(()))
     }
 
     /// The one `lvs` call of a run.
@@ -155,7 +186,8 @@ impl<'a> Engine<'a> {
     /// lvs or the catalog failed.
     pub fn survey(&mut self) -> Result<(Inventory, Fleet), RunError> {
         let inv = self.inventory()?;
-        let fleet = reconcile(self.catalog, &inv, self.now, self.dry_run)?;
+        let (now, dry_run) = (self.now, self.dry_run);
+        let fleet = if dry_run { reconcile(self.catalog, &inv, now, true)? } else { self.record(|c| reconcile(c, &inv, now, false))? };
         for note in &fleet.notes {
             info!(note = %note, "reconciled");
         }
@@ -212,6 +244,7 @@ impl<'a> Engine<'a> {
             }
         }
         report.lvm_commands = self.commands;
+        self.flush()?;
         Ok(report)
     }
 
@@ -330,14 +363,19 @@ impl<'a> Engine<'a> {
             note,
         };
         let (id, intent) = self.catalog.begin_create(&new, self.now)?;
+        let now = self.now;
         if let Err(e) = self.exec(&inv_cmd) {
-            self.catalog
-                .set_state(id, State::Failed, Some(&e.to_string()), self.now)?;
-            self.catalog.resolve(intent, "failed", self.now)?;
+            let reason = e.to_string();
+            self.record(|c| {
+                c.set_state(id, State::Failed, Some(&reason), now)?;
+                c.resolve(intent, "failed", now)
+            })?;
             return Err(e);
         }
-        self.catalog.set_state(id, State::Present, None, self.now)?;
-        self.catalog.resolve(intent, "created", self.now)?;
+        self.record(|c| {
+            c.set_state(id, State::Present, None, now)?;
+            c.resolve(intent, "created", now)
+        })?;
         if !thin {
             space.take(&volume.vg, size);
         }
@@ -453,24 +491,23 @@ impl<'a> Engine<'a> {
     /// # Errors
     /// lvremove or the catalog failed; the record is back to its previous state.
     pub fn remove(&mut self, m: &Managed, reason: &str) -> Result<(), RunError> {
-        let intent = self.catalog.begin("remove", m.record.id, self.now)?;
-        self.catalog
-            .set_state(m.record.id, State::Removing, None, self.now)?;
+        let (id, now) = (m.record.id, self.now);
+        let intent = self.record(|c| {
+            let intent = c.begin("remove", id, now)?;
+            c.set_state(id, State::Removing, None, now)?;
+            Ok(intent)
+        })?;
         match self.exec(&commands::remove(&m.record.vg, &m.record.name)) {
-            Ok(_) => {
-                self.catalog
-                    .set_state(m.record.id, State::Removed, Some(reason), self.now)?;
-                self.catalog.resolve(intent, "removed", self.now)?;
-                Ok(())
-            }
+            Ok(_) => self.record(|c| {
+                c.set_state(id, State::Removed, Some(reason), now)?;
+                c.resolve(intent, "removed", now)
+            }),
             Err(e) => {
-                self.catalog.set_state(
-                    m.record.id,
-                    m.record.state,
-                    Some(&e.to_string()),
-                    self.now,
-                )?;
-                self.catalog.resolve(intent, "failed", self.now)?;
+                let why = e.to_string();
+                self.record(|c| {
+                    c.set_state(id, m.record.state, Some(&why), now)?;
+                    c.resolve(intent, "failed", now)
+                })?;
                 Err(e)
             }
         }
@@ -512,19 +549,12 @@ impl<'a> Engine<'a> {
                 ));
                 continue;
             }
-            let result = self
-                .catalog
-                .begin("extend", m.record.id, self.now)
-                .map_err(RunError::from)
-                .and_then(|intent| {
-                    let r = self.exec(&commands::extend(&lv.vg, &lv.name, add));
-                    self.catalog.resolve(
-                        intent,
-                        if r.is_ok() { "extended" } else { "failed" },
-                        self.now,
-                    )?;
-                    r
-                });
+            let (id, now) = (m.record.id, self.now);
+            let result = self.record(|c| c.begin("extend", id, now)).and_then(|intent| {
+                let r = self.exec(&commands::extend(&lv.vg, &lv.name, add));
+                self.record(|c| c.resolve(intent, if r.is_ok() { "extended" } else { "failed" }, now))?;
+                r
+            });
             match result {
                 Ok(_) => {
                     space.take(&lv.vg, add * ext);

@@ -35,7 +35,7 @@ for kind in thick thin; do
   if [ $kind = thick ]; then policy=home; origin=home; create=(--snapshot --extents 2); else policy=data; origin=data; create=(--snapshot); fi
   # Prime both: one lvsnap snapshot and one bare one exist, so every step creates one and removes one.
   "$LVSNAP" run --policy $policy --now "$(at 0)" > /dev/null
-  lvcreate -q "${create[@]}" --name bare-0 --addtag bench vg0/$origin > /dev/null
+  lvcreate -q "${create[@]}" --name bare-$kind-0 --addtag bench vg0/$origin > /dev/null
   : > /tmp/$kind.lvsnap; : > /tmp/$kind.bare; : > /tmp/$kind.ratio
   for i in $(seq 1 "$PAIRS"); do
     t=$(date +%s%N)
@@ -44,8 +44,8 @@ for kind in thick thin; do
     case "$out" in *"create "*"1 kept, 1 removed"*) ;; *) echo "unexpected run output: $out" >&2; exit 1 ;; esac
     t=$(date +%s%N)
     lvs "${LVS_ARGS[@]}" > /dev/null
-    lvcreate "${create[@]}" --name bare-$i --addtag lvsnap --addtag lvsnap-policy=bench --addtag lvsnap-time=$i vg0/$origin > /dev/null
-    lvremove --yes vg0/bare-$((i - 1)) > /dev/null
+    lvcreate "${create[@]}" --name bare-$kind-$i --addtag bench --addtag bench-policy=bench --addtag bench-time=$i vg0/$origin > /dev/null
+    lvremove --yes vg0/bare-$kind-$((i - 1)) > /dev/null
     b=$(ms $t)
     echo $a >> /tmp/$kind.lvsnap; echo $b >> /tmp/$kind.bare
     awk -v a=$a -v b=$b 'BEGIN {printf "%.3f\n", a / b}' >> /tmp/$kind.ratio

@@ -358,6 +358,18 @@ impl Catalog {
             .collect())
     }
 
+    /// Runs `f` in one transaction: the several writes that record one outcome reach the disk
+    /// together, with one sync.
+    ///
+    /// # Errors
+    /// `f` or SQLite failed; nothing of `f`'s writes is kept then.
+    pub fn batch<R, E: From<CatalogError>>(&self, f: impl FnOnce(&Self) -> Result<R, E>) -> Result<R, E> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| E::from(self.err(e)))?;
+        let r = f(self)?;
+        tx.commit().map_err(|e| E::from(self.err(e)))?;
+        Ok(r)
+    }
+
     /// Records a snapshot about to be created (state `creating`) with its intent, in one
     /// transaction. Returns (snapshot id, intent id).
     ///
