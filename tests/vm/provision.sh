@@ -11,6 +11,8 @@
 #
 # Usage: tests/vm/provision.sh [--no-install]
 #   --no-install  never call apt-get install (fail with what to install instead)
+# LVSNAP_VM_EXTRA="pkg …" adds packages to the guest (benches/vm-snapper.sh adds snapper); such
+# an image is cached separately.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -61,10 +63,12 @@ done
 
 # ------------------------------------------------------------------ fast path
 # Unchanged scripts and unchanged apt lists mean an unchanged image: skip the apt queries.
-FASTKEY=$( { cat "$0" "$HERE/guest-init.sh"; stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null; } \
+EXTRA=${LVSNAP_VM_EXTRA:-}
+CURRENT=$CACHE/current$(echo "$EXTRA" | tr -c 'a-z0-9\n' '-' | sed 's/^./-&/')
+FASTKEY=$( { echo "$EXTRA"; cat "$0" "$HERE/guest-init.sh"; stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null; } \
            | sha256sum | cut -c1-16)
-if [ -f "$CACHE/current" ]; then
-  read -r k img < "$CACHE/current" || true
+if [ -f "$CURRENT" ]; then
+  read -r k img < "$CURRENT" || true
   if [ "${k:-}" = "$FASTKEY" ] && [ -f "${img:-/nonexistent}/ok" ]; then
     echo "$img"
     exit 0
@@ -88,13 +92,20 @@ fi
 LIBS=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
          --no-replaces --no-enhances $GUEST_PACKAGES 2>/dev/null \
        | grep -E '^(lib[a-z0-9]|zlib1g)' | grep -Ev "$LIB_EXCLUDE" | sort -u | tr '\n' ' ')
-ALL="$KPKG $GUEST_PACKAGES $LIBS"
+# Extra packages bring all their libraries: their tools are run, unlike maintainer scripts.
+EXTRA_LIBS=""
+if [ -n "$EXTRA" ]; then
+  EXTRA_LIBS=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+                 --no-replaces --no-enhances $EXTRA 2>/dev/null | grep -E '^(lib[a-z0-9]|zlib1g)' \
+               | grep -v '^libelogind' | sort -u | tr '\n' ' ')
+fi
+ALL=$(echo $KPKG $GUEST_PACKAGES $EXTRA $LIBS $EXTRA_LIBS | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
 VERSIONS=$(versions $ALL | sort -u)
 [ "$(echo "$VERSIONS" | wc -l)" -ge 20 ] || die "apt knows too few of the guest packages; run apt-get update"
 KEY=$( { echo "$VERSIONS"; cat "$0" "$HERE/guest-init.sh"; } | sha256sum | cut -c1-16)
 IMAGE=$CACHE/image-$KEY
 if [ -f "$IMAGE/ok" ]; then
-  echo "$FASTKEY $IMAGE" > "$CACHE/current"
+  echo "$FASTKEY $IMAGE" > "$CURRENT"
   echo "$IMAGE"
   exit 0
 fi
@@ -210,6 +221,6 @@ echo "$VERSIONS" > "$W/image/packages"
 rm -rf "$IMAGE"
 mv "$W/image" "$IMAGE"
 touch "$IMAGE/ok"
-echo "$FASTKEY $IMAGE" > "$CACHE/current"
+echo "$FASTKEY $IMAGE" > "$CURRENT"
 log "guest image built in $(( $(date +%s) - T0 ))s: $IMAGE ($(du -sh "$IMAGE/initramfs.cpio" | cut -f1) initramfs)"
 echo "$IMAGE"
