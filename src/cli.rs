@@ -309,6 +309,8 @@ fn init_logging(verbose: u8) {
 pub fn execute(cli: &Cli, runner: &dyn Runner, now: DateTime<Utc>, out: &mut dyn Write) -> i32 {
     match dispatch(cli, runner, now, out) {
         Ok(code) => code,
+        // `lvsnap list | head`: the reader has what it wanted.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(e) => {
             eprintln!("lvsnap: {e}");
             if let Error::Config(config::LoadError::Invalid(errs)) = &e {

@@ -138,7 +138,12 @@ impl<'a> Engine<'a> {
         self.commands += 1;
         let done = self.runner.run(inv)?;
         if self.record_events {
-            self.pending.push(PendingEvent { argv: inv.argv(), status: done.status, duration: done.duration, stderr: done.stderr.clone() });
+            self.pending.push(PendingEvent {
+                argv: inv.argv(),
+                status: done.status,
+                duration: done.duration,
+                stderr: done.stderr.clone(),
+            });
         }
         lvm::check(inv, &done)?;
         Ok(done)
@@ -149,7 +154,10 @@ impl<'a> Engine<'a> {
     ///
     /// # Errors
     /// The catalog failed.
-    pub fn record<R>(&mut self, f: impl FnOnce(&Catalog) -> Result<R, CatalogError>) -> Result<R, RunError> {
+    pub fn record<R>(
+        &mut self,
+        f: impl FnOnce(&Catalog) -> Result<R, CatalogError>,
+    ) -> Result<R, RunError> {
         let events = std::mem::take(&mut self.pending);
         let now = self.now;
         Ok(self.catalog.batch(|c| {
@@ -187,7 +195,11 @@ impl<'a> Engine<'a> {
     pub fn survey(&mut self) -> Result<(Inventory, Fleet), RunError> {
         let inv = self.inventory()?;
         let (now, dry_run) = (self.now, self.dry_run);
-        let fleet = if dry_run { reconcile(self.catalog, &inv, now, true)? } else { self.record(|c| reconcile(c, &inv, now, false))? };
+        let fleet = if dry_run {
+            reconcile(self.catalog, &inv, now, true)?
+        } else {
+            self.record(|c| reconcile(c, &inv, now, false))?
+        };
         for note in &fleet.notes {
             info!(note = %note, "reconciled");
         }
@@ -550,11 +562,15 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let (id, now) = (m.record.id, self.now);
-            let result = self.record(|c| c.begin("extend", id, now)).and_then(|intent| {
-                let r = self.exec(&commands::extend(&lv.vg, &lv.name, add));
-                self.record(|c| c.resolve(intent, if r.is_ok() { "extended" } else { "failed" }, now))?;
-                r
-            });
+            let result = self
+                .record(|c| c.begin("extend", id, now))
+                .and_then(|intent| {
+                    let r = self.exec(&commands::extend(&lv.vg, &lv.name, add));
+                    self.record(|c| {
+                        c.resolve(intent, if r.is_ok() { "extended" } else { "failed" }, now)
+                    })?;
+                    r
+                });
             match result {
                 Ok(_) => {
                     space.take(&lv.vg, add * ext);

@@ -109,6 +109,18 @@ fn simulate_a_year_of_hourly_snapshots() {
     assert_eq!(v["removed"], 8717);
     let kept = v["kept"].as_array().unwrap();
     assert_eq!(kept.len(), 43);
+    // The documented shape, key order included, for scripts that compare text.
+    assert!(
+        ran.stdout().starts_with(
+            "{\"kept\":[{\"time\":\"2026-01-31T23:00:00Z\",\"reasons\":[\"monthly\"]},"
+        ),
+        "{}",
+        &ran.stdout()[..80]
+    );
+    assert!(ran
+        .stdout()
+        .trim_end()
+        .ends_with("],\"taken\":8760,\"removed\":8717}"));
     // 24 hours + 6 more days + 2 more ISO weeks + 11 more months; oldest first.
     assert_eq!(
         kept[0],

@@ -363,8 +363,14 @@ impl Catalog {
     ///
     /// # Errors
     /// `f` or SQLite failed; nothing of `f`'s writes is kept then.
-    pub fn batch<R, E: From<CatalogError>>(&self, f: impl FnOnce(&Self) -> Result<R, E>) -> Result<R, E> {
-        let tx = self.conn.unchecked_transaction().map_err(|e| E::from(self.err(e)))?;
+    pub fn batch<R, E: From<CatalogError>>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| E::from(self.err(e)))?;
         let r = f(self)?;
         tx.commit().map_err(|e| E::from(self.err(e)))?;
         Ok(r)
