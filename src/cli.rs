@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Ctx};
 use crate::config::{self, Span, DEFAULT_CONFIG};
@@ -140,6 +140,15 @@ pub enum Command {
     /// Check policy files and show what they mean.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Print a shell completion script: lvsnap completions bash > /etc/bash_completion.d/lvsnap
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff): lvsnap man > /usr/local/share/man/man1/lvsnap.1
+    Man,
 
     /// Replay a policy over a span of time and show which snapshots it would keep.
     ///
@@ -342,6 +351,14 @@ fn dispatch(
             at.unwrap_or(now),
             out,
         ),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "lvsnap", out);
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(out)?;
+            Ok(exit::OK)
+        }
         Command::Simulate(args) => {
             let cfg = load()?;
             simulate_cmd(&cfg, args, out)
@@ -521,7 +538,6 @@ fn simulate_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -29,6 +29,11 @@ impl Ctx<'_> {
         Ok(lock::acquire(&s.runtime_dir, timeout)?)
     }
 
+    /// The LVM tools, checked once at start-up: a missing lvm2 stops here, before any change.
+    fn tools(&self) -> Result<(), Error> {
+        Ok(self.runner.check_tools()?)
+    }
+
     fn catalog(&self, write: bool) -> Result<Catalog, Error> {
         let path = &self.config.settings.catalog;
         Ok(if write {
@@ -65,6 +70,7 @@ pub fn run_status(r: &RunReport) -> i32 {
 /// Bad arguments, the lock, the inventory or the catalog failed.
 pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Result<i32, Error> {
     ctx.check_policies(&opts.policies)?;
+    ctx.tools()?;
     let _lock = if opts.dry_run {
         None
     } else {
@@ -110,6 +116,7 @@ pub fn snapshot(
         }
         None => policy.volumes.iter().collect(),
     };
+    ctx.tools()?;
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);

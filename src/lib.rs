@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod lock;
 pub mod lvm;
 pub mod plan;

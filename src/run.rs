@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::catalog::{Catalog, CatalogError, NewSnapshot, SnapshotRecord, State};
 use crate::config::{Config, Policy, SnapshotSize, VolumeRef};
+use crate::hooks::{self, HookEnv, Phase};
 use crate::lvm::{self, commands, Inventory, Invocation, Lv, LvKind, LvmError, Runner};
 use crate::plan::{is_due, naming, plan_retention, CronTicks, RetentionPlan, Rules};
 use crate::reconcile::{reconcile, Fleet, Managed, OWNER_TAG, PINNED_TAG, POLICY_TAG, TIME_TAG};
@@ -363,9 +364,83 @@ impl<'a> Engine<'a> {
             fleet.managed.push(Managed { record, lv: None });
             return Ok(name);
         }
+        let volume_name = volume.to_string();
+        let env = |phase, taken| HookEnv {
+            policy: &policy.name,
+            volume: &volume_name,
+            snapshot: &name,
+            phase,
+            taken,
+        };
+        if let Some(pre) = &policy.pre {
+            let run = hooks::run_hook(pre, policy.hook_timeout, &env(Phase::Pre, None));
+            self.hook_event(&run);
+            if !run.ok() {
+                let why = run.failure(policy.hook_timeout);
+                warn!(policy = %policy.name, volume = %volume, snapshot = %name, "pre {why}; snapshot skipped");
+                // The post hook undoes what pre began (unlocking tables, say): it runs whenever
+                // pre ran.
+                let post_failure = self.post_hook(policy, &env(Phase::Post, Some(false)));
+                self.flush()?;
+                let post = post_failure
+                    .map(|p| format!("; post {p}"))
+                    .unwrap_or_default();
+                return Err(RunError::Refused(format!(
+                    "pre {why}; no snapshot of {volume} taken{post}"
+                )));
+            }
+        }
+        let created = self.create(
+            policy, volume, &name, &inv_cmd, thin, size, pin, note, fleet, space,
+        );
+        let post_failure = self.post_hook(policy, &env(Phase::Post, Some(created.is_ok())));
+        self.flush()?;
+        created?;
+        match post_failure {
+            Some(why) => Err(RunError::Refused(format!(
+                "snapshot {name} was taken, but the post {why}"
+            ))),
+            None => Ok(name),
+        }
+    }
+
+    fn post_hook(&mut self, policy: &Policy, env: &HookEnv<'_>) -> Option<String> {
+        let post = policy.post.as_ref()?;
+        let run = hooks::run_hook(post, policy.hook_timeout, env);
+        self.hook_event(&run);
+        (!run.ok()).then(|| run.failure(policy.hook_timeout))
+    }
+
+    /// Hooks go into the event log with the LVM commands.
+    fn hook_event(&mut self, run: &hooks::HookRun) {
+        if self.record_events {
+            self.pending.push(PendingEvent {
+                argv: run.argv.clone(),
+                status: run.status.unwrap_or(-9),
+                duration: run.duration,
+                stderr: run.stderr.clone(),
+            });
+        }
+    }
+
+    /// lvcreate between an intent and its result in the catalog.
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        name: &str,
+        inv_cmd: &Invocation,
+        thin: bool,
+        size: u64,
+        pin: bool,
+        note: Option<&str>,
+        fleet: &mut Fleet,
+        space: &mut Space,
+    ) -> Result<(), RunError> {
         let new = NewSnapshot {
             vg: &volume.vg,
-            name: &name,
+            name,
             origin: &volume.lv,
             policy: &policy.name,
             time: self.now,
@@ -376,7 +451,7 @@ impl<'a> Engine<'a> {
         };
         let (id, intent) = self.catalog.begin_create(&new, self.now)?;
         let now = self.now;
-        if let Err(e) = self.exec(&inv_cmd) {
+        if let Err(e) = self.exec(inv_cmd) {
             let reason = e.to_string();
             self.record(|c| {
                 c.set_state(id, State::Failed, Some(&reason), now)?;
@@ -396,7 +471,7 @@ impl<'a> Engine<'a> {
             id,
             uuid: None,
             vg: volume.vg.clone(),
-            name: name.clone(),
+            name: name.to_owned(),
             origin: volume.lv.clone(),
             policy: policy.name.clone(),
             time: self.now,
@@ -408,7 +483,7 @@ impl<'a> Engine<'a> {
             note: note.map(str::to_owned),
         };
         fleet.managed.push(Managed { record, lv: None });
-        Ok(name)
+        Ok(())
     }
 
     /// The plan for one group at `now`, and the snapshots it speaks of.

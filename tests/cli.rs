@@ -342,3 +342,20 @@ fn help_teaches_exit_codes_and_the_config_path() {
         .status(0)
         .stdout_has(env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    Lvsnap::new()
+        .args(&["completions", "bash"])
+        .run()
+        .status(0)
+        .stdout_has("_lvsnap()")
+        .stdout_has("simulate");
+    Lvsnap::new()
+        .args(&["man"])
+        .run()
+        .status(0)
+        .stdout_has(".TH lvsnap 1")
+        .stdout_has("snapshot");
+    Lvsnap::new().args(&["completions", "tcsh"]).run().status(2);
+}

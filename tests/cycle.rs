@@ -584,3 +584,43 @@ fn missing_volume_names_what_exists() {
         "{out}"
     );
 }
+
+#[test]
+fn failing_pre_hook_skips_only_its_policy_and_post_still_runs() {
+    let w = World::new("");
+    let log = w.dir.path().join("hooks.log");
+    let record = |phase: &str| {
+        format!("[\"sh\", \"-c\", \"echo {phase} $LVSNAP_POLICY $LVSNAP_SNAPSHOT ${{LVSNAP_TAKEN:-}} >> {}\"]", log.display())
+    };
+    w.write_config(&format!(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = {{ last = 3 }}\n\
+         pre = [\"sh\", \"-c\", \"echo flush failed >&2; exit 4\"]\npost = {}\n\n\
+         [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = {{ last = 3 }}\npre = {}\npost = {}\n",
+        record("post"),
+        record("pre"),
+        record("post"),
+    ));
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("home vg0/home: error: snapshot failed: pre hook `sh -c echo flush failed >&2; exit 4` exited with status 4: flush failed; no snapshot of vg0/home taken"), "{out}");
+    assert!(
+        out.contains("data vg0/data: create data-lvsnap-20260301T100000Z"),
+        "{out}"
+    );
+    assert!(!w
+        .lvm
+        .invocations()
+        .iter()
+        .any(|c| c.starts_with("lvcreate") && c.ends_with("vg0/home")));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "post home home-lvsnap-20260301T100000Z no\npre data data-lvsnap-20260301T100000Z\npost data data-lvsnap-20260301T100000Z yes\n"
+    );
+    let events = w.catalog().events(20).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.status == 4 && e.argv.starts_with("sh -c echo flush failed")),
+        "hooks are in the event log"
+    );
+}

@@ -16,6 +16,12 @@ if ! command -v cargo > /dev/null; then
 fi
 command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install Rust 1.89 or later (https://rustup.rs)" >&2; exit 1; }
 
+# systemd-analyze verifies the units (tests/systemd.rs); container images often lack it.
+if ! command -v systemd-analyze > /dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "tests/run.sh: systemd-analyze missing; apt-get install systemd" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd > /dev/null
+fi
+
 start=$(date +%s)
 if [ $VM = 1 ]; then
   # Provision first, so that a missing package or a refused download stops here, clearly.

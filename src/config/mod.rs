@@ -28,6 +28,7 @@ pub const DEFAULT_LOCK_TIMEOUT_SECS: i64 = 60;
 pub const DEFAULT_POOL_MAX_PERCENT: u8 = 80;
 pub const DEFAULT_EXTEND_AT_PERCENT: u8 = 80;
 pub const DEFAULT_EXTEND_BY_PERCENT: u8 = 20;
+pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 60;
 
 /// Everything lvsnap was configured with.
 #[derive(Debug, Clone)]
@@ -109,6 +110,11 @@ pub struct Policy {
     /// A thick snapshot this full (percent) is extended by `extend_by` percent of its size.
     pub extend_at: u8,
     pub extend_by: u8,
+    /// Command (argv) run before each snapshot; a failure skips the snapshot.
+    pub pre: Option<Vec<String>>,
+    /// Command (argv) run after each snapshot whose `pre` ran.
+    pub post: Option<Vec<String>>,
+    pub hook_timeout: std::time::Duration,
     pub file: PathBuf,
     pub line: usize,
 }

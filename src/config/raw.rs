@@ -53,6 +53,9 @@ pub struct RawPolicy {
     pub pool_metadata_max: Option<Spanned<i64>>,
     pub extend_at: Option<Spanned<i64>>,
     pub extend_by: Option<Spanned<i64>>,
+    pub pre: Option<Spanned<Vec<Spanned<String>>>>,
+    pub post: Option<Spanned<Vec<Spanned<String>>>>,
+    pub hook_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -124,6 +124,21 @@ impl<'a> FileValidator<'a> {
         }
     }
 
+    /// A hook command: a non-empty argv, run without a shell.
+    fn hook(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+    ) -> Option<Option<Vec<String>>> {
+        let Some(list) = raw else { return Some(None) };
+        let argv: Vec<String> = list.get_ref().iter().map(|a| a.get_ref().clone()).collect();
+        if argv.first().is_none_or(|p| p.trim().is_empty()) {
+            self.error(list.span(), key, "the command is empty".to_owned(), Some("write the program and its arguments as a list, for example [\"/usr/local/bin/flush-db\", \"--quick\"]".to_owned()));
+            return None;
+        }
+        Some(Some(argv))
+    }
+
     fn percent(
         &mut self,
         raw: Option<&Spanned<i64>>,
@@ -297,10 +312,36 @@ impl<'a> FileValidator<'a> {
             super::DEFAULT_EXTEND_BY_PERCENT,
             "the share of its size a full snapshot grows by; the default is 20",
         );
+        let pre = self.hook(raw.pre.as_ref(), &p("pre"));
+        let post = self.hook(raw.post.as_ref(), &p("post"));
+        let hook_timeout = match raw.hook_timeout.as_ref() {
+            Some(t) => match self
+                .span_or(Some(t), &p("hook-timeout"), Span::default())
+                .map(|s| s.fixed())
+            {
+                Some(Some(d)) if d > chrono::Duration::zero() => d.to_std().ok(),
+                Some(_) => {
+                    self.error(
+                        t.span(),
+                        &p("hook-timeout"),
+                        "must be a fixed length above zero (s, min, h)".to_owned(),
+                        None,
+                    );
+                    None
+                }
+                None => None,
+            },
+            None => Some(std::time::Duration::from_secs(
+                super::DEFAULT_HOOK_TIMEOUT_SECS,
+            )),
+        };
         if self.diags.len() > before {
             return None;
         }
         Some(Policy {
+            pre: pre?,
+            post: post?,
+            hook_timeout: hook_timeout?,
             keep_free: keep_free?,
             pool_data_max: pool_data_max?,
             pool_metadata_max: pool_metadata_max?,

@@ -146,6 +146,14 @@ pub trait Runner: Send + Sync {
     /// # Errors
     /// The tool could not be found or started.
     fn run(&self, inv: &Invocation) -> Result<Completed, LvmError>;
+
+    /// Checks, before anything is changed, that every tool lvsnap may run is there.
+    ///
+    /// # Errors
+    /// The first missing tool, with the package to install.
+    fn check_tools(&self) -> Result<(), LvmError> {
+        Ok(())
+    }
 }
 
 /// Turns a non-zero status into an error that keeps argv, status, stderr and a hint.

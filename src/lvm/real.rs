@@ -66,6 +66,10 @@ fn is_executable(p: &Path) -> bool {
 }
 
 impl Runner for SystemRunner {
+    fn check_tools(&self) -> Result<(), LvmError> {
+        self.require(&Tool::ALL)
+    }
+
     fn run(&self, inv: &Invocation) -> Result<Completed, LvmError> {
         let path = self.path(inv.tool)?;
         let start = Instant::now();
@@ -89,5 +93,41 @@ impl Runner for SystemRunner {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             duration: start.elapsed(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_are_named_with_their_package() {
+        let runner = SystemRunner {
+            paths: BTreeMap::new(),
+            searched: "/usr/sbin:/sbin".into(),
+        };
+        let err = runner.check_tools().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "lvs not found (looked in /usr/sbin:/sbin); install the lvm2 package"
+        );
+    }
+
+    #[test]
+    fn commands_run_as_argv_with_status_and_stderr() {
+        let mut paths = BTreeMap::new();
+        // Any program stands in for an LVM tool here: argv goes through untouched, no shell.
+        paths.insert(Tool::Lvs, PathBuf::from("/bin/sh"));
+        let runner = SystemRunner {
+            paths,
+            searched: String::new(),
+        };
+        let inv = Invocation::new(Tool::Lvs, ["-c", "echo \"$0\" >&2; exit 5", "a b;c"]);
+        let done = runner.run(&inv).unwrap();
+        assert_eq!(done.status, 5);
+        assert_eq!(
+            done.stderr, "a b;c\n",
+            "the argument arrives whole, not split or interpreted"
+        );
     }
 }

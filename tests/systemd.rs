@@ -1,0 +1,62 @@
+//! The systemd units in systemd/ pass `systemd-analyze verify`, with the built binary standing in
+//! for /usr/local/bin/lvsnap, and keep the hardening and timer settings the README promises.
+
+use std::path::Path;
+use std::process::Command;
+
+fn unit(name: &str) -> String {
+    std::fs::read_to_string(Path::new("systemd").join(name)).unwrap()
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let service =
+        unit("lvsnap.service").replace("/usr/local/bin/lvsnap", env!("CARGO_BIN_EXE_lvsnap"));
+    std::fs::write(dir.path().join("lvsnap.service"), service).unwrap();
+    std::fs::write(dir.path().join("lvsnap.timer"), unit("lvsnap.timer")).unwrap();
+    // --man=no: the man page is not installed on the machine that runs the tests.
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("lvsnap.service"))
+        .arg(dir.path().join("lvsnap.timer"))
+        .output()
+        .expect("systemd-analyze runs (tests/run.sh installs systemd when it is missing)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
+#[test]
+fn service_is_hardened_and_timer_catches_up() {
+    let service = unit("lvsnap.service");
+    for line in [
+        "Type=oneshot",
+        "ExecStart=/usr/local/bin/lvsnap run",
+        "ProtectSystem=strict",
+        "StateDirectory=lvsnap",
+        "RuntimeDirectory=lvsnap",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=CAP_SYS_ADMIN",
+    ] {
+        assert!(
+            service.lines().any(|l| l.starts_with(line)),
+            "lvsnap.service lacks {line}"
+        );
+    }
+    let timer = unit("lvsnap.timer");
+    for line in [
+        "OnCalendar=*:0/15",
+        "Persistent=true",
+        "RandomizedDelaySec=60",
+        "WantedBy=timers.target",
+    ] {
+        assert!(
+            timer.lines().any(|l| l == line),
+            "lvsnap.timer lacks {line}"
+        );
+    }
+}
