@@ -121,6 +121,28 @@ pub enum Command {
         json: bool,
     },
 
+    /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
+    /// the last error; the fill of volume groups and thin pools.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// A Nagios/Icinga check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line with perfdata.
+    ///
+    /// Warns when a group's newest snapshot is late by --warning periods of its schedule (critical
+    /// at --critical), when invalid snapshots exist, when a thin pool or a snapshot is filling,
+    /// and when a group's last run failed (critical).
+    Check {
+        /// Schedule periods a snapshot may be late before WARNING.
+        #[arg(long, default_value_t = 1, value_name = "PERIODS")]
+        warning: u32,
+        /// Schedule periods a snapshot may be late before CRITICAL.
+        #[arg(long, default_value_t = 3, value_name = "PERIODS")]
+        critical: u32,
+    },
+
     /// Pin a snapshot so that pruning always keeps it.
     Pin {
         /// NAME or VG/NAME, as `lvsnap list` shows.
@@ -447,6 +469,45 @@ fn dispatch(
                 out,
             };
             commands::list(&mut ctx, policy.as_deref(), *json)
+        }
+        Command::Status { json } => {
+            let cfg = load()?;
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            commands::status(&mut ctx, *json)
+        }
+        Command::Check { warning, critical } => {
+            let cfg = match load() {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    writeln!(
+                        out,
+                        "LVSNAP UNKNOWN - {}",
+                        e.to_string()
+                            .lines()
+                            .next()
+                            .unwrap_or("invalid configuration")
+                    )?;
+                    return Ok(crate::status::Level::Unknown as i32);
+                }
+            };
+            let mut ctx = Ctx {
+                config: &cfg,
+                runner,
+                now,
+                out,
+            };
+            Ok(commands::check(
+                &mut ctx,
+                crate::status::Thresholds {
+                    warning_periods: *warning,
+                    critical_periods: (*critical).max(*warning),
+                },
+            ))
         }
         Command::Pin { snapshot } | Command::Unpin { snapshot } => {
             let cfg = load()?;

@@ -13,6 +13,7 @@ use crate::lvm::{commands, Runner};
 use crate::reconcile::{Managed, PINNED_TAG, POLICY_TAG, TIME_TAG};
 use crate::report::{self, ListRow};
 use crate::run::{Engine, Options, RunReport, Space};
+use crate::status;
 
 /// What every snapshot command works with.
 pub struct Ctx<'a> {
@@ -77,14 +78,179 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
         Some(ctx.lock()?)
     };
     let mut catalog = ctx.catalog(!opts.dry_run)?;
+    let started = std::time::Instant::now();
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, opts.dry_run);
     let report = engine.run(opts)?;
+    if !opts.dry_run {
+        let groups: Vec<(String, String, Option<String>)> = report
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.policy.clone(),
+                    g.volume.clone(),
+                    (!g.errors.is_empty()).then(|| g.errors.join("; ")),
+                )
+            })
+            .collect();
+        catalog.record_run(ctx.now, started.elapsed(), &groups)?;
+        write_metrics(ctx, &catalog, &report.fleet, &report.inventory)?;
+    }
     if json {
         writeln!(ctx.out, "{}", report::run_json(&report))?;
     } else {
         report::run_text(ctx.out, &report, detail, ctx.config.settings.timezone)?;
     }
     Ok(run_status(&report))
+}
+
+/// Writes the Prometheus textfile, when `settings.metrics-file` names one.
+fn write_metrics(
+    ctx: &Ctx<'_>,
+    catalog: &Catalog,
+    fleet: &crate::reconcile::Fleet,
+    inv: &crate::lvm::Inventory,
+) -> Result<(), Error> {
+    let Some(path) = &ctx.config.settings.metrics_file else {
+        return Ok(());
+    };
+    let states = status::groups(ctx.config, fleet, &catalog.group_results()?, ctx.now);
+    let text = status::metrics(
+        &states,
+        &status::capacity(ctx.config, inv),
+        &catalog.run_totals()?,
+        ctx.now,
+    );
+    status::write_atomically(path, &text).map_err(|e| {
+        Error::Usage(format!(
+            "cannot write the metrics file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// `status [--json]`: per group, the newest snapshot and its age, the next scheduled time, count
+/// and space, the last error; volume group and pool fill.
+///
+/// # Errors
+/// Inventory or catalog failure.
+pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
+    let (states, cap) = survey_states(ctx)?;
+    if json {
+        let groups: Vec<_> = states
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "policy": g.policy, "volume": g.volume, "snapshots": g.count,
+                    "newest": g.newest.as_ref().map(|(n, _)| n), "newest_time": g.newest.as_ref().map(|(_, t)| report::utc(*t)),
+                    "newest_age_seconds": g.newest.as_ref().map(|(_, t)| (ctx.now - *t).num_seconds()),
+                    "next": g.next.map(report::utc), "bytes": g.bytes, "max_fill_percent": g.max_fill, "invalid": g.invalid,
+                    "last_run": g.last.as_ref().map(|r| report::utc(r.at)), "last_error": g.last.as_ref().and_then(|r| r.error.clone()),
+                })
+            })
+            .collect();
+        let vgs: Vec<_> = cap
+            .vgs
+            .iter()
+            .map(|(n, size, free)| serde_json::json!({"vg": n, "size": size, "free": free}))
+            .collect();
+        let pools: Vec<_> = cap.pools.iter().map(|(p, d, m)| serde_json::json!({"pool": p, "data_percent": d, "metadata_percent": m})).collect();
+        writeln!(
+            ctx.out,
+            "{}",
+            serde_json::json!({"groups": groups, "volume_groups": vgs, "pools": pools})
+        )?;
+        return Ok(exit::OK);
+    }
+    let tz = ctx.config.settings.timezone;
+    for g in &states {
+        writeln!(ctx.out, "{} {}", g.policy, g.volume)?;
+        match &g.newest {
+            Some((name, t)) => writeln!(
+                ctx.out,
+                "  newest    {name}, {} ({})",
+                report::local(*t, tz),
+                report::age(*t, ctx.now)
+            )?,
+            None => writeln!(ctx.out, "  newest    none yet")?,
+        }
+        if let Some(next) = g.next {
+            writeln!(ctx.out, "  next      {}", report::local(next, tz))?;
+        }
+        let fill = g
+            .max_fill
+            .map(|f| format!(", fullest {f:.0}%"))
+            .unwrap_or_default();
+        writeln!(
+            ctx.out,
+            "  snapshots {} ({} copy-on-write{fill}{})",
+            g.count,
+            report::format_size(g.bytes),
+            if g.invalid > 0 {
+                format!(", {} invalid", g.invalid)
+            } else {
+                String::new()
+            }
+        )?;
+        match &g.last {
+            Some(r) if r.ok => writeln!(ctx.out, "  last run  {} ok", report::local(r.at, tz))?,
+            Some(r) => writeln!(
+                ctx.out,
+                "  last run  {} FAILED: {}",
+                report::local(r.at, tz),
+                r.error.as_deref().unwrap_or("?")
+            )?,
+            None => writeln!(ctx.out, "  last run  never")?,
+        }
+    }
+    for (vg, size, free) in &cap.vgs {
+        writeln!(
+            ctx.out,
+            "volume group {vg}: {} free of {} ({:.0}% used)",
+            report::format_size(*free),
+            report::format_size(*size),
+            100.0 - *free as f64 * 100.0 / (*size).max(1) as f64
+        )?;
+    }
+    for (pool, data, meta) in &cap.pools {
+        writeln!(
+            ctx.out,
+            "thin pool {pool}: data {data:.1}%, metadata {meta:.1}%"
+        )?;
+    }
+    Ok(exit::OK)
+}
+
+fn survey_states(ctx: &mut Ctx<'_>) -> Result<(Vec<status::GroupState>, status::Capacity), Error> {
+    ctx.tools()?;
+    let mut catalog = ctx.catalog(false)?;
+    let results = catalog.group_results()?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true);
+    let (inv, fleet) = engine.survey()?;
+    Ok((
+        status::groups(ctx.config, &fleet, &results, ctx.now),
+        status::capacity(ctx.config, &inv),
+    ))
+}
+
+/// `check`: a Nagios/Icinga plugin. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with one line
+/// and perfdata.
+pub fn check(ctx: &mut Ctx<'_>, t: status::Thresholds) -> i32 {
+    match survey_states(ctx) {
+        Ok((states, cap)) => {
+            let (level, line) = status::check(ctx.config, &states, &cap, ctx.now, t);
+            let _ = writeln!(ctx.out, "{line}");
+            level as i32
+        }
+        Err(e) => {
+            let _ = writeln!(
+                ctx.out,
+                "LVSNAP UNKNOWN - {}",
+                e.to_string().lines().next().unwrap_or("error")
+            );
+            status::Level::Unknown as i32
+        }
+    }
 }
 
 /// `snapshot POLICY [--volume V] [--pin] [--note TEXT]`: one snapshot now, due or not.

@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod report;
 pub mod run;
 pub mod simulate;
+pub mod status;
 
 pub use error::{exit, Error};
 

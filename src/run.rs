@@ -78,6 +78,10 @@ pub struct RunReport {
     pub notes: Vec<String>,
     pub strays: Vec<String>,
     pub lvm_commands: usize,
+    /// The managed snapshots after the run (removed ones gone, created ones in), and the
+    /// inventory it started from: enough for status and metrics without another `lvs`.
+    pub fleet: Fleet,
+    pub inventory: Inventory,
 }
 
 impl RunReport {
@@ -258,6 +262,29 @@ impl<'a> Engine<'a> {
         }
         report.lvm_commands = self.commands;
         self.flush()?;
+        let removed: Vec<(&str, &str)> = report
+            .groups
+            .iter()
+            .zip(&groups)
+            .flat_map(|(g, (_, v))| {
+                g.removed
+                    .iter()
+                    .map(move |(n, _)| (v.vg.as_str(), n.as_str()))
+            })
+            .collect();
+        let removed: Vec<(String, String)> = removed
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        if !self.dry_run {
+            fleet.managed.retain(|m| {
+                !removed
+                    .iter()
+                    .any(|(vg, n)| *vg == m.record.vg && *n == m.record.name)
+            });
+        }
+        report.fleet = fleet;
+        report.inventory = inv;
         Ok(report)
     }
 

@@ -624,3 +624,122 @@ fn failing_pre_hook_skips_only_its_policy_and_post_still_runs() {
         "hooks are in the event log"
     );
 }
+
+#[test]
+fn check_exit_codes_follow_the_state() {
+    let w = World::new(HOME_AND_DATA);
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T10:30:00Z");
+    assert_eq!((code, out.lines().next().unwrap()), (0, "LVSNAP OK - 2 group(s) fresh | 'home_vg0/home_age'=1800s;7200;14400 'home_vg0/home_fill'=0.0%;80;95 'home_vg0/home_snapshots'=1 'data_vg0/data_age'=1800s;7200;14400 'data_vg0/data_snapshots'=1 'pool_vg0/pool_data'=0.0%;;80 'pool_vg0/pool_metadata'=0.0%;;80"));
+    // Hourly: due at 11:00, a period late at 12:00, three at 14:00.
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T12:30:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("LVSNAP WARNING - home vg0/home: newest snapshot is 2h old; data vg0/data: newest snapshot is 2h old |"), "{out}");
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T14:30:00Z");
+    assert_eq!(code, 2, "{out}");
+    let (code, _) = w.lvsnap(
+        &["check", "--warning", "5", "--critical", "9"],
+        "2026-03-01T14:30:00Z",
+    );
+    assert_eq!(code, 0);
+    w.lvm.set_fill("vg0", "pool", 75.0, 10.0);
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T10:30:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("thin pool vg0/pool is 75% full"), "{out}");
+    w.lvm.set_fill("vg0", "pool", 10.0, 10.0);
+    w.lvm.set_invalid("vg0", "home-lvsnap-20260301T100000Z");
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T10:30:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("home vg0/home: 1 invalid snapshot(s)"),
+        "{out}"
+    );
+    w.lvm.fail_next(
+        Tool::Lvcreate,
+        "vg0/data",
+        5,
+        "  Volume group \"vg0\" not found\n",
+    );
+    let (code, _) = w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
+    assert_eq!(code, 1);
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T11:10:00Z");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with(
+            "LVSNAP CRITICAL - data vg0/data: last run failed: snapshot failed: lvcreate"
+        ),
+        "{out}"
+    );
+    w.lvm
+        .fail_next(Tool::Lvs, "", 5, "  Device-mapper not available\n");
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T11:10:00Z");
+    assert_eq!((code, out.trim()), (3, "LVSNAP UNKNOWN - lvs -a --reportformat json --units b --nosuffix --config report { time_format = \"%s\" } -o lv_uuid,lv_name,vg_name,origin,pool_lv,lv_time,lv_attr,lv_size,data_percent,snap_percent,metadata_percent,lv_tags,lv_merging,lv_skip_activation,lv_snapshot_invalid,lv_device_open,lv_active,lv_layout,lv_role,vg_free,vg_extent_size,vg_size exited with status 5: Device-mapper not available"));
+}
+
+#[test]
+fn status_shows_each_group_and_the_pool() {
+    let w = World::new(HOME_AND_DATA);
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    let (code, out) = w.lvsnap(&["status"], "2026-03-01T10:30:00Z");
+    assert_eq!(code, 0);
+    assert!(out.contains("home vg0/home\n  newest    home-lvsnap-20260301T100000Z, 2026-03-01 10:00:00 UTC (30min ago)\n  next      2026-03-01 11:00:00 UTC\n  snapshots 1 (104 MiB copy-on-write, fullest 0%)\n  last run  2026-03-01 10:00:00 UTC ok"), "{out}");
+    assert!(
+        out.contains("thin pool vg0/pool: data 0.0%, metadata 0.0%"),
+        "{out}"
+    );
+    let v = w.json(&["status", "--json"], "2026-03-01T10:30:00Z");
+    assert_eq!(v["groups"][1]["newest_age_seconds"], 1800);
+}
+
+#[test]
+fn run_writes_a_prometheus_textfile() {
+    let w = World::new("");
+    let prom = w.dir.path().join("lvsnap.prom");
+    let settings = format!(
+        "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"{1}\"\n\n",
+        w.dir.path().display(),
+        prom.display()
+    );
+    std::fs::write(w.dir.path().join("lvsnap.toml"), settings + HOME_AND_DATA).unwrap();
+    w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text format");
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        value("lvsnap_snapshots", Some(("volume", "vg0/home"))),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            "lvsnap_newest_snapshot_age_seconds",
+            Some(("policy", "data"))
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("lvsnap_snapshot_bytes", Some(("volume", "vg0/home"))),
+        Some(2.0 * 104.0 * 1024.0 * 1024.0)
+    );
+    assert_eq!(value("lvsnap_runs_total", None), Some(2.0));
+    assert_eq!(value("lvsnap_run_failures_total", None), Some(0.0));
+    assert_eq!(value("lvsnap_last_run_success", None), Some(1.0));
+    assert_eq!(
+        value("lvsnap_pool_data_percent", Some(("pool", "vg0/pool"))),
+        Some(0.0)
+    );
+    assert!(value("lvsnap_vg_free_bytes", Some(("vg", "vg0"))).unwrap() > 0.0);
+    assert!(!w.dir.path().join(".lvsnap.prom.tmp").exists());
+}

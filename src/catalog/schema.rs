@@ -45,4 +45,20 @@ pub const MIGRATIONS: &[&str] = &[
         duration_ms INTEGER NOT NULL,
         stderr TEXT NOT NULL
     );",
+    // 2: the outcome of each run and of each group in it, for status, check and metrics.
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL
+    );
+    CREATE TABLE group_results (
+        policy TEXT NOT NULL,
+        volume TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        last_ok INTEGER,
+        PRIMARY KEY (policy, volume)
+    );",
 ];

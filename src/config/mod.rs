@@ -74,6 +74,8 @@ pub struct Settings {
     pub runtime_dir: PathBuf,
     /// How long a changing command waits for another lvsnap to finish.
     pub lock_timeout: Duration,
+    /// Prometheus textfile-collector file written after each run, if set.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -83,6 +85,7 @@ impl Settings {
             timezone,
             runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
             lock_timeout: Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS),
+            metrics_file: None,
         }
     }
 }

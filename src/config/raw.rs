@@ -34,6 +34,7 @@ pub struct RawSettings {
     pub timezone: Option<Spanned<String>>,
     pub runtime_dir: Option<Spanned<String>>,
     pub lock_timeout: Option<Spanned<String>>,
+    pub metrics_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

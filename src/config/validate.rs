@@ -116,11 +116,20 @@ impl<'a> FileValidator<'a> {
             },
             None => chrono::Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS),
         };
+        let metrics_file = match &raw.metrics_file {
+            Some(m) if !Path::new(m.get_ref()).is_absolute() => {
+                self.error(m.span(), "settings.metrics-file", format!("{:?} is not an absolute path", m.get_ref()), Some("for node_exporter's textfile collector, for example \"/var/lib/prometheus/node-exporter/lvsnap.prom\"".to_owned()));
+                None
+            }
+            Some(m) => Some(PathBuf::from(m.get_ref())),
+            None => None,
+        };
         Settings {
             catalog,
             timezone,
             runtime_dir,
             lock_timeout,
+            metrics_file,
         }
     }
 

@@ -1,0 +1,466 @@
+//! Health: the state of each group (count, newest, space, fill, last error) and of the volume
+//! groups and pools, and the three ways it is told — `status` for people, `check` for
+//! Nagios/Icinga, and a Prometheus textfile-collector file. Pure functions over a survey; the
+//! commands gather the survey.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::catalog::{GroupResult, RunTotals};
+use crate::config::{Config, Policy, VolumeRef};
+use crate::lvm::{Inventory, LvKind};
+use crate::reconcile::Fleet;
+
+/// One group, now.
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    pub policy: String,
+    pub volume: String,
+    pub count: usize,
+    pub newest: Option<(String, DateTime<Utc>)>,
+    /// Copy-on-write space of its thick snapshots.
+    pub bytes: u64,
+    pub max_fill: Option<f64>,
+    pub invalid: usize,
+    pub next: Option<DateTime<Utc>>,
+    pub last: Option<GroupResult>,
+}
+
+/// A volume group's or thin pool's fill.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    pub vgs: Vec<(String, u64, u64)>,
+    /// (pool path, data %, metadata %)
+    pub pools: Vec<(String, f64, f64)>,
+}
+
+/// The state of every configured group.
+pub fn groups(
+    config: &Config,
+    fleet: &Fleet,
+    results: &[GroupResult],
+    now: DateTime<Utc>,
+) -> Vec<GroupState> {
+    let mut out = Vec::new();
+    for p in &config.policies {
+        for v in &p.volumes {
+            out.push(group(p, v, fleet, results, now));
+        }
+    }
+    out
+}
+
+fn group(
+    p: &Policy,
+    v: &VolumeRef,
+    fleet: &Fleet,
+    results: &[GroupResult],
+    now: DateTime<Utc>,
+) -> GroupState {
+    let members: Vec<_> = fleet.group(&v.vg, &v.lv).collect();
+    let newest = members
+        .iter()
+        .filter(|m| m.is_valid())
+        .max_by_key(|m| m.record.time)
+        .map(|m| (m.record.name.clone(), m.record.time));
+    // A snapshot created in this run has no inventory entry yet: its recorded size stands in.
+    let thick = members.iter().filter(|m| !m.record.thin);
+    GroupState {
+        policy: p.name.clone(),
+        volume: v.to_string(),
+        count: members.len(),
+        newest,
+        bytes: thick
+            .clone()
+            .map(|m| m.lv.as_ref().map_or(m.record.size, |l| l.size))
+            .sum(),
+        max_fill: thick
+            .filter(|m| m.is_valid())
+            .filter_map(|m| {
+                m.lv.as_ref()
+                    .filter(|l| l.kind == LvKind::ThickSnapshot)
+                    .and_then(|l| l.data_percent)
+            })
+            .reduce(f64::max),
+        invalid: members.iter().filter(|m| !m.is_valid()).count(),
+        next: p.schedule.next(now, p.timezone),
+        last: results
+            .iter()
+            .find(|r| r.policy == p.name && r.volume == v.to_string())
+            .cloned(),
+    }
+}
+
+/// Volume groups and thin pools that hold configured volumes.
+pub fn capacity(config: &Config, inv: &Inventory) -> Capacity {
+    let vgs_used: Vec<&str> = config
+        .policies
+        .iter()
+        .flat_map(|p| p.volumes.iter().map(|v| v.vg.as_str()))
+        .collect();
+    let vgs = inv
+        .vgs
+        .iter()
+        .filter(|(n, _)| vgs_used.contains(&n.as_str()))
+        .map(|(n, v)| (n.clone(), v.size, v.free))
+        .collect();
+    let mut pools: Vec<(String, f64, f64)> = Vec::new();
+    for p in &config.policies {
+        for v in &p.volumes {
+            let pool = inv
+                .find(&v.vg, &v.lv)
+                .and_then(|o| o.pool.as_deref())
+                .and_then(|name| inv.find(&v.vg, name));
+            if let Some(pool) = pool {
+                if !pools.iter().any(|(path, _, _)| *path == pool.path()) {
+                    pools.push((
+                        pool.path(),
+                        pool.data_percent.unwrap_or(0.0),
+                        pool.metadata_percent.unwrap_or(0.0),
+                    ));
+                }
+            }
+        }
+    }
+    Capacity { vgs, pools }
+}
+
+/// Nagios plugin states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Level {
+    pub fn word(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// How late a group's newest snapshot may be, in periods of its schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub warning_periods: u32,
+    pub critical_periods: u32,
+}
+
+/// The verdict of `check`: level, one summary line, perfdata.
+pub fn check(
+    config: &Config,
+    states: &[GroupState],
+    cap: &Capacity,
+    now: DateTime<Utc>,
+    t: Thresholds,
+) -> (Level, String) {
+    let mut problems: Vec<(Level, String)> = Vec::new();
+    let mut perf = Vec::new();
+    for g in states {
+        let policy = config
+            .policy(&g.policy)
+            .expect("states come from the configuration");
+        let head = format!("{} {}", g.policy, g.volume);
+        if let Some(r) = g.last.as_ref().filter(|r| !r.ok) {
+            problems.push((
+                Level::Critical,
+                format!(
+                    "{head}: last run failed: {}",
+                    r.error.as_deref().unwrap_or("unknown error")
+                ),
+            ));
+        }
+        match &g.newest {
+            None => problems.push((Level::Warning, format!("{head}: no snapshot yet"))),
+            Some((_, newest)) => {
+                let age = (now - *newest).num_seconds().max(0);
+                let (warn, crit) = lateness_limits(policy, *newest, t);
+                if let (Some(w), Some(c)) = (warn, crit) {
+                    if now > c {
+                        problems.push((
+                            Level::Critical,
+                            format!(
+                                "{head}: newest snapshot is {} old",
+                                crate::report::age(*newest, now).trim_end_matches(" ago")
+                            ),
+                        ));
+                    } else if now > w {
+                        problems.push((
+                            Level::Warning,
+                            format!(
+                                "{head}: newest snapshot is {} old",
+                                crate::report::age(*newest, now).trim_end_matches(" ago")
+                            ),
+                        ));
+                    }
+                    perf.push(format!(
+                        "'{}_age'={age}s;{};{}",
+                        label(g),
+                        (w - *newest).num_seconds(),
+                        (c - *newest).num_seconds()
+                    ));
+                }
+            }
+        }
+        if g.invalid > 0 {
+            problems.push((
+                Level::Warning,
+                format!("{head}: {} invalid snapshot(s)", g.invalid),
+            ));
+        }
+        if let Some(fill) = g.max_fill {
+            let at = f64::from(policy.extend_at);
+            if fill >= 95.0 {
+                problems.push((
+                    Level::Critical,
+                    format!("{head}: a snapshot is {fill:.0}% full"),
+                ));
+            } else if fill >= at {
+                problems.push((
+                    Level::Warning,
+                    format!("{head}: a snapshot is {fill:.0}% full"),
+                ));
+            }
+            perf.push(format!("'{}_fill'={fill:.1}%;{at};95", label(g)));
+        }
+        perf.push(format!("'{}_snapshots'={}", label(g), g.count));
+    }
+    for (pool, data, meta) in &cap.pools {
+        let max = config
+            .policies
+            .iter()
+            .map(|p| p.pool_data_max.min(p.pool_metadata_max))
+            .min()
+            .unwrap_or(80);
+        let worst = data.max(*meta);
+        if worst >= f64::from(max) {
+            problems.push((
+                Level::Critical,
+                format!("thin pool {pool} is {worst:.0}% full"),
+            ));
+        } else if worst >= f64::from(max) - 10.0 {
+            problems.push((
+                Level::Warning,
+                format!("thin pool {pool} is {worst:.0}% full"),
+            ));
+        }
+        perf.push(format!("'pool_{pool}_data'={data:.1}%;;{max}"));
+        perf.push(format!("'pool_{pool}_metadata'={meta:.1}%;;{max}"));
+    }
+    let level = problems.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
+    problems.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let summary = if problems.is_empty() {
+        format!("{} group(s) fresh", states.len())
+    } else {
+        problems
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    (
+        level,
+        format!("LVSNAP {} - {summary} | {}", level.word(), perf.join(" ")),
+    )
+}
+
+/// When a group whose newest snapshot is `newest` becomes late enough to warn, and to alarm.
+fn lateness_limits(
+    p: &Policy,
+    newest: DateTime<Utc>,
+    t: Thresholds,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(due) = p.schedule.next(newest, p.timezone) else {
+        return (None, None);
+    };
+    let period = p
+        .schedule
+        .next(due, p.timezone)
+        .map_or(Duration::hours(1), |n| n - due);
+    (
+        Some(due + period * t.warning_periods as i32),
+        Some(due + period * t.critical_periods as i32),
+    )
+}
+
+fn label(g: &GroupState) -> String {
+    format!("{}_{}", g.policy, g.volume)
+}
+
+/// The Prometheus textfile-collector exposition.
+pub fn metrics(
+    states: &[GroupState],
+    cap: &Capacity,
+    totals: &RunTotals,
+    now: DateTime<Utc>,
+) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let gl = |g: &GroupState| {
+        format!(
+            "{{policy=\"{}\",volume=\"{}\"}}",
+            esc(&g.policy),
+            esc(&g.volume)
+        )
+    };
+    family(
+        "lvsnap_snapshots",
+        "gauge",
+        "Snapshots lvsnap manages, per group.",
+        states.iter().map(|g| (gl(g), g.count as f64)).collect(),
+    );
+    family(
+        "lvsnap_newest_snapshot_age_seconds",
+        "gauge",
+        "Age of the newest valid snapshot of the group.",
+        states
+            .iter()
+            .filter_map(|g| {
+                g.newest
+                    .as_ref()
+                    .map(|(_, t)| (gl(g), (now - *t).num_seconds() as f64))
+            })
+            .collect(),
+    );
+    family(
+        "lvsnap_snapshot_bytes",
+        "gauge",
+        "Copy-on-write space of the group's thick snapshots.",
+        states.iter().map(|g| (gl(g), g.bytes as f64)).collect(),
+    );
+    family(
+        "lvsnap_snapshot_max_fill_percent",
+        "gauge",
+        "Fill of the group's fullest thick snapshot.",
+        states
+            .iter()
+            .filter_map(|g| g.max_fill.map(|f| (gl(g), f)))
+            .collect(),
+    );
+    family(
+        "lvsnap_invalid_snapshots",
+        "gauge",
+        "Invalid (overflowed) snapshots of the group.",
+        states.iter().map(|g| (gl(g), g.invalid as f64)).collect(),
+    );
+    family(
+        "lvsnap_group_failed",
+        "gauge",
+        "1 when the group's last run failed.",
+        states
+            .iter()
+            .filter_map(|g| {
+                g.last
+                    .as_ref()
+                    .map(|r| (gl(g), if r.ok { 0.0 } else { 1.0 }))
+            })
+            .collect(),
+    );
+    family(
+        "lvsnap_vg_free_bytes",
+        "gauge",
+        "Free space of the volume group.",
+        cap.vgs
+            .iter()
+            .map(|(n, _, f)| (format!("{{vg=\"{}\"}}", esc(n)), *f as f64))
+            .collect(),
+    );
+    family(
+        "lvsnap_vg_size_bytes",
+        "gauge",
+        "Size of the volume group.",
+        cap.vgs
+            .iter()
+            .map(|(n, s, _)| (format!("{{vg=\"{}\"}}", esc(n)), *s as f64))
+            .collect(),
+    );
+    family(
+        "lvsnap_pool_data_percent",
+        "gauge",
+        "Data fill of the thin pool.",
+        cap.pools
+            .iter()
+            .map(|(p, d, _)| (format!("{{pool=\"{}\"}}", esc(p)), *d))
+            .collect(),
+    );
+    family(
+        "lvsnap_pool_metadata_percent",
+        "gauge",
+        "Metadata fill of the thin pool.",
+        cap.pools
+            .iter()
+            .map(|(p, _, m)| (format!("{{pool=\"{}\"}}", esc(p)), *m))
+            .collect(),
+    );
+    family(
+        "lvsnap_last_run_duration_seconds",
+        "gauge",
+        "Duration of the last run.",
+        vec![(String::new(), totals.last_duration_ms as f64 / 1000.0)],
+    );
+    family(
+        "lvsnap_last_run_timestamp_seconds",
+        "gauge",
+        "When the last run happened.",
+        totals
+            .last_at
+            .map(|t| (String::new(), t.timestamp() as f64))
+            .into_iter()
+            .collect(),
+    );
+    family(
+        "lvsnap_last_run_success",
+        "gauge",
+        "1 when every group of the last run succeeded.",
+        vec![(String::new(), if totals.last_ok { 1.0 } else { 0.0 })],
+    );
+    family(
+        "lvsnap_runs_total",
+        "counter",
+        "Runs recorded in the catalog.",
+        vec![(String::new(), totals.runs as f64)],
+    );
+    family(
+        "lvsnap_run_failures_total",
+        "counter",
+        "Runs in which a group failed.",
+        vec![(String::new(), totals.failed as f64)],
+    );
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Writes `text` to `path` atomically: a collector never reads half a file.
+///
+/// # Errors
+/// The directory is not writable.
+pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("lvsnap.prom")
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
