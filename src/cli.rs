@@ -65,6 +65,15 @@ pub enum Command {
     /// succeeded (0), some failed (1), or a guard held pruning back (3).
     Run(RunArgs),
 
+    /// Run as a service: each policy's snapshots at its scheduled times, until SIGTERM/SIGINT.
+    ///
+    /// The alternative to the systemd timer (lvsnap-daemon.service). Each scheduled job is
+    /// `lvsnap run --policy P`, through the same lock, so timer and daemon never take two
+    /// snapshots for one scheduled time. At start it catches up (one snapshot per due group).
+    /// SIGHUP re-reads the policy files; an invalid file keeps the running policies and logs
+    /// every error. SIGTERM finishes the LVM command in flight, records it, and exits 0.
+    Daemon,
+
     /// Take a snapshot of a policy's volumes now, whether due or not.
     Snapshot {
         /// The policy whose volumes to snapshot.
@@ -306,10 +315,64 @@ where
             };
         }
     };
-    init_logging(cli.verbose);
+    init_logging(
+        cli.verbose
+            .max(u8::from(matches!(cli.command, Command::Daemon))),
+    );
+    if matches!(cli.command, Command::Daemon) {
+        return daemon_main(&cli, std::sync::Arc::new(SystemRunner::discover()));
+    }
     let runner = SystemRunner::discover();
     let mut out = std::io::stdout().lock();
     execute(&cli, &runner, Utc::now(), &mut out)
+}
+
+/// `lvsnap daemon`: a small runtime, signals wired to shutdown and reload.
+fn daemon_main(cli: &Cli, runner: std::sync::Arc<dyn Runner>) -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let Err(e) = runner.check_tools() {
+        eprintln!("lvsnap: {e}");
+        return exit::FAILED;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lvsnap: cannot start the runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let result = rt.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return Err(Error::Usage("cannot install signal handlers".to_owned()));
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = tx.send(()).await;
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        crate::daemon::run_daemon(cli.config.clone(), runner, rx, shutdown).await
+    });
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("lvsnap: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 /// Logs on stderr: plain text under systemd (the journal adds time and colour is noise), with
@@ -373,6 +436,9 @@ fn dispatch(
             at.unwrap_or(now),
             out,
         ),
+        Command::Daemon => Err(Error::Usage(
+            "the daemon runs from the lvsnap binary's main".to_owned(),
+        )),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "lvsnap", out);
             Ok(exit::OK)
@@ -393,6 +459,7 @@ fn dispatch(
                 force: a.force,
                 snapshot: true,
                 prune: true,
+                cancel: None,
             };
             let mut ctx = Ctx {
                 config: &cfg,
@@ -415,6 +482,7 @@ fn dispatch(
                 force: *force,
                 snapshot: false,
                 prune: true,
+                cancel: None,
             };
             let mut ctx = Ctx {
                 config: &cfg,
@@ -436,6 +504,7 @@ fn dispatch(
                 force: false,
                 snapshot: true,
                 prune: true,
+                cancel: None,
             };
             let mut ctx = Ctx {
                 config: &cfg,

@@ -36,6 +36,16 @@ pub struct Options {
     pub snapshot: bool,
     /// Remove what the plans remove, and extend filling snapshots.
     pub prune: bool,
+    /// Set by the daemon at shutdown: stop after the LVM command in flight.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Options {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 /// What happened to one group.
@@ -82,6 +92,8 @@ pub struct RunReport {
     /// inventory it started from: enough for status and metrics without another `lvs`.
     pub fleet: Fleet,
     pub inventory: Inventory,
+    /// Stopped early by a shutdown; what was done is recorded.
+    pub interrupted: bool,
 }
 
 impl RunReport {
@@ -236,6 +248,10 @@ impl<'a> Engine<'a> {
             .flat_map(|p| p.volumes.iter().map(move |v| (p, v)))
             .collect();
         for (policy, volume) in &groups {
+            if opts.cancelled() {
+                report.interrupted = true;
+                break;
+            }
             let mut g = GroupReport {
                 policy: policy.name.clone(),
                 volume: volume.to_string(),
@@ -252,6 +268,10 @@ impl<'a> Engine<'a> {
         }
         if opts.prune {
             for ((policy, volume), g) in groups.iter().zip(report.groups.iter_mut()) {
+                if opts.cancelled() {
+                    report.interrupted = true;
+                    break;
+                }
                 if let Err(e) =
                     self.prune_group(policy, volume, &inv, &fleet, &mut state, opts.force, g)
                 {

@@ -11,22 +11,27 @@ fn unit(name: &str) -> String {
 #[test]
 fn units_pass_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let service =
-        unit("lvsnap.service").replace("/usr/local/bin/lvsnap", env!("CARGO_BIN_EXE_lvsnap"));
-    std::fs::write(dir.path().join("lvsnap.service"), service).unwrap();
-    std::fs::write(dir.path().join("lvsnap.timer"), unit("lvsnap.timer")).unwrap();
-    // --man=no: the man page is not installed on the machine that runs the tests.
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(dir.path().join("lvsnap.service"))
-        .arg(dir.path().join("lvsnap.timer"))
-        .output()
-        .expect("systemd-analyze runs (tests/run.sh installs systemd when it is missing)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify: {stderr}"
-    );
+    for name in ["lvsnap.service", "lvsnap-daemon.service", "lvsnap.timer"] {
+        let text = unit(name).replace("/usr/local/bin/lvsnap", env!("CARGO_BIN_EXE_lvsnap"));
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    // --man=no: the man page is not installed on the machine that runs the tests. The timer is
+    // verified with the service it starts; the daemon's unit on its own.
+    for units in [
+        &["lvsnap.service", "lvsnap.timer"][..],
+        &["lvsnap-daemon.service"][..],
+    ] {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .args(units.iter().map(|u| dir.path().join(u)))
+            .output()
+            .expect("systemd-analyze runs (tests/run.sh installs systemd when it is missing)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "systemd-analyze verify {units:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -45,6 +50,19 @@ fn service_is_hardened_and_timer_catches_up() {
         assert!(
             service.lines().any(|l| l.starts_with(line)),
             "lvsnap.service lacks {line}"
+        );
+    }
+    let daemon = unit("lvsnap-daemon.service");
+    for line in [
+        "ExecStart=/usr/local/bin/lvsnap daemon",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+    ] {
+        assert!(
+            daemon.lines().any(|l| l.starts_with(line)),
+            "lvsnap-daemon.service lacks {line}"
         );
     }
     let timer = unit("lvsnap.timer");

@@ -1,0 +1,198 @@
+//! `lvsnap daemon`: the alternative to the systemd timer. One tokio-cron-scheduler job per
+//! policy, armed for the policy's next scheduled instant (computed by the same schedule code as
+//! the due rule, in the policy's zone, so daylight-saving changes and cron semantics agree with
+//! `run`). Each job body is `run --policy P` — the same code path, through the same lock — so
+//! daemon and timer never double-snapshot. LVM work runs on blocking threads, never on the
+//! runtime. Shutdown and reload arrive as a future and a channel (signals in the binary).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, Mutex};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::{error, info, warn};
+
+use crate::commands::{self, Ctx};
+use crate::config::{self, Config};
+use crate::error::Error;
+use crate::lvm::Runner;
+use crate::run::Options;
+
+/// What every job shares.
+struct Shared {
+    path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    runner: Arc<dyn Runner>,
+    /// Held by a job while it runs: shutdown waits for it.
+    busy: Mutex<()>,
+    /// Set at shutdown: a running job stops after the LVM command in flight.
+    cancel: Arc<AtomicBool>,
+    /// Bumped at each reload; jobs armed for an older configuration do nothing.
+    generation: AtomicU64,
+}
+
+/// Runs the daemon until `shutdown` resolves. Each message on `reload` re-reads the policy
+/// files; an invalid file keeps the running policies and logs every error.
+///
+/// # Errors
+/// The policy files are invalid at start, or the scheduler cannot start.
+pub async fn run_daemon(
+    path: PathBuf,
+    runner: Arc<dyn Runner>,
+    mut reload: mpsc::Receiver<()>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let config = Arc::new(config::load(&path)?);
+    let shared = Arc::new(Shared {
+        path,
+        config: RwLock::new(config),
+        runner,
+        busy: Mutex::new(()),
+        cancel: Arc::new(AtomicBool::new(false)),
+        generation: AtomicU64::new(0),
+    });
+    let sched = JobScheduler::new().await.map_err(scheduler_error)?;
+    // Catch up first: one snapshot for each due group, as `run` does at boot.
+    run_policies(&shared, None).await;
+    arm_all(&shared, &sched).await;
+    sched.start().await.map_err(scheduler_error)?;
+    info!("daemon started");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload.recv() => reload_config(&shared, &sched).await,
+        }
+    }
+    info!("shutting down: finishing the LVM command in flight");
+    shared.cancel.store(true, Ordering::SeqCst);
+    let _idle = shared.busy.lock().await;
+    let mut sched = sched;
+    let _ = sched.shutdown().await;
+    info!("daemon stopped");
+    Ok(())
+}
+
+fn scheduler_error(e: tokio_cron_scheduler::JobSchedulerError) -> Error {
+    Error::Usage(format!("the scheduler failed: {e}"))
+}
+
+async fn reload_config(shared: &Arc<Shared>, sched: &JobScheduler) {
+    match config::load(&shared.path) {
+        Ok(new) => {
+            *shared.config.write().expect("config lock") = Arc::new(new);
+            shared.generation.fetch_add(1, Ordering::SeqCst);
+            arm_all(shared, sched).await;
+            info!(path = %shared.path.display(), "policy files reloaded");
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                error!("reload refused, the running policies stay: {line}");
+            }
+        }
+    }
+}
+
+async fn arm_all(shared: &Arc<Shared>, sched: &JobScheduler) {
+    let names: Vec<String> = shared
+        .config
+        .read()
+        .expect("config lock")
+        .policies
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let generation = shared.generation.load(Ordering::SeqCst);
+    for name in names {
+        arm(shared.clone(), sched.clone(), name, generation).await;
+    }
+}
+
+/// Arms a one-shot job at the policy's next scheduled instant; the job re-arms itself (hence
+/// the boxed, `Send` future: the recursion needs a named type).
+fn arm(
+    shared: Arc<Shared>,
+    sched: JobScheduler,
+    policy: String,
+    generation: u64,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(arm_once(shared, sched, policy, generation))
+}
+
+async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, generation: u64) {
+    let next = {
+        let cfg = shared.config.read().expect("config lock");
+        cfg.policy(&policy)
+            .and_then(|p| p.schedule.next(Utc::now(), p.timezone))
+    };
+    let Some(next) = next else { return };
+    let wait = (next - Utc::now()).to_std().unwrap_or_default();
+    let instant = std::time::Instant::now() + wait;
+    let name = policy.clone();
+    let job = Job::new_one_shot_at_instant_async(instant, move |_, sched| {
+        let (shared, policy) = (shared.clone(), policy.clone());
+        Box::pin(async move {
+            if shared.generation.load(Ordering::SeqCst) != generation
+                || shared.cancel.load(Ordering::SeqCst)
+            {
+                return;
+            }
+            run_policies(&shared, Some(policy.clone())).await;
+            arm(shared, sched, policy, generation).await;
+        })
+    });
+    match job {
+        Ok(job) => {
+            if let Err(e) = sched.add(job).await {
+                error!(policy = %name, "cannot schedule: {e}");
+            }
+        }
+        Err(e) => error!(policy = %name, "cannot schedule: {e}"),
+    }
+}
+
+/// `run` for one policy (or all), on a blocking thread, one at a time.
+async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
+    let _busy = shared.busy.lock().await;
+    if shared.cancel.load(Ordering::SeqCst) {
+        return;
+    }
+    let config = shared.config.read().expect("config lock").clone();
+    let runner = shared.runner.clone();
+    let cancel = shared.cancel.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let opts = Options {
+            policies: policy.into_iter().collect(),
+            snapshot: true,
+            prune: true,
+            cancel: Some(cancel),
+            ..Options::default()
+        };
+        let mut ctx = Ctx {
+            config: &config,
+            runner: runner.as_ref(),
+            now: Utc::now(),
+            out: &mut out,
+        };
+        let status = commands::cycle(&mut ctx, &opts, false, false);
+        (status, String::from_utf8_lossy(&out).into_owned())
+    })
+    .await;
+    match result {
+        Ok((status, out)) => {
+            for line in out.lines() {
+                info!("{line}");
+            }
+            match status {
+                Ok(0) => {}
+                Ok(code) => warn!(status = code, "run finished with problems (see above)"),
+                Err(e) => error!("run failed: {e}"),
+            }
+        }
+        Err(e) => error!("run panicked: {e}"),
+    }
+}

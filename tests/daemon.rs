@@ -1,0 +1,151 @@
+//! The daemon against the fake LVM with per-second schedules: it snapshots on time and prunes,
+//! reloads good and bad policy files, and stops cleanly on a shutdown signal mid-run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lvsnap::catalog::Catalog;
+use lvsnap::daemon::run_daemon;
+use lvsnap::lvm::fake::FakeLvm;
+use tokio::sync::{mpsc, oneshot};
+
+const GIB: u64 = 1 << 30;
+
+fn settings(dir: &std::path::Path) -> String {
+    format!("[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\n\n", dir.display())
+}
+
+fn policy(name: &str, volume: &str, extra: &str) -> String {
+    format!("[policy.{name}]\nvolumes = [\"vg0/{volume}\"]\nschedule = \"* * * * * *\"\nsize = \"8M\"\nkeep = {{ last = 2 }}\n{extra}\n\n")
+}
+
+fn snapshots(lvm: &FakeLvm, origin: &str) -> Vec<String> {
+    lvm.names("vg0")
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{origin}-lvsnap-")))
+        .collect()
+}
+
+fn start(
+    dir: &std::path::Path,
+    lvm: Arc<FakeLvm>,
+) -> (
+    mpsc::Sender<()>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), lvsnap::Error>>,
+) {
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let path = dir.join("lvsnap.toml");
+    let handle = tokio::spawn(async move {
+        run_daemon(path, lvm, reload_rx, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    (reload_tx, stop_tx, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_snapshots_on_time_prunes_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let lvm = Arc::new(FakeLvm::new());
+    lvm.add_vg("vg0", 8 * GIB)
+        .add_lv("vg0", "home", GIB)
+        .add_lv("vg0", "var", GIB);
+    std::fs::write(
+        dir.path().join("lvsnap.toml"),
+        settings(dir.path()) + &policy("home", "home", ""),
+    )
+    .unwrap();
+    let (reload, stop, handle) = start(dir.path(), lvm.clone());
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let created = lvm
+        .invocations()
+        .iter()
+        .filter(|c| c.starts_with("lvcreate") && c.ends_with("vg0/home"))
+        .count();
+    assert!(
+        created >= 3,
+        "one snapshot a second, catch-up included: {created}"
+    );
+    assert_eq!(
+        snapshots(&lvm, "home").len(),
+        2,
+        "pruned to keep = {{ last = 2 }}"
+    );
+
+    // A broken file is refused; the running policy goes on.
+    std::fs::write(
+        dir.path().join("lvsnap.toml"),
+        settings(dir.path()) + "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"bad\"\n",
+    )
+    .unwrap();
+    reload.send(()).await.unwrap();
+    let before = lvm.invocations().len();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(
+        lvm.invocations()[before..]
+            .iter()
+            .any(|c| c.starts_with("lvcreate") && c.ends_with("vg0/home")),
+        "old policy still runs"
+    );
+
+    // A good file adds a policy.
+    std::fs::write(
+        dir.path().join("lvsnap.toml"),
+        settings(dir.path()) + &policy("home", "home", "") + &policy("var", "var", ""),
+    )
+    .unwrap();
+    reload.send(()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!snapshots(&lvm, "var").is_empty(), "reloaded policy runs");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    assert!(Catalog::open(&dir.path().join("catalog.db"))
+        .unwrap()
+        .open_intents()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_run_finishes_the_command_in_flight_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lvm = Arc::new(FakeLvm::new());
+    lvm.add_vg("vg0", 8 * GIB).add_lv("vg0", "home", GIB);
+    // A slow pre hook holds the run in the middle of the snapshot when the signal comes.
+    let extra = "pre = [\"sleep\", \"2\"]";
+    std::fs::write(
+        dir.path().join("lvsnap.toml"),
+        settings(dir.path()) + &policy("home", "home", extra),
+    )
+    .unwrap();
+    let (_reload, stop, handle) = start(dir.path(), lvm.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "waited for the run in flight"
+    );
+    assert_eq!(
+        snapshots(&lvm, "home").len(),
+        1,
+        "the snapshot in flight was completed"
+    );
+    let cat = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    assert!(cat.open_intents().unwrap().is_empty(), "no stray intent");
+    assert_eq!(cat.live_snapshots().unwrap().len(), 1, "and recorded");
+}
