@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Ctx};
@@ -324,7 +324,8 @@ where
     }
     let runner = SystemRunner::discover();
     let mut out = std::io::stdout().lock();
-    execute(&cli, &runner, Utc::now(), &mut out)
+    // Whole seconds: snapshot times, names and the catalog all count in seconds.
+    execute(&cli, &runner, Utc::now().trunc_subsecs(0), &mut out)
 }
 
 /// `lvsnap daemon`: a small runtime, signals wired to shutdown and reload.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use tokio::sync::{mpsc, Mutex};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn};
@@ -175,7 +175,8 @@ async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
         let mut ctx = Ctx {
             config: &config,
             runner: runner.as_ref(),
-            now: Utc::now(),
+            // Whole seconds, as the CLI: snapshot times and the catalog count in seconds.
+            now: Utc::now().trunc_subsecs(0),
             out: &mut out,
         };
         let status = commands::cycle(&mut ctx, &opts, false, false);

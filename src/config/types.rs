@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, SubsecRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -514,10 +514,12 @@ impl Schedule {
         &self.text
     }
 
-    /// The latest scheduled instant at or before `now`, read in `tz`.
+    /// The latest scheduled instant at or before `now`, read in `tz`. Whole seconds: the cron
+    /// library carries the fraction of its starting point into what it finds, which would make
+    /// 10:00:00.7 a "tick" later than a snapshot taken at 10:00:00.3.
     pub fn previous(&self, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         self.cron
-            .find_previous_occurrence(&now.with_timezone(&tz), true)
+            .find_previous_occurrence(&now.trunc_subsecs(0).with_timezone(&tz), true)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
@@ -525,7 +527,7 @@ impl Schedule {
     /// The first scheduled instant strictly after `after`, read in `tz`.
     pub fn next(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         self.cron
-            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .find_next_occurrence(&after.trunc_subsecs(0).with_timezone(&tz), false)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }

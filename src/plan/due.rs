@@ -99,6 +99,29 @@ mod tests {
     }
 
     #[test]
+    fn fractions_of_a_second_do_not_make_a_period_due_twice() {
+        let schedule = Schedule::parse("0 * * * *").unwrap();
+        let ticks = CronTicks {
+            schedule: &schedule,
+            timezone: Tz::UTC,
+        };
+        let taken = at(10, 0) + Duration::milliseconds(300);
+        assert!(!is_due(
+            &ticks,
+            at(10, 15) + Duration::milliseconds(700),
+            Some(taken)
+        ));
+        assert_eq!(
+            ticks.previous(at(10, 15) + Duration::milliseconds(700)),
+            Some(at(10, 0))
+        );
+        assert_eq!(
+            ticks.next(at(10, 15) + Duration::milliseconds(700)),
+            Some(at(11, 0))
+        );
+    }
+
+    #[test]
     fn every_ticks_step_from_their_start() {
         let ticks = EveryTicks {
             start: at(0, 0),
