@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use crate::catalog::{Catalog, CatalogError, NewSnapshot, SnapshotRecord, State};
+use crate::catalog::{Catalog, CatalogError, NewSnapshot, State};
 use crate::config::{Config, Policy, SnapshotSize, VolumeRef};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::lvm::{self, commands, Inventory, Invocation, Lv, LvKind, LvmError, Runner};
@@ -391,23 +391,20 @@ impl<'a> Engine<'a> {
                 bytes,
             )
         };
+        let new = NewSnapshot {
+            vg: &volume.vg,
+            name: &name,
+            origin: &volume.lv,
+            policy: &policy.name,
+            time: self.now,
+            thin,
+            size,
+            pinned: pin,
+            note,
+        };
         if self.dry_run {
             info!(policy = %policy.name, volume = %volume, snapshot = %name, "would create");
-            let record = SnapshotRecord {
-                id: -1,
-                uuid: None,
-                vg: volume.vg.clone(),
-                name: name.clone(),
-                origin: volume.lv.clone(),
-                policy: policy.name.clone(),
-                time: self.now,
-                thin,
-                size,
-                state: State::Present,
-                reason: None,
-                pinned: pin,
-                note: note.map(str::to_owned),
-            };
+            let record = new.record(-1);
             fleet.managed.push(Managed { record, lv: None });
             return Ok(name);
         }
@@ -437,9 +434,7 @@ impl<'a> Engine<'a> {
                 )));
             }
         }
-        let created = self.create(
-            policy, volume, &name, &inv_cmd, thin, size, pin, note, fleet, space,
-        );
+        let created = self.create(&new, &inv_cmd, fleet, space);
         let post_failure = self.post_hook(policy, &env(Phase::Post, Some(created.is_ok())));
         self.flush()?;
         created?;
@@ -471,32 +466,14 @@ impl<'a> Engine<'a> {
     }
 
     /// lvcreate between an intent and its result in the catalog.
-    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
-        policy: &Policy,
-        volume: &VolumeRef,
-        name: &str,
+        new: &NewSnapshot<'_>,
         inv_cmd: &Invocation,
-        thin: bool,
-        size: u64,
-        pin: bool,
-        note: Option<&str>,
         fleet: &mut Fleet,
         space: &mut Space,
     ) -> Result<(), RunError> {
-        let new = NewSnapshot {
-            vg: &volume.vg,
-            name,
-            origin: &volume.lv,
-            policy: &policy.name,
-            time: self.now,
-            thin,
-            size,
-            pinned: pin,
-            note,
-        };
-        let (id, intent) = self.catalog.begin_create(&new, self.now)?;
+        let (id, intent) = self.catalog.begin_create(new, self.now)?;
         let now = self.now;
         if let Err(e) = self.exec(inv_cmd) {
             let reason = e.to_string();
@@ -510,26 +487,14 @@ impl<'a> Engine<'a> {
             c.set_state(id, State::Present, None, now)?;
             c.resolve(intent, "created", now)
         })?;
-        if !thin {
-            space.take(&volume.vg, size);
+        if !new.thin {
+            space.take(new.vg, new.size);
         }
-        info!(policy = %policy.name, volume = %volume, snapshot = %name, kind = if thin { "thin" } else { "thick" }, size = %format_size(size), "created");
-        let record = SnapshotRecord {
-            id,
-            uuid: None,
-            vg: volume.vg.clone(),
-            name: name.to_owned(),
-            origin: volume.lv.clone(),
-            policy: policy.name.clone(),
-            time: self.now,
-            thin,
-            size,
-            state: State::Present,
-            reason: None,
-            pinned: pin,
-            note: note.map(str::to_owned),
-        };
-        fleet.managed.push(Managed { record, lv: None });
+        info!(policy = %new.policy, volume = %format!("{}/{}", new.vg, new.origin), snapshot = %new.name, kind = if new.thin { "thin" } else { "thick" }, size = %format_size(new.size), "created");
+        fleet.managed.push(Managed {
+            record: new.record(id),
+            lv: None,
+        });
         Ok(())
     }
 

@@ -97,6 +97,27 @@ pub struct NewSnapshot<'a> {
 /// One entry of a snapshot's state history: when, the new state, and why.
 pub type StateChange = (DateTime<Utc>, String, Option<String>);
 
+impl NewSnapshot<'_> {
+    /// The record this becomes once created (`id` from the catalog; -1 for a dry run).
+    pub fn record(&self, id: i64) -> SnapshotRecord {
+        SnapshotRecord {
+            id,
+            uuid: None,
+            vg: self.vg.to_owned(),
+            name: self.name.to_owned(),
+            origin: self.origin.to_owned(),
+            policy: self.policy.to_owned(),
+            time: self.time,
+            thin: self.thin,
+            size: self.size,
+            state: State::Present,
+            reason: None,
+            pinned: self.pinned,
+            note: self.note.map(str::to_owned),
+        }
+    }
+}
+
 /// An intent that was never resolved: the process died between intent and result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenIntent {
