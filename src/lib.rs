@@ -12,6 +12,7 @@ pub mod error;
 pub mod hooks;
 pub mod lock;
 pub mod lvm;
+pub mod manifest;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
