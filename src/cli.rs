@@ -352,7 +352,7 @@ fn daemon_main(cli: &Cli, runner: std::sync::Arc<dyn Runner>) -> i32 {
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) else {
-            return Err(Error::Usage("cannot install signal handlers".to_owned()));
+            return Err(Error::Daemon("cannot install signal handlers".to_owned()));
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {

@@ -121,12 +121,12 @@ fn write_metrics(
         &catalog.run_totals()?,
         ctx.now,
     );
-    status::write_atomically(path, &text).map_err(|e| {
-        Error::Usage(format!(
-            "cannot write the metrics file {}: {e}",
-            path.display()
-        ))
-    })
+    // The snapshots are taken by now: a metrics file that cannot be written is worth a warning,
+    // not a failed run.
+    if let Err(e) = status::write_atomically(path, &text) {
+        tracing::warn!(path = %path.display(), "cannot write the metrics file: {e}");
+    }
+    Ok(())
 }
 
 /// `status [--json]`: per group, the newest snapshot and its age, the next scheduled time, count

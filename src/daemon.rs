@@ -77,7 +77,7 @@ pub async fn run_daemon(
 }
 
 fn scheduler_error(e: tokio_cron_scheduler::JobSchedulerError) -> Error {
-    Error::Usage(format!("the scheduler failed: {e}"))
+    Error::Daemon(format!("the scheduler failed: {e}"))
 }
 
 async fn reload_config(shared: &Arc<Shared>, sched: &JobScheduler) {

@@ -35,6 +35,8 @@ pub enum Error {
     Run(#[from] RunError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("daemon: {0}")]
+    Daemon(String),
 }
 
 impl From<ConfigErrors> for Error {

@@ -743,3 +743,16 @@ fn run_writes_a_prometheus_textfile() {
     assert!(value("lvsnap_vg_free_bytes", Some(("vg", "vg0"))).unwrap() > 0.0);
     assert!(!w.dir.path().join(".lvsnap.prom.tmp").exists());
 }
+
+#[test]
+fn an_unwritable_metrics_file_does_not_fail_the_run() {
+    let w = World::new("");
+    let settings = format!(
+        "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"/nonexistent/dir/lvsnap.prom\"\n\n",
+        w.dir.path().display()
+    );
+    std::fs::write(w.dir.path().join("lvsnap.toml"), settings + HOME_AND_DATA).unwrap();
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.snapshot_names().len(), 2);
+}
