@@ -437,8 +437,8 @@ fn dispatch(
             at.unwrap_or(now),
             out,
         ),
-        Command::Daemon => Err(Error::Usage(
-            "the daemon runs from the lvsnap binary's main".to_owned(),
+        Command::Daemon => Err(Error::Daemon(
+            "runs from the lvsnap binary's main, not from execute()".to_owned(),
         )),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "lvsnap", out);
