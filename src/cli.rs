@@ -425,133 +425,36 @@ fn dispatch(
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<i32, Error> {
-    let load = || config::load(&cli.config).map_err(Error::from);
+    // Commands that need no policy files, or read them their own way.
     match &cli.command {
         Command::Config(ConfigCommand::Check {
             path,
             json,
             now: at,
-        }) => config_check(
-            path.as_ref().unwrap_or(&cli.config),
-            *json,
-            at.unwrap_or(now),
-            out,
-        ),
-        Command::Daemon => Err(Error::Daemon(
-            "runs from the lvsnap binary's main, not from execute()".to_owned(),
-        )),
+        }) => {
+            return config_check(
+                path.as_ref().unwrap_or(&cli.config),
+                *json,
+                at.unwrap_or(now),
+                out,
+            )
+        }
+        Command::Daemon => {
+            return Err(Error::Daemon(
+                "runs from the lvsnap binary's main, not from execute()".to_owned(),
+            ))
+        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "lvsnap", out);
-            Ok(exit::OK)
+            return Ok(exit::OK);
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(out)?;
-            Ok(exit::OK)
-        }
-        Command::Simulate(args) => {
-            let cfg = load()?;
-            simulate_cmd(&cfg, args, out)
-        }
-        Command::Run(a) => {
-            let cfg = load()?;
-            let opts = Options {
-                policies: a.policy.clone(),
-                dry_run: a.dry_run,
-                force: a.force,
-                snapshot: true,
-                prune: true,
-                cancel: None,
-            };
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now: a.now.unwrap_or(now),
-                out,
-            };
-            commands::cycle(&mut ctx, &opts, a.json, a.dry_run)
-        }
-        Command::Prune {
-            policy,
-            dry_run,
-            force,
-            json,
-        } => {
-            let cfg = load()?;
-            let opts = Options {
-                policies: policy.clone(),
-                dry_run: *dry_run,
-                force: *force,
-                snapshot: false,
-                prune: true,
-                cancel: None,
-            };
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
-            commands::cycle(&mut ctx, &opts, *json, *dry_run)
-        }
-        Command::Plan {
-            policy,
-            now: at,
-            json,
-        } => {
-            let cfg = load()?;
-            let opts = Options {
-                policies: policy.clone(),
-                dry_run: true,
-                force: false,
-                snapshot: true,
-                prune: true,
-                cancel: None,
-            };
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now: at.unwrap_or(now),
-                out,
-            };
-            commands::cycle(&mut ctx, &opts, *json, true)
-        }
-        Command::Snapshot {
-            policy,
-            volume,
-            pin,
-            note,
-        } => {
-            let cfg = load()?;
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
-            commands::snapshot(&mut ctx, policy, volume.as_deref(), *pin, note.as_deref())
-        }
-        Command::List { policy, json } => {
-            let cfg = load()?;
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
-            commands::list(&mut ctx, policy.as_deref(), *json)
-        }
-        Command::Status { json } => {
-            let cfg = load()?;
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
-            commands::status(&mut ctx, *json)
+            return Ok(exit::OK);
         }
         Command::Check { warning, critical } => {
-            let cfg = match load() {
+            // A monitoring check reports a broken configuration as UNKNOWN, not as exit 2.
+            let cfg = match config::load(&cli.config) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     writeln!(
@@ -565,53 +468,86 @@ fn dispatch(
                     return Ok(crate::status::Level::Unknown as i32);
                 }
             };
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
+            let t = crate::status::Thresholds {
+                warning_periods: *warning,
+                critical_periods: (*critical).max(*warning),
             };
-            Ok(commands::check(
-                &mut ctx,
-                crate::status::Thresholds {
-                    warning_periods: *warning,
-                    critical_periods: (*critical).max(*warning),
+            return Ok(commands::check(
+                &mut Ctx {
+                    config: &cfg,
+                    runner,
+                    now,
+                    out,
                 },
-            ))
+                t,
+            ));
         }
-        Command::Pin { snapshot } | Command::Unpin { snapshot } => {
-            let cfg = load()?;
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
-            commands::pin(
-                &mut ctx,
-                snapshot,
-                matches!(cli.command, Command::Pin { .. }),
-            )
+        _ => {}
+    }
+    let cfg = config::load(&cli.config)?;
+    let at = match &cli.command {
+        Command::Run(a) => a.now,
+        Command::Plan { now, .. } => *now,
+        _ => None,
+    };
+    let mut ctx = Ctx {
+        config: &cfg,
+        runner,
+        now: at.unwrap_or(now),
+        out,
+    };
+    let cycle = |policies: &[String], dry_run: bool, force: bool, snapshot: bool| Options {
+        policies: policies.to_vec(),
+        dry_run,
+        force,
+        snapshot,
+        prune: true,
+        cancel: None,
+    };
+    match &cli.command {
+        Command::Simulate(args) => simulate_cmd(&cfg, args, ctx.out),
+        Command::Run(a) => commands::cycle(
+            &mut ctx,
+            &cycle(&a.policy, a.dry_run, a.force, true),
+            a.json,
+            a.dry_run,
+        ),
+        Command::Prune {
+            policy,
+            dry_run,
+            force,
+            json,
+        } => commands::cycle(
+            &mut ctx,
+            &cycle(policy, *dry_run, *force, false),
+            *json,
+            *dry_run,
+        ),
+        Command::Plan { policy, json, .. } => {
+            commands::cycle(&mut ctx, &cycle(policy, true, false, true), *json, true)
         }
+        Command::Snapshot {
+            policy,
+            volume,
+            pin,
+            note,
+        } => commands::snapshot(&mut ctx, policy, volume.as_deref(), *pin, note.as_deref()),
+        Command::List { policy, json } => commands::list(&mut ctx, policy.as_deref(), *json),
+        Command::Status { json } => commands::status(&mut ctx, *json),
+        Command::Pin { snapshot } => commands::pin(&mut ctx, snapshot, true),
+        Command::Unpin { snapshot } => commands::pin(&mut ctx, snapshot, false),
         Command::Catalog(CatalogCommand::Rebuild { dry_run }) => {
-            let cfg = load()?;
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
             commands::rebuild(&mut ctx, *dry_run)
         }
         Command::Catalog(CatalogCommand::Events { limit, json }) => {
-            let cfg = load()?;
-            let mut ctx = Ctx {
-                config: &cfg,
-                runner,
-                now,
-                out,
-            };
             commands::events(&mut ctx, *limit, *json)
+        }
+        Command::Config(_)
+        | Command::Daemon
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Check { .. } => {
+            unreachable!("answered above without loading the policy files")
         }
     }
 }
