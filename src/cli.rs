@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::backup::commands as backup_commands;
 use crate::commands::{self, Ctx};
 use crate::config::{self, Span, DEFAULT_CONFIG};
 use crate::error::{exit, Error};
@@ -124,6 +125,59 @@ pub enum Command {
     List {
         /// Only this policy's volumes.
         #[arg(long, short = 'p', value_name = "NAME")]
+        policy: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Back up a policy's volumes now, due or not: mount the newest snapshot (or a fresh
+    /// temporary one) read-only, copy it with the policy's engine, write its manifest.
+    ///
+    /// Needs a [policy.NAME.backup] table. Generations the backup's keep rules no longer keep
+    /// are pruned afterwards. SIGTERM or Ctrl-C stops the copy, unmounts, removes a temporary
+    /// snapshot and any partial files, and records the backup as failed. `lvsnap run` runs
+    /// backups by their own schedule.
+    Backup {
+        /// The policy whose volumes to back up.
+        policy: String,
+        /// Only this volume (VG/LV or LV) of the policy.
+        #[arg(long, value_name = "VOLUME")]
+        volume: Option<String>,
+        /// Show what would be backed up and pruned; change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List backups: volume, generation, engine, state, files, size, duration, last verify.
+    Backups {
+        /// Only this policy's backups.
+        #[arg(long, short = 'p', value_name = "NAME")]
+        policy: Option<String>,
+        /// Include failed and pruned backups (with why).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Re-read a backup and compare every file with its manifest (missing, extra, changed).
+    ///
+    /// BACKUP is VG/LV@GENERATION as `lvsnap backups` shows it. Exit status 1 when any backup
+    /// differs from its manifest; the result is recorded and shown by `lvsnap backups`.
+    Verify {
+        /// The backup to verify.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        backup: Option<String>,
+        /// Verify every complete backup (of --policy, if given).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this policy's backups.
+        #[arg(long, short = 'p', value_name = "NAME", requires = "all")]
         policy: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -324,8 +378,30 @@ where
     }
     let runner = SystemRunner::discover();
     let mut out = std::io::stdout().lock();
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Prune { .. } | Command::Backup { .. }
+    ) {
+        catch_signals(&cancel);
+    }
     // Whole seconds: snapshot times, names and the catalog all count in seconds.
-    execute(&cli, &runner, Utc::now().trunc_subsecs(0), &mut out)
+    execute_with(&cli, &runner, Utc::now().trunc_subsecs(0), &mut out, cancel)
+}
+
+/// SIGTERM and SIGINT set `cancel`: the command finishes the LVM command in flight, stops a
+/// backup and cleans up after it, records everything, and exits. A second signal exits at once.
+fn catch_signals(cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGTERM, SIGINT] {
+        let installed = signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())
+            .and_then(|_| signal_hook::flag::register(sig, cancel.clone()));
+        if let Err(e) = installed {
+            tracing::warn!(
+                "cannot catch signal {sig}: {e}; a signal will stop lvsnap without cleaning up"
+            );
+        }
+    }
 }
 
 /// `lvsnap daemon`: a small runtime, signals wired to shutdown and reload.
@@ -402,7 +478,18 @@ fn init_logging(verbose: u8) {
 /// Runs a parsed command against `runner` with the clock at `now`, printing to `out` and errors
 /// to stderr; returns the exit status.
 pub fn execute(cli: &Cli, runner: &dyn Runner, now: DateTime<Utc>, out: &mut dyn Write) -> i32 {
-    match dispatch(cli, runner, now, out) {
+    execute_with(cli, runner, now, out, Default::default())
+}
+
+/// [`execute`] with a cancel flag that signals set.
+pub fn execute_with(
+    cli: &Cli,
+    runner: &dyn Runner,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> i32 {
+    match dispatch(cli, runner, now, out, cancel) {
         Ok(code) => code,
         // `lvsnap list | head`: the reader has what it wanted.
         Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
@@ -424,6 +511,7 @@ fn dispatch(
     runner: &dyn Runner,
     now: DateTime<Utc>,
     out: &mut dyn Write,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<i32, Error> {
     // Commands that need no policy files, or read them their own way.
     match &cli.command {
@@ -478,6 +566,7 @@ fn dispatch(
                     runner,
                     now,
                     out,
+                    cancel,
                 },
                 t,
             ));
@@ -495,6 +584,7 @@ fn dispatch(
         runner,
         now: at.unwrap_or(now),
         out,
+        cancel: cancel.clone(),
     };
     let cycle = |policies: &[String], dry_run: bool, force: bool, snapshot: bool| Options {
         policies: policies.to_vec(),
@@ -502,7 +592,7 @@ fn dispatch(
         force,
         snapshot,
         prune: true,
-        cancel: None,
+        cancel: Some(cancel.clone()),
     };
     match &cli.command {
         Command::Simulate(args) => simulate_cmd(&cfg, args, ctx.out),
@@ -541,6 +631,23 @@ fn dispatch(
         }
         Command::Catalog(CatalogCommand::Events { limit, json }) => {
             commands::events(&mut ctx, *limit, *json)
+        }
+        Command::Backup {
+            policy,
+            volume,
+            dry_run,
+            json,
+        } => backup_commands::backup(&mut ctx, policy, volume.as_deref(), *dry_run, *json),
+        Command::Backups { policy, all, json } => {
+            backup_commands::backups(&mut ctx, policy.as_deref(), *all, *json)
+        }
+        Command::Verify {
+            backup,
+            all,
+            policy,
+            json,
+        } => {
+            backup_commands::verify_cmd(&mut ctx, backup.as_deref(), *all, policy.as_deref(), *json)
         }
         Command::Config(_)
         | Command::Daemon

@@ -5,6 +5,8 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
+use crate::backup::commands as backup_commands;
+use crate::backup::{BackupOptions, BackupReport, Outcome};
 use crate::catalog::{Catalog, NewSnapshot, State};
 use crate::config::Config;
 use crate::error::{exit, Error};
@@ -21,21 +23,23 @@ pub struct Ctx<'a> {
     pub runner: &'a dyn Runner,
     pub now: DateTime<Utc>,
     pub out: &'a mut dyn Write,
+    /// Set by SIGTERM/SIGINT: a backup in progress stops and is cleaned up.
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ctx<'_> {
-    fn lock(&self) -> Result<lock::LockGuard, Error> {
+    pub(crate) fn lock(&self) -> Result<lock::LockGuard, Error> {
         let s = &self.config.settings;
         let timeout = s.lock_timeout.to_std().unwrap_or_default();
         Ok(lock::acquire(&s.runtime_dir, timeout)?)
     }
 
     /// The LVM tools, checked once at start-up: a missing lvm2 stops here, before any change.
-    fn tools(&self) -> Result<(), Error> {
+    pub(crate) fn tools(&self) -> Result<(), Error> {
         Ok(self.runner.check_tools()?)
     }
 
-    fn catalog(&self, write: bool) -> Result<Catalog, Error> {
+    pub(crate) fn catalog(&self, write: bool) -> Result<Catalog, Error> {
         let path = &self.config.settings.catalog;
         Ok(if write {
             Catalog::open(path)?
@@ -80,7 +84,29 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
     let mut catalog = ctx.catalog(!opts.dry_run)?;
     let started = std::time::Instant::now();
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, opts.dry_run);
-    let report = engine.run(opts)?;
+    let mut report = engine.run(opts)?;
+    let backups = if opts.snapshot && !report.interrupted {
+        let (inv, mut fleet) = (report.inventory.clone(), std::mem::take(&mut report.fleet));
+        let mut space = Space::from(&inv);
+        let b = engine.backups(
+            &BackupOptions {
+                policies: &opts.policies,
+                volume: None,
+                due_only: true,
+                force: opts.force,
+                cancel: &ctx.cancel,
+                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            },
+            &inv,
+            &mut fleet,
+            &mut space,
+        )?;
+        engine.flush()?;
+        report.fleet = fleet;
+        Some(b)
+    } else {
+        None
+    };
     if !opts.dry_run {
         let groups: Vec<(String, String, Option<String>)> = report
             .groups
@@ -92,14 +118,33 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
                     (!g.errors.is_empty()).then(|| g.errors.join("; ")),
                 )
             })
+            .chain(backups.iter().flat_map(|b| &b.volumes).filter_map(|v| {
+                let failed = match &v.outcome {
+                    Outcome::Failed(why) => Some(format!("backup: {why}")),
+                    Outcome::Done { .. } => None,
+                    _ => return None,
+                };
+                Some((format!("{}/backup", v.policy), v.volume.clone(), failed))
+            }))
             .collect();
         catalog.record_run(ctx.now, started.elapsed(), &groups)?;
         write_metrics(ctx, &catalog, &report.fleet, &report.inventory)?;
     }
+    let backups = backups.filter(|b| !b.volumes.is_empty() || !b.notes.is_empty());
     if json {
-        writeln!(ctx.out, "{}", report::run_json(&report))?;
+        let mut v = report::run_json(&report);
+        if let (Some(b), Some(obj)) = (&backups, v.as_object_mut()) {
+            obj.insert("backups".to_owned(), backup_commands::report_json(b));
+        }
+        writeln!(ctx.out, "{v}")?;
     } else {
         report::run_text(ctx.out, &report, detail, ctx.config.settings.timezone)?;
+        if let Some(b) = &backups {
+            backup_commands::write_report(ctx.out, b, false)?;
+        }
+    }
+    if backups.as_ref().is_some_and(BackupReport::failed) {
+        return Ok(exit::FAILED);
     }
     Ok(run_status(&report))
 }

@@ -125,8 +125,14 @@ fn arm(
 async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, generation: u64) {
     let next = {
         let cfg = shared.config.read().expect("config lock");
-        cfg.policy(&policy)
-            .and_then(|p| p.schedule.next(Utc::now(), p.timezone))
+        cfg.policy(&policy).and_then(|p| {
+            let snap = p.schedule.next(Utc::now(), p.timezone);
+            let backup = p
+                .backup
+                .as_ref()
+                .and_then(|b| b.schedule.next(Utc::now(), p.timezone));
+            snap.into_iter().chain(backup).min()
+        })
     };
     let Some(next) = next else { return };
     let wait = (next - Utc::now()).to_std().unwrap_or_default();
@@ -169,10 +175,11 @@ async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
             policies: policy.into_iter().collect(),
             snapshot: true,
             prune: true,
-            cancel: Some(cancel),
+            cancel: Some(cancel.clone()),
             ..Options::default()
         };
         let mut ctx = Ctx {
+            cancel,
             config: &config,
             runner: runner.as_ref(),
             // Whole seconds, as the CLI: snapshot times and the catalog count in seconds.

@@ -3,6 +3,7 @@
 //!
 //! The binary is a thin shell around [`run`]; everything is testable as a library.
 
+pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
@@ -13,6 +14,7 @@ pub mod hooks;
 pub mod lock;
 pub mod lvm;
 pub mod manifest;
+pub mod mount;
 pub mod plan;
 pub mod reconcile;
 pub mod report;

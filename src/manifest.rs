@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
@@ -63,10 +63,32 @@ impl Manifest {
     /// # Errors
     /// An entry cannot be read.
     pub fn of_tree(root: &Path, workers: usize) -> io::Result<Manifest> {
+        Self::of_tree_with(root, workers, &[], None)
+    }
+
+    /// [`Manifest::of_tree`] leaving out the subtrees `exclude` (relative to `root`), adding the
+    /// bytes hashed to `progress` as it goes (for a progress bar).
+    ///
+    /// # Errors
+    /// An entry cannot be read.
+    pub fn of_tree_with(
+        root: &Path,
+        workers: usize,
+        exclude: &[PathBuf],
+        progress: Option<&Progress>,
+    ) -> io::Result<Manifest> {
         let mut entries = BTreeMap::new();
         let mut files = Vec::new();
-        walk(root, Path::new(""), &mut entries, &mut files)?;
-        let hashed = hash_all(root, &files, workers.max(1))?;
+        walk(root, Path::new(""), exclude, &mut entries, &mut files)?;
+        if let Some(p) = progress {
+            let total = files
+                .iter()
+                .filter_map(|(rel, _)| fs::symlink_metadata(root.join(rel)).ok())
+                .map(|m| m.len())
+                .sum();
+            p.total.store(total, Ordering::Relaxed);
+        }
+        let hashed = hash_all(root, &files, workers.max(1), progress)?;
         for (rel, mode, size, sha256) in hashed {
             entries.insert(
                 rel,
@@ -147,6 +169,17 @@ impl Manifest {
         Ok(Manifest { entries })
     }
 
+    /// Regular files and the sum of their sizes.
+    pub fn totals(&self) -> (u64, u64) {
+        self.entries
+            .values()
+            .filter_map(|e| match e.content {
+                Content::File { size, .. } => Some(size),
+                _ => None,
+            })
+            .fold((0, 0), |(n, b), s| (n + 1, b + s))
+    }
+
     /// The SHA-256 of the manifest's text, recorded in the catalog.
     pub fn digest(&self) -> String {
         hex(&Sha256::digest(self.to_text().as_bytes()))
@@ -192,9 +225,17 @@ fn describe_change(want: &Entry, have: &Entry) -> String {
     }
 }
 
+/// Bytes hashed so far of a total known once the tree is walked.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+}
+
 fn walk(
     root: &Path,
     rel: &Path,
+    exclude: &[PathBuf],
     entries: &mut BTreeMap<PathBuf, Entry>,
     files: &mut Vec<(PathBuf, u32)>,
 ) -> io::Result<()> {
@@ -202,6 +243,9 @@ fn walk(
     children.sort_by_key(fs::DirEntry::file_name);
     for child in children {
         let rel_child = rel.join(child.file_name());
+        if exclude.contains(&rel_child) {
+            continue;
+        }
         let meta = fs::symlink_metadata(child.path())?;
         let mode = meta.mode();
         let ft = meta.file_type();
@@ -213,7 +257,7 @@ fn walk(
                     content: Content::Dir,
                 },
             );
-            walk(root, &rel_child, entries, files)?;
+            walk(root, &rel_child, exclude, entries, files)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(child.path())?.to_string_lossy().into_owned();
             entries.insert(
@@ -242,7 +286,12 @@ type Hashed = (PathBuf, u32, u64, String);
 
 /// Hashes the files on `workers` threads, taking the next file from a shared counter so that a
 /// few large files do not leave a thread idle.
-fn hash_all(root: &Path, files: &[(PathBuf, u32)], workers: usize) -> io::Result<Vec<Hashed>> {
+fn hash_all(
+    root: &Path,
+    files: &[(PathBuf, u32)],
+    workers: usize,
+    progress: Option<&Progress>,
+) -> io::Result<Vec<Hashed>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Hashed>> = Mutex::new(Vec::with_capacity(files.len()));
     let failure: Mutex<Option<io::Error>> = Mutex::new(None);
@@ -255,7 +304,7 @@ fn hash_all(root: &Path, files: &[(PathBuf, u32)], workers: usize) -> io::Result
                     let Some((rel, mode)) = files.get(i) else {
                         break;
                     };
-                    match hash_file(&root.join(rel), &mut buf) {
+                    match hash_file(&root.join(rel), &mut buf, progress) {
                         Ok((size, digest)) => results.lock().expect("results").push((
                             rel.clone(),
                             *mode,
@@ -280,7 +329,11 @@ fn hash_all(root: &Path, files: &[(PathBuf, u32)], workers: usize) -> io::Result
     Ok(results.into_inner().expect("results"))
 }
 
-fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<(u64, String)> {
+fn hash_file(
+    path: &Path,
+    buf: &mut [u8],
+    progress: Option<&Progress>,
+) -> io::Result<(u64, String)> {
     let mut f = fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -291,8 +344,16 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<(u64, String)> {
         }
         hasher.update(&buf[..n]);
         size += n as u64;
+        if let Some(p) = progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
     Ok((size, hex(&hasher.finalize())))
+}
+
+/// The SHA-256 of `bytes` in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

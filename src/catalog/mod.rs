@@ -2,11 +2,13 @@
 //! made, each snapshot's state history, the intent before each mutation with its outcome, and an
 //! event log of every command run. It owns no policy logic: the executor decides, this records.
 
+mod backups;
 mod schema;
 
 use std::path::Path;
 use std::time::Duration;
 
+pub use backups::{BackupRecord, BackupState, MountRecord, NewBackup, NewMount, Written};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 

@@ -61,4 +61,40 @@ pub const MIGRATIONS: &[&str] = &[
         last_ok INTEGER,
         PRIMARY KEY (policy, volume)
     );",
+    // 3: backups with their verification, and the mounts lvsnap made (so that a run after a
+    // crash or a reboot can find and undo them).
+    "CREATE TABLE backups (
+        id INTEGER PRIMARY KEY,
+        policy TEXT NOT NULL,
+        vg TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        dir TEXT NOT NULL,
+        name TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        snapshot_time INTEGER NOT NULL,
+        temporary INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        state TEXT NOT NULL,
+        error TEXT,
+        bytes INTEGER,
+        files INTEGER,
+        manifest_sha256 TEXT,
+        verified_at INTEGER,
+        verify_ok INTEGER,
+        verify_detail TEXT
+    );
+    CREATE INDEX backups_group ON backups (policy, vg, origin);
+    CREATE TABLE mounts (
+        id INTEGER PRIMARY KEY,
+        vg TEXT NOT NULL,
+        lv TEXT NOT NULL,
+        dir TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        activated INTEGER NOT NULL,
+        backup_id INTEGER REFERENCES backups (id),
+        mounted_at INTEGER NOT NULL,
+        released_at INTEGER
+    );",
 ];

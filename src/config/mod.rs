@@ -2,6 +2,7 @@
 //! stages (raw serde structs, then domain types), and reporting every error with its location.
 //! Nothing downstream sees a raw string where a type belongs.
 
+mod backup;
 pub mod diag;
 pub mod raw;
 pub mod types;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::Duration;
 use chrono_tz::Tz;
 
+pub use backup::{BackupEngine, BackupPolicy, BackupSource};
 pub use diag::Diagnostic;
 pub use types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
 
@@ -118,6 +120,8 @@ pub struct Policy {
     /// Command (argv) run after each snapshot whose `pre` ran.
     pub post: Option<Vec<String>>,
     pub hook_timeout: std::time::Duration,
+    /// The `[policy.NAME.backup]` table, if the policy backs its snapshots up.
+    pub backup: Option<BackupPolicy>,
     pub file: PathBuf,
     pub line: usize,
 }

@@ -57,6 +57,19 @@ pub struct RawPolicy {
     pub pre: Option<Spanned<Vec<Spanned<String>>>>,
     pub post: Option<Spanned<Vec<Spanned<String>>>>,
     pub hook_timeout: Option<Spanned<String>>,
+    pub backup: Option<Spanned<RawBackup>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawBackup {
+    pub schedule: Option<Spanned<String>>,
+    pub engine: Option<Spanned<String>>,
+    pub target: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub keep: Option<RawKeep>,
+    pub source: Option<Spanned<String>>,
+    pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

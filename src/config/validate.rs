@@ -34,13 +34,19 @@ impl<'a> FileValidator<'a> {
         }
     }
 
-    fn error(&mut self, span: Range<usize>, key: &str, message: String, hint: Option<String>) {
+    pub(super) fn error(
+        &mut self,
+        span: Range<usize>,
+        key: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         let d = self.map.at(span, key, message);
         self.diags.push(Diagnostic { hint, ..d });
     }
 
     /// Parses a spanned string with `parse`, recording the error (and a hint) on failure.
-    fn value<T>(
+    pub(super) fn value<T>(
         &mut self,
         raw: &Spanned<String>,
         key: &str,
@@ -134,7 +140,7 @@ impl<'a> FileValidator<'a> {
     }
 
     /// A hook command: a non-empty argv, run without a shell.
-    fn hook(
+    pub(super) fn hook(
         &mut self,
         raw: Option<&Spanned<Vec<Spanned<String>>>>,
         key: &str,
@@ -242,7 +248,12 @@ impl<'a> FileValidator<'a> {
             ),
             None => Some(SnapshotSize::PercentOfOrigin(super::DEFAULT_SIZE_PERCENT)),
         };
-        let keep = self.keep(name, raw.keep.as_ref());
+        let keep = self.keep(
+            &format!("policy.{}", name.get_ref()),
+            name.span(),
+            raw.keep.as_ref(),
+        );
+        let backup = raw.backup.as_ref().map(|b| self.backup(name, b, settings));
         let min_age = self.span_or(raw.min_age.as_ref(), &p("min-age"), Span::default());
         let future_skew = self.span_or(
             raw.future_skew.as_ref(),
@@ -348,6 +359,10 @@ impl<'a> FileValidator<'a> {
             return None;
         }
         Some(Policy {
+            backup: match backup {
+                Some(b) => Some(b?),
+                None => None,
+            },
             pre: pre?,
             post: post?,
             hook_timeout: hook_timeout?,
@@ -460,19 +475,22 @@ impl<'a> FileValidator<'a> {
         }
     }
 
-    fn keep(&mut self, name: &Spanned<String>, raw: Option<&RawKeep>) -> Option<Keep> {
+    /// The `keep` table of `owner` (`policy.NAME` or `policy.NAME.backup`, written at `at`).
+    pub(super) fn keep(
+        &mut self,
+        owner: &str,
+        at: Range<usize>,
+        raw: Option<&RawKeep>,
+    ) -> Option<Keep> {
         let mut keep = Keep::default();
         let Some(raw) = raw else {
-            if !self
-                .reported
-                .contains(&format!("policy.{}.keep", name.get_ref()))
-            {
-                self.no_keep_rule(name);
+            if !self.reported.contains(&format!("{owner}.keep")) {
+                self.no_keep_rule(owner, at);
             }
             return None;
         };
         let before = self.diags.len();
-        let key = |k: &str| format!("policy.{}.keep.{k}", name.get_ref());
+        let key = |k: &str| format!("{owner}.keep.{k}");
         keep.last = raw.last.as_ref().and_then(|c| self.count(c, &key("last")));
         keep.within = raw.within.as_ref().and_then(|w| {
             self.value(
@@ -499,17 +517,24 @@ impl<'a> FileValidator<'a> {
             return None;
         }
         if keep.is_empty() {
-            self.no_keep_rule(name);
+            self.no_keep_rule(owner, at);
             return None;
         }
         Some(keep)
     }
 
-    fn no_keep_rule(&mut self, name: &Spanned<String>) {
+    fn no_keep_rule(&mut self, owner: &str, at: Range<usize>) {
         self.error(
-            name.span(),
-            &format!("policy.{}", name.get_ref()),
-            "policy has no keep rule, so nothing it creates could ever be pruned safely".to_owned(),
+            at,
+            owner,
+            format!(
+                "{} has no keep rule, so nothing it creates could ever be pruned safely",
+                if owner.ends_with(".backup") {
+                    "backup"
+                } else {
+                    "policy"
+                }
+            ),
             Some("add for example keep = { last = 4, daily = 7 }".to_owned()),
         );
     }

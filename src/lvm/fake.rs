@@ -55,6 +55,10 @@ struct State {
     failures: Vec<Failure>,
     next_uuid: u64,
     clock: DateTime<Utc>,
+    /// What `blkid` reports for every device.
+    fs_type: String,
+    /// Arguments of every mount and umount, in order (nothing is really mounted).
+    mounts: Vec<String>,
 }
 
 /// Extent size of every fake volume group: 4 MiB, LVM's default.
@@ -80,12 +84,25 @@ impl FakeLvm {
                 failures: Vec::new(),
                 next_uuid: 1,
                 clock: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+                fs_type: "ext4".to_owned(),
+                mounts: Vec::new(),
             }),
         }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.state.lock().expect("fake LVM state"))
+    }
+
+    /// The filesystem `blkid` reports on every device.
+    pub fn set_fs_type(&self, fs_type: &str) -> &Self {
+        self.with(|s| s.fs_type = fs_type.to_owned());
+        self
+    }
+
+    /// The arguments of every mount and umount run so far.
+    pub fn mounts(&self) -> Vec<String> {
+        self.with(|s| s.mounts.clone())
     }
 
     pub fn add_vg(&self, name: &str, bytes: u64) -> &Self {
@@ -415,6 +432,11 @@ impl State {
                 let lv = &mut self.lvs[i];
                 lv.fill = lv.fill * lv.extents as f64 / (lv.extents + add) as f64;
                 lv.extents += add;
+                Ok(String::new())
+            }
+            Tool::Blkid => Ok(format!("{}\n", self.fs_type)),
+            Tool::Mount | Tool::Umount => {
+                self.mounts.push(inv.args.join(" "));
                 Ok(String::new())
             }
             Tool::Lvchange => {

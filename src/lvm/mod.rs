@@ -20,15 +20,22 @@ pub enum Tool {
     Lvremove,
     Lvextend,
     Lvchange,
+    /// Filesystem probing and mounting, for backups and restores.
+    Blkid,
+    Mount,
+    Umount,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 5] = [
+    pub const ALL: [Tool; 8] = [
         Tool::Lvs,
         Tool::Lvcreate,
         Tool::Lvremove,
         Tool::Lvextend,
         Tool::Lvchange,
+        Tool::Blkid,
+        Tool::Mount,
+        Tool::Umount,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,12 +45,19 @@ impl Tool {
             Tool::Lvremove => "lvremove",
             Tool::Lvextend => "lvextend",
             Tool::Lvchange => "lvchange",
+            Tool::Blkid => "blkid",
+            Tool::Mount => "mount",
+            Tool::Umount => "umount",
         }
     }
 
     /// The Debian package that ships the tool, for "install …" hints.
     pub fn package(self) -> &'static str {
-        "lvm2"
+        match self {
+            Tool::Blkid => "util-linux",
+            Tool::Mount | Tool::Umount => "mount",
+            _ => "lvm2",
+        }
     }
 }
 
@@ -237,6 +251,43 @@ pub mod commands {
                 format!("{vg}/{name}"),
             ],
         )
+    }
+
+    /// Activates an LV even when it carries LVM's activation-skip flag (thin snapshots do).
+    pub fn activate(vg: &str, name: &str) -> Invocation {
+        Invocation::new(
+            Tool::Lvchange,
+            [
+                "--activate".to_owned(),
+                "y".to_owned(),
+                "--ignoreactivationskip".to_owned(),
+                format!("{vg}/{name}"),
+            ],
+        )
+    }
+
+    pub fn deactivate(vg: &str, name: &str) -> Invocation {
+        Invocation::new(
+            Tool::Lvchange,
+            [
+                "--activate".to_owned(),
+                "n".to_owned(),
+                format!("{vg}/{name}"),
+            ],
+        )
+    }
+
+    /// The filesystem type on a device, probed directly (blkid's cache may not know a new LV).
+    pub fn fs_type(device: &str) -> Invocation {
+        Invocation::new(Tool::Blkid, ["-p", "-o", "value", "-s", "TYPE", device])
+    }
+
+    pub fn mount(device: &str, dir: &str, fs_type: &str, options: &str) -> Invocation {
+        Invocation::new(Tool::Mount, ["-t", fs_type, "-o", options, device, dir])
+    }
+
+    pub fn umount(dir: &str) -> Invocation {
+        Invocation::new(Tool::Umount, [dir])
     }
 
     pub fn del_tag(vg: &str, name: &str, tag: &str) -> Invocation {

@@ -1,0 +1,297 @@
+//! The engines that copy a mounted snapshot: rsync generations, a tar+zstd archive, or an
+//! administrator's command. Each writes under a temporary name (`.NAME.partial`) that only
+//! [`commit`] turns into the final one, so a half-written backup never carries a good name.
+//! Child processes die with lvsnap (`PR_SET_PDEATHSIG`): a killed lvsnap leaves no copy running
+//! into a directory the next run is about to clear.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::BackupEngine;
+
+/// What one engine run copies from where to where.
+pub struct Job<'a> {
+    pub engine: &'a BackupEngine,
+    /// The snapshot's read-only mount point.
+    pub source: &'a Path,
+    /// The volume's directory under the target.
+    pub dir: &'a Path,
+    /// The generation's name.
+    pub name: &'a str,
+    /// The previous rsync generation, whose unchanged files are hard-linked.
+    pub previous: Option<&'a Path>,
+    pub exclude: &'a [PathBuf],
+    /// `VG/LV` of the snapshot, for the command engine's `{snapshot}`.
+    pub snapshot: &'a str,
+    pub cancel: &'a AtomicBool,
+}
+
+/// The final path of a generation's data (`None` for the command engine, which keeps its data
+/// in its own repository).
+pub fn artifact(engine: &str, dir: &Path, name: &str) -> Option<PathBuf> {
+    match engine {
+        "rsync" => Some(dir.join(name)),
+        "archive" => Some(dir.join(format!("{name}.tar.zst"))),
+        _ => None,
+    }
+}
+
+/// Where a generation's data is written before it is complete.
+pub fn partial(engine: &str, dir: &Path, name: &str) -> Option<PathBuf> {
+    artifact(engine, dir, name).map(|a| {
+        let file = a
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        dir.join(format!(".{file}.partial"))
+    })
+}
+
+pub fn manifest_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.manifest"))
+}
+
+pub fn partial_manifest_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.manifest.partial"))
+}
+
+/// The argv an engine runs.
+pub fn argv(job: &Job<'_>) -> Vec<String> {
+    let src = format!("{}/", job.source.display());
+    match job.engine {
+        BackupEngine::Rsync => {
+            let dest = partial("rsync", job.dir, job.name).expect("rsync writes a directory");
+            // -a plus hard links, ACLs, xattrs and sparse files; numeric ids because the
+            // snapshot's owners are numbers from the origin's system, not names to map.
+            let mut v: Vec<String> = ["rsync", "-aHAXS", "--numeric-ids"]
+                .map(str::to_owned)
+                .to_vec();
+            if let Some(prev) = job.previous {
+                v.push(format!("--link-dest={}", prev.display()));
+            }
+            v.extend(
+                job.exclude
+                    .iter()
+                    .map(|x| format!("--exclude=/{}", x.display())),
+            );
+            v.push(src);
+            v.push(format!("{}/", dest.display()));
+            v
+        }
+        BackupEngine::Archive => {
+            let dest = partial("archive", job.dir, job.name).expect("archive writes a file");
+            let mut v: Vec<String> = [
+                "tar",
+                "--create",
+                "--zstd",
+                "--xattrs",
+                "--xattrs-include=*",
+                "--acls",
+                "--sparse",
+                "--numeric-owner",
+                "--anchored",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            v.extend(
+                job.exclude
+                    .iter()
+                    .map(|x| format!("--exclude=./{}", x.display())),
+            );
+            v.push(format!("--file={}", dest.display()));
+            v.push(format!("--directory={}", job.source.display()));
+            v.push(".".to_owned());
+            v
+        }
+        BackupEngine::Command(argv) => argv
+            .iter()
+            .map(|a| {
+                a.replace("{mount}", &job.source.to_string_lossy())
+                    .replace("{snapshot}", job.snapshot)
+            })
+            .collect(),
+    }
+}
+
+/// Runs the engine into the partial name.
+///
+/// # Errors
+/// The engine could not start, failed, or was cancelled; with its argv and stderr.
+pub fn write(job: &Job<'_>) -> Result<(), String> {
+    if let Some(p) = partial(job.engine.name(), job.dir, job.name) {
+        remove_path(&p).map_err(|e| format!("cannot clear {}: {e}", p.display()))?;
+    }
+    let argv = argv(job);
+    run_child(&argv, job.cancel)
+}
+
+/// Runs argv, polling `cancel`; kills the child when it is set.
+///
+/// # Errors
+/// Could not start, exited non-zero, or was cancelled.
+pub fn run_child(argv: &[String], cancel: &AtomicBool) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let shown = argv.join(" ");
+    let handle = duct::cmd(&argv[0], &argv[1..])
+        .env("LC_ALL", "C")
+        .stdin_null()
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .before_spawn(|c| {
+            // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            Ok(())
+        })
+        .start()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let output = loop {
+        if cancel.load(Ordering::SeqCst) {
+            let _ = handle.kill();
+            return Err(format!("interrupted: {} stopped by a signal", argv[0]));
+        }
+        match handle.try_wait() {
+            Ok(Some(out)) => break out.clone(),
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("{shown}: {e}")),
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let excerpt: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>();
+    let excerpt: Vec<&str> = excerpt.into_iter().rev().collect();
+    Err(format!(
+        "{shown} exited with {}: {}",
+        output
+            .status
+            .code()
+            .map_or("a signal".to_owned(), |c| format!("status {c}")),
+        excerpt.join(" / ")
+    ))
+}
+
+/// Turns the partial generation and manifest into final ones: manifest first, data last, so
+/// that data under a final name always has its manifest beside it.
+///
+/// # Errors
+/// A rename failed.
+pub fn commit(engine: &str, dir: &Path, name: &str, manifest_text: &str) -> std::io::Result<()> {
+    let pm = partial_manifest_path(dir, name);
+    write_synced(&pm, manifest_text.as_bytes())?;
+    std::fs::rename(&pm, manifest_path(dir, name))?;
+    if let (Some(p), Some(a)) = (partial(engine, dir, name), artifact(engine, dir, name)) {
+        std::fs::rename(p, a)?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Removes a file or a directory tree; a path that does not exist is fine.
+///
+/// # Errors
+/// The path exists and cannot be removed.
+pub fn remove_path(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+    }
+}
+
+/// Reads a file fully (for manifests).
+///
+/// # Errors
+/// The file cannot be read.
+pub fn read_text(p: &Path) -> std::io::Result<String> {
+    let mut s = String::new();
+    std::fs::File::open(p)?.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job<'a>(engine: &'a BackupEngine, cancel: &'a AtomicBool, x: &'a [PathBuf]) -> Job<'a> {
+        Job {
+            engine,
+            source: Path::new("/run/lvsnap/backup/7"),
+            dir: Path::new("/srv/backup/vg0/home"),
+            name: "20261128T020000Z",
+            previous: Some(Path::new("/srv/backup/vg0/home/20261127T020000Z")),
+            exclude: x,
+            snapshot: "vg0/home-lvsnap-20261128T020000Z",
+            cancel,
+        }
+    }
+
+    #[test]
+    fn argv_of_each_engine() {
+        let c = AtomicBool::new(false);
+        let x = [PathBuf::from("tmp")];
+        assert_eq!(
+            argv(&job(&BackupEngine::Rsync, &c, &x)).join(" "),
+            "rsync -aHAXS --numeric-ids --link-dest=/srv/backup/vg0/home/20261127T020000Z \
+             --exclude=/tmp /run/lvsnap/backup/7/ /srv/backup/vg0/home/.20261128T020000Z.partial/"
+        );
+        assert_eq!(
+            argv(&job(&BackupEngine::Archive, &c, &x)).join(" "),
+            "tar --create --zstd --xattrs --xattrs-include=* --acls --sparse --numeric-owner \
+             --anchored --exclude=./tmp --file=/srv/backup/vg0/home/.20261128T020000Z.tar.zst.partial \
+             --directory=/run/lvsnap/backup/7 ."
+        );
+        let cmd = BackupEngine::Command(vec![
+            "restic".into(),
+            "backup".into(),
+            "{mount}".into(),
+            "--tag={snapshot}".into(),
+        ]);
+        assert_eq!(
+            argv(&job(&cmd, &c, &x)).join(" "),
+            "restic backup /run/lvsnap/backup/7 --tag=vg0/home-lvsnap-20261128T020000Z"
+        );
+    }
+
+    #[test]
+    fn a_failing_child_is_reported_with_its_stderr_and_a_set_cancel_stops_it() {
+        let c = AtomicBool::new(false);
+        let argv: Vec<String> = ["sh", "-c", "echo broken pipe >&2; exit 3"]
+            .map(str::to_owned)
+            .to_vec();
+        let e = run_child(&argv, &c).unwrap_err();
+        assert!(e.contains("exited with status 3: broken pipe"), "{e}");
+        c.store(true, Ordering::SeqCst);
+        let sleep: Vec<String> = ["sleep", "30"].map(str::to_owned).to_vec();
+        let e = run_child(&sleep, &c).unwrap_err();
+        assert!(e.starts_with("interrupted"), "{e}");
+    }
+
+    #[test]
+    fn commit_renames_manifest_then_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partial("rsync", dir.path(), "g1").unwrap();
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("f"), "x").unwrap();
+        commit("rsync", dir.path(), "g1", "# lvsnap manifest v1\n").unwrap();
+        assert!(dir.path().join("g1/f").exists());
+        assert!(manifest_path(dir.path(), "g1").exists());
+        assert!(!p.exists());
+    }
+}

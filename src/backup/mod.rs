@@ -1,0 +1,607 @@
+//! Backups from snapshots. The bracket: pick the newest snapshot (or take a temporary one) →
+//! activate it if thin → mount it read-only in a private directory → engine and manifest side by
+//! side → commit under the final name → unmount → deactivate / remove the temporary snapshot.
+//! Every step is recorded first, so a run after a crash, `kill -9` or a reboot undoes what was
+//! left and marks the backup failed. Generations are pruned by the backup's own keep rules with
+//! the snapshot planner.
+
+pub mod commands;
+pub mod engines;
+mod progress;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::catalog::{BackupRecord, BackupState, NewBackup, Written};
+use crate::config::{BackupPolicy, BackupSource, Policy, VolumeRef};
+use crate::lvm::{Inventory, LvKind};
+use crate::manifest::{Manifest, Progress};
+use crate::mount::{MountRequest, Mounted};
+use crate::plan::{is_due, plan_retention, CronTicks, Rules, SnapshotView};
+use crate::reconcile::{Fleet, Managed};
+use crate::run::{Engine, RunError, Space};
+
+/// What a backup pass is asked to do.
+pub struct BackupOptions<'a> {
+    /// Only these policies (all with a backup table when empty).
+    pub policies: &'a [String],
+    /// Only this volume of the policy.
+    pub volume: Option<&'a VolumeRef>,
+    /// Back up only groups whose backup schedule is due (`run`, the daemon); `backup` backs up
+    /// whatever is asked.
+    pub due_only: bool,
+    pub force: bool,
+    pub cancel: &'a AtomicBool,
+    /// Show a progress bar (stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What happened to one volume's backup.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Done {
+        name: String,
+        snapshot: String,
+        bytes: u64,
+        files: u64,
+        copy_seconds: f64,
+        hash_seconds: f64,
+    },
+    /// Dry run: what would be backed up.
+    Would {
+        snapshot: String,
+        to: PathBuf,
+    },
+    NotDue(String),
+    Skipped(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct VolumeBackup {
+    pub policy: String,
+    pub volume: String,
+    pub outcome: Outcome,
+    /// Generations pruned after it: (name, why no rule keeps it).
+    pub pruned: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupReport {
+    pub dry_run: bool,
+    pub volumes: Vec<VolumeBackup>,
+    /// What was found and cleaned up after an interrupted earlier backup.
+    pub notes: Vec<String>,
+}
+
+impl BackupReport {
+    pub fn failed(&self) -> bool {
+        self.volumes
+            .iter()
+            .any(|v| matches!(v.outcome, Outcome::Failed(_)))
+    }
+}
+
+/// Generations pruned (label, why) and warnings.
+type Pruned = (Vec<(String, String)>, Vec<String>);
+
+/// `TARGET/VG/LV`: one directory of generations per volume.
+pub fn volume_dir(b: &BackupPolicy, volume: &VolumeRef) -> PathBuf {
+    b.target.join(&volume.vg).join(&volume.lv)
+}
+
+fn generation_name(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+impl Engine<'_> {
+    /// Cleans up after interrupted backups, then backs up every selected volume (due ones only
+    /// when `due_only`) and prunes its generations.
+    ///
+    /// # Errors
+    /// The catalog failed; a volume's own failure is in its report.
+    pub fn backups(
+        &mut self,
+        opts: &BackupOptions<'_>,
+        inv: &Inventory,
+        fleet: &mut Fleet,
+        space: &mut Space,
+    ) -> Result<BackupReport, RunError> {
+        let mut report = BackupReport {
+            dry_run: self.dry_run,
+            notes: self.release_stale_mounts()?,
+            ..BackupReport::default()
+        };
+        report.notes.extend(self.finish_interrupted(fleet)?);
+        let config = self.config;
+        for policy in &config.policies {
+            let Some(b) = &policy.backup else { continue };
+            if !opts.policies.is_empty() && !opts.policies.contains(&policy.name) {
+                continue;
+            }
+            for volume in &policy.volumes {
+                if opts.volume.is_some_and(|v| v != volume) {
+                    continue;
+                }
+                if opts.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(report);
+                }
+                let mut vb = VolumeBackup {
+                    policy: policy.name.clone(),
+                    volume: volume.to_string(),
+                    outcome: Outcome::Skipped(String::new()),
+                    pruned: Vec::new(),
+                    warnings: Vec::new(),
+                };
+                vb.outcome = match self.backup_volume(
+                    policy,
+                    b,
+                    volume,
+                    opts,
+                    inv,
+                    fleet,
+                    space,
+                    &mut vb.warnings,
+                ) {
+                    Ok(o) => o,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                if let Outcome::Failed(why) = &vb.outcome {
+                    warn!(policy = %policy.name, volume = %volume, "backup failed: {why}");
+                }
+                match self.prune_backups(policy, b, volume, opts.force) {
+                    Ok((pruned, warnings)) => {
+                        vb.pruned = pruned;
+                        vb.warnings.extend(warnings);
+                    }
+                    Err(e) => vb.warnings.push(format!("pruning backups failed: {e}")),
+                }
+                report.volumes.push(vb);
+            }
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backup_volume(
+        &mut self,
+        policy: &Policy,
+        b: &BackupPolicy,
+        volume: &VolumeRef,
+        opts: &BackupOptions<'_>,
+        inv: &Inventory,
+        fleet: &mut Fleet,
+        space: &mut Space,
+        warnings: &mut Vec<String>,
+    ) -> Result<Outcome, RunError> {
+        let history = self.catalog.backups(Some(&policy.name))?;
+        let of_volume: Vec<&BackupRecord> = history
+            .iter()
+            .filter(|r| r.vg == volume.vg && r.origin == volume.lv)
+            .collect();
+        let complete = || {
+            of_volume
+                .iter()
+                .filter(|r| r.state == BackupState::Complete)
+        };
+        if opts.due_only {
+            let last = complete().map(|r| r.started).max();
+            let ticks = CronTicks {
+                schedule: &b.schedule,
+                timezone: policy.timezone,
+            };
+            if !is_due(&ticks, self.now, last) {
+                return Ok(Outcome::NotDue(
+                    "the newest backup is from the current period".to_owned(),
+                ));
+            }
+        }
+        if inv.find(&volume.vg, &volume.lv).is_some_and(|o| o.merging) {
+            return Ok(Outcome::Skipped(format!(
+                "a merge into {volume} is pending; backups wait until it completes"
+            )));
+        }
+        let (managed, temporary) = match b.source {
+            BackupSource::Newest => {
+                let Some(m) = newest_usable(fleet, volume) else {
+                    return Err(RunError::Refused(format!(
+                        "no snapshot of {volume} to back up; take one with `lvsnap snapshot {}`, or set source = \"fresh\" in [policy.{}.backup]",
+                        policy.name, policy.name
+                    )));
+                };
+                if let Some(done) = complete().find(|r| r.snapshot_time >= m.record.time) {
+                    return Ok(Outcome::Skipped(format!(
+                        "snapshot {} is already backed up ({})",
+                        m.record.name,
+                        done.label()
+                    )));
+                }
+                (m, false)
+            }
+            BackupSource::Fresh => {
+                let name = self.take(
+                    policy,
+                    volume,
+                    inv,
+                    fleet,
+                    space,
+                    false,
+                    Some("temporary, for a backup"),
+                )?;
+                let m = fleet
+                    .managed
+                    .iter()
+                    .find(|m| m.record.vg == volume.vg && m.record.name == name)
+                    .cloned()
+                    .ok_or_else(|| RunError::Refused(format!("snapshot {name} vanished")))?;
+                (m, true)
+            }
+        };
+        let dir = volume_dir(b, volume);
+        let name = generation_name(managed.record.time);
+        if self.dry_run {
+            let to = engines::artifact(b.engine.name(), &dir, &name)
+                .unwrap_or_else(|| engines::manifest_path(&dir, &name));
+            info!(policy = %policy.name, volume = %volume, snapshot = %managed.record.name, to = %to.display(), "would back up");
+            return Ok(Outcome::Would {
+                snapshot: managed.record.name.clone(),
+                to,
+            });
+        }
+        let previous = complete()
+            .filter(|r| r.engine == "rsync")
+            .filter_map(|r| engines::artifact("rsync", &r.dir, &r.name))
+            .rfind(|p| p.is_dir());
+        let result = self.bracket(
+            policy,
+            b,
+            volume,
+            &managed,
+            temporary,
+            &dir,
+            &name,
+            previous.as_deref(),
+            opts,
+        );
+        if temporary {
+            if let Err(e) =
+                self.remove(&managed, "temporary snapshot of a backup, no longer needed")
+            {
+                warnings.push(format!(
+                    "cannot remove the temporary snapshot {}: {e}; the next run retries",
+                    managed.record.name
+                ));
+            }
+        }
+        result
+    }
+
+    /// Mount, copy, commit, unmount — with the backup recorded before anything is written.
+    #[allow(clippy::too_many_arguments)]
+    fn bracket(
+        &mut self,
+        policy: &Policy,
+        b: &BackupPolicy,
+        volume: &VolumeRef,
+        managed: &Managed,
+        temporary: bool,
+        dir: &Path,
+        name: &str,
+        previous: Option<&Path>,
+        opts: &BackupOptions<'_>,
+    ) -> Result<Outcome, RunError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            RunError::Refused(format!(
+                "cannot create backup directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let now = self.now;
+        let new = NewBackup {
+            policy: &policy.name,
+            vg: &volume.vg,
+            origin: &volume.lv,
+            engine: b.engine.name(),
+            dir,
+            name,
+            snapshot: &managed.record.name,
+            snapshot_time: managed.record.time,
+            temporary,
+        };
+        let id = self.record(|c| c.begin_backup(&new, now))?;
+        let thin = managed.record.thin;
+        let active = managed.lv.as_ref().is_some_and(|l| l.active);
+        let mount_dir = self
+            .config
+            .settings
+            .runtime_dir
+            .join("backup")
+            .join(id.to_string());
+        let mounted = match self.mount_snapshot(&MountRequest {
+            vg: &volume.vg,
+            lv: &managed.record.name,
+            activate: thin && !active,
+            dir: &mount_dir,
+            purpose: "backup",
+            backup_id: Some(id),
+        }) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = e.to_string();
+                self.record(|c| c.end_backup(id, BackupState::Failed, &why, now))?;
+                return Err(e);
+            }
+        };
+        info!(policy = %policy.name, volume = %volume, snapshot = %managed.record.name, engine = %b.engine, to = %dir.join(name).display(), "backing up");
+        let copied = copy(b, &mounted, dir, name, previous, opts);
+        let unmounted = self.unmount(&mounted);
+        self.now = Utc::now().max(now);
+        let finished = self.now;
+        match copied {
+            Ok(c) => {
+                let (files, bytes) = c.manifest.totals();
+                let digest = crate::manifest::sha256_hex(c.text.as_bytes());
+                self.record(|cat| {
+                    cat.complete_backup(
+                        id,
+                        &Written {
+                            bytes,
+                            files,
+                            manifest_sha256: &digest,
+                        },
+                        finished,
+                    )
+                })?;
+                info!(policy = %policy.name, volume = %volume, files, bytes, copy_seconds = c.copy_seconds, hash_seconds = c.hash_seconds, "backup complete");
+                if let Err(e) = unmounted {
+                    warn!(dir = %mounted.dir.display(), "backup complete, but unmounting failed: {e}; the next run retries");
+                }
+                Ok(Outcome::Done {
+                    name: name.to_owned(),
+                    snapshot: managed.record.name.clone(),
+                    bytes,
+                    files,
+                    copy_seconds: c.copy_seconds,
+                    hash_seconds: c.hash_seconds,
+                })
+            }
+            Err(why) => {
+                for p in [
+                    engines::partial(b.engine.name(), dir, name),
+                    Some(engines::partial_manifest_path(dir, name)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let _ = engines::remove_path(&p);
+                }
+                let why = match unmounted {
+                    Ok(()) => why,
+                    Err(e) => format!("{why}; unmounting also failed: {e}"),
+                };
+                self.record(|c| c.end_backup(id, BackupState::Failed, &why, finished))?;
+                Err(RunError::Refused(why))
+            }
+        }
+    }
+
+    /// Backups a crashed or killed lvsnap left `running`: data committed under its final name
+    /// with its manifest is complete; anything else is failed and its partial files removed.
+    /// A temporary snapshot of such a backup is removed.
+    fn finish_interrupted(&mut self, fleet: &mut Fleet) -> Result<Vec<String>, RunError> {
+        let mut notes = Vec::new();
+        let now = self.now;
+        for r in self.catalog.backups(None)? {
+            if r.state != BackupState::Running {
+                continue;
+            }
+            if self.dry_run {
+                notes.push(format!("would clean up interrupted backup {}", r.label()));
+                continue;
+            }
+            let manifest = engines::manifest_path(&r.dir, &r.name);
+            let data = engines::artifact(&r.engine, &r.dir, &r.name);
+            let committed = manifest.exists() && data.as_ref().is_none_or(|d| d.exists());
+            let parsed = committed
+                .then(|| engines::read_text(&manifest).ok())
+                .flatten()
+                .and_then(|t| Manifest::from_text(&t).ok().map(|m| (t, m)));
+            if let Some((text, m)) = parsed {
+                let (files, bytes) = m.totals();
+                let digest = crate::manifest::sha256_hex(text.as_bytes());
+                self.record(|c| {
+                    c.complete_backup(
+                        r.id,
+                        &Written {
+                            bytes,
+                            files,
+                            manifest_sha256: &digest,
+                        },
+                        now,
+                    )
+                })?;
+                notes.push(format!(
+                    "backup {} had completed before an interruption",
+                    r.label()
+                ));
+            } else {
+                for p in [
+                    engines::partial(&r.engine, &r.dir, &r.name),
+                    Some(engines::partial_manifest_path(&r.dir, &r.name)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if let Err(e) = engines::remove_path(&p) {
+                        warn!(path = %p.display(), "cannot remove a partial backup: {e}");
+                    }
+                }
+                self.record(|c| {
+                    c.end_backup(
+                        r.id,
+                        BackupState::Failed,
+                        "interrupted: lvsnap stopped mid-backup; its partial files were removed",
+                        now,
+                    )
+                })?;
+                notes.push(format!(
+                    "backup {} was interrupted: marked failed, partial files removed",
+                    r.label()
+                ));
+            }
+            if r.temporary {
+                let temp = fleet
+                    .managed
+                    .iter()
+                    .find(|m| m.record.vg == r.vg && m.record.name == r.snapshot)
+                    .cloned();
+                if let Some(m) = temp {
+                    self.remove(&m, "temporary snapshot of an interrupted backup")?;
+                    fleet.managed.retain(|x| x.record.id != m.record.id);
+                    notes.push(format!(
+                        "removed the temporary snapshot {}/{} of that backup",
+                        r.vg, r.snapshot
+                    ));
+                }
+            }
+        }
+        Ok(notes)
+    }
+
+    /// Removes the generations of one volume that the backup's keep rules no longer keep.
+    fn prune_backups(
+        &mut self,
+        policy: &Policy,
+        b: &BackupPolicy,
+        volume: &VolumeRef,
+        force: bool,
+    ) -> Result<Pruned, RunError> {
+        let members: Vec<BackupRecord> = self
+            .catalog
+            .backups(Some(&policy.name))?
+            .into_iter()
+            .filter(|r| {
+                r.vg == volume.vg && r.origin == volume.lv && r.state == BackupState::Complete
+            })
+            .collect();
+        let views: Vec<SnapshotView> = members
+            .iter()
+            .map(|r| SnapshotView::new(r.name.clone(), r.snapshot_time))
+            .collect();
+        let rules = Rules {
+            keep: b.keep.clone(),
+            ..Rules::from(policy)
+        };
+        let plan = plan_retention(self.now, &rules, &views);
+        let mut warnings = Vec::new();
+        if let Some(g) = &plan.guard {
+            if plan.removals(force).count() == 0 && plan.decisions.iter().any(|d| !d.keep) {
+                warnings.push(format!("backups of {volume}: {g}"));
+            }
+        }
+        let mut pruned = Vec::new();
+        let removals: Vec<_> = plan.removals(force).cloned().collect();
+        for d in removals {
+            let r = &members[d.index];
+            let why = plan.explain_removal(&d, &views, &rules).join("; ");
+            if self.dry_run {
+                pruned.push((r.label(), why));
+                continue;
+            }
+            let data = engines::artifact(&r.engine, &r.dir, &r.name);
+            let manifest = engines::manifest_path(&r.dir, &r.name);
+            // Data first: a manifest without data is an obviously broken leftover; data without
+            // its manifest could pass for a generation.
+            let removed = data
+                .iter()
+                .try_for_each(|p| engines::remove_path(p))
+                .and_then(|()| engines::remove_path(&manifest));
+            match removed {
+                Ok(()) => {
+                    let now = self.now;
+                    let note = format!("pruned: {why}");
+                    self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
+                    info!(policy = %policy.name, volume = %volume, backup = %r.label(), "pruned backup");
+                    pruned.push((r.label(), why));
+                }
+                Err(e) => warnings.push(format!("cannot remove backup {}: {e}", r.label())),
+            }
+        }
+        Ok((pruned, warnings))
+    }
+}
+
+/// The newest valid snapshot of a volume that is not merging.
+fn newest_usable(fleet: &Fleet, volume: &VolumeRef) -> Option<Managed> {
+    fleet
+        .group(&volume.vg, &volume.lv)
+        .filter(|m| m.is_valid() && !m.lv.as_ref().is_some_and(|l| l.merging))
+        .filter(|m| m.lv.as_ref().is_none_or(|l| l.kind != LvKind::ThinPool))
+        .max_by_key(|m| (m.record.time, m.record.id))
+        .cloned()
+}
+
+struct Copied {
+    manifest: Manifest,
+    text: String,
+    copy_seconds: f64,
+    hash_seconds: f64,
+}
+
+/// The engine and the manifest side by side (both read the snapshot; the page cache serves the
+/// second reader), then the commit.
+fn copy(
+    b: &BackupPolicy,
+    mounted: &Mounted,
+    dir: &Path,
+    name: &str,
+    previous: Option<&Path>,
+    opts: &BackupOptions<'_>,
+) -> Result<Copied, String> {
+    let snapshot = format!("{}/{}", mounted.vg, mounted.lv);
+    let job = engines::Job {
+        engine: &b.engine,
+        source: &mounted.dir,
+        dir,
+        name,
+        previous,
+        exclude: &b.exclude,
+        snapshot: &snapshot,
+        cancel: opts.cancel,
+    };
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let progress = Progress::default();
+    let (written, hashed) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| {
+            let start = Instant::now();
+            Manifest::of_tree_with(&mounted.dir, workers, &b.exclude, Some(&progress))
+                .map(|m| (m, start.elapsed().as_secs_f64()))
+        });
+        let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
+        let start = Instant::now();
+        let written = engines::write(&job).map(|()| start.elapsed().as_secs_f64());
+        let hashed = hasher.join().expect("the hashing thread does not panic");
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        (written, hashed)
+    });
+    let copy_seconds = written?;
+    let (manifest, hash_seconds) =
+        hashed.map_err(|e| format!("cannot read the snapshot for its manifest: {e}"))?;
+    let text = manifest.to_text();
+    engines::commit(b.engine.name(), dir, name, &text)
+        .map_err(|e| format!("cannot commit the backup in {}: {e}", dir.display()))?;
+    Ok(Copied {
+        manifest,
+        text,
+        copy_seconds,
+        hash_seconds,
+    })
+}

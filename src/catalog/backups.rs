@@ -1,0 +1,401 @@
+//! Backup and mount records. A backup is recorded `running` before its first byte is written and
+//! finished as `complete` or `failed`; a mount is recorded before `mount` runs and released after
+//! `umount`. A crash leaves both open, which is how the next run finds what to clean up.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{from_ts, ts, Catalog, CatalogError};
+
+/// Where a backup is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupState {
+    Running,
+    Complete,
+    Failed,
+    /// Pruned by its keep rules (or its files gone): the record stays as history.
+    Removed,
+}
+
+impl BackupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupState::Running => "running",
+            BackupState::Complete => "complete",
+            BackupState::Failed => "failed",
+            BackupState::Removed => "removed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "running" => BackupState::Running,
+            "complete" => BackupState::Complete,
+            "removed" => BackupState::Removed,
+            _ => BackupState::Failed,
+        }
+    }
+}
+
+/// A backup about to start.
+#[derive(Debug, Clone)]
+pub struct NewBackup<'a> {
+    pub policy: &'a str,
+    pub vg: &'a str,
+    pub origin: &'a str,
+    pub engine: &'a str,
+    /// The volume's directory under the policy's target.
+    pub dir: &'a std::path::Path,
+    /// The generation's name (the snapshot's time), without any suffix.
+    pub name: &'a str,
+    pub snapshot: &'a str,
+    pub snapshot_time: DateTime<Utc>,
+    /// The snapshot was taken for this backup and is removed after it.
+    pub temporary: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupRecord {
+    pub id: i64,
+    pub policy: String,
+    pub vg: String,
+    pub origin: String,
+    pub engine: String,
+    pub dir: PathBuf,
+    pub name: String,
+    pub snapshot: String,
+    pub snapshot_time: DateTime<Utc>,
+    pub temporary: bool,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub state: BackupState,
+    pub error: Option<String>,
+    pub bytes: Option<u64>,
+    pub files: Option<u64>,
+    pub manifest_sha256: Option<String>,
+    pub verified: Option<DateTime<Utc>>,
+    pub verify_ok: Option<bool>,
+    pub verify_detail: Option<String>,
+}
+
+impl BackupRecord {
+    /// `VG/LV@NAME`, how commands name one backup.
+    pub fn label(&self) -> String {
+        format!("{}/{}@{}", self.vg, self.origin, self.name)
+    }
+}
+
+/// A mount about to be made.
+#[derive(Debug, Clone)]
+pub struct NewMount<'a> {
+    pub vg: &'a str,
+    pub lv: &'a str,
+    pub dir: &'a std::path::Path,
+    pub purpose: &'a str,
+    pub activated: bool,
+    pub backup_id: Option<i64>,
+}
+
+/// A mount lvsnap made and has not yet undone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRecord {
+    pub id: i64,
+    pub vg: String,
+    pub lv: String,
+    pub dir: PathBuf,
+    /// `backup`, or `browse` for `lvsnap mount`.
+    pub purpose: String,
+    /// lvsnap activated the LV (a thin snapshot) and deactivates it when done.
+    pub activated: bool,
+    pub backup_id: Option<i64>,
+    pub mounted: DateTime<Utc>,
+}
+
+const BACKUP_COLUMNS: &str = "id, policy, vg, origin, engine, dir, name, snapshot, snapshot_time, \
+     temporary, started_at, finished_at, state, error, bytes, files, manifest_sha256, \
+     verified_at, verify_ok, verify_detail";
+
+fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
+    let opt_ts = |v: Option<i64>| v.map(from_ts);
+    let opt_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok(BackupRecord {
+        id: r.get(0)?,
+        policy: r.get(1)?,
+        vg: r.get(2)?,
+        origin: r.get(3)?,
+        engine: r.get(4)?,
+        dir: PathBuf::from(r.get::<_, String>(5)?),
+        name: r.get(6)?,
+        snapshot: r.get(7)?,
+        snapshot_time: from_ts(r.get(8)?),
+        temporary: r.get(9)?,
+        started: from_ts(r.get(10)?),
+        finished: opt_ts(r.get(11)?),
+        state: BackupState::parse(&r.get::<_, String>(12)?),
+        error: r.get(13)?,
+        bytes: opt_u64(r.get(14)?),
+        files: opt_u64(r.get(15)?),
+        manifest_sha256: r.get(16)?,
+        verified: opt_ts(r.get(17)?),
+        verify_ok: r.get(18)?,
+        verify_detail: r.get(19)?,
+    })
+}
+
+/// What a finished backup wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written<'a> {
+    pub bytes: u64,
+    pub files: u64,
+    pub manifest_sha256: &'a str,
+}
+
+impl Catalog {
+    /// Records a backup about to start (state `running`).
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn begin_backup(&self, b: &NewBackup<'_>, now: DateTime<Utc>) -> Result<i64, CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO backups (policy, vg, origin, engine, dir, name, snapshot, snapshot_time,
+                 temporary, started_at, state) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'running')",
+                params![
+                    b.policy,
+                    b.vg,
+                    b.origin,
+                    b.engine,
+                    b.dir.to_string_lossy(),
+                    b.name,
+                    b.snapshot,
+                    ts(b.snapshot_time),
+                    b.temporary,
+                    ts(now)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks a backup complete with what it wrote.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn complete_backup(
+        &self,
+        id: i64,
+        w: &Written<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET state = 'complete', finished_at = ?2, bytes = ?3, files = ?4,
+                 manifest_sha256 = ?5, error = NULL WHERE id = ?1",
+                params![
+                    id,
+                    ts(now),
+                    i64::try_from(w.bytes).unwrap_or(i64::MAX),
+                    i64::try_from(w.files).unwrap_or(i64::MAX),
+                    w.manifest_sha256
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Moves a backup to `failed` or `removed`, with why.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn end_backup(
+        &self,
+        id: i64,
+        state: BackupState,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET state = ?2, finished_at = COALESCE(finished_at, ?3),
+                 error = ?4 WHERE id = ?1",
+                params![id, state.as_str(), ts(now), why],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the outcome of `lvsnap verify`.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn set_verified(
+        &self,
+        id: i64,
+        ok: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET verified_at = ?2, verify_ok = ?3, verify_detail = ?4 WHERE id = ?1",
+                params![id, ts(now), ok, detail],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every backup, oldest first; `policy` narrows to one policy.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn backups(&self, policy: Option<&str>) -> Result<Vec<BackupRecord>, CatalogError> {
+        let sql = format!(
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE (?1 IS NULL OR policy = ?1)
+             ORDER BY snapshot_time, id"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![policy], backup_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// One backup by id.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn backup(&self, id: i64) -> Result<Option<BackupRecord>, CatalogError> {
+        let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1");
+        self.conn
+            .query_row(&sql, params![id], backup_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a mount about to be made.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn begin_mount(&self, m: &NewMount<'_>, now: DateTime<Utc>) -> Result<i64, CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO mounts (vg, lv, dir, purpose, activated, backup_id, mounted_at)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                params![
+                    m.vg,
+                    m.lv,
+                    m.dir.to_string_lossy(),
+                    m.purpose,
+                    m.activated,
+                    m.backup_id,
+                    ts(now)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks a mount undone.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn release_mount(&self, id: i64, now: DateTime<Utc>) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE mounts SET released_at = ?2 WHERE id = ?1",
+                params![id, ts(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Mounts lvsnap made and has not undone, oldest first.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn open_mounts(&self) -> Result<Vec<MountRecord>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, vg, lv, dir, purpose, activated, backup_id, mounted_at FROM mounts
+                 WHERE released_at IS NULL ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(MountRecord {
+                    id: r.get(0)?,
+                    vg: r.get(1)?,
+                    lv: r.get(2)?,
+                    dir: PathBuf::from(r.get::<_, String>(3)?),
+                    purpose: r.get(4)?,
+                    activated: r.get(5)?,
+                    backup_id: r.get(6)?,
+                    mounted: from_ts(r.get(7)?),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn backup_runs_from_running_to_complete_and_mounts_are_released() {
+        let c = Catalog::in_memory().unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 2, 30, 0).unwrap();
+        let dir = std::path::Path::new("/srv/backup/vg0-home");
+        let new = NewBackup {
+            policy: "home",
+            vg: "vg0",
+            origin: "home",
+            engine: "rsync",
+            dir,
+            name: "20261128T020000Z",
+            snapshot: "home-lvsnap-20261128T020000Z",
+            snapshot_time: t,
+            temporary: false,
+        };
+        let id = c.begin_backup(&new, t).unwrap();
+        let m = c
+            .begin_mount(
+                &NewMount {
+                    vg: "vg0",
+                    lv: new.snapshot,
+                    dir,
+                    purpose: "backup",
+                    activated: true,
+                    backup_id: Some(id),
+                },
+                t,
+            )
+            .unwrap();
+        assert_eq!(c.open_mounts().unwrap().len(), 1);
+        assert_eq!(c.backups(None).unwrap()[0].state, BackupState::Running);
+        let w = Written {
+            bytes: 10,
+            files: 2,
+            manifest_sha256: "ab",
+        };
+        c.complete_backup(id, &w, t).unwrap();
+        c.release_mount(m, t).unwrap();
+        let b = c.backup(id).unwrap().unwrap();
+        assert_eq!(
+            (b.state, b.bytes, b.files, b.label().as_str()),
+            (
+                BackupState::Complete,
+                Some(10),
+                Some(2),
+                "vg0/home@20261128T020000Z"
+            )
+        );
+        assert!(c.open_mounts().unwrap().is_empty());
+        assert!(c.backups(Some("other")).unwrap().is_empty());
+    }
+}
