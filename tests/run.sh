@@ -16,10 +16,16 @@ if ! command -v cargo > /dev/null; then
 fi
 command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install Rust 1.89 or later (https://rustup.rs)" >&2; exit 1; }
 
-# systemd-analyze verifies the units (tests/systemd.rs); container images often lack it.
-if ! command -v systemd-analyze > /dev/null; then
-  [ "$(id -u)" = 0 ] || { echo "tests/run.sh: systemd-analyze missing; apt-get install systemd" >&2; exit 1; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd > /dev/null
+# Host tools the tests call: systemd-analyze verifies the units (tests/systemd.rs); rsync, GNU
+# tar, zstd and setfacl/setfattr build the trees and archives the backup tests read back.
+# Container images often lack them.
+missing=""
+for pair in systemd-analyze:systemd rsync:rsync tar:tar zstd:zstd setfacl:acl setfattr:attr; do
+  command -v "${pair%%:*}" > /dev/null || missing="$missing ${pair#*:}"
+done
+if [ -n "$missing" ]; then
+  [ "$(id -u)" = 0 ] || { echo "tests/run.sh: missing host tools; apt-get install$missing" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing > /dev/null
 fi
 
 start=$(date +%s)

@@ -94,7 +94,11 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
     let mut buf = vec![0u8; 1 << 20];
     for entry in archive.entries()? {
         let mut e = entry?;
-        let rel = normalize(&e.path()?);
+        let sparse = pax_sparse(&mut e)?;
+        let rel = match &sparse {
+            Some(s) => normalize(Path::new(&s.name)),
+            None => normalize(&e.path()?),
+        };
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -126,6 +130,11 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
             tar::EntryType::Char => (0o020000, Content::Special),
             tar::EntryType::Block => (0o060000, Content::Special),
             tar::EntryType::Fifo => (0o010000, Content::Special),
+            _ if sparse.is_some() => {
+                let s = sparse.as_ref().expect("checked");
+                let (size, sha256) = hash_sparse(&mut e, s.real_size)?;
+                (0o100000, Content::File { size, sha256 })
+            }
             _ => {
                 let mut hasher = Sha256::new();
                 let mut size = 0u64;
@@ -157,6 +166,85 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
     Ok(Manifest { entries })
 }
 
+/// A file GNU tar stored in PAX sparse format 1.0 (`--sparse` with `--xattrs`/`--acls`): its
+/// real name and size are PAX attributes; its data starts with the map of data extents.
+struct Sparse {
+    name: String,
+    real_size: u64,
+}
+
+fn pax_sparse<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Option<Sparse>> {
+    let Some(exts) = e.pax_extensions()? else {
+        return Ok(None);
+    };
+    let (mut major, mut name, mut size) = (None, None, None);
+    // The tar crate splits PAX records at newlines, so a multi-line value (GNU tar's ACL text)
+    // reads as malformed records; the sparse keys are single-line, the rest is not needed here.
+    for ext in exts.flatten() {
+        let value = ext.value().unwrap_or("").to_owned();
+        match ext.key().unwrap_or("") {
+            "GNU.sparse.major" => major = Some(value),
+            "GNU.sparse.name" => name = Some(value),
+            "GNU.sparse.realsize" => size = value.parse().ok(),
+            _ => {}
+        }
+    }
+    match (major.as_deref(), name, size) {
+        (Some("1"), Some(name), Some(real_size)) => Ok(Some(Sparse { name, real_size })),
+        (Some(v), ..) => Err(io::Error::other(format!(
+            "sparse format {v} in the archive is not one lvsnap reads"
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Hashes a PAX 1.0 sparse file: the map (count, then offset/length pairs, one decimal number
+/// per line, padded to 512 bytes), then the data extents; holes read as zeros.
+fn hash_sparse(r: &mut impl Read, real_size: u64) -> io::Result<(u64, String)> {
+    let mut r = io::BufReader::new(r);
+    let mut consumed = 0u64;
+    let mut number = || -> io::Result<u64> {
+        let mut line = Vec::new();
+        io::BufRead::read_until(&mut r, b'\n', &mut line)?;
+        consumed += line.len() as u64;
+        std::str::from_utf8(&line)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| io::Error::other("a broken sparse map in the archive"))
+    };
+    let count = number()?;
+    let mut map = Vec::new();
+    for _ in 0..count {
+        map.push((number()?, number()?));
+    }
+    let pad = (512 - consumed % 512) % 512;
+    io::copy(&mut (&mut r).take(pad), &mut io::sink())?;
+    let mut hasher = Sha256::new();
+    let zeros = vec![0u8; 1 << 16];
+    let hash_zeros = |h: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for (offset, len) in map {
+        hash_zeros(&mut hasher, offset.saturating_sub(pos));
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            r.read_exact(&mut buf[..k])?;
+            hasher.update(&buf[..k]);
+            left -= k as u64;
+        }
+        pos = offset + len;
+    }
+    hash_zeros(&mut hasher, real_size.saturating_sub(pos));
+    Ok((real_size, hex(&hasher.finalize())))
+}
+
 /// `./a/b` and `a/b/` both become `a/b`.
 fn normalize(p: &Path) -> PathBuf {
     p.components()
@@ -181,8 +269,15 @@ mod tests {
         std::fs::write(r.join("sub/a.txt"), "alpha\n").unwrap();
         std::fs::hard_link(r.join("sub/a.txt"), r.join("a-link")).unwrap();
         std::fs::write(r.join("empty"), "").unwrap();
+        // A multi-line PAX value, as GNU tar writes for an ACL.
+        duct::cmd!("setfacl", "-m", "u:1234:rw", r.join("empty"))
+            .run()
+            .unwrap();
         std::fs::set_permissions(r.join("empty"), std::fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink("sub/a.txt", r.join("sym")).unwrap();
+        let sparse = std::fs::File::create(r.join("sparse")).unwrap();
+        sparse.set_len(5 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_at(&sparse, b"middle", 2 << 20).unwrap();
         d
     }
 
@@ -199,6 +294,8 @@ mod tests {
             "--create",
             "--zstd",
             "--sparse",
+            "--xattrs",
+            "--acls",
             "--numeric-owner",
             format!("--file={}", archive.display()),
             format!("--directory={}", t.path().display()),
