@@ -58,11 +58,12 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// The managed snapshots of one origin volume.
+    /// The managed snapshots of one origin volume that its schedule and keep rules govern
+    /// (a backup's temporary snapshot is the backup's to remove).
     pub fn group<'a>(&'a self, vg: &'a str, origin: &'a str) -> impl Iterator<Item = &'a Managed> {
-        self.managed
-            .iter()
-            .filter(move |m| m.record.vg == vg && m.record.origin == origin)
+        self.managed.iter().filter(move |m| {
+            m.record.vg == vg && m.record.origin == origin && !m.record.is_temporary()
+        })
     }
 }
 

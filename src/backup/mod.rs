@@ -17,7 +17,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use crate::catalog::{BackupRecord, BackupState, NewBackup, Written};
+use crate::catalog::{BackupRecord, BackupState, NewBackup, Written, TEMPORARY_NOTE};
 use crate::config::{BackupPolicy, BackupSource, Policy, VolumeRef};
 use crate::lvm::{Inventory, LvKind};
 use crate::manifest::{Manifest, Progress};
@@ -232,7 +232,7 @@ impl Engine<'_> {
                     fleet,
                     space,
                     false,
-                    Some("temporary, for a backup"),
+                    Some(TEMPORARY_NOTE),
                 )?;
                 let m = fleet
                     .managed

@@ -82,6 +82,16 @@ pub struct SnapshotRecord {
     pub note: Option<String>,
 }
 
+/// The note of a snapshot taken for one backup (`source = "fresh"`) and removed after it.
+pub const TEMPORARY_NOTE: &str = "temporary, for a backup";
+
+impl SnapshotRecord {
+    /// Taken for a backup and removed after it: not part of its group's schedule or retention.
+    pub fn is_temporary(&self) -> bool {
+        self.note.as_deref() == Some(TEMPORARY_NOTE)
+    }
+}
+
 /// What a new snapshot will be, recorded before lvcreate runs.
 #[derive(Debug, Clone)]
 pub struct NewSnapshot<'a> {

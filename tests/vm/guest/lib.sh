@@ -78,3 +78,6 @@ slow_lvcreate() {
   printf '#!/bin/bash\n/usr/sbin/lvcreate "$@"; rc=$?\nsleep %s\nexit $rc\n' "$1" > /usr/local/sbin/lvcreate
   chmod +x /usr/local/sbin/lvcreate
 }
+
+# running NAME: whether a process with that command name is alive (the guest has no procps).
+running() { grep -qlx "$1" /proc/[0-9]*/comm 2> /dev/null; }
