@@ -33,6 +33,8 @@ struct FakeLv {
     metadata_fill: f64,
     invalid: bool,
     open: bool,
+    /// Thin snapshots start inactive (LVM's activation-skip flag); everything else is active.
+    active: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +143,7 @@ impl FakeLvm {
                 metadata_fill: 0.0,
                 invalid: false,
                 open: false,
+                active: !(kind == Kind::Thin && origin.is_some()),
             };
             s.lvs.push(lv);
         });
@@ -309,6 +312,7 @@ impl State {
                     Kind::ThickSnapshot if l.invalid => "swi-I-s---".to_owned(),
                     Kind::ThickSnapshot => "swi-a-s---".to_owned(),
                     Kind::ThinPool => "twi-aotz--".to_owned(),
+                    Kind::Thin if l.origin.is_some() && l.active => "Vwi-a-tz-k".to_owned(),
                     Kind::Thin if l.origin.is_some() => "Vwi---tz-k".to_owned(),
                     Kind::Thin => "Vwi-a-tz--".to_owned(),
                 };
@@ -329,7 +333,7 @@ impl State {
                     "lv_skip_activation": if l.kind == Kind::Thin && l.origin.is_some() { "skip activation" } else { "" },
                     "lv_snapshot_invalid": if l.invalid { "snapshot invalid" } else { "" },
                     "lv_device_open": if l.open { "open" } else { "" },
-                    "lv_active": "active", "lv_layout": "linear", "lv_role": "public",
+                    "lv_active": if l.active { "active" } else { "" }, "lv_layout": "linear", "lv_role": "public",
                     "vg_free": (self.free_extents(&l.vg) * EXTENT).to_string(),
                     "vg_extent_size": EXTENT.to_string(), "vg_size": (ext * EXTENT).to_string(),
                 })
@@ -391,6 +395,7 @@ impl State {
             metadata_fill: 0.0,
             invalid: false,
             open: false,
+            active: kind != Kind::Thin,
         });
         Ok(())
     }
@@ -444,8 +449,10 @@ impl State {
                     .find(&target)
                     .ok_or((5, format!("  Failed to find logical volume \"{target}\"\n")))?;
                 let tag = inv.args.get(1).cloned().unwrap_or_default();
+                let activate = inv.args.get(1).map(String::as_str);
                 let tags = &mut self.lvs[i].tags;
                 match inv.args.first().map(String::as_str) {
+                    Some("--activate") => self.lvs[i].active = activate == Some("y"),
                     Some("--addtag") if !tags.contains(&tag) => tags.push(tag),
                     Some("--deltag") => tags.retain(|t| *t != tag),
                     _ => {}

@@ -1,0 +1,223 @@
+//! Backups through the CLI layer against the fake LVM: when `run` backs up, generation pruning,
+//! refusals and failure paths. The fake mounts nothing, so each backup copies an empty tree;
+//! what real mounts, filesystems and engines do is tested in the VM (backup-*.sh scenarios).
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use lvsnap::catalog::{BackupState, Catalog};
+use lvsnap::cli::{execute, Cli};
+use lvsnap::lvm::fake::FakeLvm;
+use lvsnap::lvm::Tool;
+
+const GIB: u64 = 1 << 30;
+
+struct Host {
+    dir: tempfile::TempDir,
+    lvm: FakeLvm,
+}
+
+impl Host {
+    /// vg0 with a thick `home` and a thin `data`, and one policy per volume with `backup` as
+    /// the body of both policies' backup tables.
+    fn new(backup: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let lvm = FakeLvm::new();
+        lvm.add_vg("vg0", 8 * GIB)
+            .add_lv("vg0", "home", GIB)
+            .add_thin_pool("vg0", "pool", 2 * GIB)
+            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
+        let d = dir.path().display();
+        let text = format!(
+            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n\
+             [policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 48 }}\n\
+             [policy.home.backup]\ntarget = \"{d}/backup\"\n{backup}\n\n\
+             [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = {{ last = 48 }}\n"
+        );
+        std::fs::write(dir.path().join("lvsnap.toml"), text).unwrap();
+        Host { dir, lvm }
+    }
+
+    #[track_caller]
+    fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
+        let now: DateTime<Utc> = now.parse().unwrap();
+        let config = self.dir.path().join("lvsnap.toml").display().to_string();
+        let argv = ["lvsnap", "--config", &config]
+            .into_iter()
+            .chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        self.lvm.set_clock(now);
+        let mut out = Vec::new();
+        let code = execute(&cli, &self.lvm, now, &mut out);
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    fn catalog(&self) -> Catalog {
+        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
+    }
+
+    fn generations(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path().join("backup/vg0/home"))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn run_backs_up_on_the_backup_schedule_and_prunes_generations() {
+    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let (code, out) = h.lvsnap(&["run"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "backup home vg0/home: wrote 20260302T010000Z from home-lvsnap-20260302T010000Z"
+        ),
+        "{out}"
+    );
+    let (_, out) = h.lvsnap(&["run"], "2026-03-02T01:30:00Z");
+    assert!(
+        out.contains("not due (the newest backup is from the current period)"),
+        "{out}"
+    );
+    // 02:00 is the backup's next scheduled time: due again, with the 02:00 snapshot.
+    let (_, out) = h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
+    assert!(out.contains("wrote 20260302T020000Z"), "{out}");
+    let (_, out) = h.lvsnap(&["run"], "2026-03-03T02:00:00Z");
+    assert!(out.contains("wrote 20260303T020000Z"), "{out}");
+    assert!(
+        out.contains("pruned vg0/home@20260302T010000Z (not among the 2 newest)"),
+        "{out}"
+    );
+    assert_eq!(
+        h.generations(),
+        [
+            "20260302T020000Z",
+            "20260302T020000Z.manifest",
+            "20260303T020000Z",
+            "20260303T020000Z.manifest"
+        ]
+    );
+    let states: Vec<BackupState> = h
+        .catalog()
+        .backups(None)
+        .unwrap()
+        .iter()
+        .map(|b| b.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            BackupState::Removed,
+            BackupState::Complete,
+            BackupState::Complete
+        ]
+    );
+    // Every mount was undone, every thin snapshot the backup activated deactivated again.
+    assert!(h.catalog().open_mounts().unwrap().is_empty());
+    let json = h.lvsnap(&["backups", "--json"], "2026-03-03T02:05:00Z").1;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(v[1]["backup"], "vg0/home@20260303T020000Z");
+    assert_eq!(v[1]["state"], "complete");
+}
+
+#[test]
+fn a_btrfs_volume_is_refused_and_nothing_is_left_mounted_or_created() {
+    let h = Host::new("schedule = \"0 2 * * *\"\nsource = \"fresh\"\nkeep = { last = 2 }");
+    h.lvm.set_fs_type("btrfs");
+    let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED: cannot mount vg0/home-lvsnap-20260302T010000Z: btrfs is refused"),
+        "{out}"
+    );
+    assert!(h.lvm.mounts().is_empty(), "{:?}", h.lvm.mounts());
+    // The temporary snapshot is removed again; the backup is recorded failed, with why.
+    assert!(!h.lvm.names("vg0").iter().any(|n| n.contains("-lvsnap-")));
+    let b = &h.catalog().backups(None).unwrap()[0];
+    assert_eq!(b.state, BackupState::Failed);
+    assert!(b.error.as_deref().unwrap().contains("btrfs is refused"));
+    assert!(h.catalog().open_mounts().unwrap().is_empty());
+    assert!(h.generations().is_empty(), "{:?}", h.generations());
+}
+
+#[test]
+fn a_failing_mount_is_undone_and_recorded() {
+    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    h.lvm.fail_next(
+        Tool::Mount,
+        "home-lvsnap",
+        32,
+        "mount: /run/x: wrong fs type, bad option, bad superblock\n",
+    );
+    let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:05:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("wrong fs type"), "{out}");
+    assert!(h.catalog().open_mounts().unwrap().is_empty());
+    assert_eq!(
+        h.catalog().backups(None).unwrap()[0].state,
+        BackupState::Failed
+    );
+    // The snapshot was the policy's own: it stays.
+    assert!(h
+        .lvm
+        .names("vg0")
+        .contains(&"home-lvsnap-20260302T010000Z".to_owned()));
+}
+
+#[test]
+fn a_thin_snapshot_is_activated_for_the_backup_and_deactivated_after() {
+    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    // Back up the thin `data` volume: its policy gets the same backup table.
+    let path = h.dir.path().join("lvsnap.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + &format!("[policy.data.backup]\ntarget = \"{}/backup\"\nschedule = \"0 2 * * *\"\nkeep = {{ last = 2 }}\n", h.dir.path().display());
+    std::fs::write(&path, text).unwrap();
+    h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
+    let (code, out) = h.lvsnap(&["backup", "data"], "2026-03-02T01:05:00Z");
+    assert_eq!(code, 0, "{out}");
+    let calls: Vec<String> = h
+        .lvm
+        .invocations()
+        .into_iter()
+        .filter(|c| c.starts_with("lvchange") || c.starts_with("blkid"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "lvchange --activate y --ignoreactivationskip vg0/data-lvsnap-20260302T010000Z",
+            "blkid -p -o value -s TYPE /dev/vg0/data-lvsnap-20260302T010000Z",
+            "lvchange --activate n vg0/data-lvsnap-20260302T010000Z",
+        ]
+    );
+}
+
+#[test]
+fn backup_verify_and_backups_explain_bad_requests() {
+    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let (code, out) = h.lvsnap(&["backup", "data"], "2026-03-02T01:00:00Z");
+    assert_eq!((code, out.as_str()), (2, ""));
+    let (code, _) = h.lvsnap(
+        &["verify", "vg0/home@20260101T000000Z"],
+        "2026-03-02T01:00:00Z",
+    );
+    assert_eq!(code, 2);
+    let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 1, "no snapshot yet: {out}");
+    assert!(
+        out.contains("no snapshot of vg0/home to back up; take one with `lvsnap snapshot home`"),
+        "{out}"
+    );
+    let (code, out) = h.lvsnap(&["backups"], "2026-03-02T01:00:00Z");
+    assert_eq!(
+        (code, out.trim()),
+        (0, "no backups (--all shows failed and pruned ones)")
+    );
+    let (code, out) = h.lvsnap(&["verify", "--all"], "2026-03-02T01:00:00Z");
+    assert_eq!((code, out.trim()), (0, "no backups to verify"));
+}
