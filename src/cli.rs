@@ -15,6 +15,7 @@ use crate::error::{exit, Error};
 use crate::lvm::real::SystemRunner;
 use crate::lvm::Runner;
 use crate::report;
+use crate::restore::commands as restore_commands;
 use crate::run::Options;
 use crate::simulate;
 
@@ -152,6 +153,88 @@ pub enum Command {
         json: bool,
     },
 
+    /// Mount one of lvsnap's snapshots read-only to look around (default: /run/lvsnap/mnt/VG/NAME).
+    ///
+    /// ext4 is mounted `ro,noload`, xfs `ro,nouuid,norecovery`; a thin snapshot is activated
+    /// first. Pruning leaves a mounted snapshot alone. Undo with `lvsnap umount`.
+    Mount {
+        /// The snapshot (NAME or VG/NAME, as `lvsnap list` shows it).
+        snapshot: String,
+        /// An empty directory to mount on.
+        dir: Option<PathBuf>,
+    },
+
+    /// Unmount a snapshot `lvsnap mount` mounted (and deactivate it if lvsnap activated it).
+    Umount {
+        /// The snapshot, or the directory it is mounted on.
+        target: String,
+    },
+
+    /// Copy files out of a snapshot or a backup: `lvsnap restore home-lvsnap-… etc/passwd --to /tmp/r`.
+    ///
+    /// SOURCE is a snapshot (NAME or VG/NAME) or a backup (VG/LV@GENERATION, see `lvsnap
+    /// backups`). PATHs are relative to the volume's root (a leading / or the origin's mount
+    /// point is dropped). Owners, modes, times, ACLs, xattrs, hard links and sparse files are
+    /// kept. An existing file is never overwritten without --force; --dry-run lists what would
+    /// be copied and what is in the way. --in-place restores into the origin's own mount point
+    /// after confirmation and a pinned guard snapshot of the current state.
+    Restore {
+        /// A snapshot or a backup generation.
+        source: String,
+        /// Files or directories to restore.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The directory to restore into (created if missing).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "in_place",
+            conflicts_with = "in_place"
+        )]
+        to: Option<PathBuf>,
+        /// Restore into the live origin, where the files came from.
+        #[arg(long)]
+        in_place: bool,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// Show what would be restored; change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+        /// Answer yes to --in-place's question.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Files added (+), removed (-) and changed (c) between a snapshot and the live origin, or
+    /// between two snapshots.
+    Diff {
+        /// The older state.
+        snapshot: String,
+        /// The newer state (default: the origin as it is now, where it is mounted).
+        snapshot2: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Merge a snapshot back into its origin (lvconvert --merge), after a guard snapshot.
+    ///
+    /// Shows what will happen and asks (or --yes). A pinned guard snapshot of the current
+    /// state is taken first, so the rollback can itself be rolled back. If the origin is in
+    /// use, LVM defers the merge until its next activation; lvsnap says so and shows the
+    /// rollback as pending in `list` and `status`, and holds pruning and backups meanwhile.
+    Rollback {
+        /// The snapshot to go back to.
+        snapshot: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+
     /// List backups: volume, generation, engine, state, files, size, duration, last verify.
     Backups {
         /// Only this policy's backups.
@@ -278,6 +361,15 @@ pub enum CatalogCommand {
     /// The LVM commands lvsnap ran, with exit status, duration and error output; newest last.
     Events {
         /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restores and rollbacks: what, from where, to where, when; newest first.
+    History {
+        /// How many of each.
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Print JSON.
@@ -638,6 +730,43 @@ fn dispatch(
             dry_run,
             json,
         } => backup_commands::backup(&mut ctx, policy, volume.as_deref(), *dry_run, *json),
+        Command::Mount { snapshot, dir } => {
+            restore_commands::mount_cmd(&mut ctx, snapshot, dir.as_deref())
+        }
+        Command::Umount { target } => restore_commands::umount_cmd(&mut ctx, target),
+        Command::Restore {
+            source,
+            paths,
+            to,
+            in_place,
+            force,
+            dry_run,
+            yes,
+            json,
+        } => restore_commands::restore_cmd(
+            &mut ctx,
+            &restore_commands::RestoreArgs {
+                source,
+                paths,
+                to: to.as_deref(),
+                in_place: *in_place,
+                force: *force,
+                dry_run: *dry_run,
+                yes: *yes,
+                json: *json,
+            },
+        ),
+        Command::Diff {
+            snapshot,
+            snapshot2,
+            json,
+        } => restore_commands::diff_cmd(&mut ctx, snapshot, snapshot2.as_deref(), *json),
+        Command::Rollback { snapshot, yes } => {
+            crate::restore::rollback::rollback_cmd(&mut ctx, snapshot, *yes)
+        }
+        Command::Catalog(CatalogCommand::History { limit, json }) => {
+            restore_commands::history_cmd(&mut ctx, *limit, *json)
+        }
         Command::Backups { policy, all, json } => {
             backup_commands::backups(&mut ctx, policy.as_deref(), *all, *json)
         }

@@ -159,7 +159,13 @@ fn write_metrics(
     let Some(path) = &ctx.config.settings.metrics_file else {
         return Ok(());
     };
-    let states = status::groups(ctx.config, fleet, &catalog.group_results()?, ctx.now);
+    let states = status::groups(
+        ctx.config,
+        fleet,
+        &catalog.group_results()?,
+        &catalog.backups(None)?,
+        ctx.now,
+    );
     let text = status::metrics(
         &states,
         &status::capacity(ctx.config, inv),
@@ -191,6 +197,8 @@ pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
                     "newest_age_seconds": g.newest.as_ref().map(|(_, t)| (ctx.now - *t).num_seconds()),
                     "next": g.next.map(report::utc), "bytes": g.bytes, "max_fill_percent": g.max_fill, "invalid": g.invalid,
                     "last_run": g.last.as_ref().map(|r| report::utc(r.at)), "last_error": g.last.as_ref().and_then(|r| r.error.clone()),
+                    "rollback_pending": g.merging,
+                    "newest_backup": g.backup.as_ref().and_then(|(n, _)| n.as_ref().map(|(l, _)| l)),
                 })
             })
             .collect();
@@ -247,6 +255,22 @@ pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
             )?,
             None => writeln!(ctx.out, "  last run  never")?,
         }
+        if let Some(name) = &g.merging {
+            writeln!(
+                ctx.out,
+                "  rollback  PENDING: {name} merges into {} at its next activation (pruning and backups wait)",
+                g.volume
+            )?;
+        }
+        if let Some((newest, next)) = &g.backup {
+            let newest = newest.as_ref().map_or("none yet".to_owned(), |(label, t)| {
+                format!("{label} ({})", report::age(*t, ctx.now))
+            });
+            let next = next
+                .map(|n| format!(", next {}", report::local(n, tz)))
+                .unwrap_or_default();
+            writeln!(ctx.out, "  backup    {newest}{next}")?;
+        }
     }
     for (vg, size, free) in &cap.vgs {
         writeln!(
@@ -270,10 +294,11 @@ fn survey_states(ctx: &mut Ctx<'_>) -> Result<(Vec<status::GroupState>, status::
     ctx.tools()?;
     let mut catalog = ctx.catalog(false)?;
     let results = catalog.group_results()?;
+    let backups = catalog.backups(None)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true);
     let (inv, fleet) = engine.survey()?;
     Ok((
-        status::groups(ctx.config, &fleet, &results, ctx.now),
+        status::groups(ctx.config, &fleet, &results, &backups, ctx.now),
         status::capacity(ctx.config, &inv),
     ))
 }
@@ -414,11 +439,24 @@ pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, 
             ctx.now,
             ctx.config.settings.timezone,
         )?;
+        if catalog.restores(1)?.len() + catalog.rollbacks(false)?.len() > 0 {
+            writeln!(
+                ctx.out,
+                "\nrecent restores and rollbacks (all: lvsnap catalog history):"
+            )?;
+            crate::restore::commands::history_text(
+                ctx.out,
+                &catalog,
+                5,
+                ctx.config.settings.timezone,
+            )?;
+        }
     }
     Ok(exit::OK)
 }
 
 fn row(m: &Managed, keep: bool, why: String) -> ListRow {
+    let merging = m.lv.as_ref().is_some_and(|l| l.merging);
     ListRow {
         name: m.record.name.clone(),
         vg: m.record.vg.clone(),
@@ -428,10 +466,21 @@ fn row(m: &Managed, keep: bool, why: String) -> ListRow {
         thin: m.record.thin,
         size: m.lv.as_ref().map_or(m.record.size, |l| l.size),
         fill: m.lv.as_ref().and_then(|l| l.data_percent),
-        state: m.record.state.as_str().to_owned(),
+        state: if merging {
+            "merging".to_owned()
+        } else {
+            m.record.state.as_str().to_owned()
+        },
         pinned: m.record.pinned,
         note: m.record.note.clone(),
-        why,
+        why: if merging {
+            format!(
+                "rollback pending: merges into {}/{} at its next activation",
+                m.record.vg, m.record.origin
+            )
+        } else {
+            why
+        },
         keep,
     }
 }

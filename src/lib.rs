@@ -18,6 +18,7 @@ pub mod mount;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
+pub mod restore;
 pub mod run;
 pub mod simulate;
 pub mod status;

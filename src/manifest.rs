@@ -79,7 +79,12 @@ impl Manifest {
     ) -> io::Result<Manifest> {
         let mut entries = BTreeMap::new();
         let mut files = Vec::new();
-        walk(root, Path::new(""), exclude, &mut entries, &mut files)?;
+        let walker = Walker {
+            root,
+            exclude,
+            device: fs::metadata(root)?.dev(),
+        };
+        walker.walk(Path::new(""), &mut entries, &mut files)?;
         if let Some(p) = progress {
             let total = files
                 .iter()
@@ -232,54 +237,66 @@ pub struct Progress {
     pub total: AtomicU64,
 }
 
-fn walk(
-    root: &Path,
-    rel: &Path,
-    exclude: &[PathBuf],
-    entries: &mut BTreeMap<PathBuf, Entry>,
-    files: &mut Vec<(PathBuf, u32)>,
-) -> io::Result<()> {
-    let mut children: Vec<_> = fs::read_dir(root.join(rel))?.collect::<io::Result<_>>()?;
-    children.sort_by_key(fs::DirEntry::file_name);
-    for child in children {
-        let rel_child = rel.join(child.file_name());
-        if exclude.contains(&rel_child) {
-            continue;
+/// The walk of one tree: it stays on the root's filesystem (a live origin may have other
+/// filesystems mounted inside it) and leaves the excluded subtrees out.
+struct Walker<'a> {
+    root: &'a Path,
+    exclude: &'a [PathBuf],
+    device: u64,
+}
+
+impl Walker<'_> {
+    fn walk(
+        &self,
+        rel: &Path,
+        entries: &mut BTreeMap<PathBuf, Entry>,
+        files: &mut Vec<(PathBuf, u32)>,
+    ) -> io::Result<()> {
+        let (root, exclude) = (self.root, self.exclude);
+        let mut children: Vec<_> = fs::read_dir(root.join(rel))?.collect::<io::Result<_>>()?;
+        children.sort_by_key(fs::DirEntry::file_name);
+        for child in children {
+            let rel_child = rel.join(child.file_name());
+            if exclude.contains(&rel_child) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(child.path())?;
+            let mode = meta.mode();
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                entries.insert(
+                    rel_child.clone(),
+                    Entry {
+                        mode,
+                        content: Content::Dir,
+                    },
+                );
+                if meta.dev() == self.device {
+                    self.walk(&rel_child, entries, files)?;
+                }
+            } else if ft.is_symlink() {
+                let target = fs::read_link(child.path())?.to_string_lossy().into_owned();
+                entries.insert(
+                    rel_child,
+                    Entry {
+                        mode,
+                        content: Content::Symlink { target },
+                    },
+                );
+            } else if ft.is_file() {
+                files.push((rel_child, mode));
+            } else {
+                entries.insert(
+                    rel_child,
+                    Entry {
+                        mode,
+                        content: Content::Special,
+                    },
+                );
+            }
         }
-        let meta = fs::symlink_metadata(child.path())?;
-        let mode = meta.mode();
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            entries.insert(
-                rel_child.clone(),
-                Entry {
-                    mode,
-                    content: Content::Dir,
-                },
-            );
-            walk(root, &rel_child, exclude, entries, files)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(child.path())?.to_string_lossy().into_owned();
-            entries.insert(
-                rel_child,
-                Entry {
-                    mode,
-                    content: Content::Symlink { target },
-                },
-            );
-        } else if ft.is_file() {
-            files.push((rel_child, mode));
-        } else {
-            entries.insert(
-                rel_child,
-                Entry {
-                    mode,
-                    content: Content::Special,
-                },
-            );
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 type Hashed = (PathBuf, u32, u64, String);

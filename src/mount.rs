@@ -44,7 +44,7 @@ pub fn is_mounted(dir: &Path) -> bool {
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
+pub fn unescape_octal(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;

@@ -85,6 +85,7 @@ pub fn reconcile(
             catalog.set_state(id, state, Some(reason), now)
         }
     };
+    let pending_rollbacks = catalog.rollbacks(true)?;
     for mut record in catalog.live_snapshots()? {
         let lv = match &record.uuid {
             Some(uuid) => inv.by_uuid(uuid),
@@ -94,6 +95,21 @@ pub fn reconcile(
                 .filter(|lv| lv.has_tag(OWNER_TAG)),
         };
         let Some(lv) = lv else {
+            if let Some(rb) = pending_rollbacks
+                .iter()
+                .find(|r| r.snapshot_id == record.id)
+            {
+                // The merge of a rollback finished: LVM removes the merged snapshot itself.
+                let note = format!("merged into {}/{} (rollback completed)", rb.vg, rb.origin);
+                if !dry_run {
+                    catalog.set_state(record.id, State::Merged, Some(&note), now)?;
+                    catalog.complete_rollback(rb.id, now)?;
+                }
+                fleet
+                    .notes
+                    .push(format!("snapshot {}/{} {note}", record.vg, record.name));
+                continue;
+            }
             let (state, note) = match record.state {
                 State::Creating => (
                     State::Failed,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::catalog::{BackupRecord, BackupState};
 use crate::catalog::{GroupResult, RunTotals};
 use crate::config::{Config, Policy, VolumeRef};
 use crate::lvm::{Inventory, LvKind};
@@ -27,7 +28,15 @@ pub struct GroupState {
     pub invalid: usize,
     pub next: Option<DateTime<Utc>>,
     pub last: Option<GroupResult>,
+    /// A snapshot a rollback merges into the origin at its next activation.
+    pub merging: Option<String>,
+    /// The newest complete backup (label, snapshot time) and the next scheduled backup, when
+    /// the policy has a backup table.
+    pub backup: Option<BackupFreshness>,
 }
+
+/// A group's backups: the newest complete one (label, snapshot time) and the next scheduled.
+pub type BackupFreshness = (Option<(String, DateTime<Utc>)>, Option<DateTime<Utc>>);
 
 /// A volume group's or thin pool's fill.
 #[derive(Debug, Clone)]
@@ -42,12 +51,23 @@ pub fn groups(
     config: &Config,
     fleet: &Fleet,
     results: &[GroupResult],
+    backups: &[BackupRecord],
     now: DateTime<Utc>,
 ) -> Vec<GroupState> {
     let mut out = Vec::new();
     for p in &config.policies {
         for v in &p.volumes {
-            out.push(group(p, v, fleet, results, now));
+            let mut g = group(p, v, fleet, results, now);
+            g.backup = p.backup.as_ref().map(|b| {
+                let newest = backups
+                    .iter()
+                    .filter(|r| r.policy == p.name && r.vg == v.vg && r.origin == v.lv)
+                    .filter(|r| r.state == BackupState::Complete)
+                    .max_by_key(|r| r.snapshot_time)
+                    .map(|r| (r.label(), r.snapshot_time));
+                (newest, b.schedule.next(now, p.timezone))
+            });
+            out.push(g);
         }
     }
     out
@@ -91,6 +111,11 @@ fn group(
             .iter()
             .find(|r| r.policy == p.name && r.volume == v.to_string())
             .cloned(),
+        merging: members
+            .iter()
+            .find(|m| m.lv.as_ref().is_some_and(|l| l.merging))
+            .map(|m| m.record.name.clone()),
+        backup: None,
     }
 }
 

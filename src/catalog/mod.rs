@@ -3,6 +3,7 @@
 //! event log of every command run. It owns no policy logic: the executor decides, this records.
 
 mod backups;
+mod restores;
 mod schema;
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 pub use backups::{BackupRecord, BackupState, MountRecord, NewBackup, NewMount, Written};
 use chrono::{DateTime, TimeZone, Utc};
+pub use restores::{RestoreRecord, RollbackRecord};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 /// Where a snapshot is in its life.
@@ -27,6 +29,8 @@ pub enum State {
     Vanished,
     /// lvcreate failed or never happened.
     Failed,
+    /// Merged into its origin by a rollback; the LV is gone, its content is the origin's now.
+    Merged,
 }
 
 impl State {
@@ -39,6 +43,7 @@ impl State {
             State::Removed => "removed",
             State::Vanished => "vanished",
             State::Failed => "failed",
+            State::Merged => "merged",
         }
     }
 
@@ -50,6 +55,7 @@ impl State {
             "removing" => State::Removing,
             "removed" => State::Removed,
             "vanished" => State::Vanished,
+            "merged" => State::Merged,
             _ => State::Failed,
         }
     }

@@ -97,4 +97,27 @@ pub const MIGRATIONS: &[&str] = &[
         mounted_at INTEGER NOT NULL,
         released_at INTEGER
     );",
+    // 4: restore history: files copied out of snapshots and backups, and rollbacks (merges).
+    "CREATE TABLE restores (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        paths TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT
+    );
+    CREATE TABLE rollbacks (
+        id INTEGER PRIMARY KEY,
+        snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
+        vg TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        guard TEXT,
+        requested_at INTEGER NOT NULL,
+        deferred INTEGER NOT NULL,
+        completed_at INTEGER
+    );",
 ];

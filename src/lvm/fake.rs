@@ -35,6 +35,8 @@ struct FakeLv {
     open: bool,
     /// Thin snapshots start inactive (LVM's activation-skip flag); everything else is active.
     active: bool,
+    /// A merge into the origin waits for the origin's next activation.
+    merging: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +146,7 @@ impl FakeLvm {
                 invalid: false,
                 open: false,
                 active: !(kind == Kind::Thin && origin.is_some()),
+                merging: false,
             };
             s.lvs.push(lv);
         });
@@ -329,7 +332,7 @@ impl State {
                     "lv_size": (l.extents * EXTENT).to_string(),
                     "data_percent": fill, "snap_percent": fill,
                     "metadata_percent": if l.kind == Kind::ThinPool { pct(l.metadata_fill) } else { String::new() },
-                    "lv_tags": l.tags.join(","), "lv_merging": "",
+                    "lv_tags": l.tags.join(","), "lv_merging": if l.merging { "merging" } else { "" },
                     "lv_skip_activation": if l.kind == Kind::Thin && l.origin.is_some() { "skip activation" } else { "" },
                     "lv_snapshot_invalid": if l.invalid { "snapshot invalid" } else { "" },
                     "lv_device_open": if l.open { "open" } else { "" },
@@ -396,6 +399,7 @@ impl State {
             invalid: false,
             open: false,
             active: kind != Kind::Thin,
+            merging: false,
         });
         Ok(())
     }
@@ -440,6 +444,23 @@ impl State {
                 Ok(String::new())
             }
             Tool::Blkid => Ok(format!("{}\n", self.fs_type)),
+            Tool::Lvconvert => {
+                let i = self
+                    .find(&target)
+                    .ok_or((5, format!("  Failed to find logical volume \"{target}\"\n")))?;
+                let (vg, origin) = (self.lvs[i].vg.clone(), self.lvs[i].origin.clone());
+                let origin_open = self
+                    .lvs
+                    .iter()
+                    .any(|o| o.vg == vg && Some(&o.name) == origin.as_ref() && o.open);
+                if origin_open {
+                    self.lvs[i].merging = true;
+                    Ok(format!("  Delaying merge since origin is open.\n  Merging of snapshot {target} will occur on next activation of {vg}/{}.\n", origin.unwrap_or_default()))
+                } else {
+                    self.lvs.remove(i);
+                    Ok(format!("  Merging of volume {target} started.\n"))
+                }
+            }
             Tool::Mount | Tool::Umount => {
                 self.mounts.push(inv.args.join(" "));
                 Ok(String::new())

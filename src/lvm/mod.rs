@@ -20,6 +20,8 @@ pub enum Tool {
     Lvremove,
     Lvextend,
     Lvchange,
+    /// Merges a snapshot into its origin (rollback).
+    Lvconvert,
     /// Filesystem probing and mounting, for backups and restores.
     Blkid,
     Mount,
@@ -27,12 +29,13 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 8] = [
+    pub const ALL: [Tool; 9] = [
         Tool::Lvs,
         Tool::Lvcreate,
         Tool::Lvremove,
         Tool::Lvextend,
         Tool::Lvchange,
+        Tool::Lvconvert,
         Tool::Blkid,
         Tool::Mount,
         Tool::Umount,
@@ -45,6 +48,7 @@ impl Tool {
             Tool::Lvremove => "lvremove",
             Tool::Lvextend => "lvextend",
             Tool::Lvchange => "lvchange",
+            Tool::Lvconvert => "lvconvert",
             Tool::Blkid => "blkid",
             Tool::Mount => "mount",
             Tool::Umount => "umount",
@@ -261,6 +265,20 @@ pub mod commands {
                 "--activate".to_owned(),
                 "y".to_owned(),
                 "--ignoreactivationskip".to_owned(),
+                format!("{vg}/{name}"),
+            ],
+        )
+    }
+
+    /// Merges a snapshot into its origin. LVM waits for a merge it can start now (checking
+    /// every second rather than its default 15) and defers one whose origin is open.
+    pub fn merge(vg: &str, name: &str) -> Invocation {
+        Invocation::new(
+            Tool::Lvconvert,
+            [
+                "--merge".to_owned(),
+                "--interval".to_owned(),
+                "1".to_owned(),
                 format!("{vg}/{name}"),
             ],
         )

@@ -1,0 +1,64 @@
+#!/bin/bash
+# backup.sh LVSNAP MIB [PAIRS] — runs in the test VM. A thick ext4 volume holding MIB MiB (3/4
+# in 1 MiB files, 1/4 in 16 KiB files) is snapshotted; each pair times a plain `rsync -a` of
+# the mounted snapshot against `lvsnap backup` of the same snapshot (cold page cache for both,
+# empty target, so no --link-dest shortcut), then hashing: sha256sum vs the manifest code on
+# 1 and 2 threads over the mounted snapshot (warm cache). See BENCHMARKS.md.
+set -euo pipefail
+LVSNAP=$1; MIB=${2:-1024}; PAIRS=${3:-3}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export LVSNAP_CONFIG=/etc/lvsnap/lvsnap.toml
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+vgcreate -q -y vg0 /dev/vda > /dev/null
+lvcreate -q -y -L $((MIB * 3 / 2 + 256))M -n home vg0 > /dev/null
+mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 /dev/vg0/home
+mkfs.ext4 -q /dev/vdb
+mkdir -p /mnt/home /mnt/target /mnt/snap
+mount /dev/vg0/home /mnt/home; mount /dev/vdb /mnt/target
+s=$(date +%s%N)
+mkdir /mnt/home/big /mnt/home/small
+head -c $((MIB * 3 / 4))M /dev/urandom > /mnt/home/big.tmp
+(cd /mnt/home/big && split -b 1M -a 4 ../big.tmp f) && rm /mnt/home/big.tmp
+head -c $((MIB / 4))M /dev/urandom > /mnt/home/small.tmp
+(cd /mnt/home/small && split -b 16K -a 5 ../small.tmp f) && rm /mnt/home/small.tmp
+sync
+echo "data: $(find /mnt/home -type f | wc -l) files, $(du -sm /mnt/home | cut -f1) MiB, made in $(ms $s) ms"
+mkdir -p /etc/lvsnap
+cat > $LVSNAP_CONFIG <<'TOML'
+[settings]
+timezone = "UTC"
+
+[policy.home]
+volumes = ["vg0/home"]
+schedule = "0 * * * *"
+size = "256M"
+keep = { last = 10 }
+[policy.home.backup]
+schedule = "0 2 * * *"
+target = "/mnt/target/lvsnap"
+keep = { last = 10 }
+TOML
+echo "pair  rsync-a_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_wall_ms  copy_ratio"
+for i in $(seq "$PAIRS"); do
+  rm -rf /mnt/target/plain /mnt/target/lvsnap
+  sleep 1; snap=$($LVSNAP snapshot home | sed -n 's/.*created //p')
+  mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap
+  cold; s=$(date +%s%N); rsync -a /mnt/snap/ /mnt/target/plain/; plain=$(ms $s)
+  umount /mnt/snap
+  cold; s=$(date +%s%N); out=$($LVSNAP backup home --json); wall=$(ms $s)
+  copy=$(echo "$out" | grep -o '"copy_seconds":[0-9.]*' | cut -d: -f2)
+  hash=$(echo "$out" | grep -o '"hash_seconds":[0-9.]*' | cut -d: -f2)
+  awk -v i=$i -v p=$plain -v c=$copy -v h=$hash -v w=$wall \
+    'BEGIN {printf "%4d  %10d  %14d  %14d  %14d  %10.3f\n", i, p, c * 1000, h * 1000, w, c * 1000 / p}'
+done
+step_hash() {
+  mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap
+  cat /mnt/snap/*/* > /dev/null
+  s=$(date +%s%N); (cd /mnt/snap && find . -type f -print0 | xargs -0 sha256sum > /dev/null); t=$(ms $s)
+  awk -v ms=$t -v mib="$MIB" 'BEGIN {printf "sha256sum: %d MiB in %.2f s = %.0f MiB/s\n", mib, ms / 1000, mib / (ms / 1000)}'
+  "$ROOT/target/release/examples/manifest" /mnt/snap 1
+  "$ROOT/target/release/examples/manifest" /mnt/snap 2
+  umount /mnt/snap
+}
+step_hash

@@ -1,0 +1,176 @@
+//! Restore history: every `restore` (what, from where, to where, how much) and every `rollback`
+//! (which snapshot was merged into which origin, the guard snapshot taken first, and whether LVM
+//! deferred the merge until the origin's next activation).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::{from_ts, ts, Catalog, CatalogError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `VG/SNAPSHOT` or `VG/LV@GENERATION`.
+    pub source: String,
+    pub paths: Vec<String>,
+    pub destination: PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRecord {
+    pub id: i64,
+    pub snapshot_id: i64,
+    pub vg: String,
+    pub origin: String,
+    pub snapshot: String,
+    /// The snapshot of the origin's state before the rollback.
+    pub guard: Option<String>,
+    pub requested: DateTime<Utc>,
+    /// LVM deferred the merge until the origin is next activated.
+    pub deferred: bool,
+    pub completed: Option<DateTime<Utc>>,
+}
+
+impl Catalog {
+    /// Records one restore.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn record_restore(&self, r: &RestoreRecord) -> Result<i64, CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO restores (at, source, paths, destination, files, bytes, ok, detail)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![
+                    ts(r.at),
+                    r.source,
+                    r.paths.join("\n"),
+                    r.destination.to_string_lossy(),
+                    i64::try_from(r.files).unwrap_or(i64::MAX),
+                    i64::try_from(r.bytes).unwrap_or(i64::MAX),
+                    r.ok,
+                    r.detail
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Restores, newest first.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn restores(&self, limit: usize) -> Result<Vec<RestoreRecord>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, at, source, paths, destination, files, bytes, ok, detail FROM restores
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(RestoreRecord {
+                    id: r.get(0)?,
+                    at: from_ts(r.get(1)?),
+                    source: r.get(2)?,
+                    paths: r.get::<_, String>(3)?.lines().map(str::to_owned).collect(),
+                    destination: PathBuf::from(r.get::<_, String>(4)?),
+                    files: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                    bytes: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                    ok: r.get(7)?,
+                    detail: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records a rollback just requested (`completed` when LVM merged at once).
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn record_rollback(&self, r: &RollbackRecord) -> Result<i64, CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO rollbacks (snapshot_id, vg, origin, snapshot, guard, requested_at,
+                 deferred, completed_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                params![
+                    r.snapshot_id,
+                    r.vg,
+                    r.origin,
+                    r.snapshot,
+                    r.guard,
+                    ts(r.requested),
+                    r.deferred,
+                    r.completed.map(ts)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks a deferred rollback complete.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn complete_rollback(&self, id: i64, now: DateTime<Utc>) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE rollbacks SET completed_at = ?2 WHERE id = ?1",
+                params![id, ts(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rollbacks, newest first; `pending_only` for those LVM has not completed.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn rollbacks(&self, pending_only: bool) -> Result<Vec<RollbackRecord>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, snapshot_id, vg, origin, snapshot, guard, requested_at, deferred,
+                 completed_at FROM rollbacks WHERE (?1 = 0 OR completed_at IS NULL) ORDER BY id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![pending_only], |r| {
+                Ok(RollbackRecord {
+                    id: r.get(0)?,
+                    snapshot_id: r.get(1)?,
+                    vg: r.get(2)?,
+                    origin: r.get(3)?,
+                    snapshot: r.get(4)?,
+                    guard: r.get(5)?,
+                    requested: from_ts(r.get(6)?),
+                    deferred: r.get(7)?,
+                    completed: r.get::<_, Option<i64>>(8)?.map(from_ts),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+impl Catalog {
+    /// Forgets a rollback whose merge LVM refused to start.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn cancel_rollback(&self, id: i64) -> Result<(), CatalogError> {
+        self.conn
+            .execute("DELETE FROM rollbacks WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}

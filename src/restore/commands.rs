@@ -1,0 +1,634 @@
+//! The restore commands behind the CLI: `mount`, `umount`, `restore`, `diff`, `rollback` and
+//! `catalog history`. Each works only on snapshots lvsnap created and backups it wrote, shows
+//! what it will do before it does it, and records what it did.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{origin_mount_point, relative_paths, resolve, resolve_snapshot, Source};
+use crate::backup::engines;
+use crate::catalog::{Catalog, RestoreRecord};
+use crate::commands::Ctx;
+use crate::error::{exit, Error};
+use crate::manifest::Manifest;
+use crate::mount::{self, MountRequest};
+use crate::reconcile::Fleet;
+use crate::report::{format_size, local};
+use crate::run::{Engine, RunError};
+
+/// `lvsnap mount SNAPSHOT [DIR]`: mounts one of lvsnap's snapshots read-only to browse.
+///
+/// # Errors
+/// Not lvsnap's snapshot, the lock, LVM or mount failed.
+pub fn mount_cmd(ctx: &mut Ctx<'_>, spec: &str, dir: Option<&Path>) -> Result<i32, Error> {
+    ctx.tools()?;
+    let _lock = ctx.lock()?;
+    let mut catalog = ctx.catalog(true)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let (inv, fleet) = engine.survey()?;
+    let m = resolve_snapshot(spec, &fleet, &inv).map_err(usage)?;
+    let label = format!("{}/{}", m.record.vg, m.record.name);
+    if let Some(existing) = engine
+        .catalog
+        .open_mounts()?
+        .into_iter()
+        .find(|r| r.vg == m.record.vg && r.lv == m.record.name && mount::is_mounted(&r.dir))
+    {
+        writeln!(
+            ctx.out,
+            "{label} is already mounted read-only at {}",
+            existing.dir.display()
+        )?;
+        return Ok(exit::OK);
+    }
+    let dir = dir.map(Path::to_owned).unwrap_or_else(|| {
+        ctx.config
+            .settings
+            .runtime_dir
+            .join("mnt")
+            .join(&m.record.vg)
+            .join(&m.record.name)
+    });
+    if dir.is_dir() && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::Usage(format!(
+            "{} is not empty; mount on an empty directory (or leave DIR out for {})",
+            dir.display(),
+            ctx.config.settings.runtime_dir.join("mnt").display()
+        )));
+    }
+    let mounted = engine.mount_snapshot(&MountRequest {
+        vg: &m.record.vg,
+        lv: &m.record.name,
+        activate: super::needs_activation(&m),
+        dir: &dir,
+        purpose: "browse",
+        backup_id: None,
+    })?;
+    writeln!(
+        ctx.out,
+        "mounted {label} ({}, taken {}) read-only at {}\npruning leaves it alone while it is mounted; `lvsnap umount {}` when done",
+        mounted.fs_type,
+        local(m.record.time, ctx.config.settings.timezone),
+        dir.display(),
+        m.record.name
+    )?;
+    Ok(exit::OK)
+}
+
+/// `lvsnap umount SNAPSHOT|DIR`.
+///
+/// # Errors
+/// Nothing lvsnap mounted matches, or umount failed.
+pub fn umount_cmd(ctx: &mut Ctx<'_>, spec: &str) -> Result<i32, Error> {
+    ctx.tools()?;
+    let _lock = ctx.lock()?;
+    let mut catalog = ctx.catalog(true)?;
+    let open = catalog.open_mounts()?;
+    let as_dir = std::fs::canonicalize(spec).ok();
+    let rec = open.iter().find(|r| {
+        r.lv == spec
+            || format!("{}/{}", r.vg, r.lv) == spec
+            || as_dir.as_deref() == Some(r.dir.as_path())
+            || Path::new(spec) == r.dir
+    });
+    let Some(rec) = rec.cloned() else {
+        let names: Vec<String> = open
+            .iter()
+            .map(|r| format!("{}/{} at {}", r.vg, r.lv, r.dir.display()))
+            .collect();
+        return Err(Error::Usage(format!(
+            "lvsnap has nothing mounted as {spec:?} (its mounts: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    engine.unmount(&mount::Mounted {
+        record: rec.id,
+        vg: rec.vg.clone(),
+        lv: rec.lv.clone(),
+        dir: rec.dir.clone(),
+        fs_type: String::new(),
+        activated: rec.activated,
+    })?;
+    writeln!(
+        ctx.out,
+        "unmounted {}/{} from {}",
+        rec.vg,
+        rec.lv,
+        rec.dir.display()
+    )?;
+    Ok(exit::OK)
+}
+
+/// What `restore` is asked to do.
+pub struct RestoreArgs<'a> {
+    pub source: &'a str,
+    pub paths: &'a [String],
+    pub to: Option<&'a Path>,
+    pub in_place: bool,
+    pub force: bool,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub json: bool,
+}
+
+/// What copying would do.
+#[derive(Debug, Default)]
+struct CopyPlan {
+    files: Vec<PathBuf>,
+    bytes: u64,
+    /// Existing files in the destination that the copy would replace.
+    conflicts: Vec<PathBuf>,
+    /// Requested paths the source does not have.
+    missing: Vec<PathBuf>,
+}
+
+fn plan_copy(root: &Path, paths: &[PathBuf], dest: &Path) -> std::io::Result<CopyPlan> {
+    let mut plan = CopyPlan::default();
+    let mut stack: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        if std::fs::symlink_metadata(root.join(p)).is_err() {
+            plan.missing.push(p.clone());
+        } else {
+            stack.push(p.clone());
+        }
+    }
+    while let Some(rel) = stack.pop() {
+        let meta = std::fs::symlink_metadata(root.join(&rel))?;
+        let there = std::fs::symlink_metadata(dest.join(&rel)).ok();
+        if meta.is_dir() {
+            if there.as_ref().is_some_and(|t| !t.is_dir()) {
+                plan.conflicts.push(rel.clone());
+            }
+            // Stay on the source's filesystem, as the manifests do.
+            let here = std::fs::metadata(root.join(&rel))?.dev();
+            if here == std::fs::metadata(root)?.dev() {
+                for child in std::fs::read_dir(root.join(&rel))? {
+                    stack.push(rel.join(child?.file_name()));
+                }
+            }
+        } else {
+            plan.bytes += meta.len();
+            if there.is_some() {
+                plan.conflicts.push(rel.clone());
+            }
+            plan.files.push(rel);
+        }
+    }
+    plan.files.sort();
+    plan.conflicts.sort();
+    Ok(plan)
+}
+
+/// Copies `paths` from `root` into `dest` (parents created), keeping owners, modes, times,
+/// ACLs, xattrs, hard links and sparse files. Returns the files copied.
+fn copy_paths(root: &Path, paths: &[PathBuf], dest: &Path) -> Result<(), String> {
+    let mut argv: Vec<String> = ["rsync", "-aHAXS", "--numeric-ids", "--relative"]
+        .map(str::to_owned)
+        .to_vec();
+    argv.extend(
+        paths
+            .iter()
+            .map(|p| format!("{}/./{}", root.display(), p.display())),
+    );
+    argv.push(format!("{}/", dest.display()));
+    engines::run_child(&argv, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// `lvsnap restore SOURCE PATH… (--to DIR | --in-place) [--force] [--dry-run] [--yes]`.
+///
+/// # Errors
+/// Bad arguments, a source that is not lvsnap's, or a failure while copying.
+pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error> {
+    ctx.tools()?;
+    let _lock = ctx.lock()?;
+    let mut catalog = ctx.catalog(true)?;
+    let backups = catalog.backups(None)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let (inv, mut fleet) = engine.survey()?;
+    let source = resolve(a.source, &fleet, &inv, &backups).map_err(usage)?;
+    let (vg, lv) = source.origin();
+    let live_mount = origin_mount_point(&vg, &lv);
+    let dest: PathBuf = match (a.to, a.in_place) {
+        (Some(d), false) => d.to_owned(),
+        (None, true) => live_mount.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "--in-place restores into the origin {vg}/{lv}, which is not mounted; mount it, or restore --to DIR"
+            ))
+        })?,
+        _ => {
+            return Err(Error::Usage(
+                "say where to: --to DIR, or --in-place for the origin's own mount point".to_owned(),
+            ))
+        }
+    };
+    let paths = relative_paths(a.paths, live_mount.as_deref()).map_err(usage)?;
+    if !a.dry_run {
+        std::fs::create_dir_all(&dest)
+            .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dest.display())))?;
+    }
+    let staging_parent = if dest.is_dir() {
+        dest.clone()
+    } else {
+        std::env::temp_dir()
+    };
+    let opened = engine.open_source(&source, &paths, &staging_parent)?;
+    let outcome = restore_from(
+        ctx,
+        &mut engine,
+        &mut fleet,
+        &inv,
+        a,
+        &source,
+        &opened.root,
+        &paths,
+        &dest,
+    );
+    let closed = engine.close_source(opened);
+    let code = outcome?;
+    closed?;
+    Ok(code)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_from(
+    ctx: &mut Ctx<'_>,
+    engine: &mut Engine<'_>,
+    fleet: &mut Fleet,
+    inv: &crate::lvm::Inventory,
+    a: &RestoreArgs<'_>,
+    source: &Source,
+    root: &Path,
+    paths: &[PathBuf],
+    dest: &Path,
+) -> Result<i32, Error> {
+    let plan = plan_copy(root, paths, dest).map_err(|e| {
+        Error::Run(RunError::Refused(format!(
+            "cannot read {}: {e}",
+            root.display()
+        )))
+    })?;
+    let label = source.label();
+    if !plan.missing.is_empty() {
+        let names: Vec<String> = plan
+            .missing
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(Error::Usage(format!(
+            "{label} has no {}; paths are relative to the volume's root (mount it with `lvsnap mount` to look around)",
+            names.join(", ")
+        )));
+    }
+    let overwrite = a.force || a.in_place;
+    if a.dry_run || (!plan.conflicts.is_empty() && !overwrite) {
+        write_plan(ctx.out, &label, dest, &plan, a)?;
+        if !plan.conflicts.is_empty() && !overwrite {
+            writeln!(
+                ctx.out,
+                "refused: {} existing file(s) would be overwritten; pass --force to overwrite them, or restore --to an empty directory",
+                plan.conflicts.len()
+            )?;
+            return Ok(exit::USAGE);
+        }
+        return Ok(exit::OK);
+    }
+    if a.in_place {
+        write_plan(ctx.out, &label, dest, &plan, a)?;
+        if !confirm(ctx.out, a.yes, "restore these files into the live volume")? {
+            writeln!(ctx.out, "nothing restored")?;
+            return Ok(exit::USAGE);
+        }
+        let (vg, lv) = source.origin();
+        guard_snapshot(
+            ctx,
+            engine,
+            fleet,
+            inv,
+            &vg,
+            &lv,
+            &format!("guard before restoring into {}", dest.display()),
+        )?;
+    }
+    let copied = copy_paths(root, paths, dest);
+    let record = RestoreRecord {
+        id: 0,
+        at: ctx.now,
+        source: label.clone(),
+        paths: paths.iter().map(|p| p.display().to_string()).collect(),
+        destination: dest.to_owned(),
+        files: plan.files.len() as u64,
+        bytes: plan.bytes,
+        ok: copied.is_ok(),
+        detail: copied.as_ref().err().cloned(),
+    };
+    engine.record(|c| c.record_restore(&record))?;
+    copied.map_err(|e| Error::Run(RunError::Refused(e)))?;
+    if a.json {
+        let files: Vec<String> = plan.files.iter().map(|p| p.display().to_string()).collect();
+        writeln!(
+            ctx.out,
+            "{}",
+            json!({"source": label, "destination": dest.display().to_string(), "files": files, "bytes": plan.bytes})
+        )?;
+    } else {
+        writeln!(ctx.out, "restored from {label} to {}:", dest.display())?;
+        for f in &plan.files {
+            writeln!(ctx.out, "  {}", f.display())?;
+        }
+        writeln!(
+            ctx.out,
+            "{} file(s), {}{}",
+            plan.files.len(),
+            format_size(plan.bytes),
+            if plan.conflicts.is_empty() {
+                String::new()
+            } else {
+                format!(", {} overwritten", plan.conflicts.len())
+            }
+        )?;
+    }
+    Ok(exit::OK)
+}
+
+fn write_plan(
+    out: &mut dyn Write,
+    label: &str,
+    dest: &Path,
+    plan: &CopyPlan,
+    a: &RestoreArgs<'_>,
+) -> std::io::Result<()> {
+    let verb = if a.dry_run {
+        "would restore"
+    } else {
+        "will restore"
+    };
+    writeln!(out, "{verb} from {label} to {}:", dest.display())?;
+    for f in &plan.files {
+        let mark = if plan.conflicts.contains(f) {
+            "  (overwrites)"
+        } else {
+            ""
+        };
+        writeln!(out, "  {}{mark}", f.display())?;
+    }
+    writeln!(
+        out,
+        "{} file(s), {}; {} existing file(s) in the way",
+        plan.files.len(),
+        format_size(plan.bytes),
+        plan.conflicts.len()
+    )
+}
+
+/// Asks on the terminal; without one, only `--yes` agrees.
+pub(crate) fn confirm(out: &mut dyn Write, yes: bool, what: &str) -> Result<bool, Error> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!(
+            "{what}? no terminal to ask on; pass --yes to confirm"
+        )));
+    }
+    write!(out, "{what}? [y/N] ")?;
+    out.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// A pinned snapshot of the origin's current state, taken before something overwrites it.
+pub(crate) fn guard_snapshot(
+    ctx: &mut Ctx<'_>,
+    engine: &mut Engine<'_>,
+    fleet: &mut Fleet,
+    inv: &crate::lvm::Inventory,
+    vg: &str,
+    lv: &str,
+    note: &str,
+) -> Result<String, Error> {
+    let policy = ctx
+        .config
+        .policies
+        .iter()
+        .find(|p| p.volumes.iter().any(|v| v.vg == vg && v.lv == lv))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no policy names {vg}/{lv}, so lvsnap cannot take the guard snapshot it takes before overwriting; add the volume to a policy"
+            ))
+        })?;
+    let volume = policy
+        .volumes
+        .iter()
+        .find(|v| v.vg == vg && v.lv == lv)
+        .expect("found above")
+        .clone();
+    let mut space = crate::run::Space::from(inv);
+    let name = engine.take(policy, &volume, inv, fleet, &mut space, true, Some(note))?;
+    writeln!(
+        ctx.out,
+        "guard snapshot {vg}/{name} taken (pinned; `lvsnap unpin {name}` when no longer needed)"
+    )?;
+    Ok(name)
+}
+
+/// `lvsnap diff SNAPSHOT [SNAPSHOT2] [--json]`: added, removed and changed files between a
+/// snapshot and its live origin (or a second snapshot).
+///
+/// # Errors
+/// A snapshot that is not lvsnap's, an unmounted origin, or a mount failure.
+pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> Result<i32, Error> {
+    ctx.tools()?;
+    let _lock = ctx.lock()?;
+    let mut catalog = ctx.catalog(true)?;
+    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let (inv, fleet) = engine.survey()?;
+    let a = Source::Snapshot(resolve_snapshot(old, &fleet, &inv).map_err(usage)?);
+    let b = match new {
+        Some(n) => Some(Source::Snapshot(
+            resolve_snapshot(n, &fleet, &inv).map_err(usage)?,
+        )),
+        None => None,
+    };
+    let live = match &b {
+        Some(_) => None,
+        None => {
+            let (vg, lv) = a.origin();
+            Some(origin_mount_point(&vg, &lv).ok_or_else(|| {
+                Error::Usage(format!(
+                    "the origin {vg}/{lv} is not mounted, so there is no live state to compare with; name a second snapshot"
+                ))
+            })?)
+        }
+    };
+    let tmp = std::env::temp_dir();
+    let opened_a = engine.open_source(&a, &[], &tmp)?;
+    let opened_b = match &b {
+        Some(s) => match engine.open_source(s, &[], &tmp) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                engine.close_source(opened_a)?;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
+    let root_b = opened_b
+        .as_ref()
+        .map(|o| o.root.clone())
+        .or(live.clone())
+        .expect("a second snapshot or the live origin");
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let (ma, mb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| Manifest::of_tree(&opened_a.root, workers.div_ceil(2)));
+        let mb = Manifest::of_tree(&root_b, workers.div_ceil(2));
+        (ha.join().expect("no panic"), mb)
+    });
+    engine.close_source(opened_a)?;
+    if let Some(o) = opened_b {
+        engine.close_source(o)?;
+    }
+    let ma =
+        ma.map_err(|e| Error::Run(RunError::Refused(format!("cannot read {}: {e}", a.label()))))?;
+    let mb = mb.map_err(|e| {
+        Error::Run(RunError::Refused(format!(
+            "cannot read {}: {e}",
+            root_b.display()
+        )))
+    })?;
+    let d = ma.diff(&mb);
+    let other = match &b {
+        Some(s) => s.label(),
+        None => format!(
+            "the live {}/{} at {}",
+            a.origin().0,
+            a.origin().1,
+            root_b.display()
+        ),
+    };
+    if json {
+        let p = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        let changed: Vec<_> = d
+            .changed
+            .iter()
+            .map(|(p, what)| json!({"path": p.display().to_string(), "what": what}))
+            .collect();
+        writeln!(
+            ctx.out,
+            "{}",
+            json!({"from": a.label(), "to": other, "added": p(&d.extra), "removed": p(&d.missing), "changed": changed})
+        )?;
+        return Ok(exit::OK);
+    }
+    writeln!(ctx.out, "changes from {} to {other}:", a.label())?;
+    for p in &d.extra {
+        writeln!(ctx.out, "+ {}", p.display())?;
+    }
+    for p in &d.missing {
+        writeln!(ctx.out, "- {}", p.display())?;
+    }
+    for (p, what) in &d.changed {
+        writeln!(ctx.out, "c {} ({what})", p.display())?;
+    }
+    writeln!(
+        ctx.out,
+        "{} added, {} removed, {} changed",
+        d.extra.len(),
+        d.missing.len(),
+        d.changed.len()
+    )?;
+    Ok(exit::OK)
+}
+
+/// `lvsnap catalog history [--limit N] [--json]`: restores and rollbacks, newest first.
+///
+/// # Errors
+/// The catalog cannot be read.
+pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, Error> {
+    let catalog = ctx.catalog(false)?;
+    let tz = ctx.config.settings.timezone;
+    let restores = catalog.restores(limit)?;
+    let rollbacks = catalog.rollbacks(false)?;
+    if json {
+        let r: Vec<_> = restores
+            .iter()
+            .map(|r| json!({"at": r.at.to_rfc3339(), "source": r.source, "paths": r.paths, "destination": r.destination.display().to_string(), "files": r.files, "bytes": r.bytes, "ok": r.ok, "error": r.detail}))
+            .collect();
+        let b: Vec<_> = rollbacks
+            .iter()
+            .take(limit)
+            .map(|b| json!({"requested": b.requested.to_rfc3339(), "volume": format!("{}/{}", b.vg, b.origin), "snapshot": b.snapshot, "guard": b.guard, "deferred": b.deferred, "completed": b.completed.map(|t| t.to_rfc3339())}))
+            .collect();
+        writeln!(ctx.out, "{}", json!({"restores": r, "rollbacks": b}))?;
+        return Ok(exit::OK);
+    }
+    history_text(ctx.out, &catalog, limit, tz)?;
+    Ok(exit::OK)
+}
+
+/// The restore history as text; also the footer of `lvsnap list`.
+///
+/// # Errors
+/// The catalog cannot be read or the output written.
+pub fn history_text(
+    out: &mut dyn Write,
+    catalog: &Catalog,
+    limit: usize,
+    tz: chrono_tz::Tz,
+) -> Result<(), Error> {
+    let restores = catalog.restores(limit)?;
+    let rollbacks = catalog.rollbacks(false)?;
+    if restores.is_empty() && rollbacks.is_empty() {
+        writeln!(out, "no restores or rollbacks yet")?;
+        return Ok(());
+    }
+    for r in &restores {
+        writeln!(
+            out,
+            "{}  restore   {} → {}: {} ({} file(s), {}){}",
+            local(r.at, tz),
+            r.source,
+            r.destination.display(),
+            r.paths.join(", "),
+            r.files,
+            format_size(r.bytes),
+            if r.ok {
+                String::new()
+            } else {
+                format!(" FAILED: {}", r.detail.as_deref().unwrap_or(""))
+            }
+        )?;
+    }
+    for b in rollbacks.iter().take(limit) {
+        let state = match b.completed {
+            Some(t) => format!("completed {}", local(t, tz)),
+            None => format!("PENDING until {}/{} is next activated", b.vg, b.origin),
+        };
+        writeln!(
+            out,
+            "{}  rollback  {}/{} to {} (guard {}): {state}",
+            local(b.requested, tz),
+            b.vg,
+            b.origin,
+            b.snapshot,
+            b.guard.as_deref().unwrap_or("none")
+        )?;
+    }
+    Ok(())
+}
+
+fn usage(e: RunError) -> Error {
+    Error::Usage(e.to_string())
+}
