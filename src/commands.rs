@@ -387,7 +387,7 @@ pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, 
     }
     let mut catalog = ctx.catalog(false)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true);
-    let (_, fleet) = engine.survey()?;
+    let (inv, fleet) = engine.survey()?;
     let mut rows = Vec::new();
     for p in ctx
         .config
@@ -447,6 +447,7 @@ pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, 
             crate::restore::commands::history_text(
                 ctx.out,
                 &catalog,
+                Some(&inv),
                 5,
                 ctx.config.settings.timezone,
             )?;

@@ -229,6 +229,14 @@ impl FakeLvm {
         });
     }
 
+    /// The origin's next activation: deferred merges into it complete, their snapshots go.
+    pub fn reactivate(&self, vg: &str, origin: &str) {
+        self.with(|s| {
+            s.lvs
+                .retain(|l| !(l.vg == vg && l.merging && l.origin.as_deref() == Some(origin)));
+        });
+    }
+
     /// Removes a volume as an administrator would, behind lvsnap's back.
     pub fn remove_behind_back(&self, vg: &str, name: &str) {
         self.with(|s| s.lvs.retain(|l| !(l.vg == vg && l.name == name)));

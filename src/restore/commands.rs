@@ -13,6 +13,7 @@ use crate::backup::engines;
 use crate::catalog::{Catalog, RestoreRecord};
 use crate::commands::Ctx;
 use crate::error::{exit, Error};
+use crate::lvm::Inventory;
 use crate::manifest::Manifest;
 use crate::mount::{self, MountRequest};
 use crate::reconcile::Fleet;
@@ -574,7 +575,12 @@ pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, E
         writeln!(ctx.out, "{}", json!({"restores": r, "rollbacks": b}))?;
         return Ok(exit::OK);
     }
-    history_text(ctx.out, &catalog, limit, tz)?;
+    let inv = {
+        let mut c = ctx.catalog(false)?;
+        let mut engine = Engine::new(ctx.config, ctx.runner, &mut c, ctx.now, true);
+        engine.inventory().ok()
+    };
+    history_text(ctx.out, &catalog, inv.as_ref(), limit, tz)?;
     Ok(exit::OK)
 }
 
@@ -585,6 +591,7 @@ pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, E
 pub fn history_text(
     out: &mut dyn Write,
     catalog: &Catalog,
+    inv: Option<&Inventory>,
     limit: usize,
     tz: chrono_tz::Tz,
 ) -> Result<(), Error> {
@@ -612,8 +619,11 @@ pub fn history_text(
         )?;
     }
     for b in rollbacks.iter().take(limit) {
+        // A merge LVM finished since the last writing command: its snapshot is gone.
+        let merged_since = inv.is_some_and(|i| i.find(&b.vg, &b.snapshot).is_none());
         let state = match b.completed {
             Some(t) => format!("completed {}", local(t, tz)),
+            None if merged_since => "completed".to_owned(),
             None => format!("PENDING until {}/{} is next activated", b.vg, b.origin),
         };
         writeln!(

@@ -1,0 +1,191 @@
+//! Restore commands through the CLI layer against the fake LVM: rollback's guard snapshot,
+//! deferred merges shown as pending and recorded when they complete, and refusal of snapshots
+//! lvsnap did not create. Copying real files out of real snapshots and backups is tested in
+//! the VM (restore-files.sh, diff-rollback.sh).
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use lvsnap::catalog::{Catalog, State};
+use lvsnap::cli::{execute, Cli};
+use lvsnap::lvm::fake::FakeLvm;
+
+const GIB: u64 = 1 << 30;
+
+struct Host {
+    dir: tempfile::TempDir,
+    lvm: FakeLvm,
+}
+
+impl Host {
+    fn new() -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let lvm = FakeLvm::new();
+        lvm.add_vg("vg0", 8 * GIB).add_lv("vg0", "home", GIB);
+        let d = dir.path().display();
+        let text = format!(
+            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n\
+             [policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 10 }}\n"
+        );
+        std::fs::write(dir.path().join("lvsnap.toml"), text).unwrap();
+        Host { dir, lvm }
+    }
+
+    #[track_caller]
+    fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
+        let now: DateTime<Utc> = now.parse().unwrap();
+        let config = self.dir.path().join("lvsnap.toml").display().to_string();
+        let argv = ["lvsnap", "--config", &config]
+            .into_iter()
+            .chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        self.lvm.set_clock(now);
+        let mut out = Vec::new();
+        let code = execute(&cli, &self.lvm, now, &mut out);
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    fn catalog(&self) -> Catalog {
+        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
+    }
+
+    fn state_of(&self, name: &str) -> State {
+        self.catalog()
+            .all_snapshots()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .state
+    }
+}
+
+#[test]
+fn rollback_takes_a_pinned_guard_first_and_records_the_merge() {
+    let h = Host::new();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let (code, out) = h.lvsnap(
+        &["rollback", "home-lvsnap-20260302T010000Z", "--yes"],
+        "2026-03-02T03:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("guard snapshot vg0/home-lvsnap-20260302T030000Z taken (pinned"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rolled back: vg0/home now holds what home-lvsnap-20260302T010000Z held"),
+        "{out}"
+    );
+    assert_eq!(h.state_of("home-lvsnap-20260302T010000Z"), State::Merged);
+    let guard = h.lvm.tags("vg0", "home-lvsnap-20260302T030000Z");
+    assert!(guard.contains(&"lvsnap-pinned".to_owned()), "{guard:?}");
+    let calls = h.lvm.invocations();
+    let merge = calls
+        .iter()
+        .position(|c| c.starts_with("lvconvert --merge"))
+        .unwrap();
+    let guard_at = calls
+        .iter()
+        .position(|c| c.contains("--name home-lvsnap-20260302T030000Z"))
+        .unwrap();
+    assert!(
+        guard_at < merge,
+        "the guard snapshot comes first: {calls:?}"
+    );
+    let (_, hist) = h.lvsnap(&["catalog", "history"], "2026-03-02T03:01:00Z");
+    assert!(hist.contains("rollback  vg0/home to home-lvsnap-20260302T010000Z (guard home-lvsnap-20260302T030000Z): completed"), "{hist}");
+}
+
+#[test]
+fn a_deferred_merge_is_pending_until_the_origin_is_reactivated() {
+    let h = Host::new();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    h.lvm.set_open("vg0", "home", true);
+    let (code, out) = h.lvsnap(
+        &["rollback", "home-lvsnap-20260302T010000Z", "--yes"],
+        "2026-03-02T03:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("vg0/home is in use: LVM will defer the merge"),
+        "{out}"
+    );
+    assert!(out.contains("merge deferred"), "{out}");
+    let (_, list) = h.lvsnap(&["list"], "2026-03-02T03:01:00Z");
+    assert!(
+        list.contains("rollback pending: merges into vg0/home at its next activation"),
+        "{list}"
+    );
+    assert!(
+        list.contains("PENDING until vg0/home is next activated"),
+        "{list}"
+    );
+    let (_, status) = h.lvsnap(&["status"], "2026-03-02T03:01:00Z");
+    assert!(
+        status.contains("rollback  PENDING: home-lvsnap-20260302T010000Z merges into vg0/home"),
+        "{status}"
+    );
+    // A second rollback of the same origin waits for the first.
+    let (code, _) = h.lvsnap(
+        &["rollback", "home-lvsnap-20260302T030000Z", "--yes"],
+        "2026-03-02T03:02:00Z",
+    );
+    assert_eq!(code, 2);
+    h.lvm.set_open("vg0", "home", false);
+    h.lvm.reactivate("vg0", "home");
+    let (_, list) = h.lvsnap(&["list"], "2026-03-02T04:00:00Z");
+    assert!(!list.contains("PENDING"), "{list}");
+    // The next writing command records it as merged, not as removed behind lvsnap's back.
+    let (_, out) = h.lvsnap(&["prune"], "2026-03-02T04:00:00Z");
+    assert!(
+        out.contains("home-lvsnap-20260302T010000Z merged into vg0/home (rollback completed)"),
+        "{out}"
+    );
+    assert_eq!(h.state_of("home-lvsnap-20260302T010000Z"), State::Merged);
+}
+
+#[test]
+fn rollback_without_a_terminal_needs_yes() {
+    let h = Host::new();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let (code, _) = h.lvsnap(
+        &["rollback", "home-lvsnap-20260302T010000Z"],
+        "2026-03-02T03:00:00Z",
+    );
+    assert_eq!(code, 2);
+    assert!(!h
+        .lvm
+        .invocations()
+        .iter()
+        .any(|c| c.starts_with("lvconvert")));
+    assert_eq!(h.lvm.names("vg0").len(), 2, "no guard snapshot either");
+}
+
+#[test]
+fn snapshots_lvsnap_did_not_create_are_refused_by_every_restore_command() {
+    let h = Host::new();
+    h.lvm.add_snapshot(
+        "vg0",
+        "home",
+        "manual",
+        &[],
+        "2026-03-01T00:00:00Z".parse().unwrap(),
+    );
+    let to = h.dir.path().join("r").display().to_string();
+    for args in [
+        vec!["mount", "manual"],
+        vec!["restore", "manual", "etc", "--to", &to],
+        vec!["diff", "manual"],
+        vec!["rollback", "manual", "--yes"],
+    ] {
+        let (code, out) = h.lvsnap(&args, "2026-03-02T01:00:00Z");
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}");
+    }
+    assert!(h.lvm.mounts().is_empty());
+    assert!(!h
+        .lvm
+        .invocations()
+        .iter()
+        .any(|c| c.starts_with("lvconvert") || c.starts_with("lvcreate")));
+    assert!(!std::path::Path::new(&to).exists());
+}
