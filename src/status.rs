@@ -242,6 +242,33 @@ pub fn check(
                 format!("{head}: {} invalid snapshot(s)", g.invalid),
             ));
         }
+        if let (Some((newest, _)), Some(b)) = (&g.backup, &policy.backup) {
+            match newest {
+                None => problems.push((Level::Warning, format!("{head}: no backup yet"))),
+                Some((label_, at)) => {
+                    let (warn, crit) = schedule_limits(&b.schedule, policy, *at, t);
+                    let level = match (warn, crit) {
+                        (_, Some(c)) if now > c => Some(Level::Critical),
+                        (Some(w), _) if now > w => Some(Level::Warning),
+                        _ => None,
+                    };
+                    if let Some(level) = level {
+                        problems.push((
+                            level,
+                            format!(
+                                "{head}: newest backup {label_} is {} old",
+                                crate::report::age(*at, now).trim_end_matches(" ago")
+                            ),
+                        ));
+                    }
+                    perf.push(format!(
+                        "'{}_backup_age'={}s",
+                        label(g),
+                        (now - *at).num_seconds().max(0)
+                    ));
+                }
+            }
+        }
         if let Some(fill) = g.max_fill {
             let at = f64::from(policy.extend_at);
             if fill >= 95.0 {
@@ -304,11 +331,21 @@ fn lateness_limits(
     newest: DateTime<Utc>,
     t: Thresholds,
 ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-    let Some(due) = p.schedule.next(newest, p.timezone) else {
+    schedule_limits(&p.schedule, p, newest, t)
+}
+
+/// When something last done at `newest` on `schedule` is late enough to warn and to be
+/// critical: its next due time plus the thresholds' number of schedule periods.
+fn schedule_limits(
+    schedule: &crate::config::Schedule,
+    p: &Policy,
+    newest: DateTime<Utc>,
+    t: Thresholds,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(due) = schedule.next(newest, p.timezone) else {
         return (None, None);
     };
-    let period = p
-        .schedule
+    let period = schedule
         .next(due, p.timezone)
         .map_or(Duration::hours(1), |n| n - due);
     (

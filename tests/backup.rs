@@ -221,3 +221,22 @@ fn backup_verify_and_backups_explain_bad_requests() {
     let (code, out) = h.lvsnap(&["verify", "--all"], "2026-03-02T01:00:00Z");
     assert_eq!((code, out.trim()), (0, "no backups to verify"));
 }
+
+#[test]
+fn check_reports_a_late_backup() {
+    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
+    let (_, fresh) = h.lvsnap(&["check"], "2026-03-02T02:10:00Z");
+    assert!(!fresh.contains("newest backup"), "{fresh}");
+    assert!(fresh.contains("'home_vg0/home_backup_age'=600s"), "{fresh}");
+    // Snapshots keep coming, the nightly backup does not: late after the thresholds' periods.
+    for hour in ["2026-03-05T00:00:00Z", "2026-03-05T01:00:00Z"] {
+        h.lvsnap(&["snapshot", "home"], hour);
+    }
+    let (code, late) = h.lvsnap(&["check"], "2026-03-05T01:10:00Z");
+    assert_ne!(code, 0, "{late}");
+    assert!(
+        late.contains("home vg0/home: newest backup vg0/home@20260302T020000Z is"),
+        "{late}"
+    );
+}
