@@ -72,7 +72,7 @@ for spec in home:ext4:rsync mail:ext4:archive srv:xfs:archive data:xfs:rsync; do
 
   step "$v: restore from the snapshot and from the backup"
   for src in $snap vg0/$v@$gen; do
-    dest=/mnt/restore/$v-${src##*@}
+    dest=/mnt/backup/restore/$v-${src##*@}
     out=$("$LVSNAP" restore $src etc data many --to $dest); echo "$out" | tail -1
     assert_contains "$out" "restored from "
     same_paths /mnt/check-$v $dest etc data many
@@ -86,7 +86,7 @@ for spec in home:ext4:rsync mail:ext4:archive srv:xfs:archive data:xfs:rsync; do
   done
 
   step "$v: an existing file is never overwritten without --force"
-  dest=/mnt/restore/$v-$snap
+  dest=/mnt/backup/restore/$v-$snap
   echo "edited locally" > $dest/etc/passwd
   out=$("$LVSNAP" restore $snap etc/passwd --to $dest) && fail "restore overwrote without --force"
   echo "$out"
@@ -98,8 +98,8 @@ for spec in home:ext4:rsync mail:ext4:archive srv:xfs:archive data:xfs:rsync; do
   assert_contains "$out" "would restore from vg0/$snap"
   assert_contains "$out" "etc/passwd  (overwrites)"
   assert_eq "$(cat $dest/etc/passwd)" "edited locally" "a dry run changed the file"
-  "$LVSNAP" restore $snap etc --to /mnt/restore/$v-dry --dry-run > /dev/null
-  [ -e /mnt/restore/$v-dry ] && fail "a dry run created the destination"
+  "$LVSNAP" restore $snap etc --to /mnt/backup/restore/$v-dry --dry-run > /dev/null
+  [ -e /mnt/backup/restore/$v-dry ] && fail "a dry run created the destination"
   lvsnap restore $snap etc/passwd --to $dest --force > /dev/null
   same_paths /mnt/check-$v $dest etc/passwd
 
