@@ -20,11 +20,15 @@ impl Host {
     fn new() -> Host {
         let dir = tempfile::tempdir().unwrap();
         let lvm = FakeLvm::new();
-        lvm.add_vg("vg0", 8 * GIB).add_lv("vg0", "home", GIB);
+        lvm.add_vg("vg0", 8 * GIB)
+            .add_lv("vg0", "home", GIB)
+            .add_thin_pool("vg0", "pool", 2 * GIB)
+            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
         let d = dir.path().display();
         let text = format!(
             "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n\
-             [policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 10 }}\n"
+             [policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 10 }}\n\
+             [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = {{ last = 10 }}\n"
         );
         std::fs::write(dir.path().join("lvsnap.toml"), text).unwrap();
         Host { dir, lvm }
@@ -158,7 +162,13 @@ fn rollback_without_a_terminal_needs_yes() {
         .invocations()
         .iter()
         .any(|c| c.starts_with("lvconvert")));
-    assert_eq!(h.lvm.names("vg0").len(), 2, "no guard snapshot either");
+    let snapshots = h
+        .lvm
+        .names("vg0")
+        .into_iter()
+        .filter(|n| n.contains("-lvsnap-"))
+        .count();
+    assert_eq!(snapshots, 1, "no guard snapshot either");
 }
 
 #[test]
@@ -188,4 +198,57 @@ fn snapshots_lvsnap_did_not_create_are_refused_by_every_restore_command() {
         .iter()
         .any(|c| c.starts_with("lvconvert") || c.starts_with("lvcreate")));
     assert!(!std::path::Path::new(&to).exists());
+}
+
+#[test]
+fn a_thin_rollback_can_be_undone_through_its_detached_guard() {
+    let h = Host::new();
+    h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
+    let (code, out) = h.lvsnap(
+        &["rollback", "data-lvsnap-20260302T010000Z", "--yes"],
+        "2026-03-02T03:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    // LVM detached the guard from vg0/data when it merged the snapshot: it is swapped in.
+    let (code, out) = h.lvsnap(
+        &["rollback", "data-lvsnap-20260302T030000Z", "--yes"],
+        "2026-03-02T04:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "vg0/data as it is now becomes the guard snapshot data-lvsnap-20260302T040000Z"
+        ),
+        "{out}"
+    );
+    let calls: Vec<String> = h
+        .lvm
+        .invocations()
+        .into_iter()
+        .filter(|c| c.starts_with("lvrename") || c.contains("setactivationskip"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "lvrename vg0 data data-lvsnap-20260302T040000Z",
+            "lvrename vg0 data-lvsnap-20260302T030000Z data",
+            "lvchange --setactivationskip n vg0/data",
+        ]
+    );
+    assert!(
+        h.lvm.tags("vg0", "data").is_empty(),
+        "the new origin carries no lvsnap tag"
+    );
+    assert!(h
+        .lvm
+        .tags("vg0", "data-lvsnap-20260302T040000Z")
+        .contains(&"lvsnap-pinned".to_owned()));
+    assert_eq!(h.state_of("data-lvsnap-20260302T030000Z"), State::Merged);
+    // The new guard is managed: the next run sees it, nothing is unmanaged.
+    let (_, list) = h.lvsnap(&["list", "--json"], "2026-03-02T04:01:00Z");
+    assert!(
+        list.contains("\"name\":\"data-lvsnap-20260302T040000Z\""),
+        "{list}"
+    );
+    assert!(list.contains("\"unmanaged\":[]"), "{list}");
 }

@@ -452,6 +452,20 @@ impl State {
                 Ok(String::new())
             }
             Tool::Blkid => Ok(format!("{}\n", self.fs_type)),
+            Tool::Lvrename => {
+                let (vg, from, to) = (&inv.args[0], &inv.args[1], &inv.args[2]);
+                let i = self.find(&format!("{vg}/{from}")).ok_or((
+                    5,
+                    format!("  Existing logical volume \"{from}\" not found\n"),
+                ))?;
+                self.lvs[i].name = to.clone();
+                for lv in self.lvs.iter_mut().filter(|l| &l.vg == vg) {
+                    if lv.origin.as_deref() == Some(from.as_str()) {
+                        lv.origin = Some(to.clone());
+                    }
+                }
+                Ok(String::new())
+            }
             Tool::Lvconvert => {
                 let i = self
                     .find(&target)
@@ -465,7 +479,17 @@ impl State {
                     self.lvs[i].merging = true;
                     Ok(format!("  Delaying merge since origin is open.\n  Merging of snapshot {target} will occur on next activation of {vg}/{}.\n", origin.unwrap_or_default()))
                 } else {
-                    self.lvs.remove(i);
+                    let merged = self.lvs.remove(i);
+                    // LVM detaches the origin's other thin snapshots: the old origin is gone.
+                    if merged.kind == Kind::Thin {
+                        for lv in self
+                            .lvs
+                            .iter_mut()
+                            .filter(|l| l.vg == vg && l.origin == origin)
+                        {
+                            lv.origin = None;
+                        }
+                    }
                     Ok(format!("  Merging of volume {target} started.\n"))
                 }
             }
@@ -477,14 +501,16 @@ impl State {
                 let i = self
                     .find(&target)
                     .ok_or((5, format!("  Failed to find logical volume \"{target}\"\n")))?;
-                let tag = inv.args.get(1).cloned().unwrap_or_default();
-                let activate = inv.args.get(1).map(String::as_str);
-                let tags = &mut self.lvs[i].tags;
-                match inv.args.first().map(String::as_str) {
-                    Some("--activate") => self.lvs[i].active = activate == Some("y"),
-                    Some("--addtag") if !tags.contains(&tag) => tags.push(tag),
-                    Some("--deltag") => tags.retain(|t| *t != tag),
-                    _ => {}
+                let args = &inv.args[..inv.args.len() - 1];
+                for pair in args.chunks(2) {
+                    let value = pair.get(1).cloned().unwrap_or_default();
+                    let lv = &mut self.lvs[i];
+                    match pair[0].as_str() {
+                        "--activate" => lv.active = value == "y",
+                        "--addtag" if !lv.tags.contains(&value) => lv.tags.push(value),
+                        "--deltag" => lv.tags.retain(|t| *t != value),
+                        _ => {}
+                    }
                 }
                 Ok(String::new())
             }

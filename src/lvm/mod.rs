@@ -22,6 +22,8 @@ pub enum Tool {
     Lvchange,
     /// Merges a snapshot into its origin (rollback).
     Lvconvert,
+    /// Swaps a detached thin snapshot in for its origin (rollback).
+    Lvrename,
     /// Filesystem probing and mounting, for backups and restores.
     Blkid,
     Mount,
@@ -29,13 +31,14 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 9] = [
+    pub const ALL: [Tool; 10] = [
         Tool::Lvs,
         Tool::Lvcreate,
         Tool::Lvremove,
         Tool::Lvextend,
         Tool::Lvchange,
         Tool::Lvconvert,
+        Tool::Lvrename,
         Tool::Blkid,
         Tool::Mount,
         Tool::Umount,
@@ -49,6 +52,7 @@ impl Tool {
             Tool::Lvextend => "lvextend",
             Tool::Lvchange => "lvchange",
             Tool::Lvconvert => "lvconvert",
+            Tool::Lvrename => "lvrename",
             Tool::Blkid => "blkid",
             Tool::Mount => "mount",
             Tool::Umount => "umount",
@@ -306,6 +310,38 @@ pub mod commands {
 
     pub fn umount(dir: &str) -> Invocation {
         Invocation::new(Tool::Umount, [dir])
+    }
+
+    pub fn rename(vg: &str, from: &str, to: &str) -> Invocation {
+        Invocation::new(Tool::Lvrename, [vg, from, to])
+    }
+
+    /// Tags added (`+tag`) and removed (`-tag`) in one call.
+    pub fn retag(vg: &str, name: &str, changes: &[(bool, String)]) -> Invocation {
+        let mut args: Vec<String> = changes
+            .iter()
+            .flat_map(|(add, tag)| {
+                [
+                    if *add { "--addtag" } else { "--deltag" }.to_owned(),
+                    tag.clone(),
+                ]
+            })
+            .collect();
+        args.push(format!("{vg}/{name}"));
+        Invocation::new(Tool::Lvchange, args)
+    }
+
+    /// Clears LVM's activation-skip flag: a thin snapshot that becomes an origin must activate
+    /// at boot like any volume.
+    pub fn activate_at_boot(vg: &str, name: &str) -> Invocation {
+        Invocation::new(
+            Tool::Lvchange,
+            [
+                "--setactivationskip".to_owned(),
+                "n".to_owned(),
+                format!("{vg}/{name}"),
+            ],
+        )
     }
 
     pub fn del_tag(vg: &str, name: &str, tag: &str) -> Invocation {

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::backup::engines;
 use crate::catalog::{BackupRecord, BackupState};
-use crate::lvm::{Inventory, LvKind};
+use crate::lvm::Inventory;
 use crate::mount::{self, MountRequest, Mounted};
 use crate::reconcile::{Fleet, Managed};
 use crate::run::{Engine, RunError};
@@ -269,11 +269,7 @@ impl Engine<'_> {
 
 /// A thin snapshot LVM left inactive (activation skip) must be activated to be read.
 pub fn needs_activation(m: &Managed) -> bool {
-    m.record.thin
-        && !m
-            .lv
-            .as_ref()
-            .is_some_and(|l| l.active || l.kind != LvKind::ThinSnapshot)
+    m.record.thin && !m.lv.as_ref().is_some_and(|l| l.active)
 }
 
 /// Unpacks `paths` (all when empty) of a tar+zstd archive into `dir`, keeping owners, modes,
