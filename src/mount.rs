@@ -74,6 +74,19 @@ pub struct Mounted {
     pub activated: bool,
 }
 
+impl From<&MountRecord> for Mounted {
+    fn from(rec: &MountRecord) -> Self {
+        Mounted {
+            record: rec.id,
+            vg: rec.vg.clone(),
+            lv: rec.lv.clone(),
+            dir: rec.dir.clone(),
+            fs_type: String::new(),
+            activated: rec.activated,
+        }
+    }
+}
+
 /// What to mount and why.
 pub struct MountRequest<'a> {
     pub vg: &'a str,
@@ -212,16 +225,8 @@ impl Engine<'_> {
                 ));
                 continue;
             }
-            let m = Mounted {
-                record: rec.id,
-                vg: rec.vg.clone(),
-                lv: rec.lv.clone(),
-                dir: rec.dir.clone(),
-                fs_type: String::new(),
-                // After a reboot the LV is inactive again; deactivating it is harmless then.
-                activated: rec.activated,
-            };
-            match self.unmount(&m) {
+            // After a reboot the LV is inactive again; deactivating it is harmless then.
+            match self.unmount(&Mounted::from(&rec)) {
                 Ok(()) => notes.push(format!(
                     "undid a leftover mount of {} at {}",
                     label(&rec),

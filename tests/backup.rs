@@ -2,74 +2,45 @@
 //! refusals and failure paths. The fake mounts nothing, so each backup copies an empty tree;
 //! what real mounts, filesystems and engines do is tested in the VM (backup-*.sh scenarios).
 
-use chrono::{DateTime, Utc};
-use clap::Parser;
-use lvsnap::catalog::{BackupState, Catalog};
-use lvsnap::cli::{execute, Cli};
+mod common;
+
+use common::{Host, GIB};
+use lvsnap::catalog::BackupState;
 use lvsnap::lvm::fake::FakeLvm;
 use lvsnap::lvm::Tool;
 
-const GIB: u64 = 1 << 30;
-
-struct Host {
-    dir: tempfile::TempDir,
-    lvm: FakeLvm,
+/// vg0 with a thick `home` and a thin `data`, one policy per volume, and `backup` as the body
+/// of `home`'s backup table (target: the host's `backup` directory).
+fn host(backup: &str) -> Host {
+    let lvm = FakeLvm::new();
+    lvm.add_vg("vg0", 8 * GIB)
+        .add_lv("vg0", "home", GIB)
+        .add_thin_pool("vg0", "pool", 2 * GIB)
+        .add_thin_lv("vg0", "pool", "data", 4 * GIB);
+    let h = Host::new(lvm, "");
+    h.add_policies(&format!(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 48 }}\n\
+         [policy.home.backup]\ntarget = \"{}/backup\"\n{backup}\n\n\
+         [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = {{ last = 48 }}\n",
+        h.path()
+    ));
+    h
 }
 
-impl Host {
-    /// vg0 with a thick `home` and a thin `data`, and one policy per volume with `backup` as
-    /// the body of both policies' backup tables.
-    fn new(backup: &str) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let lvm = FakeLvm::new();
-        lvm.add_vg("vg0", 8 * GIB)
-            .add_lv("vg0", "home", GIB)
-            .add_thin_pool("vg0", "pool", 2 * GIB)
-            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
-        let d = dir.path().display();
-        let text = format!(
-            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n\
-             [policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 48 }}\n\
-             [policy.home.backup]\ntarget = \"{d}/backup\"\n{backup}\n\n\
-             [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = {{ last = 48 }}\n"
-        );
-        std::fs::write(dir.path().join("lvsnap.toml"), text).unwrap();
-        Host { dir, lvm }
-    }
-
-    #[track_caller]
-    fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
-        let now: DateTime<Utc> = now.parse().unwrap();
-        let config = self.dir.path().join("lvsnap.toml").display().to_string();
-        let argv = ["lvsnap", "--config", &config]
-            .into_iter()
-            .chain(args.iter().copied());
-        let cli = Cli::try_parse_from(argv).expect("valid arguments");
-        self.lvm.set_clock(now);
-        let mut out = Vec::new();
-        let code = execute(&cli, &self.lvm, now, &mut out);
-        (code, String::from_utf8(out).unwrap())
-    }
-
-    fn catalog(&self) -> Catalog {
-        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
-    }
-
-    fn generations(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.dir.path().join("backup/vg0/home"))
-            .map(|rd| {
-                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
+fn generations(h: &Host) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(h.dir.path().join("backup/vg0/home"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 #[test]
 fn run_backs_up_on_the_backup_schedule_and_prunes_generations() {
-    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let h = host("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
     let (code, out) = h.lvsnap(&["run"], "2026-03-02T01:00:00Z");
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -93,7 +64,7 @@ fn run_backs_up_on_the_backup_schedule_and_prunes_generations() {
         "{out}"
     );
     assert_eq!(
-        h.generations(),
+        generations(&h),
         [
             "20260302T020000Z",
             "20260302T020000Z.manifest",
@@ -127,7 +98,7 @@ fn run_backs_up_on_the_backup_schedule_and_prunes_generations() {
 
 #[test]
 fn a_btrfs_volume_is_refused_and_nothing_is_left_mounted_or_created() {
-    let h = Host::new("schedule = \"0 2 * * *\"\nsource = \"fresh\"\nkeep = { last = 2 }");
+    let h = host("schedule = \"0 2 * * *\"\nsource = \"fresh\"\nkeep = { last = 2 }");
     h.lvm.set_fs_type("btrfs");
     let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:00:00Z");
     assert_eq!(code, 1, "{out}");
@@ -142,12 +113,12 @@ fn a_btrfs_volume_is_refused_and_nothing_is_left_mounted_or_created() {
     assert_eq!(b.state, BackupState::Failed);
     assert!(b.error.as_deref().unwrap().contains("btrfs is refused"));
     assert!(h.catalog().open_mounts().unwrap().is_empty());
-    assert!(h.generations().is_empty(), "{:?}", h.generations());
+    assert!(generations(&h).is_empty(), "{:?}", generations(&h));
 }
 
 #[test]
 fn a_failing_mount_is_undone_and_recorded() {
-    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let h = host("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
     h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
     h.lvm.fail_next(
         Tool::Mount,
@@ -172,12 +143,12 @@ fn a_failing_mount_is_undone_and_recorded() {
 
 #[test]
 fn a_thin_snapshot_is_activated_for_the_backup_and_deactivated_after() {
-    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let h = host("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
     // Back up the thin `data` volume: its policy gets the same backup table.
-    let path = h.dir.path().join("lvsnap.toml");
-    let text = std::fs::read_to_string(&path).unwrap()
-        + &format!("[policy.data.backup]\ntarget = \"{}/backup\"\nschedule = \"0 2 * * *\"\nkeep = {{ last = 2 }}\n", h.dir.path().display());
-    std::fs::write(&path, text).unwrap();
+    h.add_policies(&format!(
+        "[policy.data.backup]\ntarget = \"{}/backup\"\nschedule = \"0 2 * * *\"\nkeep = {{ last = 2 }}\n",
+        h.path()
+    ));
     h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
     let (code, out) = h.lvsnap(&["backup", "data"], "2026-03-02T01:05:00Z");
     assert_eq!(code, 0, "{out}");
@@ -199,7 +170,7 @@ fn a_thin_snapshot_is_activated_for_the_backup_and_deactivated_after() {
 
 #[test]
 fn backup_verify_and_backups_explain_bad_requests() {
-    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let h = host("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
     let (code, out) = h.lvsnap(&["backup", "data"], "2026-03-02T01:00:00Z");
     assert_eq!((code, out.as_str()), (2, ""));
     let (code, _) = h.lvsnap(
@@ -224,7 +195,7 @@ fn backup_verify_and_backups_explain_bad_requests() {
 
 #[test]
 fn check_reports_a_late_backup() {
-    let h = Host::new("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
+    let h = host("schedule = \"0 2 * * *\"\nkeep = { last = 2 }");
     h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
     let (_, fresh) = h.lvsnap(&["check"], "2026-03-02T02:10:00Z");
     assert!(!fresh.contains("newest backup"), "{fresh}");

@@ -3,69 +3,29 @@
 //! lvsnap did not create. Copying real files out of real snapshots and backups is tested in
 //! the VM (restore-files.sh, diff-rollback.sh).
 
-use chrono::{DateTime, Utc};
-use clap::Parser;
-use lvsnap::catalog::{Catalog, State};
-use lvsnap::cli::{execute, Cli};
+mod common;
+
+use common::{Host, GIB};
+use lvsnap::catalog::State;
 use lvsnap::lvm::fake::FakeLvm;
 
-const GIB: u64 = 1 << 30;
-
-struct Host {
-    dir: tempfile::TempDir,
-    lvm: FakeLvm,
-}
-
-impl Host {
-    fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let lvm = FakeLvm::new();
-        lvm.add_vg("vg0", 8 * GIB)
-            .add_lv("vg0", "home", GIB)
-            .add_thin_pool("vg0", "pool", 2 * GIB)
-            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
-        let d = dir.path().display();
-        let text = format!(
-            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n\
-             [policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 10 }}\n\
-             [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = {{ last = 10 }}\n"
-        );
-        std::fs::write(dir.path().join("lvsnap.toml"), text).unwrap();
-        Host { dir, lvm }
-    }
-
-    #[track_caller]
-    fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
-        let now: DateTime<Utc> = now.parse().unwrap();
-        let config = self.dir.path().join("lvsnap.toml").display().to_string();
-        let argv = ["lvsnap", "--config", &config]
-            .into_iter()
-            .chain(args.iter().copied());
-        let cli = Cli::try_parse_from(argv).expect("valid arguments");
-        self.lvm.set_clock(now);
-        let mut out = Vec::new();
-        let code = execute(&cli, &self.lvm, now, &mut out);
-        (code, String::from_utf8(out).unwrap())
-    }
-
-    fn catalog(&self) -> Catalog {
-        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
-    }
-
-    fn state_of(&self, name: &str) -> State {
-        self.catalog()
-            .all_snapshots()
-            .unwrap()
-            .into_iter()
-            .find(|s| s.name == name)
-            .unwrap()
-            .state
-    }
+/// vg0 with a thick `home` and a thin `data`, one policy each.
+fn host() -> Host {
+    let lvm = FakeLvm::new();
+    lvm.add_vg("vg0", 8 * GIB)
+        .add_lv("vg0", "home", GIB)
+        .add_thin_pool("vg0", "pool", 2 * GIB)
+        .add_thin_lv("vg0", "pool", "data", 4 * GIB);
+    Host::new(
+        lvm,
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = { last = 10 }\n\
+         [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = { last = 10 }\n",
+    )
 }
 
 #[test]
 fn rollback_takes_a_pinned_guard_first_and_records_the_merge() {
-    let h = Host::new();
+    let h = host();
     h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
     let (code, out) = h.lvsnap(
         &["rollback", "home-lvsnap-20260302T010000Z", "--yes"],
@@ -102,7 +62,7 @@ fn rollback_takes_a_pinned_guard_first_and_records_the_merge() {
 
 #[test]
 fn a_deferred_merge_is_pending_until_the_origin_is_reactivated() {
-    let h = Host::new();
+    let h = host();
     h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
     h.lvm.set_open("vg0", "home", true);
     let (code, out) = h.lvsnap(
@@ -150,7 +110,7 @@ fn a_deferred_merge_is_pending_until_the_origin_is_reactivated() {
 
 #[test]
 fn rollback_without_a_terminal_needs_yes() {
-    let h = Host::new();
+    let h = host();
     h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
     let (code, _) = h.lvsnap(
         &["rollback", "home-lvsnap-20260302T010000Z"],
@@ -173,7 +133,7 @@ fn rollback_without_a_terminal_needs_yes() {
 
 #[test]
 fn snapshots_lvsnap_did_not_create_are_refused_by_every_restore_command() {
-    let h = Host::new();
+    let h = host();
     h.lvm.add_snapshot(
         "vg0",
         "home",
@@ -202,7 +162,7 @@ fn snapshots_lvsnap_did_not_create_are_refused_by_every_restore_command() {
 
 #[test]
 fn a_thin_rollback_can_be_undone_through_its_detached_guard() {
-    let h = Host::new();
+    let h = host();
     h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
     let (code, out) = h.lvsnap(
         &["rollback", "data-lvsnap-20260302T010000Z", "--yes"],

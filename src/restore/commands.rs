@@ -110,14 +110,7 @@ pub fn umount_cmd(ctx: &mut Ctx<'_>, spec: &str) -> Result<i32, Error> {
         )));
     };
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
-    engine.unmount(&mount::Mounted {
-        record: rec.id,
-        vg: rec.vg.clone(),
-        lv: rec.lv.clone(),
-        dir: rec.dir.clone(),
-        fs_type: String::new(),
-        activated: rec.activated,
-    })?;
+    engine.unmount(&mount::Mounted::from(&rec))?;
     writeln!(
         ctx.out,
         "unmounted {}/{} from {}",

@@ -75,20 +75,9 @@ pub fn rollback_cmd(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Err
         &format!("guard before rollback to {name}"),
     )?;
     let now = ctx.now;
-    let record = RollbackRecord {
-        id: 0,
-        snapshot_id: m.record.id,
-        vg: vg.clone(),
-        origin: lv.clone(),
-        snapshot: name.clone(),
-        guard: Some(guard.clone()),
-        requested: now,
-        deferred: open,
-        completed: None,
-    };
     // Recorded before lvconvert: after a crash the next run still knows the snapshot was
     // merged, not removed behind lvsnap's back.
-    let id = engine.record(|c| c.record_rollback(&record))?;
+    let id = begin_rollback(&mut engine, &m, &guard, open, now)?;
     // A thin origin merges at activation: cycle an unused one so the merge happens now.
     let cycle_thin = m.record.thin && !open && origin.active;
     let merged = (|| {
@@ -178,18 +167,7 @@ fn swap_in_detached(
         writeln!(ctx.out, "nothing changed")?;
         return Ok(exit::USAGE);
     }
-    let record = RollbackRecord {
-        id: 0,
-        snapshot_id: m.record.id,
-        vg: vg.clone(),
-        origin: lv.clone(),
-        snapshot: name.clone(),
-        guard: Some(guard.clone()),
-        requested: now,
-        deferred: false,
-        completed: None,
-    };
-    let id = engine.record(|c| c.record_rollback(&record))?;
+    let id = begin_rollback(engine, m, &guard, false, now)?;
     let guard_tags = [
         OWNER_TAG.to_owned(),
         format!("{POLICY_TAG}={}", policy.name),
@@ -256,4 +234,26 @@ fn swap_in_detached(
         "rolled back: {vg}/{lv} now holds what {name} held; {guard} keeps the state from before"
     )?;
     Ok(exit::OK)
+}
+
+/// Records a rollback about to be carried out.
+fn begin_rollback(
+    engine: &mut Engine<'_>,
+    m: &crate::reconcile::Managed,
+    guard: &str,
+    deferred: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, Error> {
+    let record = RollbackRecord {
+        id: 0,
+        snapshot_id: m.record.id,
+        vg: m.record.vg.clone(),
+        origin: m.record.origin.clone(),
+        snapshot: m.record.name.clone(),
+        guard: Some(guard.to_owned()),
+        requested: now,
+        deferred,
+        completed: None,
+    };
+    Ok(engine.record(|c| c.record_rollback(&record))?)
 }

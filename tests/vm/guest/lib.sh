@@ -81,3 +81,29 @@ slow_lvcreate() {
 
 # running NAME: whether a process with that command name is alive (the guest has no procps).
 running() { grep -qlx "$1" /proc/[0-9]*/comm 2> /dev/null; }
+
+# populate_tree DIR: the kinds of files a server holds — owners, modes, times, an ACL, xattrs,
+# a hard link, a symlink, a sparse file, a fifo, many small files, and a tmp/ to exclude.
+populate_tree() {
+  local d=$1
+  mkdir -p "$d/etc" "$d/data" "$d/many" "$d/tmp/cache"
+  echo "root:x:0:0:root:/root:/bin/bash" > "$d/etc/passwd"
+  printf 'secret\n' > "$d/etc/shadow"; chmod 640 "$d/etc/shadow"; chown 0:42 "$d/etc/shadow"
+  setfacl -m u:1234:rw "$d/etc/shadow"
+  touch -d '2020-02-29 12:34:56' "$d/etc/passwd"
+  head -c 3M /dev/urandom > "$d/data/blob"
+  ln "$d/data/blob" "$d/data/blob-hardlink"
+  setfattr -n user.origin -v lvsnap "$d/data/blob"
+  ln -s ../etc/passwd "$d/data/passwd-link"
+  truncate -s 32M "$d/data/sparse"; echo end >> "$d/data/sparse"
+  mkfifo "$d/data/fifo"
+  chown 1234:5678 "$d/data"; chmod 2750 "$d/data"
+  for i in $(seq 150); do echo "file $i" > "$d/many/f$i"; done
+  echo junk > "$d/tmp/cache/junk"
+}
+
+# tree_sums DIR [SKIP]: sha256sum of every file below DIR (leaving out the top-level SKIP),
+# relative paths, sorted.
+tree_sums() {
+  (cd "$1" && find . -path "./${2:-/}" -prune -o -type f -print0 | sort -z | xargs -0 sha256sum)
+}

@@ -15,26 +15,6 @@ make_fs ext4 /dev/vdb
 mkdir -p /mnt/backup && run mount /dev/vdb /mnt/backup
 for v in home srv data mail cmd; do mkdir -p /mnt/$v && mount /dev/vg0/$v /mnt/$v; done
 
-# populate DIR: the kinds of files a server holds, with owners, modes, times, an ACL, xattrs,
-# a hard link, a symlink, a sparse file, a fifo, and a tmp/ that the policies exclude.
-populate() {
-  local d=$1
-  mkdir -p "$d/etc" "$d/data" "$d/many" "$d/tmp/cache"
-  echo "root:x:0:0:root:/root:/bin/bash" > "$d/etc/passwd"
-  printf 'secret\n' > "$d/etc/shadow"; chmod 640 "$d/etc/shadow"; chown 0:42 "$d/etc/shadow"
-  setfacl -m u:1234:rw "$d/etc/shadow"
-  touch -d '2020-02-29 12:34:56' "$d/etc/passwd"
-  head -c 3M /dev/urandom > "$d/data/blob"
-  ln "$d/data/blob" "$d/data/blob-hardlink"
-  setfattr -n user.origin -v lvsnap "$d/data/blob"
-  ln -s ../etc/passwd "$d/data/passwd-link"
-  truncate -s 32M "$d/data/sparse"; echo end >> "$d/data/sparse"
-  mkfifo "$d/data/fifo"
-  chown 1234:5678 "$d/data"; chmod 2750 "$d/data"
-  for i in $(seq 150); do echo "file $i" > "$d/many/f$i"; done
-  echo junk > "$d/tmp/cache/junk"
-}
-
 # same_tree A B: rsync finds nothing to change between A and B (checksums, owners, modes,
 # times, ACLs, xattrs, hard links, specials), tmp/ excluded; and sha256sum of every file agrees.
 same_tree() {
@@ -42,9 +22,8 @@ same_tree() {
   diff=$(rsync -nrlptgoDHAXc --numeric-ids --delete -i --exclude=/tmp "$1/" "$2/")
   [ -z "$diff" ] || fail "$2 differs from $1:
 $diff"
-  assert_eq "$(sums "$2")" "$(sums "$1")" "sha256sum of every file"
+  assert_eq "$(tree_sums "$2" tmp)" "$(tree_sums "$1" tmp)" "sha256sum of every file"
 }
-sums() { (cd "$1" && find . -path ./tmp -prune -o -type f -print0 | sort -z | xargs -0 sha256sum); }
 
 # manifest_sums MANIFEST: the manifest's files as sha256sum would print them.
 manifest_sums() { awk '$1 == "f" {print $4 "  ./" $5}' "$1" | sort -k2; }
@@ -56,7 +35,7 @@ mount_snapshot() {
   mount -t "$3" -o "$(snapshot_mount_opts "$3")" "/dev/$1" "$2"
 }
 
-for v in home srv data mail cmd; do populate /mnt/$v; done
+for v in home srv data mail cmd; do populate_tree /mnt/$v; done
 sync
 write_policy '[settings]
 timezone = "UTC"
@@ -163,7 +142,7 @@ for spec in home:ext4:rsync srv:xfs:archive data:xfs:rsync mail:ext4:archive; do
   assert_eq "$(getfattr --only-values -n user.origin $tree/data/blob)" lvsnap "xattr"
   assert_contains "$(getfacl -n $tree/etc/shadow 2>/dev/null)" "user:1234:rw-" "ACL"
   assert_eq "$(stat -c %h $tree/data/blob)" 2 "hard link kept"
-  assert_eq "$(manifest_sums /mnt/backup/$engine/vg0/$v/$gen.manifest)" "$(sums /mnt/check-$v | sort -k2)" "manifest vs sha256sum of the snapshot"
+  assert_eq "$(manifest_sums /mnt/backup/$engine/vg0/$v/$gen.manifest)" "$(tree_sums /mnt/check-$v tmp | sort -k2)" "manifest vs sha256sum of the snapshot"
   umount /mnt/check-$v
   case $v in data|mail) lvchange -an vg0/$snap ;; esac
   # The writer kept writing after the snapshot: the origin differs, the backup does not.

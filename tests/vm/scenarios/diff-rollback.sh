@@ -28,12 +28,10 @@ volumes = ["vg0/data"]
 schedule = "0 * * * *"
 keep = { last = 10 }'
 
-# sums DIR: sha256sum of every file, relative paths, sorted.
-sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
 # snapshot_sums SNAPSHOT: sums of a snapshot, read through lvsnap mount.
 snapshot_sums() {
   "$LVSNAP" mount "$1" /mnt/peek > /dev/null
-  sums /mnt/peek
+  tree_sums /mnt/peek
   "$LVSNAP" umount "$1" > /dev/null
 }
 newest() { tagged_lvs | grep "^$1-lvsnap-" | sort | tail -1; }
@@ -67,7 +65,7 @@ for v in home data; do
   fi
   target=$(tagged_lvs | grep "^$v-lvsnap-" | sort | head -1)
   want=$(snapshot_sums $target)
-  before=$(sums /mnt/$v)
+  before=$(tree_sums /mnt/$v)
   umount /mnt/$v
   out=$("$LVSNAP" rollback $target --yes); echo "$out"
   assert_contains "$out" "a guard snapshot of vg0/$v as it is now is taken first"
@@ -76,13 +74,13 @@ for v in home data; do
   guard=$(newest $v)
   assert_contains "$("$LVSNAP" list)" "guard before rollback to $target"
   mount /dev/vg0/$v /mnt/$v
-  assert_eq "$(sums /mnt/$v)" "$want" "the origin equals the snapshot"
+  assert_eq "$(tree_sums /mnt/$v)" "$want" "the origin equals the snapshot"
 
   step "rolling back to the guard undoes the rollback"
   umount /mnt/$v
   lvsnap rollback $guard --yes
   mount /dev/vg0/$v /mnt/$v
-  assert_eq "$(sums /mnt/$v)" "$before" "the origin is as before the first rollback"
+  assert_eq "$(tree_sums /mnt/$v)" "$before" "the origin is as before the first rollback"
 done
 
 step "rollback of a mounted origin is deferred and shown as pending"
@@ -114,7 +112,7 @@ assert_not_contains "$out" "PENDING"
 assert_contains "$("$LVSNAP" catalog history)" "rollback  vg0/home to $s3"
 assert_contains "$("$LVSNAP" catalog history | grep "to $s3")" "completed"
 mount /dev/vg0/home /mnt/home
-assert_eq "$(sums /mnt/home)" "$want" "the origin equals the merged snapshot"
+assert_eq "$(tree_sums /mnt/home)" "$want" "the origin equals the merged snapshot"
 
 step "a mounted thin origin: deferred, then merged at activation"
 lvsnap snapshot data
@@ -128,7 +126,7 @@ run lvchange -an vg0/data
 run lvchange -ay vg0/data
 assert_no_lv vg0/$s4
 mount /dev/vg0/data /mnt/data
-assert_eq "$(sums /mnt/data)" "$want" "the thin origin equals the merged snapshot"
+assert_eq "$(tree_sums /mnt/data)" "$want" "the thin origin equals the merged snapshot"
 "$LVSNAP" list > /dev/null
 assert_contains "$("$LVSNAP" catalog history | grep "to $s4")" "completed"
 

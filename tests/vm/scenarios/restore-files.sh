@@ -12,20 +12,6 @@ make_fs ext4 /dev/vdb
 mkdir -p /mnt/backup && mount /dev/vdb /mnt/backup
 for v in home srv data mail; do mkdir -p /mnt/$v && mount /dev/vg0/$v /mnt/$v; done
 
-populate() {
-  local d=$1
-  mkdir -p "$d/etc" "$d/data" "$d/many"
-  echo "root:x:0:0:root:/root:/bin/bash" > "$d/etc/passwd"
-  printf 'secret\n' > "$d/etc/shadow"; chmod 640 "$d/etc/shadow"; chown 0:42 "$d/etc/shadow"
-  setfacl -m u:1234:rw "$d/etc/shadow"
-  touch -d '2020-02-29 12:34:56' "$d/etc/passwd"
-  head -c 1M /dev/urandom > "$d/data/blob"
-  ln "$d/data/blob" "$d/data/blob-hardlink"
-  setfattr -n user.origin -v lvsnap "$d/data/blob"
-  truncate -s 16M "$d/data/sparse"; echo end >> "$d/data/sparse"
-  chown 1234:5678 "$d/data"; chmod 2750 "$d/data"
-  for i in $(seq 20); do echo "file $i" > "$d/many/f$i"; done
-}
 # same_paths A B PATH...: rsync finds nothing to change between A/PATH and B/PATH (checksums,
 # owners, modes, times, ACLs, xattrs, hard links).
 same_paths() {
@@ -37,7 +23,7 @@ $diff"
   done
 }
 
-for v in home srv data mail; do populate /mnt/$v; done
+for v in home srv data mail; do populate_tree /mnt/$v; done
 sync
 policy() {
   cat <<EOF

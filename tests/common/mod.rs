@@ -1,0 +1,70 @@
+//! A host for CLI-level tests: the fake LVM, policy files and a catalog in a temporary
+//! directory, and `lvsnap` run in-process with a fixed clock.
+
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use lvsnap::catalog::{Catalog, State};
+use lvsnap::cli::{execute, Cli};
+use lvsnap::lvm::fake::FakeLvm;
+
+pub const GIB: u64 = 1 << 30;
+
+pub struct Host {
+    pub dir: tempfile::TempDir,
+    pub lvm: FakeLvm,
+}
+
+impl Host {
+    /// `policies` (TOML) after a `[settings]` table that keeps everything in the directory.
+    pub fn new(lvm: FakeLvm, policies: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let settings = format!(
+            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n"
+        );
+        std::fs::write(dir.path().join("lvsnap.toml"), settings + policies).unwrap();
+        Host { dir, lvm }
+    }
+
+    /// Where this host keeps things (`{dir}` in policies written after creation).
+    pub fn path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// Appends TOML to the policy file.
+    pub fn add_policies(&self, text: &str) {
+        let path = self.dir.path().join("lvsnap.toml");
+        let old = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, old + text).unwrap();
+    }
+
+    #[track_caller]
+    pub fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
+        let now: DateTime<Utc> = now.parse().unwrap();
+        let config = self.dir.path().join("lvsnap.toml").display().to_string();
+        let argv = ["lvsnap", "--config", &config]
+            .into_iter()
+            .chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        self.lvm.set_clock(now);
+        let mut out = Vec::new();
+        let code = execute(&cli, &self.lvm, now, &mut out);
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
+    }
+
+    pub fn state_of(&self, name: &str) -> State {
+        self.catalog()
+            .all_snapshots()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .state
+    }
+}
