@@ -28,6 +28,13 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The lock, for a command that may let go of it during a backup's copy.
+    pub(crate) fn hold(&self) -> Result<lock::Held, Error> {
+        let s = &self.config.settings;
+        let timeout = s.lock_timeout.to_std().unwrap_or_default();
+        Ok(lock::Held::acquire(&s.runtime_dir, timeout)?)
+    }
+
     pub(crate) fn lock(&self) -> Result<lock::LockGuard, Error> {
         let s = &self.config.settings;
         let timeout = s.lock_timeout.to_std().unwrap_or_default();
@@ -76,10 +83,10 @@ pub fn run_status(r: &RunReport) -> i32 {
 pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Result<i32, Error> {
     ctx.check_policies(&opts.policies)?;
     ctx.tools()?;
-    let _lock = if opts.dry_run {
+    let held = if opts.dry_run {
         None
     } else {
-        Some(ctx.lock()?)
+        Some(ctx.hold()?)
     };
     let mut catalog = ctx.catalog(!opts.dry_run)?;
     let started = std::time::Instant::now();
@@ -96,6 +103,7 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
                 force: opts.force,
                 cancel: &ctx.cancel,
                 progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                lock: held.as_ref(),
             },
             &inv,
             &mut fleet,

@@ -98,3 +98,57 @@ mod tests {
         acquire(dir.path(), Duration::ZERO).unwrap();
     }
 }
+
+/// The lock of a command that lets go of it while it waits on something slow — a backup's
+/// copy — so that scheduled snapshot runs are not blocked for hours, and takes it back after.
+#[derive(Debug)]
+pub struct Held {
+    guard: std::cell::RefCell<Option<LockGuard>>,
+    runtime_dir: PathBuf,
+    timeout: Duration,
+}
+
+impl Held {
+    /// Takes the lock as [`acquire`] does.
+    ///
+    /// # Errors
+    /// As [`acquire`].
+    pub fn acquire(runtime_dir: &Path, timeout: Duration) -> Result<Held, LockError> {
+        Ok(Held {
+            guard: std::cell::RefCell::new(Some(acquire(runtime_dir, timeout)?)),
+            runtime_dir: runtime_dir.to_owned(),
+            timeout,
+        })
+    }
+
+    pub fn release(&self) {
+        self.guard.borrow_mut().take();
+    }
+
+    /// Takes the lock back, waiting longer than a new command would: what runs meanwhile is a
+    /// short snapshot run, and giving up would leave a mount behind.
+    ///
+    /// # Errors
+    /// Another lvsnap held the lock for ten lock timeouts.
+    pub fn reacquire(&self) -> Result<(), LockError> {
+        if self.guard.borrow().is_some() {
+            return Ok(());
+        }
+        let guard = acquire(&self.runtime_dir, self.timeout * 10)?;
+        *self.guard.borrow_mut() = Some(guard);
+        Ok(())
+    }
+}
+
+/// Whether `pid` is another lvsnap process that is still running (a backup or mount record's
+/// owner). This process never counts: its own records are finished before it looks.
+pub fn lvsnap_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    let name = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    match (name(&pid.to_string()), name("self")) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
+    }
+}

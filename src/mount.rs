@@ -217,6 +217,10 @@ impl Engine<'_> {
             if rec.purpose == "browse" && mounted {
                 continue;
             }
+            // A backup that let go of the lock while it copies still owns its mount.
+            if rec.pid.is_some_and(crate::lock::lvsnap_alive) {
+                continue;
+            }
             if self.dry_run {
                 notes.push(format!(
                     "would undo the mount of {} at {}",

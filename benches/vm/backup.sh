@@ -1,9 +1,10 @@
 #!/bin/bash
 # backup.sh LVSNAP MIB [PAIRS] — runs in the test VM. A thick ext4 volume holding MIB MiB (3/4
-# in 1 MiB files, 1/4 in 16 KiB files) is snapshotted; each pair times a plain `rsync -a` of
-# the mounted snapshot against `lvsnap backup` of the same snapshot (cold page cache for both,
-# empty target, so no --link-dest shortcut), then hashing: sha256sum vs the manifest code on
-# 1 and 2 threads over the mounted snapshot (warm cache). See BENCHMARKS.md.
+# in 1 MiB files, 1/4 in 16 KiB files) is snapshotted; each round times, on the same mounted
+# snapshot with a cold page cache and an empty target (no --link-dest shortcut): a plain
+# `rsync -a`; the exact rsync lvsnap runs (`-aHAXS --numeric-ids`: hard links, ACLs, xattrs,
+# sparse files), bare; and `lvsnap backup` (its copy, its overlapped hashing, its wall time).
+# Then hashing: sha256sum vs the manifest code on 1 and 2 threads (warm cache). BENCHMARKS.md.
 set -euo pipefail
 LVSNAP=$1; MIB=${2:-1024}; PAIRS=${3:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,18 +40,20 @@ schedule = "0 2 * * *"
 target = "/mnt/target/lvsnap"
 keep = { last = 10 }
 TOML
-echo "pair  rsync-a_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_wall_ms  copy_ratio"
+echo "round  rsync-a_ms  rsync-aHAXS_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_wall_ms  HAXS/a  lvsnap_copy/a"
 for i in $(seq "$PAIRS"); do
   rm -rf /mnt/target/plain /mnt/target/lvsnap
   sleep 1; snap=$($LVSNAP snapshot home | sed -n 's/.*created //p')
   mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap
   cold; s=$(date +%s%N); rsync -a /mnt/snap/ /mnt/target/plain/; plain=$(ms $s)
+  rm -rf /mnt/target/plain
+  cold; s=$(date +%s%N); rsync -aHAXS --numeric-ids /mnt/snap/ /mnt/target/plain/; haxs=$(ms $s)
   umount /mnt/snap
   cold; s=$(date +%s%N); out=$($LVSNAP backup home --json); wall=$(ms $s)
   copy=$(echo "$out" | grep -o '"copy_seconds":[0-9.]*' | cut -d: -f2)
   hash=$(echo "$out" | grep -o '"hash_seconds":[0-9.]*' | cut -d: -f2)
-  awk -v i=$i -v p=$plain -v c=$copy -v h=$hash -v w=$wall \
-    'BEGIN {printf "%4d  %10d  %14d  %14d  %14d  %10.3f\n", i, p, c * 1000, h * 1000, w, c * 1000 / p}'
+  awk -v i=$i -v p=$plain -v x=$haxs -v c=$copy -v h=$hash -v w=$wall \
+    'BEGIN {printf "%5d  %10d  %14d  %14d  %14d  %14d  %6.3f  %13.3f\n", i, p, x, c * 1000, h * 1000, w, x / p, c * 1000 / p}'
 done
 step_hash() {
   mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap

@@ -48,7 +48,7 @@ pub fn backup(
         None => None,
     };
     ctx.tools()?;
-    let _lock = if dry_run { None } else { Some(ctx.lock()?) };
+    let held = if dry_run { None } else { Some(ctx.hold()?) };
     let mut catalog = ctx.catalog(!dry_run)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, dry_run);
     let (inv, mut fleet) = engine.survey()?;
@@ -61,6 +61,7 @@ pub fn backup(
         force: false,
         cancel: &ctx.cancel,
         progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        lock: held.as_ref(),
     };
     let report = engine.backups(&opts, &inv, &mut fleet, &mut space)?;
     engine.flush()?;

@@ -39,6 +39,8 @@ pub struct BackupOptions<'a> {
     pub cancel: &'a AtomicBool,
     /// Show a progress bar (stderr is a terminal).
     pub progress: bool,
+    /// The run lock, let go of while a backup copies (none in a dry run).
+    pub lock: Option<&'a crate::lock::Held>,
 }
 
 /// What happened to one volume's backup.
@@ -190,6 +192,15 @@ impl Engine<'_> {
                 .iter()
                 .filter(|r| r.state == BackupState::Complete)
         };
+        if let Some(live) = of_volume.iter().find(|r| {
+            r.state == BackupState::Running && r.pid.is_some_and(crate::lock::lvsnap_alive)
+        }) {
+            return Ok(Outcome::Skipped(format!(
+                "a backup of {volume} is in progress (pid {}, {})",
+                live.pid.unwrap_or_default(),
+                live.label()
+            )));
+        }
         if opts.due_only {
             let last = complete().map(|r| r.started).max();
             let ticks = CronTicks {
@@ -339,7 +350,18 @@ impl Engine<'_> {
             }
         };
         info!(policy = %policy.name, volume = %volume, snapshot = %managed.record.name, engine = %b.engine, to = %dir.join(name).display(), "backing up");
+        // The copy may take hours: scheduled snapshot runs go on meanwhile. The mount keeps the
+        // snapshot busy (never pruned) and the records carry this process's pid, so a run in
+        // between leaves this backup alone.
+        if let Some(l) = opts.lock {
+            l.release();
+        }
         let copied = copy(b, &mounted, dir, name, previous, opts);
+        if let Some(l) = opts.lock {
+            if let Err(e) = l.reacquire() {
+                warn!("{e}; unmounting and recording without the lock");
+            }
+        }
         let unmounted = self.unmount(&mounted);
         self.now = Utc::now().max(now);
         let finished = self.now;
@@ -399,6 +421,10 @@ impl Engine<'_> {
         let now = self.now;
         for r in self.catalog.backups(None)? {
             if r.state != BackupState::Running {
+                continue;
+            }
+            if let Some(pid) = r.pid.filter(|p| crate::lock::lvsnap_alive(*p)) {
+                notes.push(format!("backup {} is in progress (pid {pid})", r.label()));
                 continue;
             }
             if self.dry_run {

@@ -78,6 +78,8 @@ pub struct BackupRecord {
     pub verified: Option<DateTime<Utc>>,
     pub verify_ok: Option<bool>,
     pub verify_detail: Option<String>,
+    /// The lvsnap process that runs (or ran) it.
+    pub pid: Option<u32>,
 }
 
 impl BackupRecord {
@@ -111,11 +113,13 @@ pub struct MountRecord {
     pub activated: bool,
     pub backup_id: Option<i64>,
     pub mounted: DateTime<Utc>,
+    /// The lvsnap process that made it.
+    pub pid: Option<u32>,
 }
 
 const BACKUP_COLUMNS: &str = "id, policy, vg, origin, engine, dir, name, snapshot, snapshot_time, \
      temporary, started_at, finished_at, state, error, bytes, files, manifest_sha256, \
-     verified_at, verify_ok, verify_detail";
+     verified_at, verify_ok, verify_detail, pid";
 
 fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
     let opt_ts = |v: Option<i64>| v.map(from_ts);
@@ -141,6 +145,7 @@ fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
         verified: opt_ts(r.get(17)?),
         verify_ok: r.get(18)?,
         verify_detail: r.get(19)?,
+        pid: r.get(20)?,
     })
 }
 
@@ -161,7 +166,8 @@ impl Catalog {
         self.conn
             .execute(
                 "INSERT INTO backups (policy, vg, origin, engine, dir, name, snapshot, snapshot_time,
-                 temporary, started_at, state) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'running')",
+                 temporary, started_at, state, pid)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,'running',?11)",
                 params![
                     b.policy,
                     b.vg,
@@ -172,7 +178,8 @@ impl Catalog {
                     b.snapshot,
                     ts(b.snapshot_time),
                     b.temporary,
-                    ts(now)
+                    ts(now),
+                    std::process::id()
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -281,8 +288,8 @@ impl Catalog {
     pub fn begin_mount(&self, m: &NewMount<'_>, now: DateTime<Utc>) -> Result<i64, CatalogError> {
         self.conn
             .execute(
-                "INSERT INTO mounts (vg, lv, dir, purpose, activated, backup_id, mounted_at)
-                 VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                "INSERT INTO mounts (vg, lv, dir, purpose, activated, backup_id, mounted_at, pid)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
                 params![
                     m.vg,
                     m.lv,
@@ -290,7 +297,8 @@ impl Catalog {
                     m.purpose,
                     m.activated,
                     m.backup_id,
-                    ts(now)
+                    ts(now),
+                    std::process::id()
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -319,7 +327,7 @@ impl Catalog {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, vg, lv, dir, purpose, activated, backup_id, mounted_at FROM mounts
+                "SELECT id, vg, lv, dir, purpose, activated, backup_id, mounted_at, pid FROM mounts
                  WHERE released_at IS NULL ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -334,6 +342,7 @@ impl Catalog {
                     activated: r.get(5)?,
                     backup_id: r.get(6)?,
                     mounted: from_ts(r.get(7)?),
+                    pid: r.get(8)?,
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -120,4 +120,8 @@ pub const MIGRATIONS: &[&str] = &[
         deferred INTEGER NOT NULL,
         completed_at INTEGER
     );",
+    // 5: the process that runs a backup or holds a mount, so that a run during a long backup
+    // (which lets go of the lock while it copies) tells a live one from one a crash left.
+    "ALTER TABLE backups ADD COLUMN pid INTEGER;
+    ALTER TABLE mounts ADD COLUMN pid INTEGER;",
 ];

@@ -105,5 +105,7 @@ populate_tree() {
 # tree_sums DIR [SKIP]: sha256sum of every file below DIR (leaving out the top-level SKIP),
 # relative paths, sorted.
 tree_sums() {
-  (cd "$1" && find . -path "./${2:-/}" -prune -o -type f -print0 | sort -z | xargs -0 sha256sum)
+  local skip=()
+  [ -n "${2:-}" ] && skip=(-path "./$2" -prune -o)
+  (cd "$1" && find . "${skip[@]}" -type f -print0 | sort -z | xargs -0 sha256sum)
 }

@@ -98,3 +98,24 @@ assert_no_lv vg0/$temp
 assert_eq "$(partials)" "" "partial files after SIGTERM"
 assert_eq "$("$LVSNAP" backups --all | grep -c failed)" 2 "both interrupted backups recorded failed"
 rm /usr/local/sbin/rsync
+
+step "a run during a long backup is not blocked by it and leaves it alone"
+rm /mnt/data/big2; head -c 8M /dev/urandom > /mnt/data/big3; sync
+slow_rsync
+"$LVSNAP" backup data > long.log 2>&1 &
+pid=$!
+wait_mid_copy
+rc=0; out=$("$LVSNAP" run 2>&1) || rc=$?
+echo "$out"
+assert_eq "$rc" 0 "exit status of a run during a backup"
+assert_not_contains "$out" "another lvsnap is running"
+assert_contains "$out" "is in progress (pid $pid)"
+running rsync || fail "the run stopped the backup's copy"
+assert_contains "$(cat /proc/mounts)" "/run/lvsnap/backup/"
+rc=0; wait $pid || rc=$?
+cat long.log
+assert_eq "$rc" 0 "exit status of the long backup"
+assert_contains "$(cat long.log)" "backup data vg0/data: wrote "
+assert_not_contains "$(cat /proc/mounts)" "/run/lvsnap/"
+rm /usr/local/sbin/rsync
+lvsnap verify --all
