@@ -38,10 +38,11 @@ Exit status:
   3  done, but a guard held pruning back (too many removals at once, the clock went back,
      a merge pending); `prune --force` overrides the first";
 
-/// Scheduled copy-on-write LVM snapshots with retention policies.
+/// Scheduled copy-on-write LVM snapshots with retention policies, backups and restores.
 ///
 /// lvsnap takes snapshots of logical volumes on a schedule, prunes them by the keep rules of
-/// TOML policy files, and never touches a snapshot it did not create.
+/// TOML policy files, backs them up, restores from them, and never touches a snapshot it did
+/// not create.
 #[derive(Debug, Parser)]
 #[command(name = "lvsnap", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
@@ -153,6 +154,38 @@ pub enum Command {
         json: bool,
     },
 
+    /// List backups: volume, generation, engine, state, files, size, duration, last verify.
+    Backups {
+        /// Only this policy's backups.
+        #[arg(long, short = 'p', value_name = "NAME")]
+        policy: Option<String>,
+        /// Include failed and pruned backups (with why).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Re-read a backup and compare every file with its manifest (missing, extra, changed).
+    ///
+    /// BACKUP is VG/LV@GENERATION as `lvsnap backups` shows it. Exit status 1 when any backup
+    /// differs from its manifest; the result is recorded and shown by `lvsnap backups`.
+    Verify {
+        /// The backup to verify.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        backup: Option<String>,
+        /// Verify every complete backup (of --policy, if given).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this policy's backups.
+        #[arg(long, short = 'p', value_name = "NAME", requires = "all")]
+        policy: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Mount one of lvsnap's snapshots read-only to look around (default: /run/lvsnap/mnt/VG/NAME).
     ///
     /// ext4 is mounted `ro,noload`, xfs `ro,nouuid,norecovery`; a thin snapshot is activated
@@ -235,38 +268,6 @@ pub enum Command {
         yes: bool,
     },
 
-    /// List backups: volume, generation, engine, state, files, size, duration, last verify.
-    Backups {
-        /// Only this policy's backups.
-        #[arg(long, short = 'p', value_name = "NAME")]
-        policy: Option<String>,
-        /// Include failed and pruned backups (with why).
-        #[arg(long)]
-        all: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-
-    /// Re-read a backup and compare every file with its manifest (missing, extra, changed).
-    ///
-    /// BACKUP is VG/LV@GENERATION as `lvsnap backups` shows it. Exit status 1 when any backup
-    /// differs from its manifest; the result is recorded and shown by `lvsnap backups`.
-    Verify {
-        /// The backup to verify.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        backup: Option<String>,
-        /// Verify every complete backup (of --policy, if given).
-        #[arg(long)]
-        all: bool,
-        /// With --all: only this policy's backups.
-        #[arg(long, short = 'p', value_name = "NAME", requires = "all")]
-        policy: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-
     /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
     /// the last error; the fill of volume groups and thin pools.
     Status {
@@ -301,7 +302,7 @@ pub enum Command {
         snapshot: String,
     },
 
-    /// The catalog: rebuild it from LVM tags, or show the commands lvsnap ran.
+    /// The catalog: rebuild it from LVM tags, show the commands lvsnap ran, or the restores.
     #[command(subcommand)]
     Catalog(CatalogCommand),
 
