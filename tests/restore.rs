@@ -212,3 +212,25 @@ fn a_thin_rollback_can_be_undone_through_its_detached_guard() {
     );
     assert!(list.contains("\"unmanaged\":[]"), "{list}");
 }
+
+#[test]
+fn a_browse_mount_a_reboot_took_away_is_released_by_the_next_run() {
+    let h = host();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let dir = h.dir.path().join("browse").display().to_string();
+    let (code, out) = h.lvsnap(
+        &["mount", "home-lvsnap-20260302T010000Z", &dir],
+        "2026-03-02T01:05:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(h.catalog().open_mounts().unwrap().len(), 1);
+    // The fake mounts nothing: to the next run this is a mount point a reboot emptied.
+    let (_, out) = h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
+    assert!(
+        out.contains(&format!(
+            "undid a leftover mount of vg0/home-lvsnap-20260302T010000Z at {dir}"
+        )),
+        "{out}"
+    );
+    assert!(h.catalog().open_mounts().unwrap().is_empty());
+}
