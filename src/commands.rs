@@ -31,14 +31,20 @@ impl Ctx<'_> {
     /// The lock, for a command that may let go of it during a backup's copy.
     pub(crate) fn hold(&self) -> Result<lock::Held, Error> {
         let s = &self.config.settings;
-        let timeout = s.lock_timeout.to_std().unwrap_or_default();
-        Ok(lock::Held::acquire(&s.runtime_dir, timeout)?)
+        Ok(lock::Held::acquire(&s.runtime_dir, self.lock_timeout())?)
     }
 
     pub(crate) fn lock(&self) -> Result<lock::LockGuard, Error> {
         let s = &self.config.settings;
-        let timeout = s.lock_timeout.to_std().unwrap_or_default();
-        Ok(lock::acquire(&s.runtime_dir, timeout)?)
+        Ok(lock::acquire(&s.runtime_dir, self.lock_timeout())?)
+    }
+
+    fn lock_timeout(&self) -> std::time::Duration {
+        self.config
+            .settings
+            .lock_timeout
+            .to_std()
+            .unwrap_or_default()
     }
 
     /// The LVM tools, checked once at start-up: a missing lvm2 stops here, before any change.

@@ -351,11 +351,22 @@ fn hash_file(
     buf: &mut [u8],
     progress: Option<&Progress>,
 ) -> io::Result<(u64, String)> {
-    let mut f = fs::File::open(path)?;
+    hash_reader(&mut fs::File::open(path)?, buf, progress)
+}
+
+/// Size and SHA-256 (hex) of everything `r` yields, read through `buf`.
+///
+/// # Errors
+/// Reading failed.
+pub fn hash_reader(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    progress: Option<&Progress>,
+) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {
-        let n = f.read(buf)?;
+        let n = r.read(buf)?;
         if n == 0 {
             break;
         }
@@ -373,7 +384,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {

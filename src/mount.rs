@@ -32,19 +32,38 @@ pub fn device(vg: &str, lv: &str) -> String {
     format!("/dev/{vg}/{lv}")
 }
 
-/// Whether `dir` is a mount point now, from `/proc/self/mountinfo`.
-pub fn is_mounted(dir: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = dir.to_string_lossy();
+/// The mounts of this process's namespace from `/proc/self/mountinfo`: the device number
+/// (`major:minor`) and the mount point of each.
+fn mounts() -> Vec<(String, PathBuf)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape_octal(m) == want)
+        .filter_map(|l| {
+            let mut f = l.split(' ').skip(2);
+            let dev = f.next()?;
+            let point = f.nth(1)?;
+            Some((dev.to_owned(), PathBuf::from(unescape_octal(point))))
+        })
+        .collect()
+}
+
+/// Whether `dir` is a mount point now.
+pub fn is_mounted(dir: &Path) -> bool {
+    mounts().iter().any(|(_, point)| point == dir)
+}
+
+/// Where the LV `VG/LV` is mounted, matched by device number, so any name of the device
+/// counts.
+pub fn mount_point_of(vg: &str, lv: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(device(vg, lv)).ok()?.rdev();
+    let want = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
+    mounts()
+        .into_iter()
+        .find_map(|(dev, point)| (dev == want).then_some(point))
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
-pub fn unescape_octal(s: &str) -> String {
+fn unescape_octal(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;

@@ -259,21 +259,21 @@ fn record_json(b: &BackupRecord) -> Value {
 ///
 /// # Errors
 /// No such complete backup, with the ones that exist.
-pub fn find_backup(all: &[BackupRecord], spec: &str) -> Result<BackupRecord, Error> {
+pub fn find_backup(all: &[BackupRecord], spec: &str) -> Result<BackupRecord, String> {
     let live = || all.iter().filter(|b| b.state == BackupState::Complete);
     let found = live().find(|b| {
         b.label() == spec || format!("{}@{}", b.origin, b.name) == spec || b.id.to_string() == spec
     });
     found.cloned().ok_or_else(|| {
         let names: Vec<String> = live().map(BackupRecord::label).collect();
-        Error::Usage(format!(
+        format!(
             "no complete backup {spec:?} (backups: {}); names are VG/LV@GENERATION as `lvsnap backups` shows them",
             if names.is_empty() {
                 "none".to_owned()
             } else {
                 names.join(", ")
             }
-        ))
+        )
     })
 }
 
@@ -295,7 +295,7 @@ pub fn verify_cmd(
     let catalog = ctx.catalog(true)?;
     let every = catalog.backups(policy)?;
     let chosen: Vec<BackupRecord> = match (spec, all) {
-        (Some(s), false) => vec![find_backup(&every, s)?],
+        (Some(s), false) => vec![find_backup(&every, s).map_err(Error::Usage)?],
         (None, true) => every
             .into_iter()
             .filter(|b| b.state == BackupState::Complete && b.engine != "command")

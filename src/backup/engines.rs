@@ -215,6 +215,22 @@ pub fn remove_path(p: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Removes what an unfinished backup wrote under its temporary names; a leftover that cannot
+/// be removed is logged (it never carries a final name).
+pub fn remove_partials(engine: &str, dir: &Path, name: &str) {
+    for p in [
+        partial(engine, dir, name),
+        Some(partial_manifest_path(dir, name)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Err(e) = remove_path(&p) {
+            tracing::warn!(path = %p.display(), "cannot remove a partial backup: {e}");
+        }
+    }
+}
+
 /// Reads a file fully (for manifests).
 ///
 /// # Errors

@@ -367,19 +367,7 @@ impl Engine<'_> {
         let finished = self.now;
         match copied {
             Ok(c) => {
-                let (files, bytes) = c.manifest.totals();
-                let digest = crate::manifest::sha256_hex(c.text.as_bytes());
-                self.record(|cat| {
-                    cat.complete_backup(
-                        id,
-                        &Written {
-                            bytes,
-                            files,
-                            manifest_sha256: &digest,
-                        },
-                        finished,
-                    )
-                })?;
+                let (files, bytes) = self.complete(id, &c.manifest, &c.text, finished)?;
                 info!(policy = %policy.name, volume = %volume, files, bytes, copy_seconds = c.copy_seconds, hash_seconds = c.hash_seconds, "backup complete");
                 if let Err(e) = unmounted {
                     warn!(dir = %mounted.dir.display(), "backup complete, but unmounting failed: {e}; the next run retries");
@@ -394,15 +382,7 @@ impl Engine<'_> {
                 })
             }
             Err(why) => {
-                for p in [
-                    engines::partial(b.engine.name(), dir, name),
-                    Some(engines::partial_manifest_path(dir, name)),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    let _ = engines::remove_path(&p);
-                }
+                engines::remove_partials(b.engine.name(), dir, name);
                 let why = match unmounted {
                     Ok(()) => why,
                     Err(e) => format!("{why}; unmounting also failed: {e}"),
@@ -411,6 +391,25 @@ impl Engine<'_> {
                 Err(RunError::Refused(why))
             }
         }
+    }
+
+    /// Records a backup complete with its manifest's totals and digest; returns (files, bytes).
+    fn complete(
+        &mut self,
+        id: i64,
+        manifest: &Manifest,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(u64, u64), RunError> {
+        let (files, bytes) = manifest.totals();
+        let digest = crate::manifest::sha256_hex(text.as_bytes());
+        let written = Written {
+            bytes,
+            files,
+            manifest_sha256: &digest,
+        };
+        self.record(|c| c.complete_backup(id, &written, at))?;
+        Ok((files, bytes))
     }
 
     /// Backups a crashed or killed lvsnap left `running`: data committed under its final name
@@ -439,35 +438,13 @@ impl Engine<'_> {
                 .flatten()
                 .and_then(|t| Manifest::from_text(&t).ok().map(|m| (t, m)));
             if let Some((text, m)) = parsed {
-                let (files, bytes) = m.totals();
-                let digest = crate::manifest::sha256_hex(text.as_bytes());
-                self.record(|c| {
-                    c.complete_backup(
-                        r.id,
-                        &Written {
-                            bytes,
-                            files,
-                            manifest_sha256: &digest,
-                        },
-                        now,
-                    )
-                })?;
+                self.complete(r.id, &m, &text, now)?;
                 notes.push(format!(
                     "backup {} had completed before an interruption",
                     r.label()
                 ));
             } else {
-                for p in [
-                    engines::partial(&r.engine, &r.dir, &r.name),
-                    Some(engines::partial_manifest_path(&r.dir, &r.name)),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    if let Err(e) = engines::remove_path(&p) {
-                        warn!(path = %p.display(), "cannot remove a partial backup: {e}");
-                    }
-                }
+                engines::remove_partials(&r.engine, &r.dir, &r.name);
                 self.record(|c| {
                     c.end_backup(
                         r.id,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::engines;
 use crate::catalog::BackupRecord;
-use crate::manifest::{Content, Differences, Entry, Manifest};
+use crate::manifest::{hash_reader, hex, sha256_hex, Content, Differences, Entry, Manifest};
 
 /// The outcome of one verification.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ pub fn verify(b: &BackupRecord, workers: usize) -> Result<Verdict, String> {
     let manifest_altered = b
         .manifest_sha256
         .as_deref()
-        .is_some_and(|want| want != hex(&Sha256::digest(text.as_bytes())));
+        .is_some_and(|want| want != sha256_hex(text.as_bytes()));
     let expected = Manifest::from_text(&text)?;
     let Some(data) = engines::artifact(&b.engine, &b.dir, &b.name) else {
         return Err(format!(
@@ -136,23 +136,8 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
                 (0o100000, Content::File { size, sha256 })
             }
             _ => {
-                let mut hasher = Sha256::new();
-                let mut size = 0u64;
-                loop {
-                    let n = e.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    size += n as u64;
-                }
-                (
-                    0o100000,
-                    Content::File {
-                        size,
-                        sha256: hex(&hasher.finalize()),
-                    },
-                )
+                let (size, sha256) = hash_reader(&mut e, &mut buf, None)?;
+                (0o100000, Content::File { size, sha256 })
             }
         };
         entries.insert(
@@ -250,10 +235,6 @@ fn normalize(p: &Path) -> PathBuf {
     p.components()
         .filter(|c| matches!(c, std::path::Component::Normal(_)))
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{origin_mount_point, relative_paths, resolve, resolve_snapshot, Source};
+use super::{relative_paths, resolve, resolve_snapshot, Source};
 use crate::backup::engines;
-use crate::catalog::{Catalog, RestoreRecord};
+use crate::catalog::{Catalog, RestoreRecord, RollbackRecord};
 use crate::commands::Ctx;
 use crate::error::{exit, Error};
 use crate::lvm::Inventory;
@@ -209,7 +209,7 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
     let (inv, mut fleet) = engine.survey()?;
     let source = resolve(a.source, &fleet, &inv, &backups).map_err(usage)?;
     let (vg, lv) = source.origin();
-    let live_mount = origin_mount_point(&vg, &lv);
+    let live_mount = mount::mount_point_of(&vg, &lv);
     let dest: PathBuf = match (a.to, a.in_place) {
         (Some(d), false) => d.to_owned(),
         (None, true) => live_mount.clone().ok_or_else(|| {
@@ -456,7 +456,7 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
         Some(_) => None,
         None => {
             let (vg, lv) = a.origin();
-            Some(origin_mount_point(&vg, &lv).ok_or_else(|| {
+            Some(mount::mount_point_of(&vg, &lv).ok_or_else(|| {
                 Error::Usage(format!(
                     "the origin {vg}/{lv} is not mounted, so there is no live state to compare with; name a second snapshot"
                 ))
@@ -551,8 +551,12 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
 /// # Errors
 /// The catalog cannot be read.
 pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, Error> {
-    let catalog = ctx.catalog(false)?;
+    let mut catalog = ctx.catalog(false)?;
     let tz = ctx.config.settings.timezone;
+    // Whether a pending merge finished since the last writing command shows only in LVM.
+    let inv = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true)
+        .inventory()
+        .ok();
     let restores = catalog.restores(limit)?;
     let rollbacks = catalog.rollbacks(false)?;
     if json {
@@ -563,18 +567,19 @@ pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, E
         let b: Vec<_> = rollbacks
             .iter()
             .take(limit)
-            .map(|b| json!({"requested": b.requested.to_rfc3339(), "volume": format!("{}/{}", b.vg, b.origin), "snapshot": b.snapshot, "guard": b.guard, "deferred": b.deferred, "completed": b.completed.map(|t| t.to_rfc3339())}))
+            .map(|b| json!({"requested": b.requested.to_rfc3339(), "volume": format!("{}/{}", b.vg, b.origin), "snapshot": b.snapshot, "guard": b.guard, "deferred": b.deferred, "completed": b.completed.map(|t| t.to_rfc3339()), "pending": !rollback_done(b, inv.as_ref())}))
             .collect();
         writeln!(ctx.out, "{}", json!({"restores": r, "rollbacks": b}))?;
         return Ok(exit::OK);
     }
-    let inv = {
-        let mut c = ctx.catalog(false)?;
-        let mut engine = Engine::new(ctx.config, ctx.runner, &mut c, ctx.now, true);
-        engine.inventory().ok()
-    };
     history_text(ctx.out, &catalog, inv.as_ref(), limit, tz)?;
     Ok(exit::OK)
+}
+
+/// A rollback is done when recorded so, or when its snapshot is gone from LVM (the merge
+/// finished since the last writing command, which will record it).
+fn rollback_done(b: &RollbackRecord, inv: Option<&Inventory>) -> bool {
+    b.completed.is_some() || inv.is_some_and(|i| i.find(&b.vg, &b.snapshot).is_none())
 }
 
 /// The restore history as text; also the footer of `lvsnap list`.
@@ -612,11 +617,9 @@ pub fn history_text(
         )?;
     }
     for b in rollbacks.iter().take(limit) {
-        // A merge LVM finished since the last writing command: its snapshot is gone.
-        let merged_since = inv.is_some_and(|i| i.find(&b.vg, &b.snapshot).is_none());
         let state = match b.completed {
             Some(t) => format!("completed {}", local(t, tz)),
-            None if merged_since => "completed".to_owned(),
+            None if rollback_done(b, inv) => "completed".to_owned(),
             None => format!("PENDING until {}/{} is next activated", b.vg, b.origin),
         };
         writeln!(

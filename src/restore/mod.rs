@@ -9,8 +9,9 @@ pub mod rollback;
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::backup::commands::find_backup;
 use crate::backup::engines;
-use crate::catalog::{BackupRecord, BackupState};
+use crate::catalog::BackupRecord;
 use crate::lvm::Inventory;
 use crate::mount::{self, MountRequest, Mounted};
 use crate::reconcile::{Fleet, Managed};
@@ -52,21 +53,9 @@ pub fn resolve(
     backups: &[BackupRecord],
 ) -> Result<Source, RunError> {
     if spec.contains('@') {
-        let found = backups.iter().find(|b| {
-            b.state == BackupState::Complete
-                && (b.label() == spec || format!("{}@{}", b.origin, b.name) == spec)
-        });
-        return found.cloned().map(Source::Backup).ok_or_else(|| {
-            let names: Vec<String> = backups
-                .iter()
-                .filter(|b| b.state == BackupState::Complete)
-                .map(BackupRecord::label)
-                .collect();
-            RunError::Refused(format!(
-                "no complete backup {spec:?} (backups: {}); see `lvsnap backups`",
-                list_or_none(&names)
-            ))
-        });
+        return find_backup(backups, spec)
+            .map(Source::Backup)
+            .map_err(RunError::Refused);
     }
     resolve_snapshot(spec, fleet, inv).map(Source::Snapshot)
 }
@@ -293,17 +282,4 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
     argv.extend(paths.iter().map(|p| format!("./{}", p.display())));
     engines::run_child(&argv, &std::sync::atomic::AtomicBool::new(false))
         .map_err(|e| format!("cannot unpack {}: {e}", archive.display()))
-}
-
-/// Where the live origin `/dev/VG/LV` is mounted, from `/proc/self/mountinfo` (matched by
-/// device number, so any name of the device counts).
-pub fn origin_mount_point(vg: &str, lv: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let rdev = std::fs::metadata(mount::device(vg, lv)).ok()?.rdev();
-    let want = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.get(2) == Some(&want.as_str())).then(|| PathBuf::from(mount::unescape_octal(f[4])))
-    })
 }

@@ -5,11 +5,12 @@
 //! pruning and backups of that origin until the merge is done.
 
 use super::commands::{confirm, guard_snapshot};
-use super::{origin_mount_point, resolve_snapshot};
+use super::resolve_snapshot;
 use crate::catalog::{RollbackRecord, State};
 use crate::commands::Ctx;
 use crate::error::{exit, Error};
 use crate::lvm::commands;
+use crate::mount;
 use crate::report::{age, local};
 use crate::run::Engine;
 
@@ -47,7 +48,7 @@ pub fn rollback_cmd(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Err
     if m.lv.as_ref().is_some_and(|l| l.origin.is_none()) {
         return swap_in_detached(ctx, &mut engine, &m, origin, yes);
     }
-    let mounted_at = origin_mount_point(&vg, &lv);
+    let mounted_at = mount::mount_point_of(&vg, &lv);
     writeln!(
         ctx.out,
         "rollback of {vg}/{lv} to {name} (taken {}, {} ago):\n  1. a guard snapshot of {vg}/{lv} as it is now is taken first and pinned: `lvsnap rollback` to it undoes this rollback\n  2. lvconvert --merge {vg}/{name}: {vg}/{lv} becomes what {name} holds; the snapshot is used up by the merge",
