@@ -214,9 +214,10 @@ pub enum Command {
     Restore {
         /// A snapshot or a backup generation.
         source: String,
-        /// Files or directories to restore.
+        /// Files or directories to restore (any bytes: a name that is not UTF-8 is given as it
+        /// is, for example bash's $'bad\xffname', the form lvsnap prints it in).
         #[arg(required = true)]
-        paths: Vec<String>,
+        paths: Vec<PathBuf>,
         /// The directory to restore into (created if missing).
         #[arg(
             long,
@@ -451,6 +452,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    crate::private::set_umask();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -582,6 +584,7 @@ pub fn execute_with(
     out: &mut dyn Write,
     cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> i32 {
+    crate::private::set_umask();
     match dispatch(cli, runner, now, out, cancel) {
         Ok(code) => code,
         // `lvsnap list | head`: the reader has what it wanted.
@@ -649,6 +652,7 @@ fn dispatch(
                     return Ok(crate::status::Level::Unknown as i32);
                 }
             };
+            crate::tools::set_tool_path(&cfg.settings.tool_path);
             let t = crate::status::Thresholds {
                 warning_periods: *warning,
                 critical_periods: (*critical).max(*warning),
@@ -667,6 +671,7 @@ fn dispatch(
         _ => {}
     }
     let cfg = config::load(&cli.config)?;
+    crate::tools::set_tool_path(&cfg.settings.tool_path);
     let at = match &cli.command {
         Command::Run(a) => a.now,
         Command::Plan { now, .. } => *now,

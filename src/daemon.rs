@@ -46,6 +46,7 @@ pub async fn run_daemon(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let config = Arc::new(config::load(&path)?);
+    crate::tools::set_tool_path(&config.settings.tool_path);
     let shared = Arc::new(Shared {
         path,
         config: RwLock::new(config),
@@ -83,6 +84,7 @@ fn scheduler_error(e: tokio_cron_scheduler::JobSchedulerError) -> Error {
 async fn reload_config(shared: &Arc<Shared>, sched: &JobScheduler) {
     match config::load(&shared.path) {
         Ok(new) => {
+            crate::tools::set_tool_path(&new.settings.tool_path);
             *shared.config.write().expect("config lock") = Arc::new(new);
             shared.generation.fetch_add(1, Ordering::SeqCst);
             arm_all(shared, sched).await;

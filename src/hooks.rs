@@ -1,6 +1,12 @@
 //! Policy hooks: a `pre` command before a snapshot (flush a database, freeze an application) and
 //! a `post` command after it. Argv only, never a shell; a time limit; the environment names the
 //! policy, volume, snapshot and phase.
+//!
+//! A hook runs in a process group of its own with a minimal environment (the system `PATH`,
+//! `LANG=C`, the `LVSNAP_*` variables: nothing of lvsnap's own environment leaks into it), dies
+//! with lvsnap, and at its time limit the whole group is killed, grandchildren included. Its
+//! arguments may hold secrets (`--password=…`), so what lvsnap records and reports is the
+//! program and a digest of the arguments ([`HookRun::command`]), never the arguments themselves.
 
 use std::time::{Duration, Instant};
 
@@ -45,9 +51,35 @@ impl HookRun {
         self.status == Some(0)
     }
 
+    /// The hook as lvsnap records and reports it: the program, and the number and SHA-256
+    /// (first 12 hex digits) of its arguments — enough to tell hooks apart and to notice a
+    /// change, without storing a password given as an argument.
+    pub fn command(&self) -> Vec<String> {
+        use sha2::{Digest, Sha256};
+        let Some((program, args)) = self.argv.split_first() else {
+            return Vec::new();
+        };
+        if args.is_empty() {
+            return vec![program.clone()];
+        }
+        let mut h = Sha256::new();
+        for a in args {
+            h.update(a.len().to_le_bytes());
+            h.update(a.as_bytes());
+        }
+        let digest: String = h.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        vec![
+            program.clone(),
+            format!("[{} argument(s), sha256 {digest}]", args.len()),
+        ]
+    }
+
     /// Why it failed, for the report.
     pub fn failure(&self, limit: Duration) -> String {
-        let cmd = self.argv.join(" ");
+        let cmd = self.command().join(" ");
         let err = self
             .stderr
             .lines()
@@ -79,18 +111,43 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
         run.stderr = "empty command".to_owned();
         return run;
     };
-    let mut expr = duct::cmd(program, args)
-        .env("LVSNAP_POLICY", env.policy)
-        .env("LVSNAP_VOLUME", env.volume)
-        .env("LVSNAP_SNAPSHOT", env.snapshot)
-        .env("LVSNAP_PHASE", env.phase.as_str())
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("PATH", crate::tools::SYSTEM_PATH.join(":")),
+        ("LANG", "C".to_owned()),
+        ("LVSNAP_POLICY", env.policy.to_owned()),
+        ("LVSNAP_VOLUME", env.volume.to_owned()),
+        ("LVSNAP_SNAPSHOT", env.snapshot.to_owned()),
+        ("LVSNAP_PHASE", env.phase.as_str().to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(taken) = env.taken {
+        vars.insert(
+            "LVSNAP_TAKEN".to_owned(),
+            if taken { "yes" } else { "no" }.to_owned(),
+        );
+    }
+    let expr = duct::cmd(program, args)
+        .full_env(vars)
         .stdin_null()
         .stdout_null()
         .stderr_capture()
-        .unchecked();
-    if let Some(taken) = env.taken {
-        expr = expr.env("LVSNAP_TAKEN", if taken { "yes" } else { "no" });
-    }
+        .unchecked()
+        .before_spawn(|c| {
+            use std::os::unix::process::CommandExt;
+            // Its own process group, so that a timeout reaches everything it started; and it
+            // dies with lvsnap rather than outlive a killed run.
+            c.process_group(0);
+            // SAFETY: prctl is async-signal-safe and changes only the child's own state.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            Ok(())
+        });
     let handle = match expr.start() {
         Ok(h) => h,
         Err(e) => {
@@ -107,6 +164,7 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
                 break;
             }
             Ok(None) if start.elapsed() >= limit => {
+                kill_group(&handle);
                 let _ = handle.kill();
                 run.status = None;
                 break;
@@ -120,6 +178,15 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
     }
     run.duration = start.elapsed();
     run
+}
+
+/// Kills the hook's whole process group (its pid is the group's id).
+fn kill_group(handle: &duct::Handle) {
+    for pid in handle.pids() {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,9 +234,14 @@ mod tests {
             Duration::from_secs(10),
             &env(Phase::Pre),
         );
-        assert_eq!(
-            run.failure(Duration::from_secs(10)),
-            "hook `sh -c echo 'database busy' >&2; exit 3` exited with status 3: database busy"
+        let failure = run.failure(Duration::from_secs(10));
+        assert!(
+            failure.starts_with("hook `sh [2 argument(s), sha256 "),
+            "{failure}"
+        );
+        assert!(
+            failure.ends_with("` exited with status 3: database busy"),
+            "{failure}"
         );
     }
 
@@ -185,6 +257,50 @@ mod tests {
         assert!(run
             .failure(Duration::from_secs(1))
             .contains("did not finish within 1s"));
+    }
+
+    #[test]
+    fn a_timeout_kills_the_hooks_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 600 & echo $! > {}; wait", pidfile.display());
+        let run = run_hook(
+            &argv(&["sh", "-c", &script]),
+            Duration::from_millis(500),
+            &env(Phase::Pre),
+        );
+        assert_eq!(run.status, None);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild is gone (a zombie reaped by init at most).
+        std::thread::sleep(Duration::from_millis(200));
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            state.is_empty() || state.contains(") Z "),
+            "sleep 600 survived its hook: {state}"
+        );
+    }
+
+    #[test]
+    fn a_hook_gets_a_minimal_environment_and_no_secret_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        std::env::set_var("LVSNAP_TEST_SECRET", "hunter2");
+        let script = format!("env | sort > {}", out.display());
+        let run = run_hook(
+            &argv(&["sh", "-c", &script, "--password=secret"]),
+            Duration::from_secs(10),
+            &env(Phase::Pre),
+        );
+        assert!(run.ok(), "{run:?}");
+        let seen = std::fs::read_to_string(out).unwrap();
+        assert!(!seen.contains("hunter2"), "{seen}");
+        assert!(seen.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"));
+        assert!(seen.contains("LANG=C\n"));
+        assert!(!run.command().join(" ").contains("secret"));
     }
 
     #[test]

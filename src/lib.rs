@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod confine;
 pub mod daemon;
 pub mod error;
 pub mod hooks;
@@ -15,13 +16,16 @@ pub mod lock;
 pub mod lvm;
 pub mod manifest;
 pub mod mount;
+pub mod names;
 pub mod plan;
+pub mod private;
 pub mod reconcile;
 pub mod report;
 pub mod restore;
 pub mod run;
 pub mod simulate;
 pub mod status;
+pub mod tools;
 
 pub use error::{exit, Error};
 

@@ -36,7 +36,7 @@ pub fn acquire(runtime_dir: &Path, timeout: Duration) -> Result<LockGuard, LockE
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(runtime_dir).map_err(open_err)?;
+    crate::private::own_dir(runtime_dir).map_err(open_err)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -175,7 +175,7 @@ impl Engine<'_> {
             RunError::Refused(format!("cannot mount {}/{}: {why}", req.vg, req.lv))
         })?;
         m.fs_type = fs_type;
-        std::fs::create_dir_all(req.dir).map_err(|e| {
+        crate::private::create_dir_all(req.dir).map_err(|e| {
             RunError::Refused(format!(
                 "cannot create mount point {}: {e}",
                 req.dir.display()

@@ -457,7 +457,7 @@ impl<'a> Engine<'a> {
     fn hook_event(&mut self, run: &hooks::HookRun) {
         if self.record_events {
             self.pending.push(PendingEvent {
-                argv: run.argv.clone(),
+                argv: run.command(),
                 status: run.status.unwrap_or(-9),
                 duration: run.duration,
                 stderr: run.stderr.clone(),

@@ -523,6 +523,10 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or("lvsnap.prom")
     ));
-    std::fs::write(&tmp, text)?;
+    // Readable by all: node_exporter's textfile collector usually runs as its own user. Created
+    // anew (never through a link someone left in the directory).
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = crate::private::create_new(&tmp, 0o644)?;
+    io::Write::write_all(&mut f, text.as_bytes())?;
     std::fs::rename(&tmp, path)
 }

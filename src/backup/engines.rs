@@ -132,10 +132,15 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
 ///
 /// # Errors
 /// Could not start, exited non-zero, or was cancelled.
-pub fn run_child(argv: &[String], cancel: &AtomicBool) -> Result<(), String> {
+pub fn run_child<S: AsRef<std::ffi::OsStr>>(argv: &[S], cancel: &AtomicBool) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
-    let shown = argv.join(" ");
-    let handle = duct::cmd(&argv[0], &argv[1..])
+    let shown = argv
+        .iter()
+        .map(|a| crate::names::shown(std::path::Path::new(a.as_ref())))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let program = crate::tools::path_of(&argv[0].as_ref().to_string_lossy())?;
+    let handle = duct::cmd(program, argv[1..].iter().map(AsRef::as_ref))
         .env("LC_ALL", "C")
         .stdin_null()
         .stdout_null()
@@ -156,7 +161,10 @@ pub fn run_child(argv: &[String], cancel: &AtomicBool) -> Result<(), String> {
     let output = loop {
         if cancel.load(Ordering::SeqCst) {
             let _ = handle.kill();
-            return Err(format!("interrupted: {} stopped by a signal", argv[0]));
+            return Err(format!(
+                "interrupted: {} stopped by a signal",
+                argv[0].as_ref().to_string_lossy()
+            ));
         }
         match handle.try_wait() {
             Ok(Some(out)) => break out.clone(),
@@ -197,7 +205,8 @@ pub fn commit(engine: &str, dir: &Path, name: &str, manifest_text: &str) -> std:
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(path)?;
+    remove_path(path)?;
+    let mut f = crate::private::create_new(path, 0o600)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

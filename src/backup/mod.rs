@@ -307,7 +307,7 @@ impl Engine<'_> {
         previous: Option<&Path>,
         opts: &BackupOptions<'_>,
     ) -> Result<Outcome, RunError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::private::own_dir(dir).map_err(|e| {
             RunError::Refused(format!(
                 "cannot create backup directory {}: {e}",
                 dir.display()

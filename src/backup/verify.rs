@@ -3,6 +3,7 @@
 //! generation is walked and hashed like the snapshot was; an archive is streamed through zstd
 //! and tar without unpacking it anywhere.
 
+use crate::names::shown;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -33,16 +34,12 @@ impl Verdict {
         if self.manifest_altered {
             out.push("manifest file altered since the backup was written".to_owned());
         }
-        out.extend(
-            d.missing
-                .iter()
-                .map(|p| format!("missing: {}", p.display())),
-        );
-        out.extend(d.extra.iter().map(|p| format!("extra: {}", p.display())));
+        out.extend(d.missing.iter().map(|p| format!("missing: {}", shown(p))));
+        out.extend(d.extra.iter().map(|p| format!("extra: {}", shown(p))));
         out.extend(
             d.changed
                 .iter()
-                .map(|(p, what)| format!("changed: {} ({what})", p.display())),
+                .map(|(p, what)| format!("changed: {} ({what})", shown(p))),
         );
         out
     }

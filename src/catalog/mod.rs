@@ -248,7 +248,7 @@ impl Catalog {
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
         let p = path.display().to_string();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Directory {
+            crate::private::create_dir_all(dir).map_err(|source| CatalogError::Directory {
                 path: p.clone(),
                 source,
             })?;
@@ -259,6 +259,12 @@ impl Catalog {
         })?;
         let mut cat = Catalog { conn, path: p };
         cat.configure()?;
+        // The event log holds what lvsnap ran: root's alone, also when an older lvsnap made it.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut f = path.as_os_str().to_owned();
+            f.push(suffix);
+            let _ = crate::private::narrow_file(Path::new(&f), 0o600);
+        }
         cat.migrate()?;
         Ok(cat)
     }

@@ -78,6 +78,8 @@ pub struct Settings {
     pub lock_timeout: Duration,
     /// Prometheus textfile-collector file written after each run, if set.
     pub metrics_file: Option<PathBuf>,
+    /// Directories searched for external programs before the system ones (`tool-path`).
+    pub tool_path: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
             lock_timeout: Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS),
             metrics_file: None,
+            tool_path: Vec::new(),
         }
     }
 }

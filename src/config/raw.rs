@@ -35,6 +35,7 @@ pub struct RawSettings {
     pub runtime_dir: Option<Spanned<String>>,
     pub lock_timeout: Option<Spanned<String>>,
     pub metrics_file: Option<Spanned<String>>,
+    pub tool_path: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

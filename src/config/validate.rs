@@ -130,12 +130,29 @@ impl<'a> FileValidator<'a> {
             Some(m) => Some(PathBuf::from(m.get_ref())),
             None => None,
         };
+        let mut tool_path = Vec::new();
+        for d in raw.tool_path.iter().flat_map(|l| l.get_ref()) {
+            if Path::new(d.get_ref()).is_absolute() {
+                tool_path.push(PathBuf::from(d.get_ref()));
+            } else {
+                self.error(
+                    d.span(),
+                    "settings.tool-path",
+                    format!("{:?} is not an absolute path", d.get_ref()),
+                    Some(
+                        "list directories by their full path; lvsnap never searches $PATH"
+                            .to_owned(),
+                    ),
+                );
+            }
+        }
         Settings {
             catalog,
             timezone,
             runtime_dir,
             lock_timeout,
             metrics_file,
+            tool_path,
         }
     }
 

@@ -115,6 +115,8 @@ pub enum LvmError {
         package: &'static str,
         searched: String,
     },
+    #[error("{0}")]
+    Untrusted(String),
     #[error("could not start {argv}: {source}")]
     Start {
         argv: String,

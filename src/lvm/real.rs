@@ -1,42 +1,24 @@
-//! The system's LVM tools, run with duct as argv vectors. Each tool is resolved to an absolute
-//! path once, at start-up, so a missing lvm2 is reported before anything is changed.
+//! The system's LVM tools, run with duct as argv vectors. Each tool is resolved through
+//! [`crate::tools`] (system directories and `tool-path` only, never `$PATH`) and checked before
+//! anything is changed, so a missing lvm2 or an untrusted binary is reported first.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::{Completed, Invocation, LvmError, Runner, Tool};
+use crate::tools::{self, ToolError};
 
-/// Where LVM's tools live besides `$PATH` (cron and systemd give a short PATH).
-const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
-
+#[derive(Default)]
 pub struct SystemRunner {
+    /// Fixed paths instead of a search (tests).
     paths: BTreeMap<Tool, PathBuf>,
-    searched: String,
 }
 
 impl SystemRunner {
-    /// Resolves every tool lvsnap may run.
+    /// A runner that finds each tool when first needed, through [`crate::tools`].
     pub fn discover() -> Self {
-        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect())
-            .unwrap_or_default();
-        dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
-        let paths = Tool::ALL
-            .iter()
-            .filter_map(|t| {
-                dirs.iter()
-                    .map(|d| d.join(t.name()))
-                    .find(|p| is_executable(p))
-                    .map(|p| (*t, p))
-            })
-            .collect();
-        let searched = dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":");
-        SystemRunner { paths, searched }
+        SystemRunner::default()
     }
 
     /// Fails unless every one of `tools` was found.
@@ -47,22 +29,19 @@ impl SystemRunner {
         tools.iter().try_for_each(|t| self.path(*t).map(|_| ()))
     }
 
-    fn path(&self, tool: Tool) -> Result<&Path, LvmError> {
-        self.paths
-            .get(&tool)
-            .map(PathBuf::as_path)
-            .ok_or_else(|| LvmError::NotFound {
+    fn path(&self, tool: Tool) -> Result<PathBuf, LvmError> {
+        if let Some(p) = self.paths.get(&tool) {
+            return Ok(p.clone());
+        }
+        tools::find(tool.name()).map_err(|e| match e {
+            ToolError::Missing { searched, .. } => LvmError::NotFound {
                 tool: tool.name(),
                 package: tool.package(),
-                searched: self.searched.clone(),
-            })
+                searched,
+            },
+            e @ ToolError::Untrusted { .. } => LvmError::Untrusted(e.to_string()),
+        })
     }
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 impl Runner for SystemRunner {
@@ -102,11 +81,12 @@ mod tests {
 
     #[test]
     fn missing_tools_are_named_with_their_package() {
-        let runner = SystemRunner {
-            paths: BTreeMap::new(),
+        let err = LvmError::NotFound {
+            tool: Tool::Lvs.name(),
+            package: Tool::Lvs.package(),
             searched: "/usr/sbin:/sbin".into(),
-        };
-        let err = runner.check_tools().unwrap_err().to_string();
+        }
+        .to_string();
         assert_eq!(
             err,
             "lvs not found (looked in /usr/sbin:/sbin); install the lvm2 package"
@@ -118,10 +98,7 @@ mod tests {
         let mut paths = BTreeMap::new();
         // Any program stands in for an LVM tool here: argv goes through untouched, no shell.
         paths.insert(Tool::Lvs, PathBuf::from("/bin/sh"));
-        let runner = SystemRunner {
-            paths,
-            searched: String::new(),
-        };
+        let runner = SystemRunner { paths };
         let inv = Invocation::new(Tool::Lvs, ["-c", "echo \"$0\" >&2; exit 5", "a b;c"]);
         let done = runner.run(&inv).unwrap();
         assert_eq!(done.status, 5);

@@ -3,19 +3,20 @@
 //! what it will do before it does it, and records what it did.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{relative_paths, resolve, resolve_snapshot, Source};
-use crate::backup::engines;
+use super::{copy, relative_paths, resolve, resolve_snapshot, Source};
 use crate::catalog::{Catalog, RestoreRecord, RollbackRecord};
 use crate::commands::Ctx;
+use crate::confine;
 use crate::error::{exit, Error};
 use crate::lvm::Inventory;
 use crate::manifest::Manifest;
 use crate::mount::{self, MountRequest};
+use crate::names::{self, shown};
 use crate::reconcile::Fleet;
 use crate::report::{format_size, local};
 use crate::run::{Engine, RunError};
@@ -124,76 +125,13 @@ pub fn umount_cmd(ctx: &mut Ctx<'_>, spec: &str) -> Result<i32, Error> {
 /// What `restore` is asked to do.
 pub struct RestoreArgs<'a> {
     pub source: &'a str,
-    pub paths: &'a [String],
+    pub paths: &'a [PathBuf],
     pub to: Option<&'a Path>,
     pub in_place: bool,
     pub force: bool,
     pub dry_run: bool,
     pub yes: bool,
     pub json: bool,
-}
-
-/// What copying would do.
-#[derive(Debug, Default)]
-struct CopyPlan {
-    files: Vec<PathBuf>,
-    bytes: u64,
-    /// Existing files in the destination that the copy would replace.
-    conflicts: Vec<PathBuf>,
-    /// Requested paths the source does not have.
-    missing: Vec<PathBuf>,
-}
-
-fn plan_copy(root: &Path, paths: &[PathBuf], dest: &Path) -> std::io::Result<CopyPlan> {
-    let mut plan = CopyPlan::default();
-    let mut stack: Vec<PathBuf> = Vec::new();
-    for p in paths {
-        if std::fs::symlink_metadata(root.join(p)).is_err() {
-            plan.missing.push(p.clone());
-        } else {
-            stack.push(p.clone());
-        }
-    }
-    while let Some(rel) = stack.pop() {
-        let meta = std::fs::symlink_metadata(root.join(&rel))?;
-        let there = std::fs::symlink_metadata(dest.join(&rel)).ok();
-        if meta.is_dir() {
-            if there.as_ref().is_some_and(|t| !t.is_dir()) {
-                plan.conflicts.push(rel.clone());
-            }
-            // Stay on the source's filesystem, as the manifests do.
-            let here = std::fs::metadata(root.join(&rel))?.dev();
-            if here == std::fs::metadata(root)?.dev() {
-                for child in std::fs::read_dir(root.join(&rel))? {
-                    stack.push(rel.join(child?.file_name()));
-                }
-            }
-        } else {
-            plan.bytes += meta.len();
-            if there.is_some() {
-                plan.conflicts.push(rel.clone());
-            }
-            plan.files.push(rel);
-        }
-    }
-    plan.files.sort();
-    plan.conflicts.sort();
-    Ok(plan)
-}
-
-/// Copies `paths` from `root` into `dest` (parents created), keeping owners, modes, times,
-/// ACLs, xattrs, hard links and sparse files. Returns the files copied.
-fn copy_paths(root: &Path, paths: &[PathBuf], dest: &Path) -> Result<(), String> {
-    let mut argv: Vec<String> = ["rsync", "-aHAXS", "--numeric-ids", "--relative"]
-        .map(str::to_owned)
-        .to_vec();
-    argv.extend(
-        paths
-            .iter()
-            .map(|p| format!("{}/./{}", root.display(), p.display())),
-    );
-    argv.push(format!("{}/", dest.display()));
-    engines::run_child(&argv, &std::sync::atomic::AtomicBool::new(false))
 }
 
 /// `lvsnap restore SOURCE PATH… (--to DIR | --in-place) [--force] [--dry-run] [--yes]`.
@@ -224,14 +162,12 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
         }
     };
     let paths = relative_paths(a.paths, live_mount.as_deref()).map_err(usage)?;
-    if !a.dry_run {
-        std::fs::create_dir_all(&dest)
-            .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dest.display())))?;
-    }
-    let staging_parent = if dest.is_dir() {
-        dest.clone()
-    } else {
-        std::env::temp_dir()
+    let dest_fd = open_destination(&dest, !a.dry_run)?;
+    // Staging (archives) beside the destination, or in lvsnap's own state directory when a dry
+    // run has no destination yet.
+    let staging_parent = match &dest_fd {
+        Some(_) => dest.clone(),
+        None => state_dir(ctx),
     };
     let opened = engine.open_source(&source, &paths, &staging_parent)?;
     let outcome = restore_from(
@@ -243,12 +179,64 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
         &source,
         &opened.root,
         &paths,
-        &dest,
+        (&dest, dest_fd.as_ref()),
     );
     let closed = engine.close_source(opened);
     let code = outcome?;
     closed?;
     Ok(code)
+}
+
+/// lvsnap's state directory (the catalog's), private to root.
+fn state_dir(ctx: &Ctx<'_>) -> PathBuf {
+    let dir = ctx
+        .config
+        .settings
+        .catalog
+        .parent()
+        .map_or_else(|| PathBuf::from("/var/lib/lvsnap"), Path::to_owned);
+    let _ = crate::private::create_dir_all(&dir);
+    dir
+}
+
+/// Opens the destination, creating it (0700) when `create`; `None` when it does not exist and
+/// may not be created. It must be a real directory (not a link) owned by root or by the user
+/// running lvsnap: a directory someone else owns could be changed under the restore.
+fn open_destination(dest: &Path, create: bool) -> Result<Option<OwnedFd>, Error> {
+    match std::fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Ok(None);
+            }
+            crate::private::create_dir_all(dest)
+                .map_err(|e| Error::Usage(format!("cannot create {}: {e}", shown(dest))))?;
+        }
+        Err(e) => return Err(Error::Usage(format!("cannot use {}: {e}", shown(dest)))),
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::Usage(format!(
+                "{} is a symbolic link; restore --to the directory itself ({}), so that what lvsnap writes cannot be redirected",
+                shown(dest),
+                std::fs::canonicalize(dest).map_or_else(|_| "its target".to_owned(), |p| shown(&p))
+            )))
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Usage(format!("{} is not a directory", shown(dest))))
+        }
+        Ok(_) => {}
+    }
+    let fd = confine::open_root(dest)
+        .map_err(|e| Error::Usage(format!("cannot open {}: {e}", shown(dest))))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| Error::Usage(format!("cannot stat {}: {e}", shown(dest))))?;
+    let me = rustix::process::getuid().as_raw();
+    if st.st_uid != 0 && st.st_uid != me {
+        return Err(Error::Usage(format!(
+            "{} belongs to uid {}, not to root: its owner could redirect what lvsnap writes; restore into a directory root owns (then hand the files over)",
+            shown(dest),
+            st.st_uid
+        )));
+    }
+    Ok(Some(fd))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -261,39 +249,42 @@ fn restore_from(
     source: &Source,
     root: &Path,
     paths: &[PathBuf],
-    dest: &Path,
+    (dest, dest_fd): (&Path, Option<&OwnedFd>),
 ) -> Result<i32, Error> {
-    let plan = plan_copy(root, paths, dest).map_err(|e| {
-        Error::Run(RunError::Refused(format!(
-            "cannot read {}: {e}",
-            root.display()
-        )))
-    })?;
+    let refused = |e: String| Error::Run(RunError::Refused(e));
+    let src_fd = confine::open_root(root)
+        .map_err(|e| refused(format!("cannot open {}: {e}", root.display())))?;
+    let plan = copy::plan(&src_fd, dest_fd, paths).map_err(Error::Usage)?;
     let label = source.label();
     if !plan.missing.is_empty() {
-        let names: Vec<String> = plan
-            .missing
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let names: Vec<String> = plan.missing.iter().map(|p| shown(p)).collect();
         return Err(Error::Usage(format!(
             "{label} has no {}; paths are relative to the volume's root (mount it with `lvsnap mount` to look around)",
             names.join(", ")
         )));
     }
-    let overwrite = a.force || a.in_place;
-    if a.dry_run || (!plan.conflicts.is_empty() && !overwrite) {
+    if let Some(b) = plan.items.iter().find(|i| i.blocked()) {
         write_plan(ctx.out, &label, dest, &plan, a)?;
-        if !plan.conflicts.is_empty() && !overwrite {
+        return Err(Error::Usage(format!(
+            "{} is a directory in {} where {label} has a file; lvsnap never removes a directory to restore: move it aside first",
+            shown(&b.rel),
+            shown(dest)
+        )));
+    }
+    let conflicts = plan.conflicts().count();
+    let overwrite = a.force || a.in_place;
+    if a.dry_run || (conflicts > 0 && !overwrite) {
+        write_plan(ctx.out, &label, dest, &plan, a)?;
+        if conflicts > 0 && !overwrite {
             writeln!(
                 ctx.out,
-                "refused: {} existing file(s) would be overwritten; pass --force to overwrite them, or restore --to an empty directory",
-                plan.conflicts.len()
+                "refused: {conflicts} existing path(s) in the way would be replaced; pass --force to replace them, or restore --to an empty directory"
             )?;
             return Ok(exit::USAGE);
         }
         return Ok(exit::OK);
     }
+    let dest_fd = dest_fd.ok_or_else(|| refused(format!("{} does not exist", shown(dest))))?;
     if a.in_place {
         write_plan(ctx.out, &label, dest, &plan, a)?;
         if !confirm(ctx.out, a.yes, "restore these files into the live volume")? {
@@ -311,41 +302,43 @@ fn restore_from(
             &format!("guard before restoring into {}", dest.display()),
         )?;
     }
-    let copied = copy_paths(root, paths, dest);
+    let copied = copy::copy(&src_fd, dest_fd, &plan, overwrite);
+    let files: Vec<&copy::Item> = plan.files().collect();
     let record = RestoreRecord {
         id: 0,
         at: ctx.now,
         source: label.clone(),
-        paths: paths.iter().map(|p| p.display().to_string()).collect(),
+        paths: paths.iter().map(|p| shown(p)).collect(),
         destination: dest.to_owned(),
-        files: plan.files.len() as u64,
-        bytes: plan.bytes,
+        files: files.len() as u64,
+        bytes: plan.bytes(),
         ok: copied.is_ok(),
         detail: copied.as_ref().err().cloned(),
     };
     engine.record(|c| c.record_restore(&record))?;
-    copied.map_err(|e| Error::Run(RunError::Refused(e)))?;
+    copied.map_err(refused)?;
     if a.json {
-        let files: Vec<String> = plan.files.iter().map(|p| p.display().to_string()).collect();
+        let names: Vec<_> = files.iter().map(|i| names::json(&i.rel)).collect();
+        let parents: Vec<_> = plan.parents().map(names::json).collect();
         writeln!(
             ctx.out,
             "{}",
-            json!({"source": label, "destination": dest.display().to_string(), "files": files, "bytes": plan.bytes})
+            json!({"source": label, "destination": names::json(dest), "files": names, "created_parents": parents, "bytes": plan.bytes()})
         )?;
     } else {
-        writeln!(ctx.out, "restored from {label} to {}:", dest.display())?;
-        for f in &plan.files {
-            writeln!(ctx.out, "  {}", f.display())?;
+        writeln!(ctx.out, "restored from {label} to {}:", shown(dest))?;
+        for f in &files {
+            writeln!(ctx.out, "  {}", shown(&f.rel))?;
         }
         writeln!(
             ctx.out,
             "{} file(s), {}{}",
-            plan.files.len(),
-            format_size(plan.bytes),
-            if plan.conflicts.is_empty() {
+            files.len(),
+            format_size(plan.bytes()),
+            if conflicts == 0 {
                 String::new()
             } else {
-                format!(", {} overwritten", plan.conflicts.len())
+                format!(", {conflicts} replaced")
             }
         )?;
     }
@@ -356,29 +349,54 @@ fn write_plan(
     out: &mut dyn Write,
     label: &str,
     dest: &Path,
-    plan: &CopyPlan,
+    plan: &copy::CopyPlan,
     a: &RestoreArgs<'_>,
 ) -> std::io::Result<()> {
+    if a.json && a.dry_run {
+        let item = |i: &copy::Item| json!({"path": names::json(&i.rel), "in_the_way": i.in_the_way().then(|| i.obstacle())});
+        let files: Vec<_> = plan.files().map(item).collect();
+        let parents: Vec<_> = plan.parents().map(names::json).collect();
+        return writeln!(
+            out,
+            "{}",
+            json!({"source": label, "destination": names::json(dest), "files": files, "creates_parents": parents, "bytes": plan.bytes(), "in_the_way": plan.conflicts().count()})
+        );
+    }
     let verb = if a.dry_run {
         "would restore"
     } else {
         "will restore"
     };
-    writeln!(out, "{verb} from {label} to {}:", dest.display())?;
-    for f in &plan.files {
-        let mark = if plan.conflicts.contains(f) {
-            "  (overwrites)"
+    writeln!(out, "{verb} from {label} to {}:", shown(dest))?;
+    for p in plan.parents() {
+        writeln!(
+            out,
+            "  {}/  (missing parent: created with the source's owner, mode and times)",
+            shown(p)
+        )?;
+    }
+    for i in plan.items.iter().filter(|i| !i.parent) {
+        if i.kind == rustix::fs::FileType::Directory && !i.in_the_way() {
+            continue;
+        }
+        let mark = if i.in_the_way() {
+            format!("  (replaces {} in the way)", i.obstacle())
+        } else {
+            String::new()
+        };
+        let slash = if i.kind == rustix::fs::FileType::Directory {
+            "/"
         } else {
             ""
         };
-        writeln!(out, "  {}{mark}", f.display())?;
+        writeln!(out, "  {}{slash}{mark}", shown(&i.rel))?;
     }
     writeln!(
         out,
-        "{} file(s), {}; {} existing file(s) in the way",
-        plan.files.len(),
-        format_size(plan.bytes),
-        plan.conflicts.len()
+        "{} file(s), {}; {} existing path(s) in the way; existing parent directories are left as they are",
+        plan.files().count(),
+        format_size(plan.bytes()),
+        plan.conflicts().count()
     )
 }
 
@@ -463,7 +481,7 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
             })?)
         }
     };
-    let tmp = std::env::temp_dir();
+    let tmp = state_dir(ctx);
     let opened_a = engine.open_source(&a, &[], &tmp)?;
     let opened_b = match &b {
         Some(s) => match engine.open_source(s, &[], &tmp) {
@@ -509,15 +527,11 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
         ),
     };
     if json {
-        let p = |v: &[PathBuf]| {
-            v.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-        };
+        let p = |v: &[PathBuf]| v.iter().map(|p| names::json(p)).collect::<Vec<_>>();
         let changed: Vec<_> = d
             .changed
             .iter()
-            .map(|(p, what)| json!({"path": p.display().to_string(), "what": what}))
+            .map(|(p, what)| json!({"path": names::json(p), "what": what}))
             .collect();
         writeln!(
             ctx.out,
@@ -528,13 +542,13 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
     }
     writeln!(ctx.out, "changes from {} to {other}:", a.label())?;
     for p in &d.extra {
-        writeln!(ctx.out, "+ {}", p.display())?;
+        writeln!(ctx.out, "+ {}", shown(p))?;
     }
     for p in &d.missing {
-        writeln!(ctx.out, "- {}", p.display())?;
+        writeln!(ctx.out, "- {}", shown(p))?;
     }
     for (p, what) in &d.changed {
-        writeln!(ctx.out, "c {} ({what})", p.display())?;
+        writeln!(ctx.out, "c {} ({what})", shown(p))?;
     }
     writeln!(
         ctx.out,

@@ -5,6 +5,7 @@
 //! snapshots lvsnap created and backups it wrote are sources: anything else is refused.
 
 pub mod commands;
+pub mod copy;
 pub mod rollback;
 
 use std::path::{Component, Path, PathBuf};
@@ -127,13 +128,13 @@ pub struct Opened {
 /// # Errors
 /// A path that leaves the volume (`..`).
 pub fn relative_paths(
-    paths: &[String],
+    paths: &[PathBuf],
     origin_mount: Option<&Path>,
 ) -> Result<Vec<PathBuf>, RunError> {
     paths
         .iter()
         .map(|p| {
-            let mut path = Path::new(p);
+            let mut path = p.as_path();
             if let Some(m) = origin_mount.filter(|m| *m != Path::new("/")) {
                 if let Ok(rest) = path.strip_prefix(m) {
                     path = rest;
@@ -141,7 +142,8 @@ pub fn relative_paths(
             }
             if path.components().any(|c| c == Component::ParentDir) {
                 return Err(RunError::Refused(format!(
-                    "{p:?} leaves the volume; give paths inside it, such as etc/passwd"
+                    "{} leaves the volume; give paths inside it, such as etc/passwd",
+                    crate::names::shown(p)
                 )));
             }
             Ok(path
@@ -217,11 +219,17 @@ impl Engine<'_> {
                         staging: None,
                     });
                 }
-                let staging =
-                    staging_parent.join(format!(".lvsnap-restore.{}", std::process::id()));
-                std::fs::create_dir_all(&staging).map_err(|e| {
-                    RunError::Refused(format!("cannot create {}: {e}", staging.display()))
-                })?;
+                // A fresh name, created 0700 by mkdtemp: never one a user could have made first.
+                let staging = tempfile::Builder::new()
+                    .prefix(".lvsnap-restore.")
+                    .tempdir_in(staging_parent)
+                    .map_err(|e| {
+                        RunError::Refused(format!(
+                            "cannot create a staging directory in {}: {e}",
+                            staging_parent.display()
+                        ))
+                    })?
+                    .keep();
                 let opened = Opened {
                     root: staging.clone(),
                     mounted: None,
@@ -261,10 +269,18 @@ pub fn needs_activation(m: &Managed) -> bool {
     m.record.thin && !m.lv.as_ref().is_some_and(|l| l.active)
 }
 
-/// Unpacks `paths` (all when empty) of a tar+zstd archive into `dir`, keeping owners, modes,
-/// times, ACLs, xattrs, hard links and sparse files.
+/// Unpacks what restoring `paths` (all when empty) needs from a tar+zstd archive into `dir`,
+/// keeping owners, modes, times, ACLs, xattrs, hard links and sparse files: each path with
+/// everything below it, its parents without their other contents (so they carry the source's
+/// metadata), and the first name of every hard link among them (tar stores a file's data once,
+/// under the name it met first).
+///
+/// # Errors
+/// A path goes through a link in the archive (named), or tar failed.
 fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
-    let mut argv: Vec<String> = [
+    use std::ffi::OsString;
+    let index = archive_index(archive)?;
+    let mut argv: Vec<OsString> = [
         "tar",
         "--extract",
         "--zstd",
@@ -274,12 +290,118 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
         "--numeric-owner",
         "--same-permissions",
         "--same-owner",
+        // Member names are taken as they are: no globbing, no backslash escapes.
+        "--no-wildcards",
+        "--no-unquote",
     ]
-    .map(str::to_owned)
+    .map(OsString::from)
     .to_vec();
-    argv.push(format!("--file={}", archive.display()));
-    argv.push(format!("--directory={}", dir.display()));
-    argv.extend(paths.iter().map(|p| format!("./{}", p.display())));
+    argv.push(prefixed("--file=", archive));
+    argv.push(prefixed("--directory=", dir));
+    let member = |p: &Path| {
+        let mut m = OsString::from("./");
+        m.push(p.as_os_str());
+        m
+    };
+    let wanted: Vec<&Path> = if paths.is_empty() {
+        vec![Path::new("")]
+    } else {
+        paths.iter().map(PathBuf::as_path).collect()
+    };
+    let mut parents = std::collections::BTreeSet::new();
+    let mut whole = Vec::new();
+    let mut first_names = std::collections::BTreeSet::new();
+    for p in &wanted {
+        for a in p.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
+            match index.get(a) {
+                Some(ArchiveEntry::Symlink(target)) => {
+                    return Err(format!(
+                        "{} goes through {}, a symbolic link (to {}) in the backup; lvsnap restores links as links and never follows them: restore {} itself, or name the path it points to",
+                        crate::names::shown(p),
+                        crate::names::shown(a),
+                        crate::names::shown(target),
+                        crate::names::shown(a)
+                    ))
+                }
+                Some(_) => {
+                    parents.insert(a.to_owned());
+                }
+                None => {}
+            }
+        }
+        if p.as_os_str().is_empty() || index.contains_key(*p) {
+            whole.push(p.to_owned());
+        }
+        for (name, e) in index.range(p.to_path_buf()..) {
+            if !name.starts_with(p) {
+                break;
+            }
+            if let ArchiveEntry::HardLink(first) = e {
+                first_names.insert(first.clone());
+            }
+        }
+    }
+    if whole.is_empty() {
+        // Nothing requested is in the archive: the copy plan names what is missing.
+        return Ok(());
+    }
+    argv.push("--no-recursion".into());
+    argv.extend(parents.iter().map(|p| member(p)));
+    argv.extend(first_names.iter().map(|p| member(p)));
+    argv.push("--recursion".into());
+    argv.extend(whole.iter().map(|p| {
+        if p.as_os_str().is_empty() {
+            OsString::from(".")
+        } else {
+            member(p)
+        }
+    }));
     engines::run_child(&argv, &std::sync::atomic::AtomicBool::new(false))
         .map_err(|e| format!("cannot unpack {}: {e}", archive.display()))
+}
+
+fn prefixed(flag: &str, p: &Path) -> std::ffi::OsString {
+    let mut s = std::ffi::OsString::from(flag);
+    s.push(p.as_os_str());
+    s
+}
+
+/// What restoring needs to know of an archive member before unpacking anything.
+enum ArchiveEntry {
+    Symlink(PathBuf),
+    /// A later name of a hard-linked file, and the first name (which holds the data).
+    HardLink(PathBuf),
+    Other,
+}
+
+/// Every member of a tar+zstd archive by its path (without `./`), read in-process.
+fn archive_index(
+    archive: &Path,
+) -> Result<std::collections::BTreeMap<PathBuf, ArchiveEntry>, String> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let err = |e: std::io::Error| format!("cannot read {}: {e}", archive.display());
+    let file = std::fs::File::open(archive).map_err(err)?;
+    let mut tar = tar::Archive::new(zstd::Decoder::new(file).map_err(err)?);
+    let clean = |b: &[u8]| -> PathBuf {
+        let b = b.strip_prefix(b"./").unwrap_or(b);
+        let b = b.strip_suffix(b"/").unwrap_or(b);
+        PathBuf::from(OsStr::from_bytes(if b == b"." { b"" } else { b }))
+    };
+    let mut index = std::collections::BTreeMap::new();
+    for entry in tar.entries().map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let path = clean(&entry.path_bytes());
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let kind = entry.header().entry_type();
+        let e = match (kind, link) {
+            (tar::EntryType::Symlink, Some(l)) => {
+                ArchiveEntry::Symlink(PathBuf::from(OsStr::from_bytes(&l)))
+            }
+            (tar::EntryType::Link, Some(l)) => ArchiveEntry::HardLink(clean(&l)),
+            _ => ArchiveEntry::Other,
+        };
+        index.insert(path, e);
+    }
+    Ok(index)
 }
