@@ -68,14 +68,21 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
 /// # Errors
 /// A component is a link, not a directory, missing, or cannot be opened.
 pub fn open_dir(root: impl AsFd, rel: &Path) -> Result<OwnedFd, WalkError> {
-    let mut cur = rustix::io::dup(root.as_fd()).map_err(|e| WalkError::Io {
+    let mut cur = rustix::io::fcntl_dupfd_cloexec(root.as_fd(), 0).map_err(|e| WalkError::Io {
         at: PathBuf::new(),
         source: e.into(),
     })?;
     let mut at = PathBuf::new();
     for c in rel.components() {
-        let Component::Normal(name) = c else {
-            continue;
+        let name = match c {
+            Component::Normal(name) => name,
+            Component::CurDir => continue,
+            _ => {
+                return Err(WalkError::Io {
+                    at: rel.to_owned(),
+                    source: io::Error::other("only plain names are allowed below a root"),
+                })
+            }
         };
         at.push(name);
         cur = match rustix::fs::openat(&cur, name, dir_flags(), Mode::empty()) {

@@ -48,7 +48,7 @@ impl From<ConfigErrors> for Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage(_) => exit::USAGE,
+            Error::Config(_) | Error::Usage(_) | Error::Run(RunError::BadRequest(_)) => exit::USAGE,
             _ => exit::FAILED,
         }
     }

@@ -128,11 +128,21 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
             if taken { "yes" } else { "no" }.to_owned(),
         );
     }
+    // Its stderr goes to an unnamed file, not a pipe: a pipe stays open as long as anything the
+    // hook left behind holds it, and waiting for it would outlast the time limit.
+    let (stderr_file, mut stderr_read) =
+        match tempfile::tempfile().and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok(pair) => pair,
+            Err(e) => {
+                run.stderr = format!("cannot create a file for its messages: {e}");
+                return run;
+            }
+        };
     let expr = duct::cmd(program, args)
         .full_env(vars)
         .stdin_null()
         .stdout_null()
-        .stderr_capture()
+        .stderr_file(stderr_file)
         .unchecked()
         .before_spawn(|c| {
             use std::os::unix::process::CommandExt;
@@ -160,7 +170,6 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
         match handle.try_wait() {
             Ok(Some(out)) => {
                 run.status = Some(out.status.code().unwrap_or(-1));
-                run.stderr = String::from_utf8_lossy(&out.stderr).into_owned();
                 break;
             }
             Ok(None) if start.elapsed() >= limit => {
@@ -177,6 +186,14 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
         }
     }
     run.duration = start.elapsed();
+    use std::io::{Read, Seek};
+    let mut bytes = Vec::new();
+    let _ = stderr_read
+        .rewind()
+        .and_then(|()| (&mut stderr_read).take(64 * 1024).read_to_end(&mut bytes));
+    if run.stderr.is_empty() {
+        run.stderr = String::from_utf8_lossy(&bytes).into_owned();
+    }
     run
 }
 
@@ -301,6 +318,23 @@ mod tests {
         assert!(seen.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"));
         assert!(seen.contains("LANG=C\n"));
         assert!(!run.command().join(" ").contains("secret"));
+    }
+
+    #[test]
+    fn a_child_left_holding_stderr_does_not_hold_lvsnap() {
+        let start = Instant::now();
+        let run = run_hook(
+            &argv(&["sh", "-c", "sleep 30 & echo started >&2; exit 0"]),
+            Duration::from_secs(20),
+            &env(Phase::Pre),
+        );
+        assert!(run.ok(), "{run:?}");
+        assert_eq!(run.stderr, "started\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

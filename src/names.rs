@@ -76,11 +76,21 @@ fn is_plain(c: char) -> bool {
         )
 }
 
-/// Characters a terminal does not show as themselves: C1 controls and the bidirectional
-/// formatting marks that reorder what is printed after them.
+/// Characters a terminal does not show as themselves: C1 controls, the bidirectional marks that
+/// reorder what is printed after them, line and paragraph separators, and the invisible or
+/// look-alike spaces (zero-width, no-break, soft hyphen, byte-order mark).
 fn is_hidden(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{a0}'
+                | '\u{ad}'
+                | '\u{61c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// `path` for `--json`: a string when the name is valid UTF-8 (JSON escapes control characters

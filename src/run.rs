@@ -23,6 +23,10 @@ pub enum RunError {
     Catalog(#[from] CatalogError),
     #[error("{0}")]
     Refused(String),
+    /// What was asked cannot be done as asked (a path through a link, say): bad input, exit 2,
+    /// nothing changed.
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 /// What a run is asked to do.

@@ -33,6 +33,18 @@ pub fn search_path() -> Vec<PathBuf> {
     dirs
 }
 
+/// The whole environment of a program lvsnap starts: the trusted search path and the C locale
+/// (stable messages to match), nothing inherited.
+pub fn child_env() -> HashMap<String, String> {
+    let path = std::env::join_paths(search_path())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| SYSTEM_PATH.join(":"));
+    HashMap::from([
+        ("PATH".to_owned(), path),
+        ("LC_ALL".to_owned(), "C".to_owned()),
+    ])
+}
+
 /// Why a program cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ToolError {
@@ -71,6 +83,11 @@ pub fn find(name: &str) -> Result<PathBuf, ToolError> {
                 .collect::<Vec<_>>()
                 .join(":"),
         })?;
+    // The link lvsnap starts (lvcreate → lvm) sits in a directory that must be as safe as the
+    // program it leads to: whoever can write there could point it elsewhere later.
+    if let Some(dir) = found.parent() {
+        trusted(dir)?;
+    }
     trusted(&found)?;
     FOUND
         .lock()

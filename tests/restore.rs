@@ -234,3 +234,233 @@ fn a_browse_mount_a_reboot_took_away_is_released_by_the_next_run() {
     );
     assert!(h.catalog().open_mounts().unwrap().is_empty());
 }
+
+/// A host whose `home` backs up with `engine` into the host's `backup` directory, one backup
+/// taken; returns it with the backup's `VG/LV@GEN` and its data path (a generation directory or
+/// an archive), which the test then fills with what a hostile user left in the volume.
+fn backed_up(engine: &str) -> (Host, String, std::path::PathBuf) {
+    let h = host();
+    h.add_policies(&format!(
+        "[policy.home.backup]\nschedule = \"0 2 * * *\"\nengine = \"{engine}\"\ntarget = \"{}/backup\"\nkeep = {{ last = 5 }}\n",
+        h.path()
+    ));
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    let gen = out
+        .split(" wrote ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let dir = h.dir.path().join("backup/vg0/home");
+    let data = match engine {
+        "rsync" => dir.join(&gen),
+        _ => dir.join(format!("{gen}.tar.zst")),
+    };
+    (h, format!("vg0/home@{gen}"), data)
+}
+
+/// What a user can leave in their home: links out, odd names, a thrice-linked file.
+fn hostile_tree(root: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::create_dir_all(root.join("alice/real")).unwrap();
+    std::fs::write(root.join("alice/real/file"), "alice's file\n").unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("alice/docs")).unwrap();
+    std::fs::create_dir_all(root.join("odd")).unwrap();
+    for n in [&b"new\nline"[..], b"esc\x1b[2Jape", b"bad\xffbyte"] {
+        std::fs::write(root.join("odd").join(std::ffi::OsStr::from_bytes(n)), n).unwrap();
+    }
+    std::fs::create_dir_all(root.join("hl")).unwrap();
+    std::fs::write(root.join("hl/a"), "shared\n").unwrap();
+    std::fs::hard_link(root.join("hl/a"), root.join("hl/b")).unwrap();
+    std::fs::hard_link(root.join("hl/a"), root.join("hl/c")).unwrap();
+}
+
+/// Fills a backup's data with [`hostile_tree`]: the generation directory itself, or an archive
+/// GNU tar writes as the archive engine does.
+fn plant(engine: &str, data: &std::path::Path) {
+    if engine == "rsync" {
+        hostile_tree(data);
+        return;
+    }
+    let tree = tempfile::tempdir().unwrap();
+    hostile_tree(tree.path());
+    let ok = std::process::Command::new("tar")
+        .args(["--create", "--zstd", "--numeric-owner", "--file"])
+        .arg(data)
+        .arg("--directory")
+        .arg(tree.path())
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+const LATER: &str = "2026-03-02T02:00:00Z";
+
+#[test]
+fn a_restore_through_a_planted_link_is_refused_from_both_kinds_of_backup() {
+    for engine in ["rsync", "archive"] {
+        let (h, gen, data) = backed_up(engine);
+        plant(engine, &data);
+        let to = format!("{}/out", h.path());
+        for dry in [&[][..], &["--dry-run"]] {
+            let mut args = vec!["restore", &gen, "alice/docs/shadow", "--to", &to];
+            args.extend_from_slice(dry);
+            let (code, out) = h.lvsnap(&args, LATER);
+            assert_eq!(code, 2, "{engine} {dry:?}: {out}");
+        }
+        assert!(!std::path::Path::new(&to).join("alice/docs/shadow").exists());
+        let (code, out) = h.lvsnap(&["restore", &gen, "alice", "--to", &to], LATER);
+        assert_eq!(code, 0, "{engine}: {out}");
+        let link = std::path::Path::new(&to).join("alice/docs");
+        assert_eq!(
+            std::fs::read_link(link).unwrap(),
+            std::path::Path::new("/etc")
+        );
+    }
+}
+
+#[test]
+fn hostile_names_are_escaped_in_text_exact_in_json_and_restore_by_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    for engine in ["rsync", "archive"] {
+        let (h, gen, data) = backed_up(engine);
+        plant(engine, &data);
+        let to = format!("{}/odd-{engine}", h.path());
+        let (code, out) = h.lvsnap(&["restore", &gen, "odd", "--to", &to, "--dry-run"], LATER);
+        assert_eq!(code, 0, "{out}");
+        assert!(!out.contains('\x1b'), "{out}");
+        for shown in [
+            "$'odd/new\\nline'",
+            "$'odd/esc\\e[2Jape'",
+            "$'odd/bad\\xffbyte'",
+        ] {
+            assert!(
+                out.lines().any(|l| l == format!("  {shown}")),
+                "{shown} in {out}"
+            );
+        }
+        let (_, json) = h.lvsnap(
+            &["restore", &gen, "odd", "--to", &to, "--dry-run", "--json"],
+            LATER,
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let paths: Vec<&serde_json::Value> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["path"])
+            .collect();
+        assert!(
+            paths.contains(&&serde_json::json!("odd/new\nline")),
+            "{json}"
+        );
+        assert!(
+            paths.contains(&&serde_json::json!({"hex": "6f64642f626164ff62797465"})),
+            "{json}"
+        );
+        for n in [&b"new\nline"[..], b"esc\x1b[2Jape", b"bad\xffbyte"] {
+            let mut rel = b"odd/".to_vec();
+            rel.extend_from_slice(n);
+            let rel = std::ffi::OsStr::from_bytes(&rel);
+            let args = [
+                std::ffi::OsStr::new("restore"),
+                std::ffi::OsStr::new(&gen),
+                rel,
+                "--to".as_ref(),
+                to.as_ref(),
+            ];
+            let (code, out) = h.lvsnap_os(&args, LATER);
+            assert_eq!(code, 0, "{engine}: {out}");
+            assert_eq!(
+                std::fs::read(std::path::Path::new(&to).join(rel)).unwrap(),
+                n
+            );
+        }
+    }
+}
+
+#[test]
+fn one_name_of_a_hard_linked_file_and_overlapping_paths_restore_from_an_archive() {
+    let (h, gen, data) = backed_up("archive");
+    plant("archive", &data);
+    let to = format!("{}/hl", h.path());
+    let (code, out) = h.lvsnap(&["restore", &gen, "hl/c", "--to", &to], LATER);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{to}/hl/c")).unwrap(),
+        "shared\n"
+    );
+    let to2 = format!("{}/overlap", h.path());
+    let (code, out) = h.lvsnap(
+        &[
+            "restore",
+            &gen,
+            "alice",
+            "alice/real/file",
+            "hl/b",
+            "hl/c",
+            "--to",
+            &to2,
+        ],
+        LATER,
+    );
+    assert_eq!(code, 0, "{out}");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |n: &str| std::fs::metadata(format!("{to2}/hl/{n}")).unwrap().ino();
+    assert_eq!(
+        ino("b"),
+        ino("c"),
+        "restored together, the two names stay one file"
+    );
+    // The whole volume: the staging directory stays root's and private, and goes.
+    let to3 = format!("{}/all", h.path());
+    let (code, out) = h.lvsnap(&["restore", &gen, "/", "--to", &to3], LATER);
+    assert_eq!(code, 0, "{out}");
+    assert!(std::path::Path::new(&to3).join("alice/real/file").exists());
+    let left: Vec<_> = std::fs::read_dir(&to3)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lvsnap"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_destination_that_is_a_link_or_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (h, gen, data) = backed_up("rsync");
+    plant("rsync", &data);
+    let p = h.path();
+    std::fs::create_dir(format!("{p}/real")).unwrap();
+    std::os::unix::fs::symlink(format!("{p}/real"), format!("{p}/link")).unwrap();
+    let (code, out) = h.lvsnap(
+        &["restore", &gen, "alice", "--to", &format!("{p}/link")],
+        LATER,
+    );
+    assert_eq!(code, 2, "{out}");
+    std::fs::create_dir(format!("{p}/shared")).unwrap();
+    std::fs::set_permissions(
+        format!("{p}/shared"),
+        std::fs::Permissions::from_mode(0o1777),
+    )
+    .unwrap();
+    let (code, out) = h.lvsnap(
+        &["restore", &gen, "alice", "--to", &format!("{p}/shared")],
+        LATER,
+    );
+    assert_eq!(code, 2, "{out}");
+    std::fs::create_dir(format!("{p}/users")).unwrap();
+    std::os::unix::fs::chown(format!("{p}/users"), Some(2000), Some(2000)).unwrap();
+    let (code, out) = h.lvsnap(
+        &["restore", &gen, "alice", "--to", &format!("{p}/users")],
+        LATER,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(std::fs::read_dir(format!("{p}/real")).unwrap().count(), 0);
+}

@@ -141,7 +141,9 @@ pub fn run_child<S: AsRef<std::ffi::OsStr>>(argv: &[S], cancel: &AtomicBool) -> 
         .join(" ");
     let program = crate::tools::path_of(&argv[0].as_ref().to_string_lossy())?;
     let handle = duct::cmd(program, argv[1..].iter().map(AsRef::as_ref))
-        .env("LC_ALL", "C")
+        // Nothing of lvsnap's environment: TAR_OPTIONS, RSYNC_RSH and a user's PATH would
+        // change what root runs. Programs these start (tar's zstd) come from trusted places.
+        .full_env(crate::tools::child_env())
         .stdin_null()
         .stdout_null()
         .stderr_capture()

@@ -52,11 +52,15 @@ impl Runner for SystemRunner {
     fn run(&self, inv: &Invocation) -> Result<Completed, LvmError> {
         let path = self.path(inv.tool)?;
         let start = Instant::now();
+        let mut env = tools::child_env();
+        // No complaints about the file descriptors a daemon or test harness leaves open.
+        env.insert("LVM_SUPPRESS_FD_WARNINGS".to_owned(), "1".to_owned());
+        // An administrator's alternative LVM configuration directory is honoured.
+        if let Ok(dir) = std::env::var("LVM_SYSTEM_DIR") {
+            env.insert("LVM_SYSTEM_DIR".to_owned(), dir);
+        }
         let out = duct::cmd(path, &inv.args)
-            // Stable English messages to match hints against; no complaints about the file
-            // descriptors a daemon or test harness leaves open.
-            .env("LC_ALL", "C")
-            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .full_env(env)
             .stdin_null()
             .stdout_capture()
             .stderr_capture()

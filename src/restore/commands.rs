@@ -163,11 +163,11 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
     };
     let paths = relative_paths(a.paths, live_mount.as_deref()).map_err(usage)?;
     let dest_fd = open_destination(&dest, !a.dry_run)?;
-    // Staging (archives) beside the destination, or in lvsnap's own state directory when a dry
-    // run has no destination yet.
+    // Staging (archives) beside the destination; a dry run writes nothing there, so it stages
+    // in lvsnap's own state directory.
     let staging_parent = match &dest_fd {
-        Some(_) => dest.clone(),
-        None => state_dir(ctx),
+        Some(_) if !a.dry_run => dest.clone(),
+        _ => state_dir(ctx),
     };
     let opened = engine.open_source(&source, &paths, &staging_parent)?;
     let outcome = restore_from(
@@ -229,6 +229,13 @@ fn open_destination(dest: &Path, create: bool) -> Result<Option<OwnedFd>, Error>
     let st = rustix::fs::fstat(&fd)
         .map_err(|e| Error::Usage(format!("cannot stat {}: {e}", shown(dest))))?;
     let me = rustix::process::getuid().as_raw();
+    if st.st_mode & 0o022 != 0 {
+        return Err(Error::Usage(format!(
+            "{} can be written by others (mode {:o}): they could plant directories the restore would write into; restore into a directory only its owner can write, such as a new one below it",
+            shown(dest),
+            st.st_mode & 0o7777
+        )));
+    }
     if st.st_uid != 0 && st.st_uid != me {
         return Err(Error::Usage(format!(
             "{} belongs to uid {}, not to root: its owner could redirect what lvsnap writes; restore into a directory root owns (then hand the files over)",
@@ -368,11 +375,16 @@ fn write_plan(
         "will restore"
     };
     writeln!(out, "{verb} from {label} to {}:", shown(dest))?;
-    for p in plan.parents() {
+    for i in plan.items.iter().filter(|i| i.parent) {
+        let why = if i.in_the_way() {
+            format!("replaces {} in the way; ", i.obstacle())
+        } else {
+            "missing parent: ".to_owned()
+        };
         writeln!(
             out,
-            "  {}/  (missing parent: created with the source's owner, mode and times)",
-            shown(p)
+            "  {}/  ({why}created with the source's owner, mode and times)",
+            shown(&i.rel)
         )?;
     }
     for i in plan.items.iter().filter(|i| !i.parent) {

@@ -69,6 +69,9 @@ fn describe(t: Option<FileType>) -> &'static str {
     }
 }
 
+/// How deep below the root a restore walks.
+const MAX_DEPTH: usize = 1024;
+
 /// What a restore would do.
 #[derive(Debug, Default)]
 pub struct CopyPlan {
@@ -108,6 +111,7 @@ impl CopyPlan {
 /// # Errors
 /// A requested path goes through a link in the source (named), or the source cannot be read.
 pub fn plan(src: &OwnedFd, dest: Option<&OwnedFd>, paths: &[PathBuf]) -> Result<CopyPlan, String> {
+    raise_fd_limit();
     let mut plan = CopyPlan::default();
     let mut planned = BTreeSet::new();
     let root_dev = fstat(src)?.st_dev;
@@ -204,6 +208,14 @@ fn walk(
     if k != FileType::Directory || dev(st) != root_dev {
         return Ok(());
     }
+    // Each level holds two descriptors and a stack frame: a tree a user nested deeper than
+    // this is refused with its name rather than run lvsnap out of either.
+    if rel.components().count() > MAX_DEPTH {
+        return Err(format!(
+            "{} is more than {MAX_DEPTH} directories deep; restore a path further down",
+            shown(rel)
+        ));
+    }
     let sfd = open_at(sdir, name).map_err(|e| read_err(rel, &e))?;
     let dfd = match (ddir, there.as_ref().map(kind)) {
         (Some(d), Some(FileType::Directory)) => {
@@ -230,28 +242,60 @@ fn walk(
 ///
 /// # Errors
 /// A side changed since planning in a way that would need a link to be followed, or a write
-/// failed; what was restored until then stays.
+/// failed; what was restored until then stays, with its directories' metadata set.
 pub fn copy(src: &OwnedFd, dest: &OwnedFd, plan: &CopyPlan, overwrite: bool) -> Result<(), String> {
-    let mut first_name: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut dirs: Vec<&Path> = Vec::new();
+    let mut w = Writer {
+        src,
+        dest,
+        overwrite,
+        first_name: HashMap::new(),
+        dirs: Vec::new(),
+        parent_times: HashMap::new(),
+    };
     let restored: HashSet<&Path> = plan.items.iter().map(|i| i.rel.as_path()).collect();
-    // Existing parents keep their times too: adding an entry to a directory changes them.
-    let mut parent_times: HashMap<PathBuf, Timestamps> = HashMap::new();
-    for item in &plan.items {
+    let copied = plan
+        .items
+        .iter()
+        .try_for_each(|item| w.item(item, &restored));
+    // Directories' metadata and parents' times also after a failure: a directory left root's
+    // and 0700 would be taken for an existing parent by the next try, and kept so.
+    let finished = w.finish();
+    copied?;
+    finished?;
+    rustix::fs::syncfs(dest).map_err(|e| format!("cannot sync the destination: {e}"))
+}
+
+struct Writer<'a> {
+    src: &'a OwnedFd,
+    dest: &'a OwnedFd,
+    overwrite: bool,
+    /// (source device, inode) of a hard-linked file → its first restored name and the inode
+    /// it has in the destination.
+    first_name: HashMap<(u64, u64), (PathBuf, u64)>,
+    /// Directories created or restored, in the order they were met.
+    dirs: Vec<PathBuf>,
+    /// Existing parents keep their times: adding an entry to a directory changes them.
+    parent_times: HashMap<PathBuf, Timestamps>,
+}
+
+impl Writer<'_> {
+    fn item(&mut self, item: &Item, restored: &HashSet<&Path>) -> Result<(), String> {
         let (parent_rel, name) = confine::split(&item.rel);
         let name = name.ok_or("the destination itself is never replaced")?;
-        let sdir = confine::open_dir(src, &parent_rel).map_err(|e| changed("source", &e))?;
-        let ddir = confine::open_dir(dest, &parent_rel).map_err(|e| changed("destination", &e))?;
-        if !restored.contains(parent_rel.as_path()) && !parent_times.contains_key(&parent_rel) {
+        let sdir = confine::open_dir(self.src, &parent_rel).map_err(|e| changed("source", &e))?;
+        let ddir =
+            confine::open_dir(self.dest, &parent_rel).map_err(|e| changed("destination", &e))?;
+        if !restored.contains(parent_rel.as_path()) && !self.parent_times.contains_key(&parent_rel)
+        {
             let st = rustix::fs::fstat(&ddir).map_err(|e| write_err(&parent_rel, &e.into()))?;
-            parent_times.insert(parent_rel.clone(), times(&st));
+            self.parent_times.insert(parent_rel.clone(), times(&st));
         }
         let st = lstat(&sdir, name)
             .map_err(|e| read_err(&item.rel, &e))?
             .ok_or_else(|| format!("{} vanished from the source", shown(&item.rel)))?;
         let there = lstat(&ddir, name).map_err(|e| write_err(&item.rel, &e))?;
         let there = there.as_ref().map(kind);
-        if there.is_some() && there != Some(FileType::Directory) && !overwrite {
+        if there.is_some() && there != Some(FileType::Directory) && !self.overwrite {
             return Err(format!(
                 "{} appeared in the destination while restoring; nothing was overwritten",
                 shown(&item.rel)
@@ -266,10 +310,10 @@ pub fn copy(src: &OwnedFd, dest: &OwnedFd, plan: &CopyPlan, overwrite: bool) -> 
                 rustix::fs::mkdirat(&ddir, name, Mode::RWXU)
                     .map_err(|e| write_err(&item.rel, &e.into()))?;
             } else if item.parent {
-                continue;
+                return Ok(());
             }
-            dirs.push(&item.rel);
-            continue;
+            self.dirs.push(item.rel.clone());
+            return Ok(());
         }
         if there == Some(FileType::Directory) {
             return Err(format!(
@@ -280,54 +324,85 @@ pub fn copy(src: &OwnedFd, dest: &OwnedFd, plan: &CopyPlan, overwrite: bool) -> 
         }
         let key = (dev(&st), st.st_ino);
         let linked_to = (nlink(&st) > 1)
-            .then(|| first_name.get(&key))
+            .then(|| self.first_name.get(&key))
             .flatten()
             .cloned();
-        let tmp = place(&sdir, &ddir, name, &st, dest, linked_to.as_deref())
+        let tmp = place(&sdir, &ddir, name, &st, self.dest, linked_to.as_ref())
             .map_err(|e| write_err(&item.rel, &e))?;
-        let flags = if overwrite {
+        let flags = if self.overwrite {
             RenameFlags::empty()
         } else {
             RenameFlags::NOREPLACE
         };
+        if there.is_some() && kind(&st) == FileType::RegularFile {
+            // The data reaches the disk before it replaces a file: a power cut leaves the old
+            // file or the restored one, never an empty one under the name.
+            if let Ok(fd) = rustix::fs::openat(
+                &ddir,
+                &tmp,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                rustix::fs::fdatasync(&fd).map_err(|e| write_err(&item.rel, &e.into()))?;
+            }
+        }
         if let Err(e) = rustix::fs::renameat_with(&ddir, &tmp, &ddir, name, flags) {
             let _ = rustix::fs::unlinkat(&ddir, &tmp, AtFlags::empty());
             return Err(write_err(&item.rel, &e.into()));
         }
         if nlink(&st) > 1 && linked_to.is_none() {
-            first_name.insert(key, item.rel.clone());
+            if let Some(placed) = lstat(&ddir, name).ok().flatten() {
+                self.first_name
+                    .insert(key, (item.rel.clone(), placed.st_ino));
+            }
         }
+        Ok(())
     }
-    // Directories last and deepest first: writing into a directory changes its times.
-    for rel in dirs.into_iter().rev() {
-        let sdir = confine::open_dir(src, rel).map_err(|e| changed("source", &e))?;
-        let ddir = confine::open_dir(dest, rel).map_err(|e| changed("destination", &e))?;
-        let st = fstat(&sdir)?;
-        set_metadata(&sdir, &ddir, &st).map_err(|e| write_err(rel, &e))?;
+
+    /// Directories deepest first (writing into a directory changes its times), then the times
+    /// of the existing parents.
+    fn finish(&mut self) -> Result<(), String> {
+        let mut first_error = None;
+        for rel in self.dirs.iter().rev() {
+            let done = (|| {
+                let sdir = confine::open_dir(self.src, rel).map_err(|e| changed("source", &e))?;
+                let ddir =
+                    confine::open_dir(self.dest, rel).map_err(|e| changed("destination", &e))?;
+                let st = fstat(&sdir)?;
+                set_metadata(&sdir, &ddir, &st).map_err(|e| write_err(rel, &e))
+            })();
+            if let Err(e) = done {
+                first_error.get_or_insert(e);
+            }
+        }
+        for (rel, t) in &self.parent_times {
+            let done = confine::open_dir(self.dest, rel)
+                .map_err(|e| changed("destination", &e))
+                .and_then(|d| rustix::fs::futimens(&d, t).map_err(|e| write_err(rel, &e.into())));
+            if let Err(e) = done {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
-    for (rel, t) in &parent_times {
-        let ddir = confine::open_dir(dest, rel).map_err(|e| changed("destination", &e))?;
-        rustix::fs::futimens(&ddir, t).map_err(|e| write_err(rel, &e.into()))?;
-    }
-    rustix::fs::syncfs(dest).map_err(|e| format!("cannot sync the destination: {e}"))
 }
 
 /// Creates the copy of `name` under a fresh temporary name in `ddir`, with its metadata;
-/// returns that name.
+/// returns that name. A hard link to `linked_to` (an earlier name restored in this run, with
+/// its inode in the destination) is made when it still is that file; otherwise a copy.
 fn place(
     sdir: &OwnedFd,
     ddir: &OwnedFd,
     name: &OsStr,
     st: &Stat,
     dest: &OwnedFd,
-    linked_to: Option<&Path>,
+    linked_to: Option<&(PathBuf, u64)>,
 ) -> io::Result<OsString> {
     let k = kind(st);
-    if let Some(first) = linked_to {
-        let (p, n) = confine::split(first);
-        let pfd = confine::open_dir(dest, &p).map_err(|e| io::Error::other(e.to_string()))?;
-        let n = n.unwrap_or_default();
-        return with_temp_name(|tmp| rustix::fs::linkat(&pfd, n, ddir, tmp, AtFlags::empty()));
+    if let Some((first, ino)) = linked_to {
+        if let Some(tmp) = link_again(ddir, dest, first, *ino)? {
+            return Ok(tmp);
+        }
     }
     match k {
         FileType::RegularFile => {
@@ -363,27 +438,96 @@ fn place(
         FileType::Symlink => {
             let target = rustix::fs::readlinkat(sdir, name, Vec::new())?;
             let tmp = with_temp_name(|tmp| rustix::fs::symlinkat(target.as_c_str(), ddir, tmp))?;
-            set_metadata_at(ddir, &tmp, st, false)?;
+            finish_node(ddir, &tmp, st).inspect_err(|_| {
+                let _ = rustix::fs::unlinkat(ddir, &tmp, AtFlags::empty());
+            })?;
             Ok(tmp)
         }
         _ => {
-            let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
-            let tmp = with_temp_name(|tmp| rustix::fs::mknodat(ddir, tmp, k, mode, rdev(st)))?;
-            set_metadata_at(ddir, &tmp, st, true)?;
+            // Created without permissions; the mode is set once the node is proven ours.
+            let tmp =
+                with_temp_name(|tmp| rustix::fs::mknodat(ddir, tmp, k, Mode::empty(), rdev(st)))?;
+            finish_node(ddir, &tmp, st).inspect_err(|_| {
+                let _ = rustix::fs::unlinkat(ddir, &tmp, AtFlags::empty());
+            })?;
             Ok(tmp)
         }
     }
 }
 
-/// Tries fresh temporary names until one can be created.
+/// Links `first` (restored earlier, inode `ino`) under a temporary name in `ddir`; `None` when
+/// `first` is no longer that file (someone replaced it in a directory they can write).
+fn link_again(
+    ddir: &OwnedFd,
+    dest: &OwnedFd,
+    first: &Path,
+    ino: u64,
+) -> io::Result<Option<OsString>> {
+    let (p, n) = confine::split(first);
+    let Ok(pfd) = confine::open_dir(dest, &p) else {
+        return Ok(None);
+    };
+    let n = n.unwrap_or_default();
+    let tmp = with_temp_name(|tmp| rustix::fs::linkat(&pfd, n, ddir, tmp, AtFlags::empty()))?;
+    match lstat(ddir, &tmp)? {
+        Some(st) if st.st_ino == ino && kind(&st) == FileType::RegularFile => Ok(Some(tmp)),
+        _ => {
+            rustix::fs::unlinkat(ddir, &tmp, AtFlags::empty())?;
+            Ok(None)
+        }
+    }
+}
+
+/// Owner, mode and times of a link or special file just created as `tmp` in `dir`. The node is
+/// opened with `O_PATH|O_NOFOLLOW` and must be what was made (its type, owned by lvsnap's user);
+/// every change then goes through that descriptor, so swapping the name for a link to some
+/// other file in the meantime changes nothing but the swapped-in link.
+fn finish_node(dir: &OwnedFd, tmp: &OsStr, st: &Stat) -> io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        tmp,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let made = rustix::fs::fstat(&fd)?;
+    if kind(&made) != kind(st) || made.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(io::Error::other(
+            "the file just created was replaced while restoring",
+        ));
+    }
+    rustix::fs::chownat(
+        &fd,
+        "",
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+        AtFlags::EMPTY_PATH,
+    )?;
+    if kind(st) == FileType::Symlink {
+        // A link has no mode of its own; its times are set by name without following it.
+        rustix::fs::utimensat(dir, tmp, &times(st), AtFlags::SYMLINK_NOFOLLOW)?;
+        return Ok(());
+    }
+    // /proc/self/fd/N names exactly the inode opened above, and it is no link.
+    let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(by_fd.as_str(), Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        by_fd.as_str(),
+        &times(st),
+        AtFlags::empty(),
+    )?;
+    Ok(())
+}
+
+/// Tries fresh, unpredictable temporary names until one can be created.
 fn with_temp_name(
     mut create: impl FnMut(&OsStr) -> rustix::io::Result<()>,
 ) -> io::Result<OsString> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    for _ in 0..1000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = OsString::from(format!(".lvsnap-restore.{}.{n}", std::process::id()));
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let name = OsString::from(format!(".lvsnap-restore.{:016x}", h.finish()));
         match create(&name) {
             Ok(()) => return Ok(name),
             Err(Errno::EXIST) => continue,
@@ -399,12 +543,13 @@ fn copy_data(src: &OwnedFd, dst: &OwnedFd, len: u64) -> io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
     while pos < len {
-        let start = match rustix::fs::seek(src, SeekFrom::Data(pos)) {
-            Ok(s) => s,
+        let (start, end) = match rustix::fs::seek(src, SeekFrom::Data(pos)) {
+            Ok(s) => (s, rustix::fs::seek(src, SeekFrom::Hole(s))?.min(len)),
             Err(Errno::NXIO) => break,
+            // A filesystem that cannot tell holes: all of it is data.
+            Err(Errno::INVAL | Errno::OPNOTSUPP) => (pos, len),
             Err(e) => return Err(e.into()),
         };
-        let end = rustix::fs::seek(src, SeekFrom::Hole(start))?.min(len);
         let mut off = start;
         while off < end {
             let want = usize::try_from(end - off)
@@ -446,37 +591,41 @@ fn set_metadata(src: &OwnedFd, dst: &OwnedFd, st: &Stat) -> io::Result<()> {
     Ok(())
 }
 
-/// [`set_metadata`] for what cannot be opened (a link, a device, a fifo): owner, mode (not of a
-/// link, which has none of its own) and times, by name.
-fn set_metadata_at(dir: &OwnedFd, name: &OsStr, st: &Stat, mode: bool) -> io::Result<()> {
-    rustix::fs::chownat(
-        dir,
-        name,
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    if mode {
-        rustix::fs::chmodat(
-            dir,
-            name,
-            Mode::from_raw_mode(st.st_mode & 0o7777),
-            AtFlags::empty(),
-        )?;
-    }
-    rustix::fs::utimensat(dir, name, &times(st), AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
+fn list_xattrs(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let len = match rustix::fs::flistxattr_query(fd) {
+        Ok(0) | Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Ok(n) => n,
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = vec![0u8; len];
+    let n = rustix::fs::flistxattr(fd, &mut names[..])?;
+    Ok(names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
     let len = match rustix::fs::flistxattr_query(src) {
-        Ok(0) => return Ok(()),
         Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(()),
+        Err(Errno::NOTSUP) => 0,
         Err(e) => return Err(e.into()),
     };
     let mut names = vec![0u8; len];
     let n = rustix::fs::flistxattr(src, &mut names[..])?;
+    let wanted: HashSet<&[u8]> = names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .collect();
+    // What the destination gave the new file on its own (a default ACL inherited from its
+    // directory) goes: the restored file has exactly the source's attributes. Security labels
+    // are the system's to set.
+    for name in list_xattrs(dst)? {
+        if !wanted.contains(name.as_slice()) && !name.starts_with(b"security.") {
+            let _ = rustix::fs::fremovexattr(dst, OsStr::from_bytes(&name));
+        }
+    }
     for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = OsStr::from_bytes(name);
         let vlen = match rustix::fs::fgetxattr_query(src, name) {
@@ -498,8 +647,24 @@ fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A deep tree holds two descriptors a level while it is walked: allow as many as the system
+/// lets this process have.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        );
+    }
+}
+
 /// The outermost of `paths`: restoring `a` already restores `a/b`.
-fn outermost(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub fn outermost(paths: &[PathBuf]) -> Vec<PathBuf> {
     let sorted: BTreeSet<&PathBuf> = paths.iter().collect();
     let mut out: Vec<PathBuf> = Vec::new();
     for p in sorted {

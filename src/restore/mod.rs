@@ -230,14 +230,22 @@ impl Engine<'_> {
                         ))
                     })?
                     .keep();
+                // Unpacked one level down: unpacking the volume's root would give the staging
+                // directory itself the root's owner and mode.
+                let root = staging.join("tree");
                 let opened = Opened {
-                    root: staging.clone(),
+                    root: root.clone(),
                     mounted: None,
                     staging: Some(staging.clone()),
                 };
-                if let Err(e) = unpack(&data, &staging, paths) {
+                if let Err(e) = crate::private::create_dir_all(&root)
+                    .map_err(|e| {
+                        RunError::Refused(format!("cannot create {}: {e}", root.display()))
+                    })
+                    .and_then(|()| unpack(&data, &root, paths))
+                {
                     self.close_source(opened)?;
-                    return Err(RunError::Refused(e));
+                    return Err(e);
                 }
                 Ok(opened)
             }
@@ -276,10 +284,10 @@ pub fn needs_activation(m: &Managed) -> bool {
 /// under the name it met first).
 ///
 /// # Errors
-/// A path goes through a link in the archive (named), or tar failed.
-fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
+/// A path goes through a link in the archive (named: a bad request), or tar failed.
+fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), RunError> {
     use std::ffi::OsString;
-    let index = archive_index(archive)?;
+    let index = archive_index(archive).map_err(RunError::Refused)?;
     let mut argv: Vec<OsString> = [
         "tar",
         "--extract",
@@ -303,10 +311,12 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
         m.push(p.as_os_str());
         m
     };
-    let wanted: Vec<&Path> = if paths.is_empty() {
+    // Nothing named twice: tar fails on a member it already extracted with its directory.
+    let outer = copy::outermost(paths);
+    let wanted: Vec<&Path> = if outer.is_empty() {
         vec![Path::new("")]
     } else {
-        paths.iter().map(PathBuf::as_path).collect()
+        outer.iter().map(PathBuf::as_path).collect()
     };
     let mut parents = std::collections::BTreeSet::new();
     let mut whole = Vec::new();
@@ -315,13 +325,13 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
         for a in p.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
             match index.get(a) {
                 Some(ArchiveEntry::Symlink(target)) => {
-                    return Err(format!(
+                    return Err(RunError::BadRequest(format!(
                         "{} goes through {}, a symbolic link (to {}) in the backup; lvsnap restores links as links and never follows them: restore {} itself, or name the path it points to",
                         crate::names::shown(p),
                         crate::names::shown(a),
                         crate::names::shown(target),
                         crate::names::shown(a)
-                    ))
+                    )))
                 }
                 Some(_) => {
                     parents.insert(a.to_owned());
@@ -341,6 +351,7 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
             }
         }
     }
+    first_names.retain(|f| !whole.iter().any(|w| f.starts_with(w)));
     if whole.is_empty() {
         // Nothing requested is in the archive: the copy plan names what is missing.
         return Ok(());
@@ -357,7 +368,7 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
         }
     }));
     engines::run_child(&argv, &std::sync::atomic::AtomicBool::new(false))
-        .map_err(|e| format!("cannot unpack {}: {e}", archive.display()))
+        .map_err(|e| RunError::Refused(format!("cannot unpack {}: {e}", archive.display())))
 }
 
 fn prefixed(flag: &str, p: &Path) -> std::ffi::OsString {

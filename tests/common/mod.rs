@@ -54,6 +54,21 @@ impl Host {
         (code, String::from_utf8(out).unwrap())
     }
 
+    /// [`Host::lvsnap`] with arguments that need not be UTF-8 (file names as bytes).
+    #[track_caller]
+    pub fn lvsnap_os(&self, args: &[&std::ffi::OsStr], now: &str) -> (i32, String) {
+        let now: DateTime<Utc> = now.parse().unwrap();
+        let config = self.dir.path().join("lvsnap.toml");
+        let mut argv: Vec<std::ffi::OsString> =
+            vec!["lvsnap".into(), "--config".into(), config.into()];
+        argv.extend(args.iter().map(|a| a.to_os_string()));
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        self.lvm.set_clock(now);
+        let mut out = Vec::new();
+        let code = execute(&cli, &self.lvm, now, &mut out);
+        (code, String::from_utf8(out).unwrap())
+    }
+
     pub fn catalog(&self) -> Catalog {
         Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
     }

@@ -12,6 +12,8 @@ sync
 make_fs ext4 /dev/vdb && mount /dev/vdb /mnt/backup
 write_policy '[settings]
 timezone = "UTC"
+# The scenario slows a tool down with a wrapper there.
+tool-path = ["/usr/local/sbin"]
 
 [policy.data]
 volumes = ["vg0/data"]
