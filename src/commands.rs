@@ -52,13 +52,35 @@ impl Ctx<'_> {
         Ok(self.runner.check_tools()?)
     }
 
+    /// The catalog; opened for writing, it is checked whole first, so that a damaged one stops
+    /// a changing command before it changes anything.
     pub(crate) fn catalog(&self, write: bool) -> Result<Catalog, Error> {
         let path = &self.config.settings.catalog;
         Ok(if write {
-            Catalog::open(path)?
+            let c = Catalog::open(path)?;
+            c.check()?;
+            c
         } else {
             Catalog::open_read(path)?
         })
+    }
+
+    /// The catalog for a reading command that can also answer from LVM alone: a damaged one is
+    /// replaced by an empty one, with the message saying so.
+    pub(crate) fn catalog_or_lvm_only(&self) -> Result<(Catalog, Option<String>), Error> {
+        let opened =
+            Catalog::open_read(&self.config.settings.catalog).and_then(|c| c.check().map(|()| c));
+        match opened {
+            Ok(c) => Ok((c, None)),
+            Err(e) if e.is_damaged() => Ok((
+                Catalog::in_memory()?,
+                Some(format!(
+                    "{}; showing what LVM alone knows: lvsnap's snapshots appear as not in the catalog, backups are not listed",
+                    e.to_string().lines().next().unwrap_or_default()
+                )),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn check_policies(&self, names: &[String]) -> Result<(), Error> {
@@ -200,7 +222,10 @@ fn write_metrics(
 /// # Errors
 /// Inventory or catalog failure.
 pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
-    let (states, cap) = survey_states(ctx)?;
+    let (states, cap, damaged) = survey_states(ctx)?;
+    if let Some(d) = &damaged {
+        warn_damaged(ctx, d, json)?;
+    }
     if json {
         let groups: Vec<_> = states
             .iter()
@@ -304,9 +329,13 @@ pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-fn survey_states(ctx: &mut Ctx<'_>) -> Result<(Vec<status::GroupState>, status::Capacity), Error> {
+/// The groups' states and the space, and a warning when the catalog is damaged (they are then
+/// what LVM alone tells).
+fn survey_states(
+    ctx: &mut Ctx<'_>,
+) -> Result<(Vec<status::GroupState>, status::Capacity, Option<String>), Error> {
     ctx.tools()?;
-    let mut catalog = ctx.catalog(false)?;
+    let (mut catalog, damaged) = ctx.catalog_or_lvm_only()?;
     let results = catalog.group_results()?;
     let backups = catalog.backups(None)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true);
@@ -314,14 +343,29 @@ fn survey_states(ctx: &mut Ctx<'_>) -> Result<(Vec<status::GroupState>, status::
     Ok((
         status::groups(ctx.config, &fleet, &results, &backups, ctx.now),
         status::capacity(ctx.config, &inv),
+        damaged,
     ))
+}
+
+/// A damaged catalog, said first: on the output for a person, on stderr beside JSON.
+fn warn_damaged(ctx: &mut Ctx<'_>, why: &str, json: bool) -> Result<(), Error> {
+    if json {
+        eprintln!("lvsnap: warning: {why}");
+    } else {
+        writeln!(ctx.out, "WARNING: {why}\n")?;
+    }
+    Ok(())
 }
 
 /// `check`: a Nagios/Icinga plugin. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, with one line
 /// and perfdata.
 pub fn check(ctx: &mut Ctx<'_>, t: status::Thresholds) -> i32 {
     match survey_states(ctx) {
-        Ok((states, cap)) => {
+        Ok((_, _, Some(damaged))) => {
+            let _ = writeln!(ctx.out, "LVSNAP CRITICAL - {damaged}");
+            status::Level::Critical as i32
+        }
+        Ok((states, cap, None)) => {
             let (level, line) = status::check(ctx.config, &states, &cap, ctx.now, t);
             let _ = writeln!(ctx.out, "{line}");
             level as i32
@@ -399,7 +443,10 @@ pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, 
     if let Some(p) = policy {
         ctx.config.require_policy(p).map_err(Error::Usage)?;
     }
-    let mut catalog = ctx.catalog(false)?;
+    let (mut catalog, damaged) = ctx.catalog_or_lvm_only()?;
+    if let Some(d) = &damaged {
+        warn_damaged(ctx, d, json)?;
+    }
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true);
     let (inv, fleet) = engine.survey()?;
     let mut rows = Vec::new();
@@ -568,13 +615,42 @@ pub fn find_managed<'m>(
     }
 }
 
-/// `catalog rebuild`: re-creates records for tagged snapshots from their tags.
+/// `catalog rebuild`: sets a damaged catalog aside, re-creates records for tagged snapshots
+/// from their tags, and for committed backup generations from the backup targets.
 ///
 /// # Errors
 /// Lock, inventory or catalog failure.
 pub fn rebuild(ctx: &mut Ctx<'_>, dry_run: bool) -> Result<i32, Error> {
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
-    let mut catalog = ctx.catalog(!dry_run)?;
+    let path = ctx.config.settings.catalog.clone();
+    let damaged = Catalog::open_read(&path)
+        .and_then(|c| c.check())
+        .is_err_and(|e| e.is_damaged());
+    let mut catalog = match (damaged, dry_run) {
+        (true, true) => {
+            writeln!(
+                ctx.out,
+                "would set the damaged catalog {} aside and start a new one",
+                path.display()
+            )?;
+            Catalog::in_memory()?
+        }
+        (true, false) => {
+            let aside = Catalog::set_aside(&path, ctx.now).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot set the damaged catalog {} aside: {e}",
+                    path.display()
+                ))
+            })?;
+            writeln!(
+                ctx.out,
+                "set the damaged catalog aside as {}; a new one is built from LVM and the backup targets",
+                aside.display()
+            )?;
+            ctx.catalog(true)?
+        }
+        (false, _) => ctx.catalog(!dry_run)?,
+    };
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, dry_run);
     let (_, fleet) = engine.survey()?;
     let mut adopted = 0;
@@ -631,6 +707,44 @@ pub fn rebuild(ctx: &mut Ctx<'_>, dry_run: bool) -> Result<i32, Error> {
         "{adopted} snapshot(s) {}; {} already in the catalog",
         if dry_run { "to adopt" } else { "adopted" },
         fleet.managed.len()
+    )?;
+    let found = crate::backup::adopt::find_generations(ctx.config, &catalog.backups(None)?);
+    for f in &found {
+        if !dry_run {
+            let new = crate::catalog::NewBackup {
+                policy: &f.policy,
+                vg: &f.vg,
+                origin: &f.origin,
+                engine: f.engine,
+                dir: &f.dir,
+                name: &f.name,
+                snapshot: "",
+                snapshot_time: f.time,
+                temporary: false,
+            };
+            let written = crate::catalog::Written {
+                bytes: f.bytes,
+                files: f.files,
+                manifest_sha256: &f.manifest_sha256,
+            };
+            catalog.adopt_backup(&new, &written, ctx.now)?;
+        }
+        writeln!(
+            ctx.out,
+            "{} backup {} ({}, {} file(s), {}; not verified since: `lvsnap verify {}`)",
+            if dry_run { "would adopt" } else { "adopted" },
+            f.label(),
+            f.engine,
+            f.files,
+            report::format_size(f.bytes),
+            f.label()
+        )?;
+    }
+    writeln!(
+        ctx.out,
+        "{} backup(s) {}",
+        found.len(),
+        if dry_run { "to adopt" } else { "adopted" }
     )?;
     Ok(exit::OK)
 }

@@ -464,3 +464,80 @@ fn a_destination_that_is_a_link_or_others_can_write_is_refused() {
     assert_eq!(code, 2, "{out}");
     assert_eq!(std::fs::read_dir(format!("{p}/real")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_truncated_catalog_is_a_clear_state_and_rebuild_recovers_snapshots_and_backups() {
+    let (h, gen, data) = backed_up("rsync");
+    plant("rsync", &data);
+    let db = h.dir.path().join("catalog.db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+
+    let (code, out) = h.lvsnap(&["list"], LATER);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is damaged"), "{out}");
+    assert!(
+        out.contains("home-lvsnap-20260302T010000Z"),
+        "LVM still shows the snapshot: {out}"
+    );
+    let (code, out) = h.lvsnap(&["check"], LATER);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("LVSNAP CRITICAL - catalog"), "{out}");
+    let (code, out) = h.lvsnap(&["run"], LATER);
+    assert_eq!(code, 2, "a writing command refuses: {out}");
+    assert_eq!(
+        h.lvm
+            .invocations()
+            .iter()
+            .filter(|c| c.starts_with("lvcreate"))
+            .count(),
+        1
+    );
+
+    let (code, out) = h.lvsnap(&["catalog", "rebuild"], LATER);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("set the damaged catalog aside as"), "{out}");
+    assert!(
+        out.contains("adopted vg0/home-lvsnap-20260302T010000Z"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("adopted backup {gen} (rsync")),
+        "{out}"
+    );
+    let (code, out) = h.lvsnap(&["backups"], LATER);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(gen.split('@').nth(1).unwrap()), "{out}");
+    let to = format!("{}/after-rebuild", h.path());
+    let (code, out) = h.lvsnap(&["restore", &gen, "alice/real/file", "--to", &to], LATER);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{to}/alice/real/file")).unwrap(),
+        "alice's file\n"
+    );
+    // The adopted generation counts as the snapshot's backup.
+    let (_, out) = h.lvsnap(&["backup", "home"], LATER);
+    assert!(out.contains("is already backed up"), "{out}");
+}
+
+#[test]
+fn a_backup_never_writes_over_a_generation_the_catalog_does_not_know() {
+    let h = host();
+    h.add_policies(&format!(
+        "[policy.home.backup]\nschedule = \"0 2 * * *\"\nengine = \"rsync\"\ntarget = \"{}/backup\"\nkeep = {{ last = 5 }}\n",
+        h.path()
+    ));
+    let old = h.dir.path().join("backup/vg0/home/20260302T010000Z");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("kept"), "from before the catalog was lost\n").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("wrote 20260302T010000Z-1 from"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(old.join("kept")).unwrap(),
+        "from before the catalog was lost\n"
+    );
+}

@@ -5,6 +5,7 @@
 //! left and marks the backup failed. Generations are pruned by the backup's own keep rules with
 //! the snapshot planner.
 
+pub mod adopt;
 pub mod commands;
 pub mod engines;
 mod progress;
@@ -255,7 +256,7 @@ impl Engine<'_> {
             }
         };
         let dir = volume_dir(b, volume);
-        let name = generation_name(managed.record.time);
+        let name = adopt::free_name(&dir, b.engine.name(), &generation_name(managed.record.time));
         if self.dry_run {
             let to = engines::artifact(b.engine.name(), &dir, &name)
                 .unwrap_or_else(|| engines::manifest_path(&dir, &name));

@@ -186,6 +186,27 @@ impl Catalog {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Records a generation found on disk (by `catalog rebuild`) as complete and never
+    /// verified, in one transaction.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn adopt_backup(
+        &self,
+        b: &NewBackup<'_>,
+        w: &Written<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, CatalogError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let id = self.begin_backup(b, now)?;
+        self.complete_backup(id, w, now)?;
+        self.conn
+            .execute("UPDATE backups SET pid = NULL WHERE id = ?1", params![id])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
     /// Marks a backup complete with what it wrote.
     ///
     /// # Errors

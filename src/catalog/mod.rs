@@ -6,7 +6,7 @@ mod backups;
 mod restores;
 mod schema;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backups::{BackupRecord, BackupState, MountRecord, NewBackup, NewMount, Written};
@@ -188,12 +188,37 @@ pub enum CatalogError {
         path: String,
         source: std::io::Error,
     },
+    #[error("catalog {path} is damaged ({detail}); lvsnap changes nothing until it is repaired\n    hint: `lvsnap catalog rebuild` sets it aside and rebuilds it from the snapshots' LVM tags and the backup targets; `list`, `status` and `check` show what LVM alone knows meanwhile")]
+    Damaged { path: String, detail: String },
     #[error("catalog {path} has schema version {found}, newer than this lvsnap knows ({known}); upgrade lvsnap")]
     TooNew {
         path: String,
         found: i64,
         known: i64,
     },
+}
+
+impl CatalogError {
+    /// The file is not a readable SQLite database any more (truncated, overwritten).
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, CatalogError::Damaged { .. })
+    }
+
+    /// An SQLite error about `path`, told apart when it means the file is damaged.
+    fn sqlite(path: &str, source: rusqlite::Error) -> Self {
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                CatalogError::Damaged {
+                    path: path.to_owned(),
+                    detail: source.to_string(),
+                }
+            }
+            _ => CatalogError::Sqlite {
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
 }
 
 fn hint(e: &rusqlite::Error) -> &'static str {
@@ -253,10 +278,7 @@ impl Catalog {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| CatalogError::Sqlite {
-            path: p.clone(),
-            source,
-        })?;
+        let conn = Connection::open(path).map_err(|source| CatalogError::sqlite(&p, source))?;
         let mut cat = Catalog { conn, path: p };
         cat.configure()?;
         // The event log holds what lvsnap ran: root's alone, also when an older lvsnap made it.
@@ -280,12 +302,8 @@ impl Catalog {
             return Ok(cat);
         }
         let p = path.display().to_string();
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| CatalogError::Sqlite {
-                path: p.clone(),
-                source,
-            },
-        )?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| CatalogError::sqlite(&p, source))?;
         let cat = Catalog { conn, path: p };
         cat.conn
             .busy_timeout(Duration::from_secs(5))
@@ -311,10 +329,52 @@ impl Catalog {
     }
 
     fn err(&self, source: rusqlite::Error) -> CatalogError {
-        CatalogError::Sqlite {
-            path: self.path.clone(),
-            source,
+        CatalogError::sqlite(&self.path, source)
+    }
+
+    /// Reads every page of the catalog (`PRAGMA quick_check`): a file that was truncated or
+    /// overwritten is found before anything is changed, not half-way through a run.
+    ///
+    /// # Errors
+    /// The catalog is damaged.
+    pub fn check(&self) -> Result<(), CatalogError> {
+        let first: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if first == "ok" {
+            Ok(())
+        } else {
+            Err(CatalogError::Damaged {
+                path: self.path.clone(),
+                detail: first,
+            })
         }
+    }
+
+    /// Moves a damaged catalog (and its WAL and shared-memory files) aside as
+    /// `PATH.damaged-STAMP`; returns the new name of the database file.
+    ///
+    /// # Errors
+    /// A rename failed.
+    pub fn set_aside(path: &Path, now: DateTime<Utc>) -> std::io::Result<PathBuf> {
+        let stamp = now.format("%Y%m%dT%H%M%SZ");
+        let with = |suffix: &str| {
+            let mut s = path.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        let aside = with(&format!(".damaged-{stamp}"));
+        for extra in ["-wal", "-shm"] {
+            let from = with(extra);
+            if from.exists() {
+                let mut to = aside.as_os_str().to_owned();
+                to.push(extra);
+                std::fs::rename(&from, to)?;
+            }
+        }
+        std::fs::rename(path, &aside)?;
+        Ok(aside)
     }
 
     fn configure(&self) -> Result<(), CatalogError> {
