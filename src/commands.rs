@@ -56,21 +56,22 @@ impl Ctx<'_> {
     /// a changing command before it changes anything.
     pub(crate) fn catalog(&self, write: bool) -> Result<Catalog, Error> {
         let path = &self.config.settings.catalog;
-        Ok(if write {
-            let c = Catalog::open(path)?;
-            c.check()?;
-            c
+        let opened = if write {
+            Catalog::open(path)
         } else {
-            Catalog::open_read(path)?
+            Catalog::open_read(path)
+        };
+        // Found before anything changed: refused like bad input (exit 2), with the recovery.
+        opened.map_err(|e| match e {
+            e if e.is_damaged() => Error::Usage(e.to_string()),
+            e => e.into(),
         })
     }
 
     /// The catalog for a reading command that can also answer from LVM alone: a damaged one is
     /// replaced by an empty one, with the message saying so.
     pub(crate) fn catalog_or_lvm_only(&self) -> Result<(Catalog, Option<String>), Error> {
-        let opened =
-            Catalog::open_read(&self.config.settings.catalog).and_then(|c| c.check().map(|()| c));
-        match opened {
+        match Catalog::open_read(&self.config.settings.catalog) {
             Ok(c) => Ok((c, None)),
             Err(e) if e.is_damaged() => Ok((
                 Catalog::in_memory()?,
@@ -623,6 +624,7 @@ pub fn find_managed<'m>(
 pub fn rebuild(ctx: &mut Ctx<'_>, dry_run: bool) -> Result<i32, Error> {
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
     let path = ctx.config.settings.catalog.clone();
+    // The header first (what a truncation breaks), then every page.
     let damaged = Catalog::open_read(&path)
         .and_then(|c| c.check())
         .is_err_and(|e| e.is_damaged());

@@ -49,8 +49,6 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) | Error::Run(RunError::BadRequest(_)) => exit::USAGE,
-            // Nothing is changed until it is repaired, as for bad input.
-            Error::Catalog(c) | Error::Run(RunError::Catalog(c)) if c.is_damaged() => exit::USAGE,
             _ => exit::FAILED,
         }
     }

@@ -57,10 +57,10 @@ pub fn find_generations(config: &Config, known: &[BackupRecord]) -> Vec<Found> {
                 if known.iter().any(|k| k.dir == dir && k.name == name) {
                     continue;
                 }
-                let engine = b.engine.name();
-                if engines::artifact(engine, &dir, name).is_some_and(|a| !is_real(&a, engine)) {
+                // What is on disk says which engine wrote it, whatever the policy says now.
+                let Some(engine) = engine_on_disk(&dir, name, b.engine.name()) else {
                     continue;
-                }
+                };
                 let Ok(text) = engines::read_text(&engines::manifest_path(&dir, name)) else {
                     continue;
                 };
@@ -87,15 +87,20 @@ pub fn find_generations(config: &Config, known: &[BackupRecord]) -> Vec<Found> {
     found
 }
 
-/// The data under its final name, of the kind the engine writes, not a link.
-fn is_real(p: &Path, engine: &str) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| {
-        if engine == "rsync" {
-            m.is_dir()
-        } else {
-            m.is_file()
-        }
-    })
+/// The engine whose data sits beside a manifest: a generation directory (rsync), an archive
+/// (archive), or nothing — a command backup, whose data is in the tool's own repository, when
+/// the policy uses that engine (otherwise a manifest alone is what an interrupted prune left).
+/// `None` for both, or for a link where the data should be.
+fn engine_on_disk(dir: &Path, name: &str, policy_engine: &str) -> Option<&'static str> {
+    let kind = |engine| {
+        engines::artifact(engine, dir, name).and_then(|a| std::fs::symlink_metadata(a).ok())
+    };
+    match (kind("rsync"), kind("archive")) {
+        (Some(m), None) if m.is_dir() => Some("rsync"),
+        (None, Some(m)) if m.is_file() => Some("archive"),
+        (None, None) if policy_engine == "command" => Some("command"),
+        _ => None,
+    }
 }
 
 /// The snapshot time a generation is named after (`20261203T075811Z`, or with a `-N` suffix
@@ -108,9 +113,11 @@ pub fn generation_time(name: &str) -> Option<DateTime<Utc>> {
             ""
         }
     });
+    // Only the exact form lvsnap writes (chrono alone would take spaces and short fields).
     NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
         .ok()
         .map(|t| t.and_utc())
+        .filter(|t| super::generation_name(*t) == stamp)
 }
 
 /// `name`, or `name-1`, `name-2`, … when files of a generation by that name are already in
@@ -140,6 +147,8 @@ mod tests {
         assert_eq!(generation_time("20261203T075811Z-2"), Some(t));
         assert_eq!(generation_time("20261203T075811Z-x"), None);
         assert_eq!(generation_time("notes"), None);
+        assert_eq!(generation_time("2026123T075811Z"), None);
+        assert_eq!(generation_time(" 20261203T075811Z"), None);
     }
 
     #[test]

@@ -125,25 +125,64 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
         remove_path(&p).map_err(|e| format!("cannot clear {}: {e}", p.display()))?;
     }
     let argv = argv(job);
-    run_child(&argv, job.cancel)
+    let program = match job.engine {
+        // The administrator's own backup tool, as written in the root-owned policy file, with
+        // lvsnap's environment: restic and borg take their repository and credentials from it.
+        BackupEngine::Command(_) => Program::AsConfigured,
+        _ => Program::Tool,
+    };
+    run_program(&argv, job.cancel, program)
+}
+
+/// Where a program lvsnap starts comes from, and what environment it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// One of the tools lvsnap drives (rsync, tar): found through [`crate::tools`], run with
+    /// [`crate::tools::child_env`] only.
+    Tool,
+    /// A command from the policy file (the `command` engine): run as written, with lvsnap's
+    /// environment.
+    AsConfigured,
+}
+
+/// [`run_program`] for one of lvsnap's tools.
+///
+/// # Errors
+/// As [`run_program`].
+pub fn run_child<S: AsRef<std::ffi::OsStr>>(argv: &[S], cancel: &AtomicBool) -> Result<(), String> {
+    run_program(argv, cancel, Program::Tool)
 }
 
 /// Runs argv, polling `cancel`; kills the child when it is set.
 ///
 /// # Errors
 /// Could not start, exited non-zero, or was cancelled.
-pub fn run_child<S: AsRef<std::ffi::OsStr>>(argv: &[S], cancel: &AtomicBool) -> Result<(), String> {
+pub fn run_program<S: AsRef<std::ffi::OsStr>>(
+    argv: &[S],
+    cancel: &AtomicBool,
+    kind: Program,
+) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let shown = argv
         .iter()
         .map(|a| crate::names::shown(std::path::Path::new(a.as_ref())))
         .collect::<Vec<_>>()
         .join(" ");
-    let program = crate::tools::path_of(&argv[0].as_ref().to_string_lossy())?;
-    let handle = duct::cmd(program, argv[1..].iter().map(AsRef::as_ref))
-        // Nothing of lvsnap's environment: TAR_OPTIONS, RSYNC_RSH and a user's PATH would
-        // change what root runs. Programs these start (tar's zstd) come from trusted places.
-        .full_env(crate::tools::child_env())
+    let (program, env) = match kind {
+        Program::Tool => (
+            crate::tools::path_of(&argv[0].as_ref().to_string_lossy())?,
+            // Nothing of lvsnap's environment: TAR_OPTIONS, RSYNC_RSH and a user's PATH would
+            // change what root runs. Programs these start (tar's zstd) come from trusted places.
+            Some(crate::tools::child_env()),
+        ),
+        Program::AsConfigured => (std::path::PathBuf::from(argv[0].as_ref()), None),
+    };
+    let mut expr = duct::cmd(program, argv[1..].iter().map(AsRef::as_ref));
+    if let Some(env) = env {
+        expr = expr.full_env(env);
+    }
+    let handle = expr
+        .env("LC_ALL", "C")
         .stdin_null()
         .stdout_null()
         .stderr_capture()

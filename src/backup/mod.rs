@@ -99,7 +99,7 @@ pub fn volume_dir(b: &BackupPolicy, volume: &VolumeRef) -> PathBuf {
     b.target.join(&volume.vg).join(&volume.lv)
 }
 
-fn generation_name(t: DateTime<Utc>) -> String {
+pub(crate) fn generation_name(t: DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
@@ -519,13 +519,17 @@ impl Engine<'_> {
                 continue;
             }
             let data = engines::artifact(&r.engine, &r.dir, &r.name);
+            let doomed = engines::partial(&r.engine, &r.dir, &r.name);
             let manifest = engines::manifest_path(&r.dir, &r.name);
-            // Data first: a manifest without data is an obviously broken leftover; data without
-            // its manifest could pass for a generation.
-            let removed = data
-                .iter()
-                .try_for_each(|p| engines::remove_path(p))
-                .and_then(|()| engines::remove_path(&manifest));
+            // The data leaves its final name at once (a rename), then the manifest goes, then
+            // the data: interrupted anywhere, no final name is left on half a generation, so
+            // nothing can take it for a whole one (`catalog rebuild` adopts final names only).
+            let removed = match (&data, &doomed) {
+                (Some(d), Some(p)) if d.symlink_metadata().is_ok() => std::fs::rename(d, p),
+                _ => Ok(()),
+            }
+            .and_then(|()| engines::remove_path(&manifest))
+            .and_then(|()| doomed.iter().try_for_each(|p| engines::remove_path(p)));
             match removed {
                 Ok(()) => {
                     let now = self.now;

@@ -278,6 +278,7 @@ impl Catalog {
                 source,
             })?;
         }
+        Self::check_header(path)?;
         let conn = Connection::open(path).map_err(|source| CatalogError::sqlite(&p, source))?;
         let mut cat = Catalog { conn, path: p };
         cat.configure()?;
@@ -301,6 +302,7 @@ impl Catalog {
             cat.path = path.display().to_string();
             return Ok(cat);
         }
+        Self::check_header(path)?;
         let p = path.display().to_string();
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| CatalogError::sqlite(&p, source))?;
@@ -332,6 +334,48 @@ impl Catalog {
         CatalogError::sqlite(&self.path, source)
     }
 
+    /// Checks the file's SQLite header before anything opens it: the magic string, and that the
+    /// file holds as many pages as the header says it has. A truncated or overwritten catalog is
+    /// found here at the cost of one 100-byte read, before any command changes anything; damage
+    /// inside the pages shows when SQLite reads them (and as [`Catalog::check`]).
+    ///
+    /// # Errors
+    /// The file is damaged (or cannot be read).
+    pub fn check_header(path: &Path) -> Result<(), CatalogError> {
+        use std::io::Read;
+        let damaged = |detail: String| CatalogError::Damaged {
+            path: path.display().to_string(),
+            detail,
+        };
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(damaged(format!("cannot read it: {e}"))),
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len == 0 {
+            // A new, empty file: SQLite writes the header with the first table.
+            return Ok(());
+        }
+        let mut h = [0u8; 100];
+        if f.read_exact(&mut h).is_err() || &h[..16] != b"SQLite format 3\0" {
+            return Err(damaged("not an SQLite database".to_owned()));
+        }
+        let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+        let page_size = match u16::from_be_bytes([h[16], h[17]]) {
+            1 => 65536,
+            n => u64::from(n),
+        };
+        let pages = u64::from(be32(28));
+        // The page count is valid when the header says so (its two change counters agree).
+        if be32(24) == be32(92) && pages * page_size > len {
+            return Err(damaged(format!(
+                "the file has {len} bytes, its header counts {pages} pages of {page_size} bytes: it was cut short"
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads every page of the catalog (`PRAGMA quick_check`): a file that was truncated or
     /// overwritten is found before anything is changed, not half-way through a run.
     ///
@@ -359,21 +403,29 @@ impl Catalog {
     /// A rename failed.
     pub fn set_aside(path: &Path, now: DateTime<Utc>) -> std::io::Result<PathBuf> {
         let stamp = now.format("%Y%m%dT%H%M%SZ");
-        let with = |suffix: &str| {
-            let mut s = path.as_os_str().to_owned();
+        let with = |p: &Path, suffix: &str| {
+            let mut s = p.as_os_str().to_owned();
             s.push(suffix);
             PathBuf::from(s)
         };
-        let aside = with(&format!(".damaged-{stamp}"));
-        for extra in ["-wal", "-shm"] {
-            let from = with(extra);
-            if from.exists() {
-                let mut to = aside.as_os_str().to_owned();
-                to.push(extra);
-                std::fs::rename(&from, to)?;
-            }
+        let aside = with(path, &format!(".damaged-{stamp}"));
+        let files: Vec<(PathBuf, PathBuf)> = ["", "-wal", "-shm"]
+            .iter()
+            .map(|x| (with(path, x), with(&aside, x)))
+            .filter(|(from, _)| from.exists())
+            .collect();
+        // All three get their new names (links) before any old one goes, the database file
+        // first: killed in between, the damaged file is still where it was, or gone with its
+        // WAL kept beside its copy — never a database that lost its WAL and looks whole.
+        for (from, to) in &files {
+            std::fs::hard_link(from, to)?;
         }
-        std::fs::rename(path, &aside)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        for (from, _) in &files {
+            std::fs::remove_file(from)?;
+        }
         Ok(aside)
     }
 
@@ -409,24 +461,15 @@ impl Catalog {
         let tx = self
             .conn
             .transaction()
-            .map_err(|source| CatalogError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| CatalogError::sqlite(&path, source))?;
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
             tx.execute_batch(sql)
-                .map_err(|source| CatalogError::Sqlite {
-                    path: path.clone(),
-                    source,
-                })?;
+                .map_err(|source| CatalogError::sqlite(&path, source))?;
             tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(|source| CatalogError::Sqlite {
-                    path: path.clone(),
-                    source,
-                })?;
+                .map_err(|source| CatalogError::sqlite(&path, source))?;
         }
         tx.commit()
-            .map_err(|source| CatalogError::Sqlite { path, source })
+            .map_err(|source| CatalogError::sqlite(&path, source))
     }
 
     pub fn schema_version(&self) -> i64 {
@@ -513,10 +556,7 @@ impl Catalog {
         now: DateTime<Utc>,
     ) -> Result<(i64, i64), CatalogError> {
         let path = self.path.clone();
-        let e = |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let e = |source| CatalogError::sqlite(&path, source);
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
             "INSERT INTO snapshots (vg, name, origin, policy, created_at, thin, size, state, pinned, note, updated_at)

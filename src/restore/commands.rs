@@ -588,7 +588,7 @@ pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, E
     if json {
         let r: Vec<_> = restores
             .iter()
-            .map(|r| json!({"at": r.at.to_rfc3339(), "source": r.source, "paths": r.paths, "destination": r.destination.display().to_string(), "files": r.files, "bytes": r.bytes, "ok": r.ok, "error": r.detail}))
+            .map(|r| json!({"at": r.at.to_rfc3339(), "source": r.source, "paths": r.paths, "destination": names::json(&r.destination), "files": r.files, "bytes": r.bytes, "ok": r.ok, "error": r.detail}))
             .collect();
         let b: Vec<_> = rollbacks
             .iter()
@@ -631,7 +631,7 @@ pub fn history_text(
             "{}  restore   {} → {}: {} ({} file(s), {}){}",
             local(r.at, tz),
             r.source,
-            r.destination.display(),
+            shown(&r.destination),
             r.paths.join(", "),
             r.files,
             format_size(r.bytes),

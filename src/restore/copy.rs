@@ -327,25 +327,16 @@ impl Writer<'_> {
             .then(|| self.first_name.get(&key))
             .flatten()
             .cloned();
-        let tmp = place(&sdir, &ddir, name, &st, self.dest, linked_to.as_ref())
+        // The data reaches the disk before it replaces a file: a power cut leaves the old file
+        // or the restored one, never an empty one under the name.
+        let sync = there.is_some();
+        let tmp = place(&sdir, &ddir, name, &st, self.dest, linked_to.as_ref(), sync)
             .map_err(|e| write_err(&item.rel, &e))?;
         let flags = if self.overwrite {
             RenameFlags::empty()
         } else {
             RenameFlags::NOREPLACE
         };
-        if there.is_some() && kind(&st) == FileType::RegularFile {
-            // The data reaches the disk before it replaces a file: a power cut leaves the old
-            // file or the restored one, never an empty one under the name.
-            if let Ok(fd) = rustix::fs::openat(
-                &ddir,
-                &tmp,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                rustix::fs::fdatasync(&fd).map_err(|e| write_err(&item.rel, &e.into()))?;
-            }
-        }
         if let Err(e) = rustix::fs::renameat_with(&ddir, &tmp, &ddir, name, flags) {
             let _ = rustix::fs::unlinkat(&ddir, &tmp, AtFlags::empty());
             return Err(write_err(&item.rel, &e.into()));
@@ -397,6 +388,7 @@ fn place(
     st: &Stat,
     dest: &OwnedFd,
     linked_to: Option<&(PathBuf, u64)>,
+    sync: bool,
 ) -> io::Result<OsString> {
     let k = kind(st);
     if let Some((first, ino)) = linked_to {
@@ -428,7 +420,14 @@ fn place(
                 Ok(())
             })?;
             let dfd = out.expect("created above");
-            let done = copy_data(&sfd, &dfd, size(st)).and_then(|()| set_metadata(&sfd, &dfd, st));
+            let done = copy_data(&sfd, &dfd, size(st))
+                .and_then(|()| set_metadata(&sfd, &dfd, st))
+                .and_then(|()| {
+                    if sync {
+                        rustix::fs::fdatasync(&dfd)?;
+                    }
+                    Ok(())
+                });
             if let Err(e) = done {
                 let _ = rustix::fs::unlinkat(ddir, &tmp, AtFlags::empty());
                 return Err(e);
@@ -468,7 +467,11 @@ fn link_again(
         return Ok(None);
     };
     let n = n.unwrap_or_default();
-    let tmp = with_temp_name(|tmp| rustix::fs::linkat(&pfd, n, ddir, tmp, AtFlags::empty()))?;
+    // The first name gone, replaced or on another filesystem: copy the data instead.
+    let Ok(tmp) = with_temp_name(|tmp| rustix::fs::linkat(&pfd, n, ddir, tmp, AtFlags::empty()))
+    else {
+        return Ok(None);
+    };
     match lstat(ddir, &tmp)? {
         Some(st) if st.st_ino == ino && kind(&st) == FileType::RegularFile => Ok(Some(tmp)),
         _ => {
@@ -509,6 +512,11 @@ fn finish_node(dir: &OwnedFd, tmp: &OsStr, st: &Stat) -> io::Result<()> {
     }
     // /proc/self/fd/N names exactly the inode opened above, and it is no link.
     let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Err(io::Error::other(
+            "restoring a fifo, socket or device needs /proc mounted (mount -t proc proc /proc)",
+        ));
+    }
     rustix::fs::chmod(by_fd.as_str(), Mode::from_raw_mode(st.st_mode & 0o7777))?;
     rustix::fs::utimensat(
         rustix::fs::CWD,

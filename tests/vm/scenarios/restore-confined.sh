@@ -6,6 +6,7 @@
 # destination is never written through, existing parents stay exactly as they were, hostile
 # names are printed escaped on one line and restore by their raw bytes, one name of a hard-linked
 # file restores alone; everything lvsnap creates is private.
+# The scenario's own directories say their modes; lvsnap gets umask 000.
 umask 000
 run lvcreate -q -y -L 48M -n home vg0
 run lvcreate -q -y -L 48M -n mail vg0
@@ -95,7 +96,7 @@ done
 step "a link in the destination is in the way, and never written through"
 mkdir -p /outside
 for src in $SOURCES; do
-  d=/tmp/dest-$RANDOM; mkdir $d; ln -s /outside $d/alice
+  d=/tmp/dest-$RANDOM; mkdir -m 755 $d; ln -s /outside $d/alice
   rc=0; out=$("$LVSNAP" restore $src alice/real/file --to $d 2>&1) || rc=$?
   echo "$out"; assert_eq "$rc" 2 "restore over a planted link without --force"
   assert_contains "$out" "replaces a symbolic link in the way"
@@ -106,14 +107,14 @@ done
 ln -s /tmp/somewhere /tmp/linkdest
 rc=0; out=$("$LVSNAP" restore ${SNAP[home]} alice/real/file --to /tmp/linkdest 2>&1) || rc=$?
 echo "$out"; assert_eq "$rc" 2 "--to a symbolic link"; assert_contains "$out" "is a symbolic link"
-mkdir /tmp/userdest; chown 2000:2000 /tmp/userdest
+mkdir -m 755 /tmp/userdest; chown 2000:2000 /tmp/userdest
 rc=0; out=$("$LVSNAP" restore ${SNAP[home]} alice/real/file --to /tmp/userdest 2>&1) || rc=$?
 echo "$out"; assert_eq "$rc" 2 "--to a directory uid 2000 owns"; assert_contains "$out" "belongs to uid 2000"
 
 step "existing parents stay exactly as they were"
 for src in $SOURCES; do
   # On ext4: the guest's tmpfs keeps no user xattrs.
-  d=/mnt/backup/parents-$RANDOM; mkdir -p $d/alice
+  d=/mnt/backup/parents-$RANDOM; mkdir -m 755 $d; mkdir $d/alice
   chown 2000:2000 $d/alice; chmod 0700 $d/alice; setfattr -n user.keep -v me $d/alice
   touch -d '2021-01-02 03:04:05' $d/alice
   before=$(stat -c '%u:%g %a %y' $d/alice; getfattr -d $d/alice 2> /dev/null)
@@ -167,3 +168,21 @@ step "the hook's password is in no event"
 out=$("$LVSNAP" catalog events --limit 200; "$LVSNAP" catalog events --limit 200 --json)
 assert_contains "$out" "/bin/true [2 argument(s), sha256"
 assert_not_contains "$out" secret "catalog events"
+
+step "a catalog truncated to half its size: LVM alone answers, writers refuse, rebuild recovers"
+db=/var/lib/lvsnap/catalog.db
+truncate -s $(( $(stat -c %s $db) / 2 )) $db
+out=$("$LVSNAP" list); echo "$out"
+assert_contains "$out" "is damaged"
+assert_contains "$out" "${SNAP[home]}"
+rc=0; "$LVSNAP" check || rc=$?; assert_eq "$rc" 2 "check with a damaged catalog"
+rc=0; out=$("$LVSNAP" run 2>&1) || rc=$?; echo "$out"
+assert_eq "$rc" 2 "run with a damaged catalog"; assert_contains "$out" "lvsnap catalog rebuild"
+out=$("$LVSNAP" catalog rebuild); echo "$out"
+assert_contains "$out" "set the damaged catalog aside"
+assert_contains "$out" "adopted backup ${GEN[home]} (rsync"
+assert_contains "$out" "adopted backup ${GEN[mail]} (archive"
+out=$("$LVSNAP" backups); echo "$out"
+assert_contains "$out" "${GEN[mail]#*@}"
+lvsnap restore ${GEN[mail]} alice/real/file --to /tmp/after-rebuild > /dev/null
+assert_eq "$(cat /tmp/after-rebuild/alice/real/file)" "alice's file"

@@ -76,13 +76,13 @@ for spec in home:ext4:rsync mail:ext4:archive srv:xfs:archive data:xfs:rsync; do
   echo "edited locally" > $dest/etc/passwd
   out=$("$LVSNAP" restore $snap etc/passwd --to $dest) && fail "restore overwrote without --force"
   echo "$out"
-  assert_contains "$out" "refused: 1 existing file(s) would be overwritten; pass --force"
+  assert_contains "$out" "refused: 1 existing path(s) in the way would be replaced; pass --force"
   assert_eq "$(cat $dest/etc/passwd)" "edited locally" "the refused restore changed the file"
 
   step "$v: --dry-run changes nothing"
   out=$("$LVSNAP" restore $snap etc/passwd --to $dest --force --dry-run); echo "$out"
   assert_contains "$out" "would restore from vg0/$snap"
-  assert_contains "$out" "etc/passwd  (overwrites)"
+  assert_contains "$out" "etc/passwd  (replaces a file in the way)"
   assert_eq "$(cat $dest/etc/passwd)" "edited locally" "a dry run changed the file"
   "$LVSNAP" restore $snap etc --to /mnt/backup/restore/$v-dry --dry-run > /dev/null
   [ -e /mnt/backup/restore/$v-dry ] && fail "a dry run created the destination"
