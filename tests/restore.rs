@@ -541,3 +541,40 @@ fn a_backup_never_writes_over_a_generation_the_catalog_does_not_know() {
         "from before the catalog was lost\n"
     );
 }
+
+#[test]
+fn a_dry_run_from_an_archive_plans_on_its_outline_and_writes_no_data() {
+    let (h, gen, data) = backed_up("archive");
+    let tree = tempfile::tempdir().unwrap();
+    hostile_tree(tree.path());
+    std::fs::write(tree.path().join("alice/real/big"), vec![7u8; 3 << 20]).unwrap();
+    let ok = std::process::Command::new("tar")
+        .args(["--create", "--zstd", "--numeric-owner", "--file"])
+        .arg(&data)
+        .arg("--directory")
+        .arg(tree.path())
+        .arg(".")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let (code, out) = h.lvsnap(
+        &["restore", &gen, "/", "--to", "/nonexistent/x", "--dry-run"],
+        LATER,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  alice/real/big\n"), "{out}");
+    assert!(
+        out.contains("  alice/docs\n"),
+        "the link is listed as itself: {out}"
+    );
+    assert!(out.contains(", 3.0 MiB;"), "{out}");
+    // Nothing of the staging is left in the state directory.
+    let left: Vec<_> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lvsnap-restore"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!std::path::Path::new("/nonexistent/x").exists());
+}

@@ -169,7 +169,7 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
         Some(_) if !a.dry_run => dest.clone(),
         _ => state_dir(ctx),
     };
-    let opened = engine.open_source(&source, &paths, &staging_parent)?;
+    let opened = engine.open_source(&source, &paths, &staging_parent, a.dry_run)?;
     let outcome = restore_from(
         ctx,
         &mut engine,
@@ -494,9 +494,9 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
         }
     };
     let tmp = state_dir(ctx);
-    let opened_a = engine.open_source(&a, &[], &tmp)?;
+    let opened_a = engine.open_source(&a, &[], &tmp, false)?;
     let opened_b = match &b {
-        Some(s) => match engine.open_source(s, &[], &tmp) {
+        Some(s) => match engine.open_source(s, &[], &tmp, false) {
             Ok(o) => Some(o),
             Err(e) => {
                 engine.close_source(opened_a)?;

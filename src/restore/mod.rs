@@ -156,7 +156,8 @@ pub fn relative_paths(
 
 impl Engine<'_> {
     /// Makes a source readable: mounts a snapshot (or reuses a browse mount of it), or finds
-    /// the backup's files. An archive's `paths` are unpacked into `staging_parent`.
+    /// the backup's files. An archive's `paths` are unpacked into `staging_parent` — only their
+    /// shape, without data, when `outline_only` (a dry run plans on it).
     ///
     /// # Errors
     /// Mounting or unpacking failed, or the backup's files are gone.
@@ -165,6 +166,7 @@ impl Engine<'_> {
         source: &Source,
         paths: &[PathBuf],
         staging_parent: &Path,
+        outline_only: bool,
     ) -> Result<Opened, RunError> {
         match source {
             Source::Snapshot(m) => {
@@ -242,7 +244,7 @@ impl Engine<'_> {
                     .map_err(|e| {
                         RunError::Refused(format!("cannot create {}: {e}", root.display()))
                     })
-                    .and_then(|()| unpack(&data, &root, paths))
+                    .and_then(|()| unpack(&data, &root, paths, outline_only))
                 {
                     self.close_source(opened)?;
                     return Err(e);
@@ -285,7 +287,12 @@ pub fn needs_activation(m: &Managed) -> bool {
 ///
 /// # Errors
 /// A path goes through a link in the archive (named: a bad request), or tar failed.
-fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), RunError> {
+fn unpack(
+    archive: &Path,
+    dir: &Path,
+    paths: &[PathBuf],
+    outline_only: bool,
+) -> Result<(), RunError> {
     use std::ffi::OsString;
     let index = archive_index(archive).map_err(RunError::Refused)?;
     let mut argv: Vec<OsString> = [
@@ -356,6 +363,13 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), RunError>
         // Nothing requested is in the archive: the copy plan names what is missing.
         return Ok(());
     }
+    if outline_only {
+        let wanted = |p: &Path| {
+            parents.contains(p) || first_names.contains(p) || whole.iter().any(|w| p.starts_with(w))
+        };
+        return outline(archive, dir, wanted)
+            .map_err(|e| RunError::Refused(format!("cannot read {}: {e}", archive.display())));
+    }
     argv.push("--no-recursion".into());
     argv.extend(parents.iter().map(|p| member(p)));
     argv.extend(first_names.iter().map(|p| member(p)));
@@ -369,6 +383,58 @@ fn unpack(archive: &Path, dir: &Path, paths: &[PathBuf]) -> Result<(), RunError>
     }));
     engines::run_child(&argv, &std::sync::atomic::AtomicBool::new(false))
         .map_err(|e| RunError::Refused(format!("cannot unpack {}: {e}", archive.display())))
+}
+
+/// The shape of the `wanted` members of an archive in `dir`, without their data: directories,
+/// files of the right size with nothing in them (sparse: no space used), links and special
+/// files. Enough for a dry run to plan on, at no cost in space whatever the archive holds.
+fn outline(archive: &Path, dir: &Path, wanted: impl Fn(&Path) -> bool) -> std::io::Result<()> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut tar = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(archive)?)?);
+    for entry in tar.entries()? {
+        let entry = entry?;
+        let raw = entry.path_bytes();
+        let raw = raw.strip_prefix(b"./").unwrap_or(&raw);
+        let raw = raw.strip_suffix(b"/").unwrap_or(raw);
+        if raw == b"." || raw.is_empty() {
+            continue;
+        }
+        let rel = Path::new(OsStr::from_bytes(raw));
+        // Members come from lvsnap's own archive; a path leaving the staging directory is
+        // skipped all the same.
+        if !wanted(rel) || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            continue;
+        }
+        let at = dir.join(rel);
+        if let Some(parent) = at.parent() {
+            crate::private::create_dir_all(parent)?;
+        }
+        let h = entry.header();
+        match h.entry_type() {
+            tar::EntryType::Directory => crate::private::create_dir_all(&at)?,
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default();
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &at)?;
+            }
+            tar::EntryType::Fifo => {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &at,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::RUSR,
+                    0,
+                )?;
+            }
+            _ => {
+                // Files, hard links (the size of what they name) and devices alike: the plan
+                // needs a name and a size.
+                let size = h.entry_size().unwrap_or(0);
+                crate::private::create_new(&at, 0o600)?.set_len(size)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn prefixed(flag: &str, p: &Path) -> std::ffi::OsString {
