@@ -351,7 +351,14 @@ fn hash_file(
     buf: &mut [u8],
     progress: Option<&Progress>,
 ) -> io::Result<(u64, String)> {
-    hash_reader(&mut fs::File::open(path)?, buf, progress)
+    use std::os::unix::fs::OpenOptionsExt;
+    // Walked as a file; never read through a link put in its place since (a live origin that
+    // `diff` compares with can change under it).
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    hash_reader(&mut f, buf, progress)
 }
 
 /// Size and SHA-256 (hex) of everything `r` yields, read through `buf`.
