@@ -170,12 +170,13 @@ pub fn run_program<S: AsRef<std::ffi::OsStr>>(
         .join(" ");
     let (program, env) = match kind {
         Program::Tool => (
-            crate::tools::path_of(&argv[0].as_ref().to_string_lossy())?,
+            crate::tools::path_of(&argv[0].as_ref().to_string_lossy())?.into_os_string(),
             // Nothing of lvsnap's environment: TAR_OPTIONS, RSYNC_RSH and a user's PATH would
             // change what root runs. Programs these start (tar's zstd) come from trusted places.
             Some(crate::tools::child_env()),
         ),
-        Program::AsConfigured => (std::path::PathBuf::from(argv[0].as_ref()), None),
+        // A name, not a path: duct looks a bare name up in PATH as the shell would.
+        Program::AsConfigured => (argv[0].as_ref().to_owned(), None),
     };
     let mut expr = duct::cmd(program, argv[1..].iter().map(AsRef::as_ref));
     if let Some(env) = env {
@@ -333,6 +334,22 @@ mod tests {
             argv(&job(&cmd, &c, &x)).join(" "),
             "restic backup /run/lvsnap/backup/7 --tag=vg0/home-lvsnap-20261128T020000Z"
         );
+    }
+
+    #[test]
+    fn a_configured_command_is_found_by_name_and_keeps_the_environment() {
+        // restic and borg read their repository and credentials from the environment.
+        std::env::set_var("LVSNAP_TEST_REPOSITORY", "rest:http://127.0.0.1:8000/");
+        let c = AtomicBool::new(false);
+        let argv = [
+            "sh",
+            "-c",
+            "test \"$LVSNAP_TEST_REPOSITORY\" = rest:http://127.0.0.1:8000/",
+        ];
+        run_program(&argv, &c, Program::AsConfigured).unwrap();
+        // lvsnap's own tools get none of it.
+        let e = run_child(&argv, &c).unwrap_err();
+        assert!(e.contains("exited with status 1"), "{e}");
     }
 
     #[test]
