@@ -35,8 +35,8 @@ Exit status:
   0  everything asked for was done
   1  an operation failed; the message says which and why
   2  bad input (invalid policy file, unknown policy, wrong arguments); nothing was changed
-  3  done, but a guard held pruning back (too many removals at once, the clock went back,
-     a merge pending); `prune --force` overrides the first";
+  3  done, but a guard held pruning back (too many removals at once, a merge pending);
+     `prune --force` overrides the first";
 
 /// Scheduled copy-on-write LVM snapshots with retention policies, backups and restores.
 ///
@@ -672,6 +672,19 @@ fn dispatch(
     }
     let cfg = config::load(&cli.config)?;
     crate::tools::set_tool_path(&cfg.settings.tool_path);
+    if let Command::Run(a) = &cli.command {
+        // Snapshots taken "in the future" would hold off every scheduled one until that date.
+        if let Some(at) = a
+            .now
+            .filter(|at| *at > now + Duration::seconds(60) && !a.dry_run)
+        {
+            return Err(Error::Usage(format!(
+                "--now {} is ahead of the clock ({}): the snapshots would be dated in the future; use --now with --dry-run to see the plan for that time",
+                report::utc(at),
+                report::utc(now)
+            )));
+        }
+    }
     let at = match &cli.command {
         Command::Run(a) => a.now,
         Command::Plan { now, .. } => *now,

@@ -239,6 +239,7 @@ pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
                     "last_run": g.last.as_ref().map(|r| report::utc(r.at)), "last_error": g.last.as_ref().and_then(|r| r.error.clone()),
                     "rollback_pending": g.merging,
                     "newest_backup": g.backup.as_ref().and_then(|(n, _)| n.as_ref().map(|(l, _)| l)),
+                    "future": g.future.iter().map(|(n, t)| serde_json::json!({"name": n, "time": report::utc(*t)})).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -266,6 +267,13 @@ pub fn status(ctx: &mut Ctx<'_>, json: bool) -> Result<i32, Error> {
                 report::age(*t, ctx.now)
             )?,
             None => writeln!(ctx.out, "  newest    none yet")?,
+        }
+        for (name, t) in &g.future {
+            writeln!(
+                ctx.out,
+                "  FUTURE    {name}, dated {}: in the future — check the clock; kept, not counted as fresh",
+                report::local(*t, tz)
+            )?;
         }
         if let Some(next) = g.next {
             writeln!(ctx.out, "  next      {}", report::local(next, tz))?;

@@ -14,8 +14,8 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Bad input: invalid policy files, unknown names, wrong arguments. Nothing was changed.
     pub const USAGE: i32 = 2;
-    /// Done, but a guard held pruning back (too many removals at once, clock went back, a merge
-    /// pending); the output says which.
+    /// Done, but a guard held pruning back (too many removals at once, a merge pending); the
+    /// output says which.
     pub const HELD_BACK: i32 = 3;
 }
 

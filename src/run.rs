@@ -325,10 +325,13 @@ impl<'a> Engine<'a> {
         fleet: &mut Fleet,
         space: &mut Space,
     ) -> Result<Taken, RunError> {
+        // A snapshot dated in the future does not count: it would hold off every snapshot
+        // until that date (the plan reports it).
         let newest = fleet
             .group(&volume.vg, &volume.lv)
             .filter(|m| m.is_valid())
             .map(|m| m.record.time)
+            .filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew))
             .max();
         let ticks = CronTicks {
             schedule: &policy.schedule,

@@ -13,7 +13,7 @@ use crate::catalog::{BackupRecord, BackupState};
 use crate::catalog::{GroupResult, RunTotals};
 use crate::config::{Config, Policy, VolumeRef};
 use crate::lvm::{Inventory, LvKind};
-use crate::reconcile::Fleet;
+use crate::reconcile::{Fleet, Managed};
 
 /// One group, now.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct GroupState {
     pub volume: String,
     pub count: usize,
     pub newest: Option<(String, DateTime<Utc>)>,
+    /// Snapshots dated beyond the policy's future skew: the clock ran ahead when they were
+    /// taken, or runs behind now.
+    pub future: Vec<(String, DateTime<Utc>)>,
     /// Copy-on-write space of its thick snapshots.
     pub bytes: u64,
     pub max_fill: Option<f64>,
@@ -81,11 +84,19 @@ fn group(
     now: DateTime<Utc>,
 ) -> GroupState {
     let members: Vec<_> = fleet.group(&v.vg, &v.lv).collect();
-    let newest = members
+    let (future, dated): (Vec<&Managed>, Vec<&Managed>) = members
         .iter()
         .filter(|m| m.is_valid())
+        .partition(|m| crate::plan::is_future(m.record.time, now, p.future_skew));
+    // Freshness counts only snapshots dated up to now: one from the future is no protection.
+    let newest = dated
+        .iter()
         .max_by_key(|m| m.record.time)
         .map(|m| (m.record.name.clone(), m.record.time));
+    let future = future
+        .iter()
+        .map(|m| (m.record.name.clone(), m.record.time))
+        .collect();
     // A snapshot created in this run has no inventory entry yet: its recorded size stands in.
     let thick = members.iter().filter(|m| !m.record.thin);
     GroupState {
@@ -93,6 +104,7 @@ fn group(
         volume: v.to_string(),
         count: members.len(),
         newest,
+        future,
         bytes: thick
             .clone()
             .map(|m| m.lv.as_ref().map_or(m.record.size, |l| l.size))
@@ -195,6 +207,15 @@ pub fn check(
             .policy(&g.policy)
             .expect("states come from the configuration");
         let head = format!("{} {}", g.policy, g.volume);
+        for (name, t) in &g.future {
+            problems.push((
+                Level::Critical,
+                format!(
+                    "{head}: snapshot {name} is dated {}, in the future (check the clock); it does not count as fresh",
+                    crate::report::utc(*t)
+                ),
+            ));
+        }
         if let Some(r) = g.last.as_ref().filter(|r| !r.ok) {
             problems.push((
                 Level::Critical,

@@ -784,3 +784,79 @@ fn a_hook_password_never_reaches_the_event_log() {
         );
     }
 }
+
+#[test]
+fn a_snapshot_from_the_future_neither_stops_snapshots_nor_looks_fresh_nor_blocks_pruning() {
+    let w = World::new(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 2 }\nmax-remove-percent = 100\n",
+    );
+    for h in ["01", "02", "03"] {
+        let (code, out) = w.lvsnap(&["run"], &format!("2026-03-01T{h}:00:00Z"));
+        assert_eq!(code, 0, "{out}");
+    }
+    // The clock ran a day ahead for one command.
+    let (code, out) = w.lvsnap(&["snapshot", "home"], "2026-03-02T03:30:00Z");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = w.lvsnap(&["run"], "2026-03-01T04:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("create home-lvsnap-20260301T040000Z"),
+        "the scheduled snapshot is taken: {out}"
+    );
+    assert!(
+        out.contains("home-lvsnap-20260302T033000Z is dated"),
+        "{out}"
+    );
+    assert!(out.contains("in the future"), "{out}");
+    assert!(
+        w.lvm
+            .invocations()
+            .iter()
+            .any(|c| c.starts_with("lvremove") && c.contains("home-lvsnap-20260301T010000Z")),
+        "the others are pruned by the rules"
+    );
+    assert!(
+        w.lvm
+            .invocations()
+            .iter()
+            .all(|c| !(c.starts_with("lvremove") && c.contains("20260302T033000Z"))),
+        "the future one is kept"
+    );
+    let (code, out) = w.lvsnap(&["check"], "2026-03-01T04:01:00Z");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("snapshot home-lvsnap-20260302T033000Z is dated 2026-03-02"),
+        "{out}"
+    );
+    let (_, status) = w.lvsnap(&["status"], "2026-03-01T04:01:00Z");
+    assert!(
+        status.contains("newest    home-lvsnap-20260301T040000Z"),
+        "{status}"
+    );
+    assert!(
+        status.contains("FUTURE    home-lvsnap-20260302T033000Z"),
+        "{status}"
+    );
+}
+
+#[test]
+fn run_now_ahead_of_the_clock_is_refused_unless_it_is_a_dry_run() {
+    let w = World::new(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 2 }\n",
+    );
+    let (code, out) = w.lvsnap(
+        &["run", "--now", "2026-03-05T00:00:00Z"],
+        "2026-03-01T00:00:00Z",
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(w
+        .lvm
+        .invocations()
+        .iter()
+        .all(|c| !c.starts_with("lvcreate")));
+    let (code, out) = w.lvsnap(
+        &["run", "--now", "2026-03-05T00:00:00Z", "--dry-run"],
+        "2026-03-01T00:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+}

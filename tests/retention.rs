@@ -360,31 +360,37 @@ fn last_keeps_mounted_and_merging_snapshots() {
 }
 
 #[test]
-fn last_with_future_dated_snapshot_skips_pruning() {
+fn last_with_a_future_dated_snapshot_keeps_it_and_prunes_the_others_by_the_rules() {
     let s = snaps(&[
         "2026-03-01T00:00:00Z",
+        "2026-03-01T00:30:00Z",
         "2026-03-01T01:00:00Z",
+        "2026-03-01T01:30:00Z",
         "2026-03-05T00:00:00Z",
     ]);
     let now = utc("2026-03-01T02:00:00Z");
-    let plan = plan_retention(now, &rules("last = 2", ""), &s);
+    let plan = plan_retention(now, &rules("last = 2", "max-remove-percent = 100"), &s);
+    let kept: Vec<(String, String)> = kept(&plan, &s);
     assert_eq!(
-        plan.decisions[0].reasons.to_string(),
-        "last, newest, future"
+        kept,
+        vec![
+            ("2026-03-01T01:30:00Z".to_owned(), "last, newest".to_owned()),
+            ("2026-03-01T01:00:00Z".to_owned(), "last".to_owned()),
+            ("2026-03-05T00:00:00Z".to_owned(), "future".to_owned()),
+        ],
+        "the future one takes no place of the rules and the group's newest is the newest real one"
     );
     assert!(plan.warnings.iter().any(|w| w.contains("in the future")));
-    assert_eq!(
-        plan.guard,
-        Some(Guard::ClockWentBack {
-            now,
-            newest: utc("2026-03-05T00:00:00Z")
-        })
-    );
-    assert_eq!(
-        plan.removals(true).count(),
-        0,
-        "no --force removes anything while the clock is behind"
-    );
+    assert_eq!(plan.guard, None);
+    assert_eq!(plan.removals(false).count(), 2);
+}
+
+#[test]
+fn a_clock_far_behind_keeps_every_snapshot_it_cannot_date() {
+    let s = snaps(&["2026-03-01T00:00:00Z", "2026-03-01T01:00:00Z"]);
+    let plan = plan_retention(utc("2020-01-01T00:00:00Z"), &rules("last = 1", ""), &s);
+    assert_eq!(plan.removals(true).count(), 0);
+    assert_eq!(plan.warnings.len(), 2);
 }
 
 #[test]
@@ -565,44 +571,16 @@ proptest! {
     fn the_newest_snapshot_always_survives(r in arb_rules(), s in arb_snapshots(), ahead in -100i64..100_000) {
         prop_assume!(!s.is_empty());
         let newest = s.iter().map(|s| s.time).max().unwrap();
-        let plan = plan_retention(newest + Duration::minutes(ahead), &r, &s);
-        let top = plan.decisions.first().unwrap();
+        let now = newest + Duration::minutes(ahead);
+        let plan = plan_retention(now, &r, &s);
+        let key = |d: &&lvsnap::plan::Decision| (s[d.index].time, s[d.index].name.clone());
+        let top = plan.decisions.iter().max_by_key(key).unwrap();
         prop_assert_eq!(s[top.index].time, newest);
-        prop_assert!(top.keep && top.reasons.contains(Reasons::NEWEST));
-        prop_assert!(plan.removals(true).all(|d| s[d.index].time < newest || s[d.index].name < s[top.index].name));
+        // Kept as the group's newest, or as dated in the future when the clock is behind it.
+        prop_assert!(top.keep && (top.reasons.contains(Reasons::NEWEST) || top.reasons.contains(Reasons::FUTURE)));
+        prop_assert!(plan.removals(true).all(|d| key(&d) < key(&top)));
+        // The newest snapshot dated up to now always carries "newest".
+        let dated = plan.decisions.iter().filter(|d| !lvsnap::plan::is_future(s[d.index].time, now, r.future_skew)).max_by_key(key);
+        prop_assert!(dated.is_none_or(|d| d.keep && d.reasons.contains(Reasons::NEWEST)));
     }
-}
-
-#[test]
-fn readme_worked_example() {
-    let times: Vec<String> = (1..=4)
-        .flat_map(|d| (0..4).map(move |q| format!("2026-03-{d:02}T{:02}:00:00Z", q * 6)))
-        .collect();
-    let refs: Vec<&str> = times.iter().map(String::as_str).collect();
-    let s = snaps(&refs);
-    let now = utc("2026-03-04T18:00:00Z");
-    let plan = plan_retention(now, &rules("last = 2, daily = 3", ""), &s);
-    assert_kept(
-        &plan,
-        &s,
-        &[
-            ("2026-03-04T18:00:00Z", "last, daily, newest"),
-            ("2026-03-04T12:00:00Z", "last"),
-            ("2026-03-03T18:00:00Z", "daily"),
-            ("2026-03-02T18:00:00Z", "daily"),
-        ],
-    );
-    let plan = plan_retention(now, &rules("last = 2, daily = 7", ""), &s);
-    assert_kept(
-        &plan,
-        &s,
-        &[
-            ("2026-03-04T18:00:00Z", "last, daily, newest"),
-            ("2026-03-04T12:00:00Z", "last"),
-            ("2026-03-03T18:00:00Z", "daily"),
-            ("2026-03-02T18:00:00Z", "daily"),
-            ("2026-03-01T18:00:00Z", "daily"),
-            ("2026-03-01T00:00:00Z", "oldest-daily"),
-        ],
-    );
 }

@@ -203,7 +203,11 @@ impl Engine<'_> {
             )));
         }
         if opts.due_only {
-            let last = complete().map(|r| r.started).max();
+            // A backup started while the clock ran ahead does not hold off the next one.
+            let last = complete()
+                .map(|r| r.started)
+                .filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew))
+                .max();
             let ticks = CronTicks {
                 schedule: &b.schedule,
                 timezone: policy.timezone,
@@ -221,7 +225,7 @@ impl Engine<'_> {
         }
         let (managed, temporary) = match b.source {
             BackupSource::Newest => {
-                let Some(m) = newest_usable(fleet, volume) else {
+                let Some(m) = newest_usable(fleet, volume, self.now, policy.future_skew) else {
                     return Err(RunError::Refused(format!(
                         "no snapshot of {volume} to back up; take one with `lvsnap snapshot {}`, or set source = \"fresh\" in [policy.{}.backup]",
                         policy.name, policy.name
@@ -546,10 +550,18 @@ impl Engine<'_> {
 }
 
 /// The newest valid snapshot of a volume that is not merging.
-fn newest_usable(fleet: &Fleet, volume: &VolumeRef) -> Option<Managed> {
+/// A snapshot dated in the future is no candidate: it would be backed up again and again as
+/// "the newest" while the real ones wait.
+fn newest_usable(
+    fleet: &Fleet,
+    volume: &VolumeRef,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Option<Managed> {
     fleet
         .group(&volume.vg, &volume.lv)
         .filter(|m| m.is_valid() && !m.lv.as_ref().is_some_and(|l| l.merging))
+        .filter(|m| !crate::plan::is_future(m.record.time, now, skew))
         .filter(|m| m.lv.as_ref().is_none_or(|l| l.kind != LvKind::ThinPool))
         .max_by_key(|m| (m.record.time, m.record.id))
         .cloned()

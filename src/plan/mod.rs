@@ -7,5 +7,5 @@ pub mod retention;
 
 pub use due::{is_due, CronTicks, EveryTicks, Ticks};
 pub use retention::{
-    plan_retention, Busy, Decision, Guard, Reasons, RetentionPlan, Rules, SnapshotView,
+    is_future, plan_retention, Busy, Decision, Guard, Reasons, RetentionPlan, Rules, SnapshotView,
 };

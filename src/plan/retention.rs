@@ -157,11 +157,6 @@ pub struct Decision {
 /// Why a plan's removals must not be carried out as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
-    /// `now` is before the newest snapshot: the clock went back. Pruning is skipped.
-    ClockWentBack {
-        now: DateTime<Utc>,
-        newest: DateTime<Utc>,
-    },
     /// The run would remove more than the policy allows at once; `--force` overrides.
     TooManyRemovals {
         remove: usize,
@@ -173,10 +168,6 @@ pub enum Guard {
 impl fmt::Display for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Guard::ClockWentBack { now, newest } => write!(
-                f,
-                "the clock went back: now is {now}, before the newest snapshot ({newest}); pruning skipped until the clock passes it"
-            ),
             Guard::TooManyRemovals { remove, of, limit_percent } => write!(
                 f,
                 "would remove {remove} of {of} snapshots, more than the {limit_percent}% allowed in one run (max-remove-percent); check the policy, then run prune --force"
@@ -212,7 +203,6 @@ impl RetentionPlan {
         let allowed = match self.guard {
             None => true,
             Some(Guard::TooManyRemovals { .. }) => force,
-            Some(Guard::ClockWentBack { .. }) => false,
         };
         self.decisions.iter().filter(move |d| allowed && !d.keep)
     }
@@ -290,19 +280,31 @@ fn bucket_key(local: &NaiveDateTime, p: Period) -> u64 {
     }
 }
 
+/// Whether a snapshot time is beyond a policy's allowed skew into the future.
+pub fn is_future(t: DateTime<Utc>, now: DateTime<Utc>, skew: Duration) -> bool {
+    t > now + skew
+}
+
 /// Plans one group. `snapshots` may come in any order; decisions refer back by index.
 pub fn plan_retention(
     now: DateTime<Utc>,
     rules: &Rules,
     snapshots: &[SnapshotView],
 ) -> RetentionPlan {
-    let mut valid: Vec<usize> = (0..snapshots.len())
+    // A snapshot dated beyond the skew is kept and reported, and the rules count only the
+    // others: a clock that once ran ahead must neither make the group look fresh nor take a
+    // place a real snapshot should hold (keeping more, never less, while it is wrong).
+    let newest_first = |v: &mut Vec<usize>| {
+        v.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&snapshots[a], &snapshots[b]);
+            b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name))
+        });
+    };
+    let (mut future, mut valid): (Vec<usize>, Vec<usize>) = (0..snapshots.len())
         .filter(|&i| !snapshots[i].invalid)
-        .collect();
-    valid.sort_unstable_by(|&a, &b| {
-        let (a, b) = (&snapshots[a], &snapshots[b]);
-        b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name))
-    });
+        .partition(|&i| is_future(snapshots[i].time, now, rules.future_skew));
+    newest_first(&mut valid);
+    newest_first(&mut future);
     let mut reasons = vec![Reasons::default(); valid.len()];
     let mut trace = RuleTrace::default();
     apply_rules(rules, snapshots, &valid, &mut reasons, &mut trace);
@@ -322,12 +324,6 @@ pub fn plan_retention(
             r.insert(Reasons::NEWEST);
         }
         protect(s, now, rules, min_age_cutoff, &mut r);
-        if r.contains(Reasons::FUTURE) {
-            plan.warnings.push(format!(
-                "snapshot {} is dated {}, in the future: check the clock",
-                s.name, s.time
-            ));
-        }
         plan.positions[i] = Some(pos);
         plan.decisions.push(Decision {
             index: i,
@@ -335,25 +331,33 @@ pub fn plan_retention(
             reasons: r,
         });
     }
+    for &i in &future {
+        let s = &snapshots[i];
+        let mut r = Reasons::default();
+        protect(s, now, rules, min_age_cutoff, &mut r);
+        plan.warnings.push(format!(
+            "snapshot {} is dated {}, in the future: kept, and not counted by the keep rules or the schedule until the clock passes it; check the clock",
+            s.name, s.time
+        ));
+        plan.decisions.push(Decision {
+            index: i,
+            keep: true,
+            reasons: r,
+        });
+    }
     plan_invalid(now, rules, snapshots, &mut plan);
 
-    let newest = valid.first().map(|&i| snapshots[i].time);
     let removing = plan
         .decisions
         .iter()
         .filter(|d| !d.keep && !snapshots[d.index].invalid)
         .count();
-    plan.guard = match newest {
-        Some(newest) if now < newest => Some(Guard::ClockWentBack { now, newest }),
-        _ if removing * 100 > valid.len() * usize::from(rules.max_remove_percent) => {
-            Some(Guard::TooManyRemovals {
-                remove: removing,
-                of: valid.len(),
-                limit_percent: rules.max_remove_percent,
-            })
-        }
-        _ => None,
-    };
+    let too_many = removing * 100 > valid.len() * usize::from(rules.max_remove_percent);
+    plan.guard = too_many.then_some(Guard::TooManyRemovals {
+        remove: removing,
+        of: valid.len(),
+        limit_percent: rules.max_remove_percent,
+    });
     plan
 }
 
@@ -437,7 +441,7 @@ fn protect(
     if min_age_cutoff.is_some_and(|cut| s.time > cut) {
         r.insert(Reasons::MIN_AGE);
     }
-    if s.time > now + rules.future_skew {
+    if is_future(s.time, now, rules.future_skew) {
         r.insert(Reasons::FUTURE);
     }
     match s.busy {
