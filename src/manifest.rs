@@ -301,6 +301,22 @@ impl Walker<'_> {
 
 type Hashed = (PathBuf, u32, u64, String);
 
+/// Size and SHA-256 of each of `files` (paths below `root`), hashed on `workers` threads.
+///
+/// # Errors
+/// A file cannot be read.
+pub fn hash_files(
+    root: &Path,
+    files: &[PathBuf],
+    workers: usize,
+) -> io::Result<BTreeMap<PathBuf, (u64, String)>> {
+    let files: Vec<(PathBuf, u32)> = files.iter().map(|f| (f.clone(), 0)).collect();
+    Ok(hash_all(root, &files, workers.max(1), None)?
+        .into_iter()
+        .map(|(rel, _, size, sha)| (rel, (size, sha)))
+        .collect())
+}
+
 /// Hashes the files on `workers` threads, taking the next file from a shared counter so that a
 /// few large files do not leave a thread idle.
 fn hash_all(

@@ -94,10 +94,19 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                 files,
                 copy_seconds,
                 hash_seconds,
+                proof,
             } => writeln!(
                 out,
-                "{head}: wrote {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s",
-                format_size(*bytes)
+                "{head}: wrote {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, proven in {:.1}s ({} read back, {} as in the previous generation{})",
+                format_size(*bytes),
+                proof.seconds,
+                proof.read_back,
+                proof.linked,
+                if proof.recopied.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} changed with size and mtime kept and copied again", proof.recopied.len())
+                }
             )?,
             Outcome::Would { snapshot, to } => writeln!(
                 out,
@@ -132,10 +141,14 @@ pub fn report_json(r: &BackupReport) -> Value {
                     files,
                     copy_seconds,
                     hash_seconds,
+                    proof,
                 } => (
                     "done",
                     json!({"name": name, "snapshot": snapshot, "bytes": bytes, "files": files,
-                           "copy_seconds": copy_seconds, "hash_seconds": hash_seconds}),
+                           "copy_seconds": copy_seconds, "hash_seconds": hash_seconds,
+                           "proof": {"seconds": proof.seconds, "read_back": proof.read_back,
+                                     "linked": proof.linked,
+                                     "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()}}),
                 ),
                 Outcome::Would { snapshot, to } => (
                     "would",

@@ -9,6 +9,7 @@ pub mod adopt;
 pub mod commands;
 pub mod engines;
 mod progress;
+pub mod prove;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,8 @@ pub enum Outcome {
         files: u64,
         copy_seconds: f64,
         hash_seconds: f64,
+        /// How what was written was proven equal to the snapshot.
+        proof: prove::Proof,
     },
     /// Dry run: what would be backed up.
     Would {
@@ -384,6 +387,7 @@ impl Engine<'_> {
                     files,
                     copy_seconds: c.copy_seconds,
                     hash_seconds: c.hash_seconds,
+                    proof: c.proof,
                 })
             }
             Err(why) => {
@@ -572,6 +576,7 @@ struct Copied {
     text: String,
     copy_seconds: f64,
     hash_seconds: f64,
+    proof: prove::Proof,
 }
 
 /// The engine and the manifest side by side (both read the snapshot; the page cache serves the
@@ -615,6 +620,21 @@ fn copy(
     let copy_seconds = written?;
     let (manifest, hash_seconds) =
         hashed.map_err(|e| format!("cannot read the snapshot for its manifest: {e}"))?;
+    let proof = prove::prove(
+        b.engine.name(),
+        &mounted.dir,
+        dir,
+        name,
+        previous,
+        &manifest,
+        workers,
+    )?;
+    if !proof.recopied.is_empty() {
+        warn!(
+            files = proof.recopied.len(),
+            "rsync linked files whose content changed with size and mtime kept; copied again"
+        );
+    }
     let text = manifest.to_text();
     engines::commit(b.engine.name(), dir, name, &text)
         .map_err(|e| format!("cannot commit the backup in {}: {e}", dir.display()))?;
@@ -623,5 +643,6 @@ fn copy(
         text,
         copy_seconds,
         hash_seconds,
+        proof,
     })
 }

@@ -1,0 +1,276 @@
+//! Complete means proven (DESIGN invariant 10). Before a generation takes its final name, what
+//! was written is checked against the manifest hashed from the snapshot:
+//!
+//! - **rsync**: every entry must be there with its type (and a link with its target). A file
+//!   rsync hard-linked to the previous generation (`--link-dest`) is proven by that generation
+//!   when it is the same inode and the previous manifest gives it the digest the snapshot has
+//!   now; if the digests differ, rsync's size-and-mtime check was fooled (a file rewritten in
+//!   place with its size and mtime kept) and the file is copied again, never linked. Every other
+//!   file is read back from the target and hashed. Nothing here can be fooled by equal size and
+//!   mtime.
+//! - **archive**: the archive is read back, decompressed and hashed, member by member.
+//! - **command**: the data is in the tool's own repository; lvsnap cannot read it back.
+//!
+//! The target's filesystem is then synced, so that the final rename never comes before data.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::engines;
+use crate::manifest::{hash_files, Content, Manifest};
+use crate::names::shown;
+
+/// What the proof did.
+#[derive(Debug, Clone, Default)]
+pub struct Proof {
+    /// Files read back from the target and hashed.
+    pub read_back: u64,
+    /// Files proven by the previous generation (same inode, same digest).
+    pub linked: u64,
+    /// Files rsync linked to a previous generation's different content, copied again.
+    pub recopied: Vec<PathBuf>,
+    pub seconds: f64,
+}
+
+/// Proves the partial generation `name` in `dir` equal to `manifest` (hashed from `source`).
+///
+/// # Errors
+/// What was written differs from the snapshot (each difference named), or cannot be read.
+pub fn prove(
+    engine: &str,
+    source: &Path,
+    dir: &Path,
+    name: &str,
+    previous: Option<&Path>,
+    manifest: &Manifest,
+    workers: usize,
+) -> Result<Proof, String> {
+    let start = Instant::now();
+    let mut proof = match engine {
+        "rsync" => prove_tree(source, dir, name, previous, manifest, workers)?,
+        "archive" => {
+            let archive = engines::partial(engine, dir, name).expect("archive writes a file");
+            let actual = super::verify::manifest_of_archive(&archive)
+                .map_err(|e| format!("cannot read back {}: {e}", archive.display()))?;
+            let d = manifest.diff(&actual);
+            if !d.is_empty() {
+                return Err(differs(
+                    d.missing
+                        .iter()
+                        .map(|p| format!("missing: {}", shown(p)))
+                        .chain(d.extra.iter().map(|p| format!("extra: {}", shown(p))))
+                        .chain(
+                            d.changed
+                                .iter()
+                                .map(|(p, w)| format!("changed: {} ({w})", shown(p))),
+                        ),
+                ));
+            }
+            Proof {
+                read_back: manifest.totals().0,
+                ..Proof::default()
+            }
+        }
+        _ => Proof::default(),
+    };
+    // The data on disk before the rename that calls it complete.
+    let target =
+        std::fs::File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    rustix::fs::syncfs(&target).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    proof.seconds = start.elapsed().as_secs_f64();
+    Ok(proof)
+}
+
+fn prove_tree(
+    source: &Path,
+    dir: &Path,
+    name: &str,
+    previous: Option<&Path>,
+    manifest: &Manifest,
+    workers: usize,
+) -> Result<Proof, String> {
+    let gen = engines::partial("rsync", dir, name).expect("rsync writes a directory");
+    let before = previous.and_then(previous_manifest);
+    let mut proof = Proof::default();
+    let mut problems = Vec::new();
+    let mut to_hash = Vec::new();
+    let mut stale = Vec::new();
+    for (rel, entry) in &manifest.entries {
+        let Ok(m) = std::fs::symlink_metadata(gen.join(rel)) else {
+            problems.push(format!("missing: {}", shown(rel)));
+            continue;
+        };
+        match &entry.content {
+            Content::File { sha256, .. } if m.is_file() => {
+                let linked = previous
+                    .and_then(|p| std::fs::symlink_metadata(p.join(rel)).ok())
+                    .is_some_and(|pm| pm.dev() == m.dev() && pm.ino() == m.ino());
+                let proven = before.as_ref().and_then(|b| b.entries.get(rel)).is_some_and(
+                    |e| matches!(&e.content, Content::File { sha256: was, .. } if was == sha256),
+                );
+                match (linked, proven) {
+                    (true, true) => proof.linked += 1,
+                    (true, false) => stale.push(rel.clone()),
+                    (false, _) => to_hash.push(rel.clone()),
+                }
+            }
+            Content::Dir if m.is_dir() => {}
+            Content::Symlink { target } if m.file_type().is_symlink() => {
+                let written = std::fs::read_link(gen.join(rel)).unwrap_or_default();
+                if written.to_string_lossy() != *target {
+                    problems.push(format!("changed: {} (link target)", shown(rel)));
+                }
+            }
+            Content::Special if !m.is_file() && !m.is_dir() && !m.file_type().is_symlink() => {}
+            _ => problems.push(format!("changed: {} (type)", shown(rel))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(differs(problems.into_iter()));
+    }
+    if !stale.is_empty() {
+        recopy(source, &gen, &stale)?;
+        to_hash.extend(stale.iter().cloned());
+        proof.recopied = stale;
+    }
+    let hashed = hash_files(&gen, &to_hash, workers)
+        .map_err(|e| format!("cannot read back {}: {e}", gen.display()))?;
+    let wrong: Vec<String> = hashed
+        .iter()
+        .filter(|(rel, (size, sha))| {
+            !matches!(manifest.entries.get(*rel).map(|e| &e.content),
+                Some(Content::File { size: s, sha256 }) if s == size && sha256 == sha)
+        })
+        .map(|(rel, _)| format!("changed: {} (content read back differs)", shown(rel)))
+        .collect();
+    if !wrong.is_empty() {
+        return Err(differs(wrong.into_iter()));
+    }
+    proof.read_back = hashed.len() as u64;
+    Ok(proof)
+}
+
+/// The manifest beside a previous generation's directory.
+fn previous_manifest(previous: &Path) -> Option<Manifest> {
+    let (dir, name) = (previous.parent()?, previous.file_name()?.to_str()?);
+    let text = engines::read_text(&engines::manifest_path(dir, name)).ok()?;
+    Manifest::from_text(&text).ok()
+}
+
+/// Copies `paths` from the snapshot again, replacing the links rsync made (a new inode each:
+/// the previous generation keeps its own content).
+fn recopy(source: &Path, gen: &Path, paths: &[PathBuf]) -> Result<(), String> {
+    use crate::confine::open_root;
+    use crate::restore::copy;
+    let src = open_root(source).map_err(|e| format!("cannot open {}: {e}", source.display()))?;
+    let dst = open_root(gen).map_err(|e| format!("cannot open {}: {e}", gen.display()))?;
+    let plan = copy::plan(&src, Some(&dst), paths)?;
+    copy::copy(&src, &dst, &plan, true)
+}
+
+fn differs(lines: impl Iterator<Item = String>) -> String {
+    let lines: Vec<String> = lines.collect();
+    let shown_lines: Vec<&str> = lines.iter().take(10).map(String::as_str).collect();
+    format!(
+        "what was written differs from the snapshot ({} difference(s)): {}{}",
+        lines.len(),
+        shown_lines.join("; "),
+        if lines.len() > 10 { "; …" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn rsync(src: &Path, dest: &Path, link_dest: Option<&Path>) {
+        let mut c = Command::new("rsync");
+        c.args(["-aHAXS", "--numeric-ids"]);
+        if let Some(l) = link_dest {
+            c.arg(format!("--link-dest={}", l.display()));
+        }
+        let ok = c
+            .arg(format!("{}/", src.display()))
+            .arg(format!("{}/", dest.display()))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "rsync ran");
+    }
+
+    #[test]
+    fn a_file_changed_with_size_and_mtime_kept_is_copied_again_not_linked() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dir) = (t.path().join("src"), t.path().join("target"));
+        std::fs::create_dir_all(src.join("db")).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(src.join("db/table"), "version 1\n").unwrap();
+        std::fs::write(src.join("same"), "unchanged\n").unwrap();
+        // Generation 1, committed as lvsnap does (partial name, then the final one).
+        let m1 = Manifest::of_tree(&src, 2).unwrap();
+        let p1 = engines::partial("rsync", &dir, "g1").unwrap();
+        rsync(&src, &p1, None);
+        prove("rsync", &src, &dir, "g1", None, &m1, 2).unwrap();
+        engines::commit("rsync", &dir, "g1", &m1.to_text()).unwrap();
+        let g1 = dir.join("g1");
+        // Rewritten in place: same size, same mtime.
+        let before = std::fs::metadata(src.join("db/table")).unwrap();
+        std::fs::write(src.join("db/table"), "version 2\n").unwrap();
+        let mtime = filetime_of(&before);
+        set_mtime(&src.join("db/table"), mtime);
+        let m2 = Manifest::of_tree(&src, 2).unwrap();
+        let p2 = engines::partial("rsync", &dir, "g2").unwrap();
+        rsync(&src, &p2, Some(&g1));
+        assert_eq!(
+            std::fs::read_to_string(p2.join("db/table")).unwrap(),
+            "version 1\n",
+            "rsync's quick check was fooled (the case this proof exists for)"
+        );
+        let proof = prove("rsync", &src, &dir, "g2", Some(&g1), &m2, 2).unwrap();
+        assert_eq!(proof.recopied, vec![PathBuf::from("db/table")]);
+        assert_eq!(
+            proof.linked, 1,
+            "the unchanged file is proven by generation 1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(p2.join("db/table")).unwrap(),
+            "version 2\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(g1.join("db/table")).unwrap(),
+            "version 1\n",
+            "generation 1 keeps its own content"
+        );
+    }
+
+    #[test]
+    fn a_damaged_copy_is_never_complete() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dir) = (t.path().join("src"), t.path().join("target"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(src.join("a"), "right\n").unwrap();
+        let m = Manifest::of_tree(&src, 1).unwrap();
+        let p = engines::partial("rsync", &dir, "g").unwrap();
+        rsync(&src, &p, None);
+        std::fs::write(p.join("a"), "wrong\n").unwrap();
+        let err = prove("rsync", &src, &dir, "g", None, &m, 1).unwrap_err();
+        assert!(
+            err.contains("changed: a (content read back differs)"),
+            "{err}"
+        );
+        std::fs::remove_file(p.join("a")).unwrap();
+        let err = prove("rsync", &src, &dir, "g", None, &m, 1).unwrap_err();
+        assert!(err.contains("missing: a"), "{err}");
+    }
+
+    fn filetime_of(m: &std::fs::Metadata) -> std::time::SystemTime {
+        m.modified().unwrap()
+    }
+
+    fn set_mtime(p: &Path, t: std::time::SystemTime) {
+        let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.set_modified(t).unwrap();
+    }
+}
