@@ -478,6 +478,23 @@ pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, 
             }
         }
     }
+    // A backup's temporary snapshot is no member of its group (the backup removes it); it is
+    // listed all the same, so that one a crash left behind is seen until the next run removes it.
+    rows.extend(
+        fleet
+            .managed
+            .iter()
+            .filter(|m| m.record.is_temporary())
+            .filter(|m| policy.is_none_or(|n| n == m.record.policy))
+            .map(|m| {
+                row(
+                    m,
+                    true,
+                    "temporary, for a backup: removed when the backup ends, or by the next run"
+                        .to_owned(),
+                )
+            }),
+    );
     if policy.is_none() {
         // Snapshots of volumes no policy names any more: managed, never pruned.
         let covered = |m: &Managed| {
@@ -491,7 +508,7 @@ pub fn list(ctx: &mut Ctx<'_>, policy: Option<&str>, json: bool) -> Result<i32, 
             fleet
                 .managed
                 .iter()
-                .filter(|m| !covered(m))
+                .filter(|m| !covered(m) && !m.record.is_temporary())
                 .map(|m| row(m, true, "no policy names its origin any more".to_owned())),
         );
     }

@@ -211,3 +211,35 @@ fn check_reports_a_late_backup() {
         "{late}"
     );
 }
+
+#[test]
+fn a_temporary_snapshot_whose_removal_failed_is_listed_and_removed_by_the_next_run() {
+    let h = host("schedule = \"0 2 * * *\"\nsource = \"fresh\"\nkeep = { last = 2 }");
+    h.lvm.fail_next(
+        Tool::Lvremove,
+        "home-lvsnap",
+        5,
+        "  Logical volume vg0/home-lvsnap-20260302T010500Z contains a filesystem in use.\n",
+    );
+    let (code, out) = h.lvsnap(&["backup", "home"], "2026-03-02T01:05:00Z");
+    assert_eq!(code, 0, "the backup itself is complete: {out}");
+    assert!(
+        out.contains("cannot remove the temporary snapshot"),
+        "{out}"
+    );
+    let (_, list) = h.lvsnap(&["list"], "2026-03-02T01:06:00Z");
+    assert!(
+        list.contains("home-lvsnap-20260302T010500Z") && list.contains("temporary, for a backup"),
+        "a leftover is never hidden: {list}"
+    );
+    let (code, out) = h.lvsnap(&["run"], "2026-03-02T01:10:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("removed the leftover temporary snapshot vg0/home-lvsnap-20260302T010500Z"),
+        "{out}"
+    );
+    assert!(!h
+        .lvm
+        .names("vg0")
+        .contains(&"home-lvsnap-20260302T010500Z".to_owned()));
+}

@@ -40,7 +40,7 @@ schedule = "0 2 * * *"
 target = "/mnt/target/lvsnap"
 keep = { last = 10 }
 TOML
-echo "round  rsync-a_ms  rsync-aHAXS_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_wall_ms  HAXS/a  lvsnap_copy/a"
+echo "round  rsync-a_ms  rsync-aHAXS_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_proof_ms  lvsnap_wall_ms  HAXS/a  lvsnap_copy/a  lvsnap_wall/HAXS"
 for i in $(seq "$PAIRS"); do
   rm -rf /mnt/target/plain /mnt/target/lvsnap
   sleep 1; snap=$($LVSNAP snapshot home | sed -n 's/.*created //p')
@@ -52,8 +52,10 @@ for i in $(seq "$PAIRS"); do
   cold; s=$(date +%s%N); out=$($LVSNAP backup home --json); wall=$(ms $s)
   copy=$(echo "$out" | grep -o '"copy_seconds":[0-9.]*' | cut -d: -f2)
   hash=$(echo "$out" | grep -o '"hash_seconds":[0-9.]*' | cut -d: -f2)
-  awk -v i=$i -v p=$plain -v x=$haxs -v c=$copy -v h=$hash -v w=$wall \
-    'BEGIN {printf "%5d  %10d  %14d  %14d  %14d  %14d  %6.3f  %13.3f\n", i, p, x, c * 1000, h * 1000, w, x / p, c * 1000 / p}'
+  # The proof: the written generation read back and hashed before it is called complete.
+  proof=$(echo "$out" | grep -o '"proof":{"seconds":[0-9.]*' | grep -o '[0-9.]*$')
+  awk -v i=$i -v p=$plain -v x=$haxs -v c=$copy -v h=$hash -v f=$proof -v w=$wall \
+    'BEGIN {printf "%5d  %10d  %14d  %14d  %14d  %15d  %14d  %6.3f  %13.3f  %16.3f\n", i, p, x, c * 1000, h * 1000, f * 1000, w, x / p, c * 1000 / p, w / x}'
 done
 step_hash() {
   mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap

@@ -483,6 +483,49 @@ impl Engine<'_> {
                 }
             }
         }
+        notes.extend(self.remove_stray_temporaries(fleet)?);
+        Ok(notes)
+    }
+
+    /// Temporary snapshots no live backup uses: lvsnap died between taking one and recording its
+    /// backup, or its removal failed. Each was recorded (with its intent) before it was created,
+    /// so it is found here and removed, whatever happened; one whose removal fails again is
+    /// retried by the next run.
+    fn remove_stray_temporaries(&mut self, fleet: &mut Fleet) -> Result<Vec<String>, RunError> {
+        let in_use: Vec<(String, String)> = self
+            .catalog
+            .backups(None)?
+            .into_iter()
+            .filter(|r| r.state == BackupState::Running)
+            .filter(|r| r.pid.is_some_and(crate::lock::lvsnap_alive))
+            .map(|r| (r.vg, r.snapshot))
+            .collect();
+        let strays: Vec<Managed> = fleet
+            .managed
+            .iter()
+            .filter(|m| m.record.is_temporary() && m.lv.is_some())
+            .filter(|m| !in_use.contains(&(m.record.vg.clone(), m.record.name.clone())))
+            .cloned()
+            .collect();
+        let mut notes = Vec::new();
+        for m in strays {
+            let label = format!("{}/{}", m.record.vg, m.record.name);
+            if self.dry_run {
+                notes.push(format!(
+                    "would remove the leftover temporary snapshot {label}"
+                ));
+                continue;
+            }
+            match self.remove(&m, "temporary snapshot no backup uses any more") {
+                Ok(()) => {
+                    fleet.managed.retain(|x| x.record.id != m.record.id);
+                    notes.push(format!("removed the leftover temporary snapshot {label}"));
+                }
+                Err(e) => notes.push(format!(
+                    "cannot remove the leftover temporary snapshot {label}: {e}; the next run retries"
+                )),
+            }
+        }
         Ok(notes)
     }
 
