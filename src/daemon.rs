@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{SubsecRound, Utc};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn};
 
@@ -26,8 +26,10 @@ struct Shared {
     path: PathBuf,
     config: RwLock<Arc<Config>>,
     runner: Arc<dyn Runner>,
-    /// Held by a job while it runs: shutdown waits for it.
-    busy: Mutex<()>,
+    /// Held (shared) by every job while it runs; shutdown takes it whole, so it waits for all.
+    /// Jobs do not wait for each other here: they take turns on the run lock, which a backup
+    /// lets go of while it copies, so one policy's long copy never holds another's snapshots.
+    busy: tokio::sync::RwLock<()>,
     /// Set at shutdown: a running job stops after the LVM command in flight.
     cancel: Arc<AtomicBool>,
     /// Bumped at each reload; jobs armed for an older configuration do nothing.
@@ -51,16 +53,21 @@ pub async fn run_daemon(
         path,
         config: RwLock::new(config),
         runner,
-        busy: Mutex::new(()),
+        busy: tokio::sync::RwLock::new(()),
         cancel: Arc::new(AtomicBool::new(false)),
         generation: AtomicU64::new(0),
     });
     let sched = JobScheduler::new().await.map_err(scheduler_error)?;
-    // Catch up first: one snapshot for each due group, as `run` does at boot.
-    run_policies(&shared, None).await;
     arm_all(&shared, &sched).await;
     sched.start().await.map_err(scheduler_error)?;
     info!("daemon started");
+    // Catch up beside the armed jobs (one snapshot for each due group, as `run` does at boot):
+    // a long backup in it must not hold the other policies' scheduled snapshots. Shutdown
+    // waits for it like for any job.
+    tokio::spawn({
+        let shared = shared.clone();
+        async move { run_policies(&shared, None).await }
+    });
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -70,7 +77,7 @@ pub async fn run_daemon(
     }
     info!("shutting down: finishing the LVM command in flight");
     shared.cancel.store(true, Ordering::SeqCst);
-    let _idle = shared.busy.lock().await;
+    let _idle = shared.busy.write().await;
     let mut sched = sched;
     let _ = sched.shutdown().await;
     info!("daemon stopped");
@@ -162,9 +169,9 @@ async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, gene
     }
 }
 
-/// `run` for one policy (or all), on a blocking thread, one at a time.
+/// `run` for one policy (or all), on a blocking thread; jobs take turns on the run lock.
 async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
-    let _busy = shared.busy.lock().await;
+    let _running = shared.busy.read().await;
     if shared.cancel.load(Ordering::SeqCst) {
         return;
     }

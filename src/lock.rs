@@ -81,6 +81,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_backup_of_this_process_is_alive_only_while_it_runs_here() {
+        let me = Some(std::process::id());
+        assert!(
+            !backup_alive(me, Some(41)),
+            "an old record that reuses our pid"
+        );
+        let running = RunningHere::new(41);
+        assert!(backup_alive(me, Some(41)));
+        assert!(!backup_alive(me, Some(42)));
+        drop(running);
+        assert!(!backup_alive(me, Some(41)));
+    }
+
+    #[test]
     fn second_holder_is_told_who_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let held = acquire(dir.path(), Duration::ZERO).unwrap();
@@ -142,6 +156,47 @@ impl Held {
 
 /// Whether `pid` is another lvsnap process that is still running (a backup or mount record's
 /// owner). This process never counts: its own records are finished before it looks.
+/// Backups this process is running now (their catalog ids). The daemon runs jobs side by side
+/// in one process: a record carrying this process's own pid is live only when listed here.
+static RUNNING_HERE: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks backup `id` as running in this process until dropped.
+pub struct RunningHere(i64);
+
+impl RunningHere {
+    pub fn new(id: i64) -> Self {
+        RUNNING_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+        RunningHere(id)
+    }
+}
+
+impl Drop for RunningHere {
+    fn drop(&mut self) {
+        RUNNING_HERE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|i| *i != self.0);
+    }
+}
+
+/// Whether the backup `backup` recorded with `pid` is still being worked on: by another live
+/// lvsnap, or by this very process (a daemon job beside the one asking).
+pub fn backup_alive(pid: Option<u32>, backup: Option<i64>) -> bool {
+    match pid {
+        Some(p) if p == std::process::id() => backup.is_some_and(|id| {
+            RUNNING_HERE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&id)
+        }),
+        Some(p) => lvsnap_alive(p),
+        None => false,
+    }
+}
+
 pub fn lvsnap_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return false;

@@ -237,7 +237,7 @@ impl Engine<'_> {
                 continue;
             }
             // A backup that let go of the lock while it copies still owns its mount.
-            if rec.pid.is_some_and(crate::lock::lvsnap_alive) {
+            if crate::lock::backup_alive(rec.pid, rec.backup_id) {
                 continue;
             }
             if self.dry_run {

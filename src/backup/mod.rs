@@ -197,7 +197,7 @@ impl Engine<'_> {
                 .filter(|r| r.state == BackupState::Complete)
         };
         if let Some(live) = of_volume.iter().find(|r| {
-            r.state == BackupState::Running && r.pid.is_some_and(crate::lock::lvsnap_alive)
+            r.state == BackupState::Running && crate::lock::backup_alive(r.pid, Some(r.id))
         }) {
             return Ok(Outcome::Skipped(format!(
                 "a backup of {volume} is in progress (pid {}, {})",
@@ -334,6 +334,7 @@ impl Engine<'_> {
             temporary,
         };
         let id = self.record(|c| c.begin_backup(&new, now))?;
+        let _running = crate::lock::RunningHere::new(id);
         let thin = managed.record.thin;
         let active = managed.lv.as_ref().is_some_and(|l| l.active);
         let mount_dir = self
@@ -431,7 +432,10 @@ impl Engine<'_> {
             if r.state != BackupState::Running {
                 continue;
             }
-            if let Some(pid) = r.pid.filter(|p| crate::lock::lvsnap_alive(*p)) {
+            if let Some(pid) = r
+                .pid
+                .filter(|_| crate::lock::backup_alive(r.pid, Some(r.id)))
+            {
                 notes.push(format!("backup {} is in progress (pid {pid})", r.label()));
                 continue;
             }
@@ -497,7 +501,7 @@ impl Engine<'_> {
             .backups(None)?
             .into_iter()
             .filter(|r| r.state == BackupState::Running)
-            .filter(|r| r.pid.is_some_and(crate::lock::lvsnap_alive))
+            .filter(|r| crate::lock::backup_alive(r.pid, Some(r.id)))
             .map(|r| (r.vg, r.snapshot))
             .collect();
         let strays: Vec<Managed> = fleet
