@@ -288,16 +288,21 @@ fn plant(engine: &str, data: &std::path::Path) {
     }
     let tree = tempfile::tempdir().unwrap();
     hostile_tree(tree.path());
+    write_archive(data, tree.path());
+}
+
+/// An archive of `tree` written as the archive engine writes one (GNU tar, zstd).
+fn write_archive(archive: &std::path::Path, tree: &std::path::Path) {
     let ok = std::process::Command::new("tar")
         .args(["--create", "--zstd", "--numeric-owner", "--file"])
-        .arg(data)
+        .arg(archive)
         .arg("--directory")
-        .arg(tree.path())
+        .arg(tree)
         .arg(".")
         .status()
         .unwrap()
         .success();
-    assert!(ok);
+    assert!(ok, "GNU tar wrote the archive");
 }
 
 const LATER: &str = "2026-03-02T02:00:00Z";
@@ -548,16 +553,7 @@ fn a_dry_run_from_an_archive_plans_on_its_outline_and_writes_no_data() {
     let tree = tempfile::tempdir().unwrap();
     hostile_tree(tree.path());
     std::fs::write(tree.path().join("alice/real/big"), vec![7u8; 3 << 20]).unwrap();
-    let ok = std::process::Command::new("tar")
-        .args(["--create", "--zstd", "--numeric-owner", "--file"])
-        .arg(&data)
-        .arg("--directory")
-        .arg(tree.path())
-        .arg(".")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    write_archive(&data, tree.path());
     let (code, out) = h.lvsnap(
         &["restore", &gen, "/", "--to", "/nonexistent/x", "--dry-run"],
         LATER,
