@@ -158,6 +158,12 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
             .chain(backups.iter().flat_map(|b| &b.volumes).filter_map(|v| {
                 let failed = match &v.outcome {
                     Outcome::Failed(why) => Some(format!("backup: {why}")),
+                    Outcome::Done { skipped, .. } if skipped.values().any(|s| s.loses_data()) => {
+                        Some(format!(
+                            "backup partial: {} entr(y/ies) not backed up (`lvsnap backups` lists them)",
+                            skipped.values().filter(|s| s.loses_data()).count()
+                        ))
+                    }
                     Outcome::Done { .. } => None,
                     _ => return None,
                 };
@@ -753,6 +759,12 @@ pub fn rebuild(ctx: &mut Ctx<'_>, dry_run: bool) -> Result<i32, Error> {
                 bytes: f.bytes,
                 files: f.files,
                 manifest_sha256: &f.manifest_sha256,
+                state: if f.partial {
+                    crate::catalog::BackupState::Partial
+                } else {
+                    crate::catalog::BackupState::Complete
+                },
+                note: f.note.as_deref(),
             };
             catalog.adopt_backup(&new, &written, ctx.now)?;
         }

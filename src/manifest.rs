@@ -1,11 +1,21 @@
-//! Manifests: a SHA-256 digest, size and mode of every file of a tree, written with a backup and
-//! checked by `verify` (issue 6 builds the backup engines on this). Hashing runs on every core;
-//! the walk never follows symbolic links (their targets are recorded instead).
+//! Manifests: everything a restore must reproduce of each entry of a tree — type, mode, owner,
+//! group, mtime (ns), size and SHA-256, the exact bytes of a link's target, device numbers, a
+//! digest of the extended attributes (ACLs among them) and hard-link groups — written with a
+//! backup and checked by its proof and by `verify`. Hashing runs on every core; the walk never
+//! follows symbolic links.
+//!
+//! Entries the walk cannot take (unreadable, vanished, a path too long for the target, a type
+//! the engine cannot store) are listed as skipped, with why: the engines are told to leave them
+//! out too, so the manifest and what was written always describe the same tree.
+//!
+//! The text format is versioned: v1 manifests (type, mode, size, digest) are still read, and
+//! compared on what they hold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +23,12 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-/// What a manifest knows of one entry of the tree.
+use crate::names::shown;
+
+/// The longest path the kernel takes, with its terminating NUL.
+pub const PATH_MAX: usize = 4096;
+
+/// What a manifest knows of one entry's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// A regular file: its size and SHA-256 (hex).
@@ -22,11 +37,32 @@ pub enum Content {
         sha256: String,
     },
     Dir,
+    /// A symbolic link: its target, byte for byte.
     Symlink {
-        target: String,
+        target: Vec<u8>,
     },
-    /// Devices, fifos and sockets: recorded by kind only.
+    /// A character or block device: its device number.
+    Device {
+        major: u32,
+        minor: u32,
+    },
+    /// Fifos and sockets (and, in a v1 manifest, devices): recorded by kind only.
     Special,
+}
+
+/// Owner, times, attributes and links of one entry (absent in v1 manifests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds and nanoseconds since the epoch.
+    pub mtime: (i64, u32),
+    /// SHA-256 of the entry's extended attributes (names and values, ACLs among them); `None`
+    /// when it has none.
+    pub xattrs: Option<String>,
+    /// The entry's hard-link group, numbered in path order; `None` when no other name in the
+    /// tree is the same inode.
+    pub link: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +70,83 @@ pub struct Entry {
     /// Permission bits and file type bits (`st_mode`).
     pub mode: u32,
     pub content: Content,
+    pub meta: Option<Meta>,
 }
 
-/// Every entry of a tree, keyed by its path relative to the tree's root.
+impl Entry {
+    /// What a v1 manifest would have recorded of this entry.
+    fn as_v1(&self) -> Entry {
+        let content = match &self.content {
+            Content::Device { .. } => Content::Special,
+            Content::Symlink { target } => Content::Symlink {
+                target: String::from_utf8_lossy(target).into_owned().into_bytes(),
+            },
+            c => c.clone(),
+        };
+        Entry {
+            mode: self.mode,
+            content,
+            meta: None,
+        }
+    }
+}
+
+/// Why an entry of the tree is not in the manifest (nor in the backup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Skip {
+    /// It could not be opened or listed.
+    Unreadable,
+    /// It disappeared while the tree was read.
+    Vanished,
+    /// Its path is longer than the backup can hold below its target.
+    TooLong,
+    /// Its type is one the engine cannot store (GNU tar has no sockets).
+    NotStored,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Unreadable => "unreadable",
+            Skip::Vanished => "vanished",
+            Skip::TooLong => "too-long",
+            Skip::NotStored => "not-stored",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Skip> {
+        [
+            Skip::Unreadable,
+            Skip::Vanished,
+            Skip::TooLong,
+            Skip::NotStored,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether skipping it loses data: the backup is then `partial`, never `complete`. A socket
+    /// holds none (it is a name a running program listens on).
+    pub fn loses_data(self) -> bool {
+        self != Skip::NotStored
+    }
+
+    /// What an administrator reads.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Skip::Unreadable => "unreadable, not backed up",
+            Skip::Vanished => "vanished while read, not backed up",
+            Skip::TooLong => "path too long for the backup target, not backed up",
+            Skip::NotStored => "a socket, which the archive format cannot store",
+        }
+    }
+}
+
+/// Every entry of a tree, keyed by its path relative to the tree's root, and what was skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub entries: BTreeMap<PathBuf, Entry>,
+    pub skipped: BTreeMap<PathBuf, Skip>,
 }
 
 /// How a tree differs from its manifest.
@@ -49,129 +156,335 @@ pub struct Differences {
     pub extra: Vec<PathBuf>,
     /// (path, what differs)
     pub changed: Vec<(PathBuf, String)>,
+    /// Entries of the tree that could not be read back (path, why).
+    pub unreadable: Vec<(PathBuf, Skip)>,
 }
 
 impl Differences {
     pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.extra.is_empty() && self.changed.is_empty()
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.changed.is_empty()
+            && self.unreadable.is_empty()
+    }
+
+    /// One line per difference, names escaped.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .missing
+            .iter()
+            .map(|p| format!("missing: {}", shown(p)))
+            .collect();
+        out.extend(self.extra.iter().map(|p| format!("extra: {}", shown(p))));
+        out.extend(
+            self.changed
+                .iter()
+                .map(|(p, what)| format!("changed: {} ({what})", shown(p))),
+        );
+        out.extend(
+            self.unreadable
+                .iter()
+                .map(|(p, why)| format!("cannot read back: {} ({})", shown(p), why.as_str())),
+        );
+        out
+    }
+}
+
+/// How a tree is walked for a manifest.
+#[derive(Debug, Clone, Default)]
+pub struct Walk<'a> {
+    /// Subtrees left out, as paths relative to the root (matched literally).
+    pub exclude: &'a [PathBuf],
+    /// The longest relative path taken; longer ones are skipped as [`Skip::TooLong`]. `None`
+    /// leaves room for the root's own path only.
+    pub budget: Option<usize>,
+    /// Open each file while walking, so that an unreadable one is known (and left out of the
+    /// engine's copy) before any copying starts.
+    pub probe: bool,
+    /// Skip sockets as [`Skip::NotStored`] (the archive engine).
+    pub no_sockets: bool,
+}
+
+/// A walked tree: every entry but the files' digests, which [`Walked::hash`] adds.
+#[derive(Debug, Clone)]
+pub struct Walked {
+    root: PathBuf,
+    manifest: Manifest,
+    files: Vec<PathBuf>,
+}
+
+impl Walked {
+    /// What was skipped while walking.
+    pub fn skipped(&self) -> &BTreeMap<PathBuf, Skip> {
+        &self.manifest.skipped
+    }
+
+    /// The entries walked, files without their digests (empty).
+    pub fn entries(&self) -> &BTreeMap<PathBuf, Entry> {
+        &self.manifest.entries
+    }
+
+    /// Bytes the files hold: the total a progress bar counts to.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.totals().1
+    }
+
+    /// Hashes the files but those whose size and digest are `known` (proven another way);
+    /// returns the manifest and how many files were read.
+    pub fn hash_unknown(
+        mut self,
+        workers: usize,
+        known: &BTreeMap<PathBuf, (u64, String)>,
+    ) -> (Manifest, u64) {
+        let mut read = Vec::new();
+        for rel in std::mem::take(&mut self.files) {
+            match known.get(&rel) {
+                Some((size, sha256)) => {
+                    if let Some(e) = self.manifest.entries.get_mut(&rel) {
+                        e.content = Content::File {
+                            size: *size,
+                            sha256: sha256.clone(),
+                        };
+                    }
+                }
+                None => read.push(rel),
+            }
+        }
+        let n = read.len() as u64;
+        self.files = read;
+        (self.hash(workers, None), n)
+    }
+
+    /// Hashes the files on `workers` threads. A file that can no longer be read moves to the
+    /// skipped list as unreadable.
+    pub fn hash(mut self, workers: usize, progress: Option<&Progress>) -> Manifest {
+        if let Some(p) = progress {
+            p.total.store(self.bytes(), Ordering::Relaxed);
+        }
+        let (hashed, failed) = hash_all(&self.root, &self.files, workers.max(1), progress);
+        for (rel, size, sha256) in hashed {
+            if let Some(e) = self.manifest.entries.get_mut(&rel) {
+                e.content = Content::File { size, sha256 };
+            }
+        }
+        for (rel, e) in failed {
+            self.manifest.entries.remove(&rel);
+            let why = if e.kind() == io::ErrorKind::NotFound {
+                Skip::Vanished
+            } else {
+                Skip::Unreadable
+            };
+            self.manifest.skipped.insert(rel, why);
+        }
+        self.manifest.renumber_links();
+        self.manifest
     }
 }
 
 impl Manifest {
-    /// Reads and hashes every entry below `root`, hashing on `workers` threads.
+    /// Reads and hashes every entry below `root`, hashing on `workers` threads. What cannot be
+    /// read is listed in [`Manifest::skipped`].
     ///
     /// # Errors
-    /// An entry cannot be read.
+    /// The root itself cannot be read.
     pub fn of_tree(root: &Path, workers: usize) -> io::Result<Manifest> {
-        Self::of_tree_with(root, workers, &[], None)
+        Ok(Self::walk(root, &Walk::default())?.hash(workers, None))
     }
 
-    /// [`Manifest::of_tree`] leaving out the subtrees `exclude` (relative to `root`), adding the
-    /// bytes hashed to `progress` as it goes (for a progress bar).
+    /// Walks the tree below `root` without reading file data.
     ///
     /// # Errors
-    /// An entry cannot be read.
-    pub fn of_tree_with(
-        root: &Path,
-        workers: usize,
-        exclude: &[PathBuf],
-        progress: Option<&Progress>,
-    ) -> io::Result<Manifest> {
-        let mut entries = BTreeMap::new();
-        let mut files = Vec::new();
+    /// The root itself cannot be read.
+    pub fn walk(root: &Path, how: &Walk<'_>) -> io::Result<Walked> {
+        let budget = how
+            .budget
+            .unwrap_or_else(|| PATH_MAX.saturating_sub(2 + root.as_os_str().len()));
         let walker = Walker {
             root,
-            exclude,
+            how,
+            budget,
             device: fs::metadata(root)?.dev(),
         };
-        walker.walk(Path::new(""), &mut entries, &mut files)?;
-        if let Some(p) = progress {
-            let total = files
-                .iter()
-                .filter_map(|(rel, _)| fs::symlink_metadata(root.join(rel)).ok())
-                .map(|m| m.len())
-                .sum();
-            p.total.store(total, Ordering::Relaxed);
-        }
-        let hashed = hash_all(root, &files, workers.max(1), progress)?;
-        for (rel, mode, size, sha256) in hashed {
-            entries.insert(
-                rel,
-                Entry {
-                    mode,
-                    content: Content::File { size, sha256 },
-                },
-            );
-        }
-        Ok(Manifest { entries })
+        fs::read_dir(root)?;
+        let mut out = Walked {
+            root: root.to_path_buf(),
+            manifest: Manifest::default(),
+            files: Vec::new(),
+        };
+        let mut inodes = HashMap::new();
+        walker.walk(Path::new(""), &mut out, &mut inodes);
+        out.manifest.mark_links(&inodes);
+        Ok(out)
     }
 
-    /// The manifest as text: one line per entry, `kind mode size sha256-or-target path`, sorted by
-    /// path; paths are escaped so that any byte sequence survives a round trip.
-    pub fn to_text(&self) -> String {
-        let mut out = String::from("# lvsnap manifest v1\n");
-        for (path, e) in &self.entries {
-            let p = escape(path);
-            let _ = match &e.content {
-                Content::File { size, sha256 } => {
-                    writeln!(out, "f {:o} {size} {sha256} {p}", e.mode)
+    /// Gives every inode met under two or more names a provisional group; [`Self::renumber_links`]
+    /// numbers them once the manifest is final.
+    fn mark_links(&mut self, inodes: &HashMap<(u64, u64), Vec<PathBuf>>) {
+        let groups = inodes.values().filter(|n| n.len() > 1);
+        for (group, names) in groups.enumerate() {
+            let group = u32::try_from(group).unwrap_or(u32::MAX);
+            for n in names {
+                if let Some(m) = self.entries.get_mut(n).and_then(|e| e.meta.as_mut()) {
+                    m.link = Some(group);
                 }
-                Content::Dir => writeln!(out, "d {:o} 0 - {p}", e.mode),
-                Content::Symlink { target } => {
-                    writeln!(out, "l {:o} 0 {} {p}", e.mode, escape(Path::new(target)))
+            }
+        }
+    }
+
+    /// Numbers hard-link groups 0, 1, … in the order of their first name, dropping groups that
+    /// have come down to one name (the others skipped).
+    pub fn renumber_links(&mut self) {
+        let mut members: BTreeMap<u32, usize> = BTreeMap::new();
+        for m in self.entries.values().filter_map(|e| e.meta.as_ref()) {
+            if let Some(g) = m.link {
+                *members.entry(g).or_default() += 1;
+            }
+        }
+        let mut number: HashMap<u32, u32> = HashMap::new();
+        for e in self.entries.values_mut() {
+            let Some(m) = e.meta.as_mut() else { continue };
+            m.link = match m.link {
+                Some(g) if members.get(&g).copied().unwrap_or(0) > 1 => {
+                    let next = u32::try_from(number.len()).unwrap_or(u32::MAX);
+                    Some(*number.entry(g).or_insert(next))
                 }
-                Content::Special => writeln!(out, "s {:o} 0 - {p}", e.mode),
+                _ => None,
             };
+        }
+    }
+
+    /// The names of each hard-link group, in path order.
+    fn link_groups(&self) -> HashMap<u32, Vec<&Path>> {
+        let mut out: HashMap<u32, Vec<&Path>> = HashMap::new();
+        for (p, e) in &self.entries {
+            if let Some(g) = e.meta.as_ref().and_then(|m| m.link) {
+                out.entry(g).or_default().push(p.as_path());
+            }
         }
         out
     }
 
-    /// Parses [`Manifest::to_text`].
+    /// What was skipped, one line each (`unreadable: NAME`), at most `limit` lines and a count
+    /// of the rest; `None` when nothing was.
+    pub fn skipped_note(&self, limit: usize) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let mut lines: Vec<String> = self
+            .skipped
+            .iter()
+            .take(limit)
+            .map(|(p, why)| format!("{}: {}", why.as_str(), shown(p)))
+            .collect();
+        if self.skipped.len() > limit {
+            lines.push(format!("… and {} more", self.skipped.len() - limit));
+        }
+        Some(lines.join("\n"))
+    }
+
+    /// Whether any skipped entry lost data (the backup is `partial`).
+    pub fn lost_data(&self) -> bool {
+        self.skipped.values().any(|s| s.loses_data())
+    }
+
+    /// The manifest as text, sorted by path, one line per entry:
+    /// `kind mode uid gid mtime size digest xattrs link path`, where `digest` is a file's
+    /// SHA-256, a link's target or a device's `major,minor`, and `-` stands for nothing; then
+    /// one `! why path` line per skipped entry. Paths and targets are escaped so that any byte
+    /// sequence is one token and survives the round trip.
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("# lvsnap manifest v2\n");
+        for (path, e) in &self.entries {
+            let (kind, size, digest) = match &e.content {
+                Content::File { size, sha256 } => ("f", *size, sha256.clone()),
+                Content::Dir => ("d", 0, "-".to_owned()),
+                Content::Symlink { target } => ("l", 0, escape(target)),
+                Content::Device { major, minor } => {
+                    let kind = if e.mode & 0o170000 == 0o060000 {
+                        "b"
+                    } else {
+                        "c"
+                    };
+                    (kind, 0, format!("{major},{minor}"))
+                }
+                Content::Special => {
+                    let kind = if e.mode & 0o170000 == 0o140000 {
+                        "s"
+                    } else {
+                        "p"
+                    };
+                    (kind, 0, "-".to_owned())
+                }
+            };
+            let m = e.meta.clone().unwrap_or(Meta {
+                uid: 0,
+                gid: 0,
+                mtime: (0, 0),
+                xattrs: None,
+                link: None,
+            });
+            let _ = writeln!(
+                out,
+                "{kind} {:o} {} {} {}.{:09} {size} {} {} {} {}",
+                e.mode,
+                m.uid,
+                m.gid,
+                m.mtime.0,
+                m.mtime.1,
+                if digest.is_empty() { "-" } else { &digest },
+                m.xattrs.as_deref().unwrap_or("-"),
+                m.link.map_or("-".to_owned(), |g| g.to_string()),
+                escape(path.as_os_str().as_bytes()),
+            );
+        }
+        for (path, why) in &self.skipped {
+            let _ = writeln!(
+                out,
+                "! {} {}",
+                why.as_str(),
+                escape(path.as_os_str().as_bytes())
+            );
+        }
+        out
+    }
+
+    /// Parses [`Manifest::to_text`], v2 or v1.
     ///
     /// # Errors
     /// A line that is not a manifest line, with its number.
     pub fn from_text(text: &str) -> Result<Manifest, String> {
-        let mut entries = BTreeMap::new();
+        let v1 = text.starts_with("# lvsnap manifest v1");
+        let mut m = Manifest::default();
         for (i, line) in text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.starts_with('#') && !l.is_empty())
         {
-            let bad = || {
-                format!(
-                    "manifest line {}: {line:?} is not `kind mode size digest path`",
-                    i + 1
-                )
+            let parsed = if v1 {
+                parse_v1(line).map(|(p, e)| {
+                    m.entries.insert(p, e);
+                })
+            } else if let Some(rest) = line.strip_prefix("! ") {
+                rest.split_once(' ')
+                    .and_then(|(why, p)| Some((Skip::parse(why)?, unescape(p))))
+                    .map(|(why, p)| {
+                        m.skipped.insert(p, why);
+                    })
+            } else {
+                parse_v2(line).map(|(p, e)| {
+                    m.entries.insert(p, e);
+                })
             };
-            let mut parts = line.splitn(5, ' ');
-            let (kind, mode, size, digest, path) = (
-                parts.next(),
-                parts.next(),
-                parts.next(),
-                parts.next(),
-                parts.next(),
-            );
-            let (Some(kind), Some(mode), Some(size), Some(digest), Some(path)) =
-                (kind, mode, size, digest, path)
-            else {
-                return Err(bad());
-            };
-            let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
-            let content = match kind {
-                "f" => Content::File {
-                    size: size.parse().map_err(|_| bad())?,
-                    sha256: digest.to_owned(),
-                },
-                "d" => Content::Dir,
-                "l" => Content::Symlink {
-                    target: unescape(digest).to_string_lossy().into_owned(),
-                },
-                "s" => Content::Special,
-                _ => return Err(bad()),
-            };
-            entries.insert(unescape(path), Entry { mode, content });
+            if parsed.is_none() {
+                let form = if v1 {
+                    "kind mode size digest path"
+                } else {
+                    "kind mode uid gid mtime size digest xattrs link path"
+                };
+                return Err(format!("manifest line {}: {line:?} is not `{form}`", i + 1));
+            }
         }
-        Ok(Manifest { entries })
+        Ok(m)
     }
 
     /// Regular files and the sum of their sizes.
@@ -190,44 +503,218 @@ impl Manifest {
         hex(&Sha256::digest(self.to_text().as_bytes()))
     }
 
-    /// Compares `self` (what should be) with `actual` (what is).
+    /// Compares `self` (what should be) with `actual` (what is). What `self` skipped is not
+    /// looked for; what `actual` could not read is a difference. A v1 entry is compared on what
+    /// v1 recorded.
     pub fn diff(&self, actual: &Manifest) -> Differences {
         let mut d = Differences::default();
+        let (want_links, have_links) = (self.link_groups(), actual.link_groups());
         for (path, want) in &self.entries {
-            match actual.entries.get(path) {
-                None => d.missing.push(path.clone()),
-                Some(have) if have != want => {
-                    d.changed.push((path.clone(), describe_change(want, have)))
-                }
-                Some(_) => {}
+            if let Some(why) = actual.skipped.get(path) {
+                d.unreadable.push((path.clone(), *why));
+                continue;
+            }
+            let Some(have) = actual.entries.get(path) else {
+                d.missing.push(path.clone());
+                continue;
+            };
+            let have = if want.meta.is_none() {
+                have.as_v1()
+            } else {
+                have.clone()
+            };
+            let mut what = describe_change(want, &have);
+            // Each name is described by another name of its inode (the first other one).
+            let partner = |e: &Entry, groups: &HashMap<u32, Vec<&Path>>| {
+                let g = e.meta.as_ref().and_then(|m| m.link)?;
+                groups
+                    .get(&g)?
+                    .iter()
+                    .find(|p| **p != path.as_path())
+                    .map(|p| p.to_path_buf())
+            };
+            let (a, b) = (partner(want, &want_links), partner(&have, &have_links));
+            if want.meta.is_some() && a != b {
+                what.push(match (a, b) {
+                    (Some(a), None) => format!("no longer a hard link of {}", shown(&a)),
+                    (None, Some(b)) => format!("a hard link of {}, unlike the source", shown(&b)),
+                    (Some(a), Some(b)) => {
+                        format!("a hard link of {} instead of {}", shown(&b), shown(&a))
+                    }
+                    (None, None) => unreachable!("a != b"),
+                });
+            }
+            if !what.is_empty() {
+                d.changed.push((path.clone(), what.join(", ")));
             }
         }
         d.extra = actual
             .entries
             .keys()
-            .filter(|p| !self.entries.contains_key(*p))
+            .filter(|p| !self.entries.contains_key(*p) && !self.skipped.contains_key(*p))
             .cloned()
             .collect();
+        d.unreadable.extend(
+            actual
+                .skipped
+                .iter()
+                .filter(|(p, _)| !self.entries.contains_key(*p) && !self.skipped.contains_key(*p))
+                .map(|(p, w)| (p.clone(), *w)),
+        );
         d
     }
 }
 
-fn describe_change(want: &Entry, have: &Entry) -> String {
+fn parse_v2(line: &str) -> Option<(PathBuf, Entry)> {
+    let f: Vec<&str> = line.splitn(10, ' ').collect();
+    let [kind, mode, uid, gid, mtime, size, digest, xattrs, link, path] = f[..] else {
+        return None;
+    };
+    let mode = u32::from_str_radix(mode, 8).ok()?;
+    let (secs, nanos) = mtime.split_once('.')?;
+    let content = match kind {
+        "f" if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Content::File {
+                size: size.parse().ok()?,
+                sha256: digest.to_owned(),
+            }
+        }
+        "d" => Content::Dir,
+        "l" => Content::Symlink {
+            target: unescape_bytes(digest),
+        },
+        "b" | "c" => {
+            let (major, minor) = digest.split_once(',')?;
+            Content::Device {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+            }
+        }
+        "p" | "s" => Content::Special,
+        _ => return None,
+    };
+    let meta = Meta {
+        uid: uid.parse().ok()?,
+        gid: gid.parse().ok()?,
+        mtime: (secs.parse().ok()?, nanos.parse().ok()?),
+        xattrs: (xattrs != "-").then(|| xattrs.to_owned()),
+        link: if link == "-" {
+            None
+        } else {
+            Some(link.parse().ok()?)
+        },
+    };
+    Some((
+        unescape(path),
+        Entry {
+            mode,
+            content,
+            meta: Some(meta),
+        },
+    ))
+}
+
+fn parse_v1(line: &str) -> Option<(PathBuf, Entry)> {
+    let f: Vec<&str> = line.splitn(5, ' ').collect();
+    let [kind, mode, size, digest, path] = f[..] else {
+        return None;
+    };
+    let content = match kind {
+        "f" => Content::File {
+            size: size.parse().ok()?,
+            sha256: digest.to_owned(),
+        },
+        "d" => Content::Dir,
+        "l" => Content::Symlink {
+            target: unescape_bytes(digest),
+        },
+        "s" => Content::Special,
+        _ => return None,
+    };
+    Some((
+        unescape(path),
+        Entry {
+            mode: u32::from_str_radix(mode, 8).ok()?,
+            content,
+            meta: None,
+        },
+    ))
+}
+
+/// Each difference between two entries, named.
+fn describe_change(want: &Entry, have: &Entry) -> Vec<String> {
+    let mut out = Vec::new();
+    let (wt, ht) = (want.mode & 0o170000, have.mode & 0o170000);
+    if wt != ht || std::mem::discriminant(&want.content) != std::mem::discriminant(&have.content) {
+        return vec![format!("type {} → {}", kind_name(wt), kind_name(ht))];
+    }
+    if want.mode & 0o7777 != have.mode & 0o7777 {
+        out.push(format!(
+            "mode {:o} → {:o}",
+            want.mode & 0o7777,
+            have.mode & 0o7777
+        ));
+    }
+    if let (Some(a), Some(b)) = (&want.meta, &have.meta) {
+        if (a.uid, a.gid) != (b.uid, b.gid) {
+            out.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
+        }
+    }
     match (&want.content, &have.content) {
         (Content::File { size: a, .. }, Content::File { size: b, .. }) if a != b => {
-            format!("size {a} → {b}")
+            out.push(format!("size {a} → {b}"));
         }
-        (Content::File { .. }, Content::File { .. }) if want.content != have.content => {
-            "content (SHA-256) differs".to_owned()
-        }
-        (x, y) if std::mem::discriminant(x) != std::mem::discriminant(y) => {
-            "kind differs".to_owned()
+        (Content::File { sha256: a, .. }, Content::File { sha256: b, .. }) if a != b => {
+            out.push("content (SHA-256) differs".to_owned());
         }
         (Content::Symlink { target: a }, Content::Symlink { target: b }) if a != b => {
-            format!("link target {a} → {b}")
+            out.push(format!(
+                "link target {} → {}",
+                shown(Path::new(std::ffi::OsStr::from_bytes(a))),
+                shown(Path::new(std::ffi::OsStr::from_bytes(b)))
+            ));
         }
-        _ => format!("mode {:o} → {:o}", want.mode, have.mode),
+        (Content::Device { major: a, minor: b }, Content::Device { major: c, minor: d })
+            if (a, b) != (c, d) =>
+        {
+            out.push(format!("device {a},{b} → {c},{d}"))
+        }
+        _ => {}
     }
+    if let (Some(a), Some(b)) = (&want.meta, &have.meta) {
+        if a.mtime != b.mtime {
+            out.push(format!("mtime {} → {}", time(a.mtime), time(b.mtime)));
+        }
+        if a.xattrs != b.xattrs {
+            out.push(match (&a.xattrs, &b.xattrs) {
+                (Some(_), None) => "extended attributes/ACLs lost".to_owned(),
+                (None, Some(_)) => "extended attributes/ACLs added".to_owned(),
+                _ => "extended attributes/ACLs differ".to_owned(),
+            });
+        }
+    }
+    out
+}
+
+fn kind_name(type_bits: u32) -> &'static str {
+    match type_bits {
+        0o100000 => "file",
+        0o040000 => "directory",
+        0o120000 => "symlink",
+        0o020000 => "character device",
+        0o060000 => "block device",
+        0o010000 => "fifo",
+        0o140000 => "socket",
+        _ => "unknown",
+    }
+}
+
+/// An mtime as RFC 3339 with nanoseconds (UTC).
+fn time((secs, nanos): (i64, u32)) -> String {
+    chrono::DateTime::from_timestamp(secs, nanos).map_or_else(
+        || format!("{secs}.{nanos:09}"),
+        |t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
+    )
 }
 
 /// Bytes hashed so far of a total known once the tree is walked.
@@ -241,65 +728,172 @@ pub struct Progress {
 /// filesystems mounted inside it) and leaves the excluded subtrees out.
 struct Walker<'a> {
     root: &'a Path,
-    exclude: &'a [PathBuf],
+    how: &'a Walk<'a>,
+    budget: usize,
     device: u64,
 }
 
+type Inodes = HashMap<(u64, u64), Vec<PathBuf>>;
+
 impl Walker<'_> {
-    fn walk(
-        &self,
-        rel: &Path,
-        entries: &mut BTreeMap<PathBuf, Entry>,
-        files: &mut Vec<(PathBuf, u32)>,
-    ) -> io::Result<()> {
-        let (root, exclude) = (self.root, self.exclude);
-        let mut children: Vec<_> = fs::read_dir(root.join(rel))?.collect::<io::Result<_>>()?;
-        children.sort_by_key(fs::DirEntry::file_name);
-        for child in children {
-            let rel_child = rel.join(child.file_name());
-            if exclude.contains(&rel_child) {
+    fn walk(&self, rel: &Path, out: &mut Walked, inodes: &mut Inodes) {
+        let listed = fs::read_dir(self.root.join(rel)).and_then(|d| {
+            d.map(|c| c.map(|c| c.file_name()))
+                .collect::<io::Result<Vec<_>>>()
+        });
+        let mut children = match listed {
+            Ok(c) => c,
+            Err(e) => {
+                // A directory that cannot be listed is left out whole: a copy of it without
+                // its contents would restore as an empty directory.
+                out.manifest.entries.remove(rel);
+                out.manifest.skipped.insert(rel.to_path_buf(), skip_for(&e));
+                return;
+            }
+        };
+        children.sort();
+        for name in children {
+            let rel_child = rel.join(name);
+            if self.how.exclude.contains(&rel_child) {
                 continue;
             }
-            let meta = fs::symlink_metadata(child.path())?;
-            let mode = meta.mode();
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                entries.insert(
-                    rel_child.clone(),
-                    Entry {
-                        mode,
-                        content: Content::Dir,
-                    },
-                );
-                if meta.dev() == self.device {
-                    self.walk(&rel_child, entries, files)?;
+            if rel_child.as_os_str().len() > self.budget {
+                out.manifest.skipped.insert(rel_child, Skip::TooLong);
+                continue;
+            }
+            match self.entry(&rel_child, out, inodes) {
+                Ok(Some(descend)) if descend => self.walk(&rel_child, out, inodes),
+                Ok(_) => {}
+                Err(e) => {
+                    out.manifest.entries.remove(&rel_child);
+                    out.manifest.skipped.insert(rel_child, skip_for(&e));
                 }
-            } else if ft.is_symlink() {
-                let target = fs::read_link(child.path())?.to_string_lossy().into_owned();
-                entries.insert(
-                    rel_child,
-                    Entry {
-                        mode,
-                        content: Content::Symlink { target },
-                    },
-                );
-            } else if ft.is_file() {
-                files.push((rel_child, mode));
-            } else {
-                entries.insert(
-                    rel_child,
-                    Entry {
-                        mode,
-                        content: Content::Special,
-                    },
-                );
             }
         }
-        Ok(())
+    }
+
+    /// Records one entry; `Some(true)` for a directory to walk into.
+    fn entry(&self, rel: &Path, out: &mut Walked, inodes: &mut Inodes) -> io::Result<Option<bool>> {
+        let path = self.root.join(rel);
+        let meta = fs::symlink_metadata(&path)?;
+        let mode = meta.mode();
+        let ft = meta.file_type();
+        let mut descend = false;
+        let content = if ft.is_dir() {
+            descend = meta.dev() == self.device;
+            Content::Dir
+        } else if ft.is_symlink() {
+            Content::Symlink {
+                target: fs::read_link(&path)?.into_os_string().into_encoded_bytes(),
+            }
+        } else if ft.is_file() {
+            if self.how.probe {
+                open_file(&path)?;
+            }
+            out.files.push(rel.to_path_buf());
+            Content::File {
+                size: meta.len(),
+                sha256: String::new(),
+            }
+        } else if mode & 0o170000 == 0o020000 || mode & 0o170000 == 0o060000 {
+            let rdev = meta.rdev();
+            Content::Device {
+                major: libc::major(rdev),
+                minor: libc::minor(rdev),
+            }
+        } else if mode & 0o170000 == 0o140000 && self.how.no_sockets {
+            out.manifest
+                .skipped
+                .insert(rel.to_path_buf(), Skip::NotStored);
+            return Ok(None);
+        } else {
+            Content::Special
+        };
+        if !ft.is_dir() && meta.nlink() > 1 {
+            inodes
+                .entry((meta.dev(), meta.ino()))
+                .or_default()
+                .push(rel.to_path_buf());
+        }
+        let entry = Entry {
+            mode,
+            content,
+            meta: Some(Meta {
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: (meta.mtime(), u32::try_from(meta.mtime_nsec()).unwrap_or(0)),
+                xattrs: xattr_digest(&path)?,
+                link: None,
+            }),
+        };
+        out.manifest.entries.insert(rel.to_path_buf(), entry);
+        Ok(Some(descend))
     }
 }
 
-type Hashed = (PathBuf, u32, u64, String);
+fn skip_for(e: &io::Error) -> Skip {
+    match e.kind() {
+        io::ErrorKind::NotFound => Skip::Vanished,
+        _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Skip::TooLong,
+        _ => Skip::Unreadable,
+    }
+}
+
+/// The SHA-256 of an entry's extended attributes (sorted by name; each name and value with its
+/// length), never following a link. The SELinux label is left out: it is the system's to set,
+/// and a target under another policy labels its copies its own way.
+fn xattr_digest(path: &Path) -> io::Result<Option<String>> {
+    use rustix::io::Errno;
+    let len = match rustix::fs::llistxattr_query(path) {
+        Ok(0) | Err(Errno::NOTSUP) => return Ok(None),
+        Ok(n) => n,
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = vec![0u8; len];
+    let n = rustix::fs::llistxattr(path, &mut names[..])?;
+    let mut list: Vec<&[u8]> = names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty() && *n != b"security.selinux")
+        .collect();
+    list.sort_unstable();
+    let mut pairs = Vec::with_capacity(list.len());
+    for name in list {
+        let os = std::ffi::OsStr::from_bytes(name);
+        let vlen = match rustix::fs::lgetxattr_query(path, os) {
+            Ok(v) => v,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut value = vec![0u8; vlen];
+        let v = rustix::fs::lgetxattr(path, os, &mut value[..])?;
+        value.truncate(v);
+        pairs.push((name.to_vec(), value));
+    }
+    Ok(xattrs_digest(&pairs))
+}
+
+/// The digest of `(name, value)` pairs sorted by name, as [`xattr_digest`] computes it; the
+/// archive reader gives it the attributes GNU tar stored.
+pub fn xattrs_digest(pairs: &[(Vec<u8>, Vec<u8>)]) -> Option<String> {
+    let mut pairs: Vec<&(Vec<u8>, Vec<u8>)> = pairs
+        .iter()
+        .filter(|(n, _)| n.as_slice() != b"security.selinux")
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort();
+    let mut h = Sha256::new();
+    for (name, value) in pairs {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name);
+        h.update((value.len() as u64).to_le_bytes());
+        h.update(value);
+    }
+    Some(hex(&h.finalize()))
+}
+
+type Hashed = (PathBuf, u64, String);
 
 /// Size and SHA-256 of each of `files` (paths below `root`), hashed on `workers` threads.
 ///
@@ -310,56 +904,65 @@ pub fn hash_files(
     files: &[PathBuf],
     workers: usize,
 ) -> io::Result<BTreeMap<PathBuf, (u64, String)>> {
-    let files: Vec<(PathBuf, u32)> = files.iter().map(|f| (f.clone(), 0)).collect();
-    Ok(hash_all(root, &files, workers.max(1), None)?
+    let (hashed, failed) = hash_all(root, files, workers.max(1), None);
+    if let Some((rel, e)) = failed.into_iter().next() {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{}: {e}", root.join(rel).display()),
+        ));
+    }
+    Ok(hashed
         .into_iter()
-        .map(|(rel, _, size, sha)| (rel, (size, sha)))
+        .map(|(rel, size, sha)| (rel, (size, sha)))
         .collect())
 }
 
 /// Hashes the files on `workers` threads, taking the next file from a shared counter so that a
-/// few large files do not leave a thread idle.
+/// few large files do not leave a thread idle. Returns what was hashed and what failed.
 fn hash_all(
     root: &Path,
-    files: &[(PathBuf, u32)],
+    files: &[PathBuf],
     workers: usize,
     progress: Option<&Progress>,
-) -> io::Result<Vec<Hashed>> {
+) -> (Vec<Hashed>, Vec<(PathBuf, io::Error)>) {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Hashed>> = Mutex::new(Vec::with_capacity(files.len()));
-    let failure: Mutex<Option<io::Error>> = Mutex::new(None);
+    let failures: Mutex<Vec<(PathBuf, io::Error)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((rel, mode)) = files.get(i) else {
+                    let Some(rel) = files.get(i) else {
                         break;
                     };
                     match hash_file(&root.join(rel), &mut buf, progress) {
-                        Ok((size, digest)) => results.lock().expect("results").push((
-                            rel.clone(),
-                            *mode,
-                            size,
-                            digest,
-                        )),
-                        Err(e) => {
-                            *failure.lock().expect("failure") = Some(io::Error::new(
-                                e.kind(),
-                                format!("{}: {e}", root.join(rel).display()),
-                            ));
-                            break;
+                        Ok((size, digest)) => {
+                            results
+                                .lock()
+                                .expect("results")
+                                .push((rel.clone(), size, digest));
                         }
+                        Err(e) => failures.lock().expect("failures").push((rel.clone(), e)),
                     }
                 }
             });
         }
     });
-    if let Some(e) = failure.into_inner().expect("failure") {
-        return Err(e);
-    }
-    Ok(results.into_inner().expect("results"))
+    let mut failed = failures.into_inner().expect("failures");
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    (results.into_inner().expect("results"), failed)
+}
+
+/// Opens a walked file for reading: never through a link put in its place since (a live origin
+/// that `diff` compares with can change under it), never blocking on a fifo swapped in.
+fn open_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }
 
 fn hash_file(
@@ -367,14 +970,7 @@ fn hash_file(
     buf: &mut [u8],
     progress: Option<&Progress>,
 ) -> io::Result<(u64, String)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Walked as a file; never read through a link put in its place since (a live origin that
-    // `diff` compares with can change under it).
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    hash_reader(&mut f, buf, progress)
+    hash_reader(&mut open_file(path)?, buf, progress)
 }
 
 /// Size and SHA-256 (hex) of everything `r` yields, read through `buf`.
@@ -417,11 +1013,10 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// Escapes backslash, newline, space and non-UTF-8 bytes as `\xNN`, so paths are one token.
-fn escape(p: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
+/// Escapes backslash, whitespace and non-UTF-8 bytes as `\xNN`, so a name is one token.
+fn escape(bytes: &[u8]) -> String {
     let mut out = String::new();
-    for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+    for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
                 '\\' | ' ' | '\n' | '\r' | '\t' => {
@@ -439,6 +1034,10 @@ fn escape(p: &Path) -> String {
 
 fn unescape(s: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(unescape_bytes(s)))
+}
+
+fn unescape_bytes(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -456,7 +1055,7 @@ fn unescape(s: &str) -> PathBuf {
         out.push(bytes[i]);
         i += 1;
     }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    out
 }
 
 #[cfg(test)]
@@ -494,7 +1093,7 @@ mod tests {
         assert_eq!(
             m.entries[Path::new("link")].content,
             Content::Symlink {
-                target: "etc/a.conf".to_owned()
+                target: b"etc/a.conf".to_vec()
             }
         );
         assert!(m.to_text().contains(" with\\x20space\n"), "{}", m.to_text());
@@ -527,15 +1126,19 @@ mod tests {
         let d = before.diff(&Manifest::of_tree(r, 2).unwrap());
         assert_eq!(d.missing, [PathBuf::from("with space")]);
         assert_eq!(d.extra, [PathBuf::from("new")]);
-        assert_eq!(
-            d.changed,
-            [
-                (PathBuf::from("etc/a.conf"), "size 6 → 14".to_owned()),
-                (
-                    PathBuf::from("etc/sub/big"),
-                    "content (SHA-256) differs".to_owned()
-                )
-            ]
+        let changed: Vec<&Path> = d.changed.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(changed, [Path::new("etc/a.conf"), Path::new("etc/sub/big")]);
+        assert!(
+            d.changed[0].1.starts_with("size 6 → 14, mtime "),
+            "{:?}",
+            d.changed
+        );
+        assert!(
+            d.changed[1]
+                .1
+                .starts_with("content (SHA-256) differs, mtime "),
+            "{:?}",
+            d.changed
         );
         assert!(before.diff(&before).is_empty());
         assert_ne!(before.digest(), Manifest::of_tree(r, 2).unwrap().digest());
@@ -547,5 +1150,115 @@ mod tests {
             Manifest::from_text("# lvsnap manifest v1\nf 644 x y z\n").unwrap_err(),
             "manifest line 2: \"f 644 x y z\" is not `kind mode size digest path`"
         );
+        assert!(
+            Manifest::from_text("# lvsnap manifest v2\nf 644 0 0 1.5 3 - - - a\n")
+                .unwrap_err()
+                .starts_with("manifest line 2:")
+        );
+    }
+
+    #[test]
+    fn each_kind_of_metadata_change_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tree();
+        let r = dir.path();
+        fs::hard_link(r.join("etc/a.conf"), r.join("hard")).unwrap();
+        let before = Manifest::of_tree(r, 2).unwrap();
+        assert_eq!(Manifest::from_text(&before.to_text()).unwrap(), before);
+        let link = |p: &str| before.entries[Path::new(p)].meta.as_ref().unwrap().link;
+        assert_eq!(link("etc/a.conf"), Some(0));
+        assert_eq!(link("hard"), Some(0));
+        assert_eq!(link("with space"), None);
+        fs::set_permissions(r.join("with space"), fs::Permissions::from_mode(0o600)).unwrap();
+        let f = fs::File::options()
+            .write(true)
+            .open(r.join("etc/sub/big"))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5))
+            .unwrap();
+        fs::remove_file(r.join("link")).unwrap();
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"bad-\xff"), r.join("link"))
+            .unwrap();
+        // The hard link broken: same content, another inode.
+        fs::remove_file(r.join("hard")).unwrap();
+        fs::write(r.join("hard"), b"alpha\n").unwrap();
+        let f = fs::File::options()
+            .write(true)
+            .open(r.join("hard"))
+            .unwrap();
+        f.set_modified(
+            fs::metadata(r.join("etc/a.conf"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+        )
+        .unwrap();
+        let xattr = duct::cmd!("setfattr", "-n", "user.k", "-v", "v", r.join("etc/a.conf")).run();
+        let after = Manifest::of_tree(r, 2).unwrap();
+        let d = before.diff(&after);
+        let said: BTreeMap<String, String> = d
+            .changed
+            .iter()
+            .map(|(p, w)| (p.display().to_string(), w.clone()))
+            .collect();
+        assert_eq!(said["with space"], "mode 644 → 600");
+        assert_eq!(
+            said["etc/sub/big"].split(" → ").last().unwrap(),
+            "2023-11-14T22:13:20.000000005Z"
+        );
+        assert!(
+            said["link"].starts_with("link target etc/a.conf → $'bad-\\xff', mtime "),
+            "{said:?}"
+        );
+        assert_eq!(said["hard"], "no longer a hard link of etc/a.conf");
+        if xattr.is_ok() {
+            assert!(
+                said["etc/a.conf"].contains("extended attributes/ACLs added"),
+                "{said:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_v1_manifest_is_compared_on_what_it_recorded() {
+        let dir = tree();
+        let now = Manifest::of_tree(dir.path(), 2).unwrap();
+        let mut v1 = String::from("# lvsnap manifest v1\n");
+        for (p, e) in &now.entries {
+            let line = match &e.content {
+                Content::File { size, sha256 } => format!("f {:o} {size} {sha256}", e.mode),
+                Content::Dir => format!("d {:o} 0 -", e.mode),
+                Content::Symlink { target } => format!("l {:o} 0 {}", e.mode, escape(target)),
+                _ => format!("s {:o} 0 -", e.mode),
+            };
+            v1.push_str(&format!("{line} {}\n", escape(p.as_os_str().as_bytes())));
+        }
+        let old = Manifest::from_text(&v1).unwrap();
+        assert!(old.entries.values().all(|e| e.meta.is_none()));
+        assert!(old.diff(&now).is_empty(), "{:?}", old.diff(&now));
+    }
+
+    #[test]
+    fn what_cannot_be_taken_is_skipped_with_why() {
+        let dir = tree();
+        let r = dir.path();
+        let deep: PathBuf = ["a", "b", "c"].iter().map(|c| c.repeat(100)).collect();
+        fs::create_dir_all(r.join(&deep)).unwrap();
+        fs::write(r.join(&deep).join("f"), b"deep").unwrap();
+        let budget = Walk {
+            budget: Some(250),
+            ..Walk::default()
+        };
+        let m = Manifest::walk(r, &budget).unwrap().hash(2, None);
+        assert_eq!(
+            m.skipped.iter().collect::<Vec<_>>(),
+            [(&deep, &Skip::TooLong)],
+            "the first entry past the budget is skipped, and nothing below it is walked"
+        );
+        assert!(m.entries.contains_key(deep.parent().unwrap()));
+        assert!(m.lost_data());
+        assert!(m.entries.contains_key(Path::new("etc/a.conf")));
+        assert_eq!(Manifest::from_text(&m.to_text()).unwrap(), m);
+        assert!(m.skipped_note(5).unwrap().starts_with("too-long: aaa"));
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::catalog::{BackupRecord, BackupState};
+use crate::catalog::BackupRecord;
 use crate::catalog::{GroupResult, RunTotals};
 use crate::config::{Config, Policy, VolumeRef};
 use crate::lvm::{Inventory, LvKind};
@@ -65,7 +65,7 @@ pub fn groups(
                 let newest = backups
                     .iter()
                     .filter(|r| r.policy == p.name && r.vg == v.vg && r.origin == v.lv)
-                    .filter(|r| r.state == BackupState::Complete)
+                    .filter(|r| r.state.is_usable())
                     .max_by_key(|r| r.snapshot_time)
                     .map(|r| (r.label(), r.snapshot_time));
                 (newest, b.schedule.next(now, p.timezone))

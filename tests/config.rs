@@ -174,7 +174,7 @@ fn backup_table_errors_are_all_reported() {
         "backup.toml",
         "FILE:8:10: policy.home.backup.engine: \"rsink\" is not an engine\n    hint: write \"rsync\", \"archive\" or \"command\"\n\
          FILE:9:10: policy.home.backup.target: \"backups/home\" is not an absolute path\n    hint: write the directory backups go to, for example \"/srv/backup/lvsnap\"\n\
-         FILE:10:12: policy.home.backup.exclude: \"../etc\" is not a path inside the volume\n    hint: write paths relative to the volume's root, such as \"tmp\" or \"var/cache\"; each excludes that whole subtree\n\
+         FILE:10:12: policy.home.backup.exclude: \"../etc\" is not a path inside the volume\n    hint: write paths relative to the volume's root, such as \"tmp\" or \"var/cache\"; each excludes that whole subtree, matched literally (no wildcards)\n\
          FILE:11:17: policy.home.backup.keep.last: 0 is not a positive count\n    hint: write a positive whole number, or \"all\"; remove the key to turn the rule off\n\
          FILE:18:1: policy.db.backup.schedule: missing\n    hint: add for example schedule = \"30 2 * * *\" (nightly at 02:30)\n\
          FILE:20:11: policy.db.backup.command: the command is never told what to back up\n    hint: put {mount} (the snapshot's read-only mount point) in an argument, for example [\"restic\", \"backup\", \"{mount}\"]",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::engines;
+use super::SKIPPED_SHOWN;
 use crate::catalog::BackupRecord;
 use crate::config::Config;
 use crate::manifest::{sha256_hex, Manifest};
@@ -25,6 +26,9 @@ pub struct Found {
     pub manifest_sha256: String,
     pub files: u64,
     pub bytes: u64,
+    /// Entries the generation lacks (then it is partial), as its manifest lists them.
+    pub partial: bool,
+    pub note: Option<String>,
 }
 
 impl Found {
@@ -79,6 +83,8 @@ pub fn find_generations(config: &Config, known: &[BackupRecord]) -> Vec<Found> {
                     manifest_sha256: sha256_hex(text.as_bytes()),
                     files,
                     bytes,
+                    partial: manifest.lost_data(),
+                    note: manifest.skipped_note(SKIPPED_SHOWN),
                 });
             }
         }

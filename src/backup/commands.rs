@@ -10,6 +10,7 @@ use crate::catalog::{BackupRecord, BackupState};
 use crate::commands::Ctx;
 use crate::config::VolumeRef;
 use crate::error::{exit, Error};
+use crate::names::shown;
 use crate::report::{format_size, local};
 use crate::run::{Engine, Space};
 
@@ -95,24 +96,37 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                 copy_seconds,
                 hash_seconds,
                 proof,
-            } => writeln!(
-                out,
-                "{head}: wrote {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, proven in {:.1}s ({} read back, {} as in the previous generation{})",
-                format_size(*bytes),
-                proof.seconds,
-                proof.read_back,
-                proof.linked,
-                if proof.recopied.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} changed with size and mtime kept and copied again", proof.recopied.len())
+                skipped,
+            } => {
+                let lost = skipped.values().filter(|s| s.loses_data()).count();
+                writeln!(
+                    out,
+                    "{head}: {} {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, proven in {:.1}s ({} read back, {} as in the previous generation{})",
+                    if lost > 0 { "PARTIAL, wrote" } else { "wrote" },
+                    format_size(*bytes),
+                    proof.seconds,
+                    proof.read_back,
+                    proof.linked,
+                    if proof.recopied.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} changed with size and mtime kept and copied again", proof.recopied.len())
+                    }
+                )?;
+                for (path, why) in skipped.iter().take(crate::backup::SKIPPED_SHOWN) {
+                    writeln!(out, "  {}: {}", shown(path), why.describe())?;
                 }
-            )?,
-            Outcome::Would { snapshot, to } => writeln!(
-                out,
-                "{head}: would back up {snapshot} to {}",
-                to.display()
-            )?,
+                if skipped.len() > crate::backup::SKIPPED_SHOWN {
+                    writeln!(
+                        out,
+                        "  … and {} more (the generation's manifest lists them all, as `! why path` lines)",
+                        skipped.len() - crate::backup::SKIPPED_SHOWN
+                    )?;
+                }
+            }
+            Outcome::Would { snapshot, to } => {
+                writeln!(out, "{head}: would back up {snapshot} to {}", to.display())?
+            }
             Outcome::NotDue(why) => writeln!(out, "{head}: not due ({why})")?,
             Outcome::Skipped(why) => writeln!(out, "{head}: skipped: {why}")?,
             Outcome::Failed(why) => writeln!(out, "{head}: FAILED: {why}")?,
@@ -142,13 +156,15 @@ pub fn report_json(r: &BackupReport) -> Value {
                     copy_seconds,
                     hash_seconds,
                     proof,
+                    skipped,
                 } => (
-                    "done",
+                    if skipped.values().any(|s| s.loses_data()) { "partial" } else { "done" },
                     json!({"name": name, "snapshot": snapshot, "bytes": bytes, "files": files,
                            "copy_seconds": copy_seconds, "hash_seconds": hash_seconds,
                            "proof": {"seconds": proof.seconds, "read_back": proof.read_back,
                                      "linked": proof.linked,
-                                     "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()}}),
+                                     "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()},
+                           "skipped": skipped.iter().map(|(p, why)| json!({"path": crate::names::json(p), "why": why.as_str()})).collect::<Vec<_>>()}),
                 ),
                 Outcome::Would { snapshot, to } => (
                     "would",
@@ -189,7 +205,12 @@ pub fn backups(
     let rows: Vec<BackupRecord> = catalog
         .backups(policy)?
         .into_iter()
-        .filter(|b| all || matches!(b.state, BackupState::Complete | BackupState::Running))
+        .filter(|b| {
+            all || matches!(
+                b.state,
+                BackupState::Complete | BackupState::Partial | BackupState::Running
+            )
+        })
         .collect();
     if json {
         let v: Vec<Value> = rows.iter().map(record_json).collect();
@@ -235,8 +256,10 @@ pub fn backups(
             b.bytes.map_or("-".to_owned(), format_size),
             took,
         )?;
-        if let (BackupState::Failed | BackupState::Removed, Some(e)) = (b.state, &b.error) {
-            writeln!(ctx.out, "  {e}")?;
+        if let Some(e) = &b.error {
+            for line in e.lines() {
+                writeln!(ctx.out, "  {line}")?;
+            }
         }
     }
     Ok(exit::OK)
@@ -273,7 +296,7 @@ fn record_json(b: &BackupRecord) -> Value {
 /// # Errors
 /// No such complete backup, with the ones that exist.
 pub fn find_backup(all: &[BackupRecord], spec: &str) -> Result<BackupRecord, String> {
-    let live = || all.iter().filter(|b| b.state == BackupState::Complete);
+    let live = || all.iter().filter(|b| b.state.is_usable());
     let found = live().find(|b| {
         b.label() == spec || format!("{}@{}", b.origin, b.name) == spec || b.id.to_string() == spec
     });
@@ -311,7 +334,7 @@ pub fn verify_cmd(
         (Some(s), false) => vec![find_backup(&every, s).map_err(Error::Usage)?],
         (None, true) => every
             .into_iter()
-            .filter(|b| b.state == BackupState::Complete && b.engine != "command")
+            .filter(|b| b.state.is_usable() && b.engine != "command")
             .collect(),
         _ => {
             return Err(Error::Usage(

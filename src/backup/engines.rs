@@ -4,7 +4,9 @@
 //! Child processes die with lvsnap (`PR_SET_PDEATHSIG`): a killed lvsnap leaves no copy running
 //! into a directory the next run is about to clear.
 
+use std::ffi::OsString;
 use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -58,32 +60,38 @@ pub fn partial_manifest_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.manifest.partial"))
 }
 
+/// `prefix` then the bytes of `path`, as one argument (any name, UTF-8 or not).
+fn arg(prefix: &str, path: &Path, suffix: &str) -> OsString {
+    let mut v = prefix.as_bytes().to_vec();
+    v.extend_from_slice(path.as_os_str().as_bytes());
+    v.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(v)
+}
+
 /// The argv an engine runs.
-pub fn argv(job: &Job<'_>) -> Vec<String> {
-    let src = format!("{}/", job.source.display());
+pub fn argv(job: &Job<'_>) -> Vec<OsString> {
+    let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
     match job.engine {
         BackupEngine::Rsync => {
             let dest = partial("rsync", job.dir, job.name).expect("rsync writes a directory");
             // -a plus hard links, ACLs, xattrs and sparse files; numeric ids because the
             // snapshot's owners are numbers from the origin's system, not names to map.
-            let mut v: Vec<String> = ["rsync", "-aHAXS", "--numeric-ids"]
-                .map(str::to_owned)
-                .to_vec();
+            let mut v = words(&["rsync", "-aHAXS", "--numeric-ids"]);
             if let Some(prev) = job.previous {
-                v.push(format!("--link-dest={}", prev.display()));
+                v.push(arg("--link-dest=", prev, ""));
             }
-            v.extend(
-                job.exclude
-                    .iter()
-                    .map(|x| format!("--exclude=/{}", x.display())),
-            );
-            v.push(src);
-            v.push(format!("{}/", dest.display()));
+            v.extend(job.exclude.iter().map(|x| {
+                let mut a = b"--exclude=/".to_vec();
+                a.extend(rsync_literal(x.as_os_str().as_bytes()));
+                OsString::from_vec(a)
+            }));
+            v.push(arg("", job.source, "/"));
+            v.push(arg("", &dest, "/"));
             v
         }
         BackupEngine::Archive => {
             let dest = partial("archive", job.dir, job.name).expect("archive writes a file");
-            let mut v: Vec<String> = [
+            let mut v = words(&[
                 "tar",
                 "--create",
                 "--zstd",
@@ -92,18 +100,15 @@ pub fn argv(job: &Job<'_>) -> Vec<String> {
                 "--acls",
                 "--sparse",
                 "--numeric-owner",
+                // Excludes are paths, matched literally and from the root, as the manifest
+                // and rsync match them.
                 "--anchored",
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            v.extend(
-                job.exclude
-                    .iter()
-                    .map(|x| format!("--exclude=./{}", x.display())),
-            );
-            v.push(format!("--file={}", dest.display()));
-            v.push(format!("--directory={}", job.source.display()));
-            v.push(".".to_owned());
+                "--no-wildcards",
+            ]);
+            v.extend(job.exclude.iter().map(|x| arg("--exclude=./", x, "")));
+            v.push(arg("--file=", &dest, ""));
+            v.push(arg("--directory=", job.source, ""));
+            v.push(".".into());
             v
         }
         BackupEngine::Command(argv) => argv
@@ -111,9 +116,26 @@ pub fn argv(job: &Job<'_>) -> Vec<String> {
             .map(|a| {
                 a.replace("{mount}", &job.source.to_string_lossy())
                     .replace("{snapshot}", job.snapshot)
+                    .into()
             })
             .collect(),
     }
+}
+
+/// A path as an rsync pattern that matches only itself: rsync treats `*`, `?` and `[` as
+/// wildcards, and a backslash escapes them (and itself) only in a pattern that has one.
+fn rsync_literal(path: &[u8]) -> Vec<u8> {
+    if !path.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+        return path.to_vec();
+    }
+    let mut out = Vec::with_capacity(path.len() + 4);
+    for &b in path {
+        if matches!(b, b'*' | b'?' | b'[' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
 }
 
 /// Runs the engine into the partial name.
@@ -309,19 +331,55 @@ mod tests {
         }
     }
 
+    fn joined(v: &[OsString]) -> String {
+        v.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn excludes_are_literal_paths_to_rsync_and_tar() {
+        let c = AtomicBool::new(false);
+        let x = [
+            PathBuf::from("cache[1]"),
+            PathBuf::from("a*b"),
+            PathBuf::from("plain\\name"),
+            PathBuf::from(std::ffi::OsStr::from_bytes(b"bad-\xff[x")),
+        ];
+        let rsync = argv(&job(&BackupEngine::Rsync, &c, &x));
+        let ex: Vec<&[u8]> = rsync
+            .iter()
+            .map(|a| a.as_bytes())
+            .filter(|a| a.starts_with(b"--exclude="))
+            .collect();
+        assert_eq!(
+            ex,
+            [
+                &b"--exclude=/cache\\[1]"[..],
+                b"--exclude=/a\\*b",
+                b"--exclude=/plain\\name",
+                b"--exclude=/bad-\xff\\[x"
+            ]
+        );
+        let tar = argv(&job(&BackupEngine::Archive, &c, &x));
+        assert!(tar.contains(&OsString::from("--exclude=./cache[1]")));
+        assert!(tar.contains(&OsString::from_vec(b"--exclude=./bad-\xff[x".to_vec())));
+    }
+
     #[test]
     fn argv_of_each_engine() {
         let c = AtomicBool::new(false);
         let x = [PathBuf::from("tmp")];
         assert_eq!(
-            argv(&job(&BackupEngine::Rsync, &c, &x)).join(" "),
+            joined(&argv(&job(&BackupEngine::Rsync, &c, &x))),
             "rsync -aHAXS --numeric-ids --link-dest=/srv/backup/vg0/home/20261127T020000Z \
              --exclude=/tmp /run/lvsnap/backup/7/ /srv/backup/vg0/home/.20261128T020000Z.partial/"
         );
         assert_eq!(
-            argv(&job(&BackupEngine::Archive, &c, &x)).join(" "),
+            joined(&argv(&job(&BackupEngine::Archive, &c, &x))),
             "tar --create --zstd --xattrs --xattrs-include=* --acls --sparse --numeric-owner \
-             --anchored --exclude=./tmp --file=/srv/backup/vg0/home/.20261128T020000Z.tar.zst.partial \
+             --anchored --no-wildcards --exclude=./tmp --file=/srv/backup/vg0/home/.20261128T020000Z.tar.zst.partial \
              --directory=/run/lvsnap/backup/7 ."
         );
         let cmd = BackupEngine::Command(vec![
@@ -331,7 +389,7 @@ mod tests {
             "--tag={snapshot}".into(),
         ]);
         assert_eq!(
-            argv(&job(&cmd, &c, &x)).join(" "),
+            joined(&argv(&job(&cmd, &c, &x))),
             "restic backup /run/lvsnap/backup/7 --tag=vg0/home-lvsnap-20261128T020000Z"
         );
     }

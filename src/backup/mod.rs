@@ -20,13 +20,16 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::catalog::{BackupRecord, BackupState, NewBackup, Written, TEMPORARY_NOTE};
+use crate::config::BackupEngine;
 use crate::config::{BackupPolicy, BackupSource, Policy, VolumeRef};
 use crate::lvm::{Inventory, LvKind};
-use crate::manifest::{Manifest, Progress};
+use crate::manifest::{Manifest, Progress, Skip, Walk};
 use crate::mount::{MountRequest, Mounted};
+use crate::names::shown;
 use crate::plan::{is_due, plan_retention, CronTicks, Rules, SnapshotView};
 use crate::reconcile::{Fleet, Managed};
 use crate::run::{Engine, RunError, Space};
+use std::collections::BTreeMap;
 
 /// What a backup pass is asked to do.
 pub struct BackupOptions<'a> {
@@ -57,6 +60,9 @@ pub enum Outcome {
         hash_seconds: f64,
         /// How what was written was proven equal to the snapshot.
         proof: prove::Proof,
+        /// Entries of the volume not in the backup, with why; any but sockets make it
+        /// `partial`.
+        skipped: BTreeMap<PathBuf, Skip>,
     },
     /// Dry run: what would be backed up.
     Would {
@@ -87,12 +93,18 @@ pub struct BackupReport {
 }
 
 impl BackupReport {
+    /// A volume failed, or its backup is partial: exit status 1.
     pub fn failed(&self) -> bool {
-        self.volumes
-            .iter()
-            .any(|v| matches!(v.outcome, Outcome::Failed(_)))
+        self.volumes.iter().any(|v| match &v.outcome {
+            Outcome::Failed(_) => true,
+            Outcome::Done { skipped, .. } => skipped.values().any(|s| s.loses_data()),
+            _ => false,
+        })
     }
 }
+
+/// Skipped entries named in the catalog's note of a partial backup (the manifest has them all).
+pub(crate) const SKIPPED_SHOWN: usize = 20;
 
 /// Generations pruned (label, why) and warnings.
 type Pruned = (Vec<(String, String)>, Vec<String>);
@@ -191,11 +203,7 @@ impl Engine<'_> {
             .iter()
             .filter(|r| r.vg == volume.vg && r.origin == volume.lv)
             .collect();
-        let complete = || {
-            of_volume
-                .iter()
-                .filter(|r| r.state == BackupState::Complete)
-        };
+        let complete = || of_volume.iter().filter(|r| r.state.is_usable());
         if let Some(live) = of_volume.iter().find(|r| {
             r.state == BackupState::Running && crate::lock::backup_alive(r.pid, Some(r.id))
         }) {
@@ -377,7 +385,11 @@ impl Engine<'_> {
         match copied {
             Ok(c) => {
                 let (files, bytes) = self.complete(id, &c.manifest, &c.text, finished)?;
-                info!(policy = %policy.name, volume = %volume, files, bytes, copy_seconds = c.copy_seconds, hash_seconds = c.hash_seconds, "backup complete");
+                if c.manifest.lost_data() {
+                    warn!(policy = %policy.name, volume = %volume, files, bytes, skipped = c.manifest.skipped.len(), "backup partial: entries of the volume could not be backed up");
+                } else {
+                    info!(policy = %policy.name, volume = %volume, files, bytes, copy_seconds = c.copy_seconds, hash_seconds = c.hash_seconds, "backup complete");
+                }
                 if let Err(e) = unmounted {
                     warn!(dir = %mounted.dir.display(), "backup complete, but unmounting failed: {e}; the next run retries");
                 }
@@ -389,6 +401,7 @@ impl Engine<'_> {
                     copy_seconds: c.copy_seconds,
                     hash_seconds: c.hash_seconds,
                     proof: c.proof,
+                    skipped: c.manifest.skipped.clone(),
                 })
             }
             Err(why) => {
@@ -413,10 +426,17 @@ impl Engine<'_> {
     ) -> Result<(u64, u64), RunError> {
         let (files, bytes) = manifest.totals();
         let digest = crate::manifest::sha256_hex(text.as_bytes());
+        let note = manifest.skipped_note(SKIPPED_SHOWN);
         let written = Written {
             bytes,
             files,
             manifest_sha256: &digest,
+            state: if manifest.lost_data() {
+                BackupState::Partial
+            } else {
+                BackupState::Complete
+            },
+            note: note.as_deref(),
         };
         self.record(|c| c.complete_backup(id, &written, at))?;
         Ok((files, bytes))
@@ -545,9 +565,7 @@ impl Engine<'_> {
             .catalog
             .backups(Some(&policy.name))?
             .into_iter()
-            .filter(|r| {
-                r.vg == volume.vg && r.origin == volume.lv && r.state == BackupState::Complete
-            })
+            .filter(|r| r.vg == volume.vg && r.origin == volume.lv && r.state.is_usable())
             .collect();
         let views: Vec<SnapshotView> = members
             .iter()
@@ -626,6 +644,19 @@ struct Copied {
     proof: prove::Proof,
 }
 
+/// The longest path below the volume's root that is backed up: it fits below each of `roots`
+/// within the kernel's limit, and the path of an entry skipped for being longer (its parent's
+/// path, a slash and a name of at most 255 bytes) still fits in an rsync exclude pattern, which
+/// rsync caps at the same 4096 bytes.
+fn path_budget(roots: &[&Path]) -> usize {
+    const NAME_MAX: usize = 255;
+    let longest = roots.iter().map(|r| r.as_os_str().len()).max().unwrap_or(0);
+    let pattern = crate::manifest::PATH_MAX - 2 - (NAME_MAX + 1);
+    crate::manifest::PATH_MAX
+        .saturating_sub(longest + 2)
+        .min(pattern)
+}
+
 /// The engine and the manifest side by side (both read the snapshot; the page cache serves the
 /// second reader), then the commit.
 fn copy(
@@ -648,12 +679,33 @@ fn copy(
         cancel: opts.cancel,
     };
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    // The walk comes first, so that what cannot be taken (unreadable, too long, a socket for
+    // the archive) is known before anything is copied and left out of the copy too: the
+    // manifest and the generation then describe the same tree.
+    let walk = Walk {
+        exclude: &b.exclude,
+        budget: Some(path_budget(&[
+            &mounted.dir,
+            &dir.join(name),
+            &engines::partial("rsync", dir, name).expect("a directory"),
+        ])),
+        probe: true,
+        no_sockets: matches!(b.engine, BackupEngine::Archive),
+    };
+    let walked = Manifest::walk(&mounted.dir, &walk)
+        .map_err(|e| format!("cannot read the snapshot {}: {e}", mounted.dir.display()))?;
+    let left_out = walked.skipped().clone();
+    let exclude: Vec<PathBuf> = b.exclude.iter().chain(left_out.keys()).cloned().collect();
+    let job = engines::Job {
+        exclude: &exclude,
+        ..job
+    };
     let progress = Progress::default();
     let (written, hashed) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
             let start = Instant::now();
-            Manifest::of_tree_with(&mounted.dir, workers, &b.exclude, Some(&progress))
-                .map(|m| (m, start.elapsed().as_secs_f64()))
+            let m = walked.hash(workers, Some(&progress));
+            (m, start.elapsed().as_secs_f64())
         });
         let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
         let start = Instant::now();
@@ -665,8 +717,13 @@ fn copy(
         (written, hashed)
     });
     let copy_seconds = written?;
-    let (manifest, hash_seconds) =
-        hashed.map_err(|e| format!("cannot read the snapshot for its manifest: {e}"))?;
+    let (manifest, hash_seconds) = hashed;
+    if let Some(p) = manifest.skipped.keys().find(|p| !left_out.contains_key(*p)) {
+        return Err(format!(
+            "{} could be opened but not read to its end in the snapshot (an I/O error?); the engine copied it, so the backup cannot be proven; check the volume",
+            shown(p)
+        ));
+    }
     let proof = prove::prove(
         b.engine.name(),
         &mounted.dir,

@@ -3,16 +3,19 @@
 //! generation is walked and hashed like the snapshot was; an archive is streamed through zstd
 //! and tar without unpacking it anywhere.
 
-use crate::names::shown;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::engines;
 use crate::catalog::BackupRecord;
-use crate::manifest::{hash_reader, hex, sha256_hex, Content, Differences, Entry, Manifest};
+use crate::manifest::{
+    hash_reader, hex, sha256_hex, xattrs_digest, Content, Differences, Entry, Manifest, Meta,
+};
 
 /// The outcome of one verification.
 #[derive(Debug, Clone, Default)]
@@ -29,18 +32,11 @@ impl Verdict {
 
     /// One line per problem, for the report and the catalog.
     pub fn problems(&self) -> Vec<String> {
-        let d = &self.differences;
         let mut out = Vec::new();
         if self.manifest_altered {
             out.push("manifest file altered since the backup was written".to_owned());
         }
-        out.extend(d.missing.iter().map(|p| format!("missing: {}", shown(p))));
-        out.extend(d.extra.iter().map(|p| format!("extra: {}", shown(p))));
-        out.extend(
-            d.changed
-                .iter()
-                .map(|(p, what)| format!("changed: {} ({what})", shown(p))),
-        );
+        out.extend(self.differences.lines());
         out
     }
 }
@@ -80,52 +76,124 @@ pub fn verify(b: &BackupRecord, workers: usize) -> Result<Verdict, String> {
     })
 }
 
-/// The manifest of a `tar --zstd` archive, read as a stream.
+/// The manifest of a `tar --zstd` archive, read as a stream. Entries are read raw and their PAX
+/// records parsed here, by length: GNU tar's ACL and binary xattr values hold newlines that a
+/// line-based reader would split.
 ///
 /// # Errors
 /// The archive cannot be opened, decompressed or parsed.
 pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
     let file = std::fs::File::open(path)?;
     let mut archive = tar::Archive::new(zstd::Decoder::new(file)?);
-    let mut entries: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+    let mut m = Manifest::default();
     let mut buf = vec![0u8; 1 << 20];
-    for entry in archive.entries()? {
+    let mut pax = Records::new();
+    let mut global = Records::new();
+    let (mut long_name, mut long_link) = (None, None);
+    // Provisional hard-link groups, keyed by the first name; numbered at the end.
+    let mut groups: HashMap<PathBuf, u32> = HashMap::new();
+    for entry in archive.entries()?.raw(true) {
         let mut e = entry?;
-        let sparse = pax_sparse(&mut e)?;
-        let rel = match &sparse {
-            Some(s) => normalize(Path::new(&s.name)),
-            None => normalize(&e.path()?),
+        let kind = e.header().entry_type();
+        match kind {
+            tar::EntryType::XHeader => {
+                pax = pax_records(&read_all(&mut e)?)?;
+                continue;
+            }
+            tar::EntryType::XGlobalHeader => {
+                global = pax_records(&read_all(&mut e)?)?;
+                continue;
+            }
+            tar::EntryType::GNULongName => {
+                long_name = Some(trim_nul(read_all(&mut e)?));
+                continue;
+            }
+            tar::EntryType::GNULongLink => {
+                long_link = Some(trim_nul(read_all(&mut e)?));
+                continue;
+            }
+            _ => {}
+        }
+        let records = std::mem::take(&mut pax);
+        let get = |key: &str| {
+            records
+                .iter()
+                .chain(global.iter())
+                .find(|(k, _)| k == key.as_bytes())
+                .map(|(_, v)| v.clone())
         };
+        let sparse = sparse_of(&get)?;
+        let name = match (&sparse, get("path"), long_name.take()) {
+            (Some(s), ..) => s.name.clone(),
+            (None, Some(p), _) | (None, None, Some(p)) => p,
+            (None, None, None) => e.header().path_bytes().into_owned(),
+        };
+        let link_name = get("linkpath")
+            .or(long_link.take())
+            .or_else(|| e.header().link_name_bytes().map(|l| l.into_owned()));
+        let rel = normalize(Path::new(OsStr::from_bytes(&name)));
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let perm = e.header().mode()?;
-        let kind = e.header().entry_type();
+        let h = e.header();
+        let number = |key: &str| get(key).and_then(|v| String::from_utf8(v).ok()?.parse().ok());
+        let uid = number("uid").map_or_else(|| h.uid(), Ok)?;
+        let gid = number("gid").map_or_else(|| h.gid(), Ok)?;
+        let mtime = match get("mtime") {
+            Some(v) => parse_time(&v)
+                .ok_or_else(|| io::Error::other(format!("a broken mtime for {}", rel.display())))?,
+            None => (i64::try_from(h.mtime()?).unwrap_or(i64::MAX), 0),
+        };
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(b"SCHILY.xattr.")?.to_vec(), v.clone())))
+            .collect();
+        let perm = h.mode()? & 0o7777;
+        let meta = |link| Meta {
+            uid: u32::try_from(uid).unwrap_or(u32::MAX),
+            gid: u32::try_from(gid).unwrap_or(u32::MAX),
+            mtime,
+            xattrs: xattrs_digest(&xattrs),
+            link,
+        };
         let (type_bits, content) = match kind {
             tar::EntryType::Directory => (0o040000, Content::Dir),
-            tar::EntryType::Symlink => {
-                let target = e
-                    .link_name()?
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (0o120000, Content::Symlink { target })
-            }
+            tar::EntryType::Symlink => (
+                0o120000,
+                Content::Symlink {
+                    target: link_name.unwrap_or_default(),
+                },
+            ),
             tar::EntryType::Link => {
-                let target = normalize(&e.link_name()?.unwrap_or_default());
-                let content = entries
-                    .get(&target)
-                    .map(|t| t.content.clone())
-                    .ok_or_else(|| {
-                        io::Error::other(format!(
-                            "hard link {} to {} that the archive does not hold",
-                            rel.display(),
-                            target.display()
-                        ))
-                    })?;
-                (0o100000, content)
+                let target =
+                    normalize(Path::new(OsStr::from_bytes(&link_name.unwrap_or_default())));
+                let next = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+                let group = *groups.entry(target.clone()).or_insert(next);
+                let first = m.entries.get_mut(&target).ok_or_else(|| {
+                    io::Error::other(format!(
+                        "hard link {} to {} that the archive does not hold",
+                        rel.display(),
+                        target.display()
+                    ))
+                })?;
+                if let Some(fm) = first.meta.as_mut() {
+                    fm.link = Some(group);
+                }
+                // The same inode: everything but the name is the first name's.
+                let same = first.clone();
+                m.entries.insert(rel, same);
+                continue;
             }
-            tar::EntryType::Char => (0o020000, Content::Special),
-            tar::EntryType::Block => (0o060000, Content::Special),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let bits = if kind == tar::EntryType::Char {
+                    0o020000
+                } else {
+                    0o060000
+                };
+                let major = h.device_major()?.unwrap_or(0);
+                let minor = h.device_minor()?.unwrap_or(0);
+                (bits, Content::Device { major, minor })
+            }
             tar::EntryType::Fifo => (0o010000, Content::Special),
             _ if sparse.is_some() => {
                 let s = sparse.as_ref().expect("checked");
@@ -137,42 +205,86 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
                 (0o100000, Content::File { size, sha256 })
             }
         };
-        entries.insert(
+        m.entries.insert(
             rel,
             Entry {
-                mode: type_bits | (perm & 0o7777),
+                mode: type_bits | perm,
                 content,
+                meta: Some(meta(None)),
             },
         );
     }
-    Ok(Manifest { entries })
+    m.renumber_links();
+    Ok(m)
+}
+
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn read_all(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
+
+/// PAX records (`LEN key=value\n`, LEN counting the whole record), parsed by length.
+fn pax_records(data: &[u8]) -> io::Result<Records> {
+    let bad = || io::Error::other("a broken PAX header in the archive");
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && rest.iter().any(|b| *b != 0) {
+        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
+        if len <= sp + 1 || len > rest.len() {
+            return Err(bad());
+        }
+        let record = rest[sp + 1..len].strip_suffix(b"\n").ok_or_else(bad)?;
+        let eq = record.iter().position(|b| *b == b'=').ok_or_else(bad)?;
+        out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// A PAX time (`SECONDS[.FRACTION]`, possibly negative) as seconds and nanoseconds, the way
+/// `stat` gives them (nanoseconds always forward from the second).
+fn parse_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = int.parse().ok()?;
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nanos: u32 = digits.parse().ok()?;
+    Some(if s.starts_with('-') && nanos > 0 {
+        (secs - 1, 1_000_000_000 - nanos)
+    } else {
+        (secs, nanos)
+    })
 }
 
 /// A file GNU tar stored in PAX sparse format 1.0 (`--sparse` with `--xattrs`/`--acls`): its
 /// real name and size are PAX attributes; its data starts with the map of data extents.
 struct Sparse {
-    name: String,
+    name: Vec<u8>,
     real_size: u64,
 }
 
-fn pax_sparse<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Option<Sparse>> {
-    let Some(exts) = e.pax_extensions()? else {
-        return Ok(None);
-    };
-    let (mut major, mut name, mut size) = (None, None, None);
-    // The tar crate splits PAX records at newlines, so a multi-line value (GNU tar's ACL text)
-    // reads as malformed records; the sparse keys are single-line, the rest is not needed here.
-    for ext in exts.flatten() {
-        let value = ext.value().unwrap_or("").to_owned();
-        match ext.key().unwrap_or("") {
-            "GNU.sparse.major" => major = Some(value),
-            "GNU.sparse.name" => name = Some(value),
-            "GNU.sparse.realsize" => size = value.parse().ok(),
-            _ => {}
-        }
-    }
-    match (major.as_deref(), name, size) {
-        (Some("1"), Some(name), Some(real_size)) => Ok(Some(Sparse { name, real_size })),
+fn sparse_of(get: &impl Fn(&str) -> Option<Vec<u8>>) -> io::Result<Option<Sparse>> {
+    let text = |k: &str| get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
+    match (
+        text("GNU.sparse.major"),
+        get("GNU.sparse.name"),
+        text("GNU.sparse.realsize").and_then(|s| s.parse().ok()),
+    ) {
+        (Some(v), Some(name), Some(real_size)) if v == "1" => Ok(Some(Sparse { name, real_size })),
         (Some(v), ..) => Err(io::Error::other(format!(
             "sparse format {v} in the archive is not one lvsnap reads"
         ))),

@@ -10,10 +10,14 @@ use rusqlite::{params, OptionalExtension, Row};
 use super::{from_ts, ts, Catalog, CatalogError};
 
 /// Where a backup is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackupState {
     Running,
+    #[default]
     Complete,
+    /// Written and proven, but with entries of the volume left out (unreadable, vanished,
+    /// paths too long): restorable, listed with what it lacks.
+    Partial,
     Failed,
     /// Pruned by its keep rules (or its files gone): the record stays as history.
     Removed,
@@ -24,15 +28,22 @@ impl BackupState {
         match self {
             BackupState::Running => "running",
             BackupState::Complete => "complete",
+            BackupState::Partial => "partial",
             BackupState::Failed => "failed",
             BackupState::Removed => "removed",
         }
+    }
+
+    /// Complete or partial: a generation that can be restored, verified, pruned and linked to.
+    pub fn is_usable(self) -> bool {
+        matches!(self, BackupState::Complete | BackupState::Partial)
     }
 
     fn parse(s: &str) -> Self {
         match s {
             "running" => BackupState::Running,
             "complete" => BackupState::Complete,
+            "partial" => BackupState::Partial,
             "removed" => BackupState::Removed,
             _ => BackupState::Failed,
         }
@@ -155,6 +166,10 @@ pub struct Written<'a> {
     pub bytes: u64,
     pub files: u64,
     pub manifest_sha256: &'a str,
+    /// `Complete` or `Partial`.
+    pub state: BackupState,
+    /// What the generation lacks, one line each (a partial backup's skipped entries).
+    pub note: Option<&'a str>,
 }
 
 impl Catalog {
@@ -207,7 +222,7 @@ impl Catalog {
         Ok(id)
     }
 
-    /// Marks a backup complete with what it wrote.
+    /// Marks a backup complete (or partial) with what it wrote.
     ///
     /// # Errors
     /// SQLite failed.
@@ -219,14 +234,16 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         self.conn
             .execute(
-                "UPDATE backups SET state = 'complete', finished_at = ?2, bytes = ?3, files = ?4,
-                 manifest_sha256 = ?5, error = NULL WHERE id = ?1",
+                "UPDATE backups SET state = ?6, finished_at = ?2, bytes = ?3, files = ?4,
+                 manifest_sha256 = ?5, error = ?7 WHERE id = ?1",
                 params![
                     id,
                     ts(now),
                     i64::try_from(w.bytes).unwrap_or(i64::MAX),
                     i64::try_from(w.files).unwrap_or(i64::MAX),
-                    w.manifest_sha256
+                    w.manifest_sha256,
+                    w.state.as_str(),
+                    w.note
                 ],
             )
             .map(|_| ())
@@ -412,6 +429,8 @@ mod tests {
             bytes: 10,
             files: 2,
             manifest_sha256: "ab",
+            state: BackupState::Complete,
+            note: None,
         };
         c.complete_backup(id, &w, t).unwrap();
         c.release_mount(m, t).unwrap();

@@ -213,7 +213,7 @@ impl FileValidator<'_> {
                     e.span(),
                     key,
                     format!("{:?} is not a path inside the volume", e.get_ref()),
-                    Some("write paths relative to the volume's root, such as \"tmp\" or \"var/cache\"; each excludes that whole subtree".to_owned()),
+                    Some("write paths relative to the volume's root, such as \"tmp\" or \"var/cache\"; each excludes that whole subtree, matched literally (no wildcards)".to_owned()),
                 );
                 continue;
             }
