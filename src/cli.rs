@@ -261,12 +261,20 @@ pub enum Command {
     /// state is taken first, so the rollback can itself be rolled back. If the origin is in
     /// use, LVM defers the merge until its next activation; lvsnap says so and shows the
     /// rollback as pending in `list` and `status`, and holds pruning and backups meanwhile.
+    ///
+    /// A thin snapshot an earlier rollback detached is swapped in by renaming, in steps recorded
+    /// in a journal first: if lvsnap is killed or the machine stops in between, the next `run`
+    /// or `lvsnap rollback --resume` finishes the swap and says what VG/LV holds.
     Rollback {
         /// The snapshot to go back to.
-        snapshot: String,
+        #[arg(required_unless_present = "resume")]
+        snapshot: Option<String>,
         /// Do not ask.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Finish a rollback that was interrupted (a killed lvsnap, a power cut).
+        #[arg(long, conflicts_with_all = ["snapshot", "yes"])]
+        resume: bool,
     },
 
     /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
@@ -780,9 +788,14 @@ fn dispatch(
             snapshot2,
             json,
         } => restore_commands::diff_cmd(&mut ctx, snapshot, snapshot2.as_deref(), *json),
-        Command::Rollback { snapshot, yes } => {
-            crate::restore::rollback::rollback_cmd(&mut ctx, snapshot, *yes)
-        }
+        Command::Rollback {
+            snapshot,
+            yes,
+            resume,
+        } => match (snapshot, resume) {
+            (Some(s), false) => crate::restore::rollback::rollback_cmd(&mut ctx, s, *yes),
+            _ => crate::restore::rollback::resume_cmd(&mut ctx),
+        },
         Command::Catalog(CatalogCommand::History { limit, json }) => {
             restore_commands::history_cmd(&mut ctx, *limit, *json)
         }

@@ -120,7 +120,14 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
     let mut catalog = ctx.catalog(!opts.dry_run)?;
     let started = std::time::Instant::now();
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, opts.dry_run);
+    // A rollback a crash interrupted is finished first: until then VG/LV may not exist.
+    let resumed = if opts.dry_run {
+        Vec::new()
+    } else {
+        crate::restore::rollback::resume_swaps(&mut engine, ctx.now)?
+    };
     let mut report = engine.run(opts)?;
+    report.notes.splice(0..0, resumed);
     let backups = if opts.snapshot && !report.interrupted {
         let (inv, mut fleet) = (report.inventory.clone(), std::mem::take(&mut report.fleet));
         let mut space = Space::from(&inv);
@@ -433,7 +440,12 @@ pub fn snapshot(
     let mut space = Space::from(&inv);
     let mut status = exit::OK;
     for v in volumes {
-        match engine.take(policy, v, &inv, &mut fleet, &mut space, pin, note) {
+        let how = crate::run::Take {
+            pin,
+            note,
+            at_least: 0,
+        };
+        match engine.take(policy, v, &inv, &mut fleet, &mut space, &how) {
             Ok(name) => writeln!(
                 ctx.out,
                 "{} {v}: created {name}{}",

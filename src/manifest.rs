@@ -203,6 +203,9 @@ pub struct Walk<'a> {
     pub probe: bool,
     /// Skip sockets as [`Skip::NotStored`] (the archive engine).
     pub no_sockets: bool,
+    /// Measure paths against the budget as rsync exclude patterns: a path with a wildcard
+    /// character has `*`, `?`, `[` and `\` escaped, each one byte longer.
+    pub as_patterns: bool,
 }
 
 /// A walked tree: every entry but the files' digests, which [`Walked::hash`] adds.
@@ -353,6 +356,25 @@ impl Manifest {
         }
     }
 
+    /// Files whose hard links in `actual` (a walk, link groups unnumbered or numbered) are not
+    /// the ones this manifest records, with every name of their groups here: what must be
+    /// copied again, together, to give the snapshot's links back.
+    pub fn link_mismatches(&self, actual: &BTreeMap<PathBuf, Entry>) -> Vec<PathBuf> {
+        let (want, have) = (partners(&self.entries), partners(actual));
+        let mut out = std::collections::BTreeSet::new();
+        for (p, e) in &self.entries {
+            if e.meta.is_none() || !matches!(e.content, Content::File { .. }) {
+                continue;
+            }
+            let (w, h) = (want.get(p), have.get(p));
+            if w.map_or(&[][..], Vec::as_slice) != h.map_or(&[][..], Vec::as_slice) {
+                out.insert(p.clone());
+                out.extend(w.into_iter().flatten().cloned());
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// The names of each hard-link group, in path order.
     fn link_groups(&self) -> HashMap<u32, Vec<&Path>> {
         let mut out: HashMap<u32, Vec<&Path>> = HashMap::new();
@@ -454,6 +476,16 @@ impl Manifest {
     /// A line that is not a manifest line, with its number.
     pub fn from_text(text: &str) -> Result<Manifest, String> {
         let v1 = text.starts_with("# lvsnap manifest v1");
+        if let Some(v) = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# lvsnap manifest v"))
+            .filter(|v| !matches!(*v, "1" | "2"))
+        {
+            return Err(format!(
+                "manifest format v{v} is newer than this lvsnap reads (v1, v2); upgrade lvsnap"
+            ));
+        }
         let mut m = Manifest::default();
         for (i, line) in text
             .lines()
@@ -507,6 +539,17 @@ impl Manifest {
     /// looked for; what `actual` could not read is a difference. A v1 entry is compared on what
     /// v1 recorded.
     pub fn diff(&self, actual: &Manifest) -> Differences {
+        self.diff_with(actual, false)
+    }
+
+    /// [`Manifest::diff`] as a person comparing two states wants it (`lvsnap diff`): a
+    /// directory's mtime, which changes whenever a name in it does, and a file's mtime when its
+    /// content changed too, are not mentioned.
+    pub fn changes(&self, actual: &Manifest) -> Differences {
+        self.diff_with(actual, true)
+    }
+
+    fn diff_with(&self, actual: &Manifest, quiet_times: bool) -> Differences {
         let mut d = Differences::default();
         let (want_links, have_links) = (self.link_groups(), actual.link_groups());
         for (path, want) in &self.entries {
@@ -523,7 +566,7 @@ impl Manifest {
             } else {
                 have.clone()
             };
-            let mut what = describe_change(want, &have);
+            let mut what = describe_change(want, &have, quiet_times);
             // Each name is described by another name of its inode (the first other one).
             let partner = |e: &Entry, groups: &HashMap<u32, Vec<&Path>>| {
                 let g = e.meta.as_ref().and_then(|m| m.link)?;
@@ -642,7 +685,7 @@ fn parse_v1(line: &str) -> Option<(PathBuf, Entry)> {
 }
 
 /// Each difference between two entries, named.
-fn describe_change(want: &Entry, have: &Entry) -> Vec<String> {
+fn describe_change(want: &Entry, have: &Entry, quiet_times: bool) -> Vec<String> {
     let mut out = Vec::new();
     let (wt, ht) = (want.mode & 0o170000, have.mode & 0o170000);
     if wt != ht || std::mem::discriminant(&want.content) != std::mem::discriminant(&have.content) {
@@ -681,8 +724,10 @@ fn describe_change(want: &Entry, have: &Entry) -> Vec<String> {
         }
         _ => {}
     }
+    let content_changed = want.content != have.content;
+    let quiet = quiet_times && (matches!(want.content, Content::Dir) || content_changed);
     if let (Some(a), Some(b)) = (&want.meta, &have.meta) {
-        if a.mtime != b.mtime {
+        if a.mtime != b.mtime && !quiet {
             out.push(format!("mtime {} → {}", time(a.mtime), time(b.mtime)));
         }
         if a.xattrs != b.xattrs {
@@ -715,6 +760,23 @@ fn time((secs, nanos): (i64, u32)) -> String {
         || format!("{secs}.{nanos:09}"),
         |t| t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
     )
+}
+
+/// For each name in a hard-link group of two or more, all the group's names (in path order).
+fn partners(entries: &BTreeMap<PathBuf, Entry>) -> HashMap<PathBuf, Vec<PathBuf>> {
+    let mut groups: HashMap<u32, Vec<PathBuf>> = HashMap::new();
+    for (p, e) in entries {
+        if let Some(g) = e.meta.as_ref().and_then(|m| m.link) {
+            groups.entry(g).or_default().push(p.clone());
+        }
+    }
+    let mut of = HashMap::new();
+    for names in groups.into_values().filter(|n| n.len() > 1) {
+        for n in &names {
+            of.insert(n.clone(), names.clone());
+        }
+    }
+    of
 }
 
 /// Bytes hashed so far of a total known once the tree is walked.
@@ -757,7 +819,12 @@ impl Walker<'_> {
             if self.how.exclude.contains(&rel_child) {
                 continue;
             }
-            if rel_child.as_os_str().len() > self.budget {
+            let len = if self.how.as_patterns {
+                pattern_len(rel_child.as_os_str().as_bytes())
+            } else {
+                rel_child.as_os_str().len()
+            };
+            if len > self.budget {
                 out.manifest.skipped.insert(rel_child, Skip::TooLong);
                 continue;
             }
@@ -831,6 +898,16 @@ impl Walker<'_> {
     }
 }
 
+/// The length of `path` as an rsync pattern that matches only itself (see the rsync engine).
+pub fn pattern_len(path: &[u8]) -> usize {
+    let special = |b: &u8| matches!(b, b'*' | b'?' | b'[' | b'\\');
+    if path.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+        path.len() + path.iter().filter(|b| special(b)).count()
+    } else {
+        path.len()
+    }
+}
+
 fn skip_for(e: &io::Error) -> Skip {
     match e.kind() {
         io::ErrorKind::NotFound => Skip::Vanished,
@@ -840,8 +917,7 @@ fn skip_for(e: &io::Error) -> Skip {
 }
 
 /// The SHA-256 of an entry's extended attributes (sorted by name; each name and value with its
-/// length), never following a link. The SELinux label is left out: it is the system's to set,
-/// and a target under another policy labels its copies its own way.
+/// length), never following a link; those [`counted`] rejects are left out.
 fn xattr_digest(path: &Path) -> io::Result<Option<String>> {
     use rustix::io::Errno;
     let len = match rustix::fs::llistxattr_query(path) {
@@ -853,7 +929,7 @@ fn xattr_digest(path: &Path) -> io::Result<Option<String>> {
     let n = rustix::fs::llistxattr(path, &mut names[..])?;
     let mut list: Vec<&[u8]> = names[..n]
         .split(|b| *b == 0)
-        .filter(|n| !n.is_empty() && *n != b"security.selinux")
+        .filter(|n| !n.is_empty() && counted(n))
         .collect();
     list.sort_unstable();
     let mut pairs = Vec::with_capacity(list.len());
@@ -872,13 +948,17 @@ fn xattr_digest(path: &Path) -> io::Result<Option<String>> {
     Ok(xattrs_digest(&pairs))
 }
 
+/// Whether an extended attribute is part of what a backup must reproduce. Not the SELinux
+/// label (the system's to set), nor `user.rsync.%…`, rsync's own bookkeeping, which `rsync -X`
+/// never copies.
+fn counted(name: &[u8]) -> bool {
+    name != b"security.selinux" && !name.starts_with(b"user.rsync.%")
+}
+
 /// The digest of `(name, value)` pairs sorted by name, as [`xattr_digest`] computes it; the
 /// archive reader gives it the attributes GNU tar stored.
 pub fn xattrs_digest(pairs: &[(Vec<u8>, Vec<u8>)]) -> Option<String> {
-    let mut pairs: Vec<&(Vec<u8>, Vec<u8>)> = pairs
-        .iter()
-        .filter(|(n, _)| n.as_slice() != b"security.selinux")
-        .collect();
+    let mut pairs: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().filter(|(n, _)| counted(n)).collect();
     if pairs.is_empty() {
         return None;
     }

@@ -110,6 +110,18 @@ impl RunReport {
     }
 }
 
+/// How [`Engine::take`] takes a snapshot beyond the policy's rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Take<'a> {
+    /// Pinned: never pruned until unpinned.
+    pub pin: bool,
+    /// Why it was taken, kept in the catalog.
+    pub note: Option<&'a str>,
+    /// A thick snapshot's smallest size in bytes (a rollback's guard must hold everything the
+    /// merge writes), above the policy's size.
+    pub at_least: u64,
+}
+
 /// Runs commands, logs them, records them in the catalog, and keeps the VG figures current.
 pub struct Engine<'a> {
     pub config: &'a Config,
@@ -347,7 +359,7 @@ impl<'a> Engine<'a> {
                 "not due: newest snapshot is from the current period; next at {next}"
             )));
         }
-        self.take(policy, volume, inv, fleet, space, false, None)
+        self.take(policy, volume, inv, fleet, space, &Take::default())
             .map(Taken::Created)
     }
 
@@ -355,7 +367,6 @@ impl<'a> Engine<'a> {
     ///
     /// # Errors
     /// The origin is missing, a space guard refuses, lvcreate fails, or the catalog fails.
-    #[allow(clippy::too_many_arguments)]
     pub fn take(
         &mut self,
         policy: &Policy,
@@ -363,9 +374,13 @@ impl<'a> Engine<'a> {
         inv: &Inventory,
         fleet: &mut Fleet,
         space: &mut Space,
-        pin: bool,
-        note: Option<&str>,
+        how: &Take<'_>,
     ) -> Result<String, RunError> {
+        let Take {
+            pin,
+            note,
+            at_least,
+        } = *how;
         let origin = find_origin(inv, volume)?;
         let thin = origin.kind == LvKind::ThinVolume;
         let taken = |n: &str| {
@@ -391,7 +406,7 @@ impl<'a> Engine<'a> {
                 origin.size,
             )
         } else {
-            let extents = space.thick_extents(policy, volume, origin)?;
+            let extents = space.thick_extents(policy, volume, origin, at_least)?;
             let bytes = extents * space.extent_size(&volume.vg);
             (
                 commands::create_thick(&volume.vg, &volume.lv, &name, extents, &tags),
@@ -780,6 +795,7 @@ impl Space {
         policy: &Policy,
         volume: &VolumeRef,
         origin: &Lv,
+        at_least: u64,
     ) -> Result<u64, RunError> {
         let Some(vg) = self.vgs.get(&volume.vg) else {
             return Err(RunError::Refused(format!(
@@ -792,7 +808,8 @@ impl Space {
             SnapshotSize::Bytes(b) => b,
             SnapshotSize::PercentOfOrigin(p) => origin.size / 100 * u64::from(p),
             SnapshotSize::PercentOfFree(p) => vg.free / 100 * u64::from(p),
-        };
+        }
+        .max(at_least);
         let extents = bytes.div_ceil(ext).max(1);
         let needed = extents * ext;
         let reserve = policy.keep_free.bytes(vg.size);
@@ -802,12 +819,16 @@ impl Space {
             } else {
                 String::new()
             };
+            let why = if at_least > 0 {
+                format!("at least {} to hold what it guards", format_size(at_least))
+            } else {
+                format!("size = \"{}\"", policy.size)
+            };
             return Err(RunError::Refused(format!(
-                "volume group {} has {} free, too little for a {} snapshot of {volume} (size = \"{}\"){keep}; nothing was created\n    hint: lower the policy's size, remove snapshots, or extend the volume group (vgextend)",
+                "volume group {} has {} free, too little for a {} snapshot of {volume} ({why}){keep}; nothing was created\n    hint: lower the policy's size, remove snapshots, or extend the volume group (vgextend)",
                 volume.vg,
                 format_size(vg.free),
                 format_size(needed),
-                policy.size
             )));
         }
         Ok(extents)

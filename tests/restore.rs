@@ -8,6 +8,7 @@ mod common;
 use common::{Host, GIB};
 use lvsnap::catalog::State;
 use lvsnap::lvm::fake::FakeLvm;
+use lvsnap::lvm::Tool;
 
 /// vg0 with a thick `home` and a thin `data`, one policy each.
 fn host() -> Host {
@@ -208,6 +209,18 @@ fn a_thin_rollback_can_be_undone_through_its_detached_guard() {
     let (_, list) = h.lvsnap(&["list", "--json"], "2026-03-02T04:01:00Z");
     assert!(
         list.contains("\"name\":\"data-lvsnap-20260302T040000Z\""),
+        "{list}"
+    );
+    assert!(list.contains("\"unmanaged\":[]"), "{list}");
+    // And back: the guard, itself once the origin, is swapped in the same way and adopted.
+    let (code, out) = h.lvsnap(
+        &["rollback", "data-lvsnap-20260302T040000Z", "--yes"],
+        "2026-03-02T05:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    let (_, list) = h.lvsnap(&["list", "--json"], "2026-03-02T05:01:00Z");
+    assert!(
+        list.contains("\"name\":\"data-lvsnap-20260302T050000Z\""),
         "{list}"
     );
     assert!(list.contains("\"unmanaged\":[]"), "{list}");
@@ -573,4 +586,140 @@ fn a_dry_run_from_an_archive_plans_on_its_outline_and_writes_no_data() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(!std::path::Path::new("/nonexistent/x").exists());
+}
+
+/// A thin swap stopped at any of its steps (here a failing LVM command; in the VM a `kill -9`)
+/// is finished by `rollback --resume` or the next `run`, which say so; the end state is the one
+/// an uninterrupted swap leaves.
+#[test]
+fn an_interrupted_thin_swap_is_finished_by_resume_or_the_next_run() {
+    let steps = [
+        (Tool::Lvrename, "data data-lvsnap"),
+        (Tool::Lvchange, "--addtag"),
+        (Tool::Lvrename, "030000Z data"),
+        (Tool::Lvchange, "--deltag"),
+        (Tool::Lvchange, "setactivationskip"),
+    ];
+    for (i, (tool, matching)) in steps.into_iter().enumerate() {
+        let h = host();
+        h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
+        let (code, out) = h.lvsnap(
+            &["rollback", "data-lvsnap-20260302T010000Z", "--yes"],
+            "2026-03-02T03:00:00Z",
+        );
+        assert_eq!(code, 0, "{out}");
+        h.lvm.fail_next(tool, matching, 5, "  Interrupted.");
+        let (code, out) = h.lvsnap(
+            &["rollback", "data-lvsnap-20260302T030000Z", "--yes"],
+            "2026-03-02T04:00:00Z",
+        );
+        assert_eq!(code, 2, "step {i}: {out}");
+        let pending = h.catalog().rollbacks(true).unwrap();
+        let journal = pending[0].swap.as_ref().expect("a journal");
+        assert_eq!(
+            journal.step,
+            i as i64 + 1,
+            "the intent of the step that failed"
+        );
+        let (code, out) = h.lvsnap(
+            &["rollback", "data-lvsnap-20260302T010000Z", "--yes"],
+            "2026-03-02T04:01:00Z",
+        );
+        assert_eq!(
+            code, 2,
+            "another rollback waits for the interrupted one: {out}"
+        );
+        let (code, out) = if i % 2 == 0 {
+            h.lvsnap(&["rollback", "--resume"], "2026-03-02T04:02:00Z")
+        } else {
+            h.lvsnap(&["run"], "2026-03-02T04:02:00Z")
+        };
+        assert_eq!(code, 0, "step {i}: {out}");
+        if i == 0 {
+            assert!(
+                out.contains("before it changed anything"),
+                "step {i}: {out}"
+            );
+            assert!(h.lvm.names("vg0").contains(&"data".to_owned()));
+            continue;
+        }
+        assert!(
+            out.contains(
+                "finished the interrupted rollback of vg0/data to data-lvsnap-20260302T030000Z"
+            ),
+            "step {i}: {out}"
+        );
+        assert!(h.lvm.tags("vg0", "data").is_empty(), "step {i}");
+        assert!(h
+            .lvm
+            .tags("vg0", "data-lvsnap-20260302T040000Z")
+            .contains(&"lvsnap-pinned".to_owned()));
+        assert_eq!(h.state_of("data-lvsnap-20260302T030000Z"), State::Merged);
+        let (_, list) = h.lvsnap(&["list", "--json"], "2026-03-02T04:05:00Z");
+        assert!(list.contains("\"unmanaged\":[]"), "step {i}: {list}");
+        let (_, again) = h.lvsnap(&["rollback", "--resume"], "2026-03-02T04:06:00Z");
+        assert!(again.contains("no interrupted rollback"), "{again}");
+    }
+}
+
+/// A thick guard holds everything the merge writes: the merged snapshot's used copy-on-write
+/// space plus margin, above the policy's size; other thick snapshots that could overflow are
+/// named; without the room, the rollback is refused before anything changes, with the size.
+#[test]
+fn a_thick_guard_is_sized_to_what_the_merge_writes() {
+    let lvm = FakeLvm::new();
+    lvm.add_vg("vg0", 8 * GIB).add_lv("vg0", "home", GIB);
+    let h = Host::new(
+        lvm,
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 10 }\n",
+    );
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
+    h.lvm
+        .set_fill("vg0", "home-lvsnap-20260302T010000Z", 80.0, 0.0);
+    h.lvm
+        .set_fill("vg0", "home-lvsnap-20260302T020000Z", 50.0, 0.0);
+    let (code, out) = h.lvsnap(
+        &["rollback", "home-lvsnap-20260302T010000Z", "--yes"],
+        "2026-03-02T03:00:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(at least 10.5 MiB: the merge writes up to 6.4 MiB"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "warning: vg0/home-lvsnap-20260302T020000Z has 4.0 MiB of copy-on-write space left"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        h.lvm.extents("vg0", "home-lvsnap-20260302T030000Z"),
+        Some(3),
+        "12 MiB (3 extents of 4 MiB), not the policy's 8 MiB"
+    );
+
+    let lvm = FakeLvm::new();
+    lvm.add_vg("vg0", 96 << 20).add_lv("vg0", "home", 64 << 20);
+    let h = Host::new(
+        lvm,
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"20M\"\nkeep = { last = 10 }\n",
+    );
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    h.lvm
+        .set_fill("vg0", "home-lvsnap-20260302T010000Z", 80.0, 0.0);
+    let before = h.lvm.invocations().len();
+    let (code, _) = h.lvsnap(
+        &["rollback", "home-lvsnap-20260302T010000Z", "--yes"],
+        "2026-03-02T03:00:00Z",
+    );
+    assert_eq!(code, 2, "refused");
+    assert!(
+        !h.lvm.invocations()[before..]
+            .iter()
+            .any(|c| c.starts_with("lvcreate") || c.starts_with("lvconvert")),
+        "nothing changed"
+    );
+    assert!(h.catalog().rollbacks(false).unwrap().is_empty());
 }

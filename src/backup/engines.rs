@@ -68,23 +68,32 @@ fn arg(prefix: &str, path: &Path, suffix: &str) -> OsString {
     OsString::from_vec(v)
 }
 
-/// The argv an engine runs.
-pub fn argv(job: &Job<'_>) -> Vec<OsString> {
+/// The argv an engine runs. rsync reads its excludes from `exclude_file` (written by
+/// [`exclude_file`]): any number of them, any bytes in their names.
+pub fn argv(job: &Job<'_>, exclude_file: Option<&Path>) -> Vec<OsString> {
     let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
     match job.engine {
         BackupEngine::Rsync => {
             let dest = partial("rsync", job.dir, job.name).expect("rsync writes a directory");
             // -a plus hard links, ACLs, xattrs and sparse files; numeric ids because the
-            // snapshot's owners are numbers from the origin's system, not names to map.
-            let mut v = words(&["rsync", "-aHAXS", "--numeric-ids"]);
+            // snapshot's owners are numbers from the origin's system, not names to map. Times
+            // are compared to the nanosecond (by default rsync takes times in the same second
+            // as equal: a file changed within it would be linked to the old one, and a
+            // directory would keep its own time); one filesystem, as the manifest walks it.
+            let mut v = words(&[
+                "rsync",
+                "-aHAXS",
+                "--numeric-ids",
+                "--modify-window=-1",
+                "--one-file-system",
+            ]);
             if let Some(prev) = job.previous {
                 v.push(arg("--link-dest=", prev, ""));
             }
-            v.extend(job.exclude.iter().map(|x| {
-                let mut a = b"--exclude=/".to_vec();
-                a.extend(rsync_literal(x.as_os_str().as_bytes()));
-                OsString::from_vec(a)
-            }));
+            if let Some(f) = exclude_file {
+                v.push("--from0".into());
+                v.push(arg("--exclude-from=", f, ""));
+            }
             v.push(arg("", job.source, "/"));
             v.push(arg("", &dest, "/"));
             v
@@ -100,6 +109,7 @@ pub fn argv(job: &Job<'_>) -> Vec<OsString> {
                 "--acls",
                 "--sparse",
                 "--numeric-owner",
+                "--one-file-system",
                 // Excludes are paths, matched literally and from the root, as the manifest
                 // and rsync match them.
                 "--anchored",
@@ -120,6 +130,27 @@ pub fn argv(job: &Job<'_>) -> Vec<OsString> {
             })
             .collect(),
     }
+}
+
+/// rsync's exclude file for `paths`: one anchored, escaped pattern each, NUL-terminated (read
+/// with `--from0`), in a private temporary file.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn exclude_file(paths: &[PathBuf]) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .prefix(".lvsnap-exclude-")
+        .tempfile()?;
+    let mut w = std::io::BufWriter::new(f.as_file_mut());
+    for p in paths {
+        w.write_all(b"/")?;
+        w.write_all(&rsync_literal(p.as_os_str().as_bytes()))?;
+        w.write_all(b"\0")?;
+    }
+    w.flush()?;
+    drop(w);
+    Ok(f)
 }
 
 /// A path as an rsync pattern that matches only itself: rsync treats `*`, `?` and `[` as
@@ -146,7 +177,25 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
     if let Some(p) = partial(job.engine.name(), job.dir, job.name) {
         remove_path(&p).map_err(|e| format!("cannot clear {}: {e}", p.display()))?;
     }
-    let argv = argv(job);
+    let excludes = match job.engine {
+        BackupEngine::Rsync if !job.exclude.is_empty() => Some(
+            exclude_file(job.exclude)
+                .map_err(|e| format!("cannot write rsync's exclude list: {e}"))?,
+        ),
+        _ => None,
+    };
+    let argv = argv(job, excludes.as_ref().map(|f| f.path()));
+    if matches!(job.engine, BackupEngine::Archive) {
+        // Each exclude is an argument to tar (its `--null` does not apply to `--exclude-from`).
+        let bytes: usize = argv.iter().map(|a| a.len() + 1).sum();
+        if bytes > 1 << 20 {
+            return Err(format!(
+                "{} entries to leave out make tar's command line {bytes} bytes long, more than lvsnap passes ({} bytes); use the rsync engine for this volume or exclude their directories",
+                job.exclude.len(),
+                1 << 20
+            ));
+        }
+    }
     let program = match job.engine {
         // The administrator's own backup tool, as written in the root-owned policy file, with
         // lvsnap's environment: restic and borg take their repository and credentials from it.
@@ -347,22 +396,25 @@ mod tests {
             PathBuf::from("plain\\name"),
             PathBuf::from(std::ffi::OsStr::from_bytes(b"bad-\xff[x")),
         ];
-        let rsync = argv(&job(&BackupEngine::Rsync, &c, &x));
-        let ex: Vec<&[u8]> = rsync
-            .iter()
-            .map(|a| a.as_bytes())
-            .filter(|a| a.starts_with(b"--exclude="))
+        let file = exclude_file(&x).unwrap();
+        let written = std::fs::read(file.path()).unwrap();
+        let ex: Vec<&[u8]> = written
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
             .collect();
         assert_eq!(
             ex,
             [
-                &b"--exclude=/cache\\[1]"[..],
-                b"--exclude=/a\\*b",
-                b"--exclude=/plain\\name",
-                b"--exclude=/bad-\xff\\[x"
+                &b"/cache\\[1]"[..],
+                b"/a\\*b",
+                b"/plain\\name",
+                b"/bad-\xff\\[x"
             ]
         );
-        let tar = argv(&job(&BackupEngine::Archive, &c, &x));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the list is private");
+        let tar = argv(&job(&BackupEngine::Archive, &c, &x), None);
         assert!(tar.contains(&OsString::from("--exclude=./cache[1]")));
         assert!(tar.contains(&OsString::from_vec(b"--exclude=./bad-\xff[x".to_vec())));
     }
@@ -372,14 +424,15 @@ mod tests {
         let c = AtomicBool::new(false);
         let x = [PathBuf::from("tmp")];
         assert_eq!(
-            joined(&argv(&job(&BackupEngine::Rsync, &c, &x))),
-            "rsync -aHAXS --numeric-ids --link-dest=/srv/backup/vg0/home/20261127T020000Z \
-             --exclude=/tmp /run/lvsnap/backup/7/ /srv/backup/vg0/home/.20261128T020000Z.partial/"
+            joined(&argv(&job(&BackupEngine::Rsync, &c, &x), Some(Path::new("/tmp/x")))),
+            "rsync -aHAXS --numeric-ids --modify-window=-1 --one-file-system \
+             --link-dest=/srv/backup/vg0/home/20261127T020000Z \
+             --from0 --exclude-from=/tmp/x /run/lvsnap/backup/7/ /srv/backup/vg0/home/.20261128T020000Z.partial/"
         );
         assert_eq!(
-            joined(&argv(&job(&BackupEngine::Archive, &c, &x))),
+            joined(&argv(&job(&BackupEngine::Archive, &c, &x), None)),
             "tar --create --zstd --xattrs --xattrs-include=* --acls --sparse --numeric-owner \
-             --anchored --no-wildcards --exclude=./tmp --file=/srv/backup/vg0/home/.20261128T020000Z.tar.zst.partial \
+             --one-file-system --anchored --no-wildcards --exclude=./tmp --file=/srv/backup/vg0/home/.20261128T020000Z.tar.zst.partial \
              --directory=/run/lvsnap/backup/7 ."
         );
         let cmd = BackupEngine::Command(vec![
@@ -389,7 +442,7 @@ mod tests {
             "--tag={snapshot}".into(),
         ]);
         assert_eq!(
-            joined(&argv(&job(&cmd, &c, &x))),
+            joined(&argv(&job(&cmd, &c, &x), None)),
             "restic backup /run/lvsnap/backup/7 --tag=vg0/home-lvsnap-20261128T020000Z"
         );
     }

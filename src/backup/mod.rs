@@ -252,15 +252,11 @@ impl Engine<'_> {
                 (m, false)
             }
             BackupSource::Fresh => {
-                let name = self.take(
-                    policy,
-                    volume,
-                    inv,
-                    fleet,
-                    space,
-                    false,
-                    Some(TEMPORARY_NOTE),
-                )?;
+                let how = crate::run::Take {
+                    note: Some(TEMPORARY_NOTE),
+                    ..crate::run::Take::default()
+                };
+                let name = self.take(policy, volume, inv, fleet, space, &how)?;
                 let m = fleet
                     .managed
                     .iter()
@@ -582,10 +578,29 @@ impl Engine<'_> {
                 warnings.push(format!("backups of {volume}: {g}"));
             }
         }
+        // While the newest generations are partial, the newest complete one is the only one
+        // that holds what they lack: no rule removes it.
+        let newest_complete = members
+            .iter()
+            .filter(|r| r.state == BackupState::Complete)
+            .max_by_key(|r| (r.snapshot_time, r.id))
+            .filter(|c| {
+                members
+                    .iter()
+                    .any(|r| r.state == BackupState::Partial && r.snapshot_time > c.snapshot_time)
+            })
+            .map(|c| c.id);
         let mut pruned = Vec::new();
         let removals: Vec<_> = plan.removals(force).cloned().collect();
         for d in removals {
             let r = &members[d.index];
+            if Some(r.id) == newest_complete {
+                warnings.push(format!(
+                    "kept backup {}: it is the newest complete one, and the newer ones are partial",
+                    r.label()
+                ));
+                continue;
+            }
             let why = plan.explain_removal(&d, &views, &rules).join("; ");
             if self.dry_run {
                 pruned.push((r.label(), why));
@@ -644,14 +659,15 @@ struct Copied {
     proof: prove::Proof,
 }
 
-/// The longest path below the volume's root that is backed up: it fits below each of `roots`
-/// within the kernel's limit, and the path of an entry skipped for being longer (its parent's
-/// path, a slash and a name of at most 255 bytes) still fits in an rsync exclude pattern, which
+/// The longest path below the volume's root that is backed up, measured as an rsync pattern
+/// (escaped, so never shorter than the path): it fits below each of `roots` within the kernel's
+/// limit, and the pattern of an entry skipped for being longer (its parent's, a slash and a
+/// name of at most 255 bytes, escaped to at most 510) still fits in an rsync exclude, which
 /// rsync caps at the same 4096 bytes.
 fn path_budget(roots: &[&Path]) -> usize {
     const NAME_MAX: usize = 255;
     let longest = roots.iter().map(|r| r.as_os_str().len()).max().unwrap_or(0);
-    let pattern = crate::manifest::PATH_MAX - 2 - (NAME_MAX + 1);
+    let pattern = crate::manifest::PATH_MAX - 2 - (2 * NAME_MAX + 1);
     crate::manifest::PATH_MAX
         .saturating_sub(longest + 2)
         .min(pattern)
@@ -691,11 +707,23 @@ fn copy(
         ])),
         probe: true,
         no_sockets: matches!(b.engine, BackupEngine::Archive),
+        as_patterns: true,
     };
     let walked = Manifest::walk(&mounted.dir, &walk)
         .map_err(|e| format!("cannot read the snapshot {}: {e}", mounted.dir.display()))?;
     let left_out = walked.skipped().clone();
-    let exclude: Vec<PathBuf> = b.exclude.iter().chain(left_out.keys()).cloned().collect();
+    // Sockets are not passed: tar leaves them out on its own.
+    let exclude: Vec<PathBuf> = b
+        .exclude
+        .iter()
+        .chain(
+            left_out
+                .iter()
+                .filter(|(_, why)| **why != Skip::NotStored)
+                .map(|(p, _)| p),
+        )
+        .cloned()
+        .collect();
     let job = engines::Job {
         exclude: &exclude,
         ..job

@@ -115,6 +115,18 @@ fn prove_tree(
         recopy(source, &gen, &stale)?;
         proof.recopied = stale;
     }
+    // Names rsync linked to one inode of the previous generation that are separate inodes in
+    // the snapshot now (or the other way round) are copied again, with the snapshot's links.
+    let walked = Manifest::walk(&gen, &Walk::default())
+        .map_err(|e| format!("cannot read back {}: {e}", gen.display()))?;
+    let relink = manifest.link_mismatches(walked.entries());
+    if !relink.is_empty() {
+        recopy(source, &gen, &relink)?;
+        for p in &relink {
+            known.remove(p);
+        }
+        proof.recopied.extend(relink);
+    }
     set_times(&gen, manifest)?;
     // Everything else is read back: every entry's type, owner, mode, mtime, link target,
     // device number, attributes and links, and every file's content not proven above.
@@ -129,14 +141,13 @@ fn prove_tree(
     Ok(proof)
 }
 
-/// Gives each directory, link and special file of the generation the snapshot's mtime. rsync
-/// leaves the time of one it did not write data into as it is when it falls in the same second
-/// (3.5.0 compares those to the second), and renaming files copied again into a directory
-/// touches it. Regular files are left as the engine wrote them: their times are checked.
+/// Gives each directory of the generation the snapshot's mtime again: renaming files copied
+/// again into a directory touched it. (Only directories: other entries may be inodes shared
+/// with the previous generation, whose times are its own.)
 fn set_times(gen: &Path, manifest: &Manifest) -> Result<(), String> {
     for (rel, e) in &manifest.entries {
         let Some(meta) = &e.meta else { continue };
-        if matches!(e.content, Content::File { .. }) {
+        if !matches!(e.content, Content::Dir) {
             continue;
         }
         let path = gen.join(rel);
@@ -335,6 +346,57 @@ mod tests {
             prove(engine.name(), &src, &dir, name, None, &m, 2)
                 .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
         }
+    }
+
+    /// What `--link-dest` would get wrong without help: names that were one inode in the
+    /// previous generation and are separate now, and a file whose mtime moved by nanoseconds
+    /// within the same second. Each generation proves, and the previous one is left as it was.
+    #[test]
+    fn links_split_since_the_previous_generation_and_subsecond_mtimes_are_proven() {
+        use crate::config::BackupEngine;
+        use std::sync::atomic::AtomicBool;
+        let t = tempfile::tempdir().unwrap();
+        let (src, dir) = (t.path().join("src"), t.path().join("target"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(src.join("a"), "shared\n").unwrap();
+        std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
+        std::fs::write(src.join("t"), "time\n").unwrap();
+        let at = |nanos| std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, nanos);
+        set_mtime(&src.join("t"), at(100));
+        let cancel = AtomicBool::new(false);
+        let backup = |name: &str, previous: Option<&Path>| {
+            let m = Manifest::of_tree(&src, 2).unwrap();
+            let job = engines::Job {
+                engine: &BackupEngine::Rsync,
+                source: &src,
+                dir: &dir,
+                name,
+                previous,
+                exclude: &[],
+                snapshot: "vg0/x",
+                cancel: &cancel,
+            };
+            engines::write(&job).unwrap();
+            let proof = prove("rsync", &src, &dir, name, previous, &m, 2).unwrap();
+            engines::commit("rsync", &dir, name, &m.to_text()).unwrap();
+            (m, proof)
+        };
+        let (m1, _) = backup("g1", None);
+        // b becomes its own inode with the same content and times; t moves by 100 ns.
+        let meta = std::fs::metadata(src.join("b")).unwrap();
+        std::fs::copy(src.join("b"), src.join("b.new")).unwrap();
+        set_mtime(&src.join("b.new"), meta.modified().unwrap());
+        std::fs::rename(src.join("b.new"), src.join("b")).unwrap();
+        set_mtime(&src.join("t"), at(200));
+        let (_, proof) = backup("g2", Some(&dir.join("g1")));
+        assert_eq!(proof.recopied, [PathBuf::from("a"), PathBuf::from("b")]);
+        let g1 = Manifest::of_tree(&dir.join("g1"), 2).unwrap();
+        assert!(
+            m1.diff(&g1).is_empty(),
+            "generation 1 is untouched: {:?}",
+            m1.diff(&g1)
+        );
     }
 
     fn filetime_of(m: &std::fs::Metadata) -> std::time::SystemTime {

@@ -146,7 +146,7 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
         };
         let xattrs: Vec<(Vec<u8>, Vec<u8>)> = records
             .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(b"SCHILY.xattr.")?.to_vec(), v.clone())))
+            .filter_map(|(k, v)| Some((xattr_name(k.strip_prefix(b"SCHILY.xattr.")?), v.clone())))
             .collect();
         let perm = h.mode()? & 0o7777;
         let meta = |link| Meta {
@@ -219,6 +219,30 @@ pub fn manifest_of_archive(path: &Path) -> io::Result<Manifest> {
 }
 
 type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An xattr name as GNU tar writes it in a PAX keyword, decoded: `%` and `=` are `%25` and
+/// `%3D` there.
+fn xattr_name(keyword: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(keyword.len());
+    let mut i = 0;
+    while i < keyword.len() {
+        match keyword.get(i..i + 3) {
+            Some(b"%25") => {
+                out.push(b'%');
+                i += 3;
+            }
+            Some(b"%3D") => {
+                out.push(b'=');
+                i += 3;
+            }
+            _ => {
+                out.push(keyword[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
 
 fn read_all(r: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut v = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use backups::{BackupRecord, BackupState, MountRecord, NewBackup, NewMount, Written};
 use chrono::{DateTime, TimeZone, Utc};
-pub use restores::{RestoreRecord, RollbackRecord};
+pub use restores::{RestoreRecord, RollbackRecord, SwapJournal};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 /// Where a snapshot is in its life.
@@ -715,6 +715,16 @@ impl Catalog {
         uuid: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, CatalogError> {
+        // A volume can come back under lvsnap's care after its record ended (a snapshot swapped
+        // in as the origin by a rollback, later renamed to a guard): the old record keeps its
+        // history, the volume's UUID moves to the new one.
+        self.conn
+            .execute(
+                "UPDATE snapshots SET lv_uuid = NULL WHERE lv_uuid = ?1
+                 AND state NOT IN ('creating','present','invalid','removing')",
+                params![uuid],
+            )
+            .map_err(|e| self.err(e))?;
         let (id, intent) = self.begin_create(s, now)?;
         self.bind(id, uuid, s.size)?;
         self.set_state(id, State::Present, Some("adopted from LVM tags"), now)?;

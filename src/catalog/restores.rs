@@ -36,6 +36,19 @@ pub struct RollbackRecord {
     /// LVM deferred the merge until the origin is next activated.
     pub deferred: bool,
     pub completed: Option<DateTime<Utc>>,
+    /// A rollback by swapping names: its journal.
+    pub swap: Option<SwapJournal>,
+}
+
+/// The intent record of a name swap: which volumes, and the step about to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapJournal {
+    /// The origin as it was, to become the guard.
+    pub origin_uuid: String,
+    /// The snapshot, to become the origin.
+    pub snapshot_uuid: String,
+    /// The step about to run (0 before the first).
+    pub step: i64,
 }
 
 impl Catalog {
@@ -101,7 +114,8 @@ impl Catalog {
         self.conn
             .execute(
                 "INSERT INTO rollbacks (snapshot_id, vg, origin, snapshot, guard, requested_at,
-                 deferred, completed_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                 deferred, completed_at, swap_origin_uuid, swap_snapshot_uuid, swap_step)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                 params![
                     r.snapshot_id,
                     r.vg,
@@ -110,11 +124,28 @@ impl Catalog {
                     r.guard,
                     ts(r.requested),
                     r.deferred,
-                    r.completed.map(ts)
+                    r.completed.map(ts),
+                    r.swap.as_ref().map(|s| s.origin_uuid.as_str()),
+                    r.swap.as_ref().map(|s| s.snapshot_uuid.as_str()),
+                    r.swap.as_ref().map(|s| s.step),
                 ],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the step of a name swap about to run (its intent), before it runs.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn set_swap_step(&self, id: i64, step: i64) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE rollbacks SET swap_step = ?2 WHERE id = ?1",
+                params![id, step],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Marks a deferred rollback complete.
@@ -140,7 +171,8 @@ impl Catalog {
             .conn
             .prepare(
                 "SELECT id, snapshot_id, vg, origin, snapshot, guard, requested_at, deferred,
-                 completed_at FROM rollbacks WHERE (?1 = 0 OR completed_at IS NULL) ORDER BY id DESC",
+                 completed_at, swap_origin_uuid, swap_snapshot_uuid, swap_step
+                 FROM rollbacks WHERE (?1 = 0 OR completed_at IS NULL) ORDER BY id DESC",
             )
             .map_err(|e| self.err(e))?;
         let rows = st
@@ -155,6 +187,14 @@ impl Catalog {
                     requested: from_ts(r.get(6)?),
                     deferred: r.get(7)?,
                     completed: r.get::<_, Option<i64>>(8)?.map(from_ts),
+                    swap: match (r.get(9)?, r.get(10)?) {
+                        (Some(origin_uuid), Some(snapshot_uuid)) => Some(SwapJournal {
+                            origin_uuid,
+                            snapshot_uuid,
+                            step: r.get::<_, Option<i64>>(11)?.unwrap_or(0),
+                        }),
+                        _ => None,
+                    },
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -124,4 +124,9 @@ pub const MIGRATIONS: &[&str] = &[
     // (which lets go of the lock while it copies) tells a live one from one a crash left.
     "ALTER TABLE backups ADD COLUMN pid INTEGER;
     ALTER TABLE mounts ADD COLUMN pid INTEGER;",
+    // 6: the journal of a thin rollback that swaps names (several LVM commands): the UUIDs of
+    // the two volumes and the step about to run, so an interrupted swap can be completed.
+    "ALTER TABLE rollbacks ADD COLUMN swap_origin_uuid TEXT;
+    ALTER TABLE rollbacks ADD COLUMN swap_snapshot_uuid TEXT;
+    ALTER TABLE rollbacks ADD COLUMN swap_step INTEGER;",
 ];

@@ -37,6 +37,8 @@ struct FakeLv {
     active: bool,
     /// A merge into the origin waits for the origin's next activation.
     merging: bool,
+    /// LVM's activation-skip flag: set on thin snapshots, kept when a merge detaches them.
+    skip: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +149,7 @@ impl FakeLvm {
                 open: false,
                 active: !(kind == Kind::Thin && origin.is_some()),
                 merging: false,
+                skip: kind == Kind::Thin && origin.is_some(),
             };
             s.lvs.push(lv);
         });
@@ -341,7 +344,7 @@ impl State {
                     "data_percent": fill, "snap_percent": fill,
                     "metadata_percent": if l.kind == Kind::ThinPool { pct(l.metadata_fill) } else { String::new() },
                     "lv_tags": l.tags.join(","), "lv_merging": if l.merging { "merging" } else { "" },
-                    "lv_skip_activation": if l.kind == Kind::Thin && l.origin.is_some() { "skip activation" } else { "" },
+                    "lv_skip_activation": if l.skip { "skip activation" } else { "" },
                     "lv_snapshot_invalid": if l.invalid { "snapshot invalid" } else { "" },
                     "lv_device_open": if l.open { "open" } else { "" },
                     "lv_active": if l.active { "active" } else { "" }, "lv_layout": "linear", "lv_role": "public",
@@ -408,6 +411,7 @@ impl State {
             open: false,
             active: kind != Kind::Thin,
             merging: false,
+            skip: kind == Kind::Thin,
         });
         Ok(())
     }
@@ -509,6 +513,7 @@ impl State {
                         "--activate" => lv.active = value == "y",
                         "--addtag" if !lv.tags.contains(&value) => lv.tags.push(value),
                         "--deltag" => lv.tags.retain(|t| *t != value),
+                        "--setactivationskip" => lv.skip = value == "y",
                         _ => {}
                     }
                 }

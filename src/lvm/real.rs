@@ -61,6 +61,12 @@ impl Runner for SystemRunner {
         }
         let out = duct::cmd(path, &inv.args)
             .full_env(env)
+            .before_spawn(|c| {
+                // Its own process group: Ctrl-C at the terminal reaches lvsnap (which finishes
+                // what it is doing, then stops), never an LVM command half-way.
+                std::os::unix::process::CommandExt::process_group(c, 0);
+                Ok(())
+            })
             .stdin_null()
             .stdout_capture()
             .stderr_capture()

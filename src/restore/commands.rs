@@ -307,6 +307,7 @@ fn restore_from(
             &vg,
             &lv,
             &format!("guard before restoring into {}", dest.display()),
+            0,
         )?;
     }
     let copied = copy::copy(&src_fd, dest_fd, &plan, overwrite);
@@ -429,7 +430,9 @@ pub(crate) fn confirm(out: &mut dyn Write, yes: bool, what: &str) -> Result<bool
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// A pinned snapshot of the origin's current state, taken before something overwrites it.
+/// A pinned snapshot of the origin's current state, taken before something overwrites it; a
+/// thick one at least `at_least` bytes.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn guard_snapshot(
     ctx: &mut Ctx<'_>,
     engine: &mut Engine<'_>,
@@ -438,6 +441,7 @@ pub(crate) fn guard_snapshot(
     vg: &str,
     lv: &str,
     note: &str,
+    at_least: u64,
 ) -> Result<String, Error> {
     let policy = ctx
         .config
@@ -456,7 +460,12 @@ pub(crate) fn guard_snapshot(
         .expect("found above")
         .clone();
     let mut space = crate::run::Space::from(inv);
-    let name = engine.take(policy, &volume, inv, fleet, &mut space, true, Some(note))?;
+    let how = crate::run::Take {
+        pin: true,
+        note: Some(note),
+        at_least,
+    };
+    let name = engine.take(policy, &volume, inv, fleet, &mut space, &how)?;
     writeln!(
         ctx.out,
         "guard snapshot {vg}/{name} taken (pinned; `lvsnap unpin {name}` when no longer needed)"
@@ -528,7 +537,7 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
             root_b.display()
         )))
     })?;
-    let d = ma.diff(&mb);
+    let d = ma.changes(&mb);
     let other = match &b {
         Some(s) => s.label(),
         None => format!(
@@ -561,6 +570,9 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
     }
     for (p, what) in &d.changed {
         writeln!(ctx.out, "c {} ({what})", shown(p))?;
+    }
+    for (p, why) in &d.unreadable {
+        writeln!(ctx.out, "? {} ({}: not compared)", shown(p), why.as_str())?;
     }
     writeln!(
         ctx.out,

@@ -47,14 +47,14 @@ sync
 out=$("$LVSNAP" diff $s1); echo "$out"
 assert_eq "$(grep -v '^changes from' <<< "$out")" "+ added.txt
 - etc/passwd
-c many/f2 (mode 100644 → 100600)
+c many/f2 (mode 644 → 600)
 c many/f7 (size 7 → 15)
 1 added, 1 removed, 2 changed"
 sleep 1; lvsnap snapshot home
 s2=$(newest home)
 json=$("$LVSNAP" diff $s1 $s2 --json); echo "$json"
 assert_contains "$json" '"added":["added.txt"],"removed":["etc/passwd"]'
-assert_contains "$json" '{"path":"many/f2","what":"mode 100644 → 100600"},{"path":"many/f7","what":"size 7 → 15"}'
+assert_contains "$json" '{"path":"many/f2","what":"mode 644 → 600"},{"path":"many/f7","what":"size 7 → 15"}'
 assert_eq "$("$LVSNAP" diff $s2 | tail -1)" "0 added, 0 removed, 0 changed" "nothing changed since $s2"
 
 for v in home data; do
