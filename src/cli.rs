@@ -275,6 +275,10 @@ pub enum Command {
         /// Finish a rollback that was interrupted (a killed lvsnap, a power cut).
         #[arg(long, conflicts_with_all = ["snapshot", "yes"])]
         resume: bool,
+        /// With --resume: forget an interrupted rollback that cannot go on (after putting LVM
+        /// right by hand).
+        #[arg(long, requires = "resume")]
+        abandon: bool,
     },
 
     /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
@@ -484,7 +488,7 @@ where
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if matches!(
         cli.command,
-        Command::Run(_) | Command::Prune { .. } | Command::Backup { .. }
+        Command::Run(_) | Command::Prune { .. } | Command::Backup { .. } | Command::Rollback { .. }
     ) {
         catch_signals(&cancel);
     }
@@ -792,9 +796,10 @@ fn dispatch(
             snapshot,
             yes,
             resume,
+            abandon,
         } => match (snapshot, resume) {
             (Some(s), false) => crate::restore::rollback::rollback_cmd(&mut ctx, s, *yes),
-            _ => crate::restore::rollback::resume_cmd(&mut ctx),
+            _ => crate::restore::rollback::resume_cmd(&mut ctx, *abandon),
         },
         Command::Catalog(CatalogCommand::History { limit, json }) => {
             restore_commands::history_cmd(&mut ctx, *limit, *json)

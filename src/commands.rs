@@ -126,6 +126,13 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
     } else {
         crate::restore::rollback::resume_swaps(&mut engine, ctx.now)?
     };
+    // A rollback that cannot go on fails the run (after the snapshots of everything else).
+    let stuck = !opts.dry_run
+        && engine
+            .catalog
+            .rollbacks(true)?
+            .iter()
+            .any(|r| r.swap.is_some());
     let mut report = engine.run(opts)?;
     report.notes.splice(0..0, resumed);
     let backups = if opts.snapshot && !report.interrupted {
@@ -194,6 +201,9 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
         }
     }
     if backups.as_ref().is_some_and(BackupReport::failed) {
+        return Ok(exit::FAILED);
+    }
+    if stuck {
         return Ok(exit::FAILED);
     }
     Ok(run_status(&report))

@@ -1045,6 +1045,22 @@ fn open_file(path: &Path) -> io::Result<fs::File> {
         .open(path)
 }
 
+/// Size and SHA-256 of `path` if it is a regular file (never a link, a device or a fifo put in
+/// its place: those are not opened); `None` otherwise.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn hash_regular(path: &Path, buf: &mut [u8]) -> io::Result<Option<(u64, String)>> {
+    if !fs::symlink_metadata(path)?.is_file() {
+        return Ok(None);
+    }
+    let mut f = open_file(path)?;
+    if !f.metadata()?.is_file() {
+        return Ok(None);
+    }
+    hash_reader(&mut f, buf, None).map(Some)
+}
+
 fn hash_file(
     path: &Path,
     buf: &mut [u8],

@@ -95,9 +95,10 @@ pub fn reconcile(
                 .filter(|lv| lv.has_tag(OWNER_TAG)),
         };
         let Some(lv) = lv else {
+            // A name swap's snapshot is not merged away: its rollback is finished by resume.
             if let Some(rb) = pending_rollbacks
                 .iter()
-                .find(|r| r.snapshot_id == record.id)
+                .find(|r| r.snapshot_id == record.id && r.swap.is_none())
             {
                 // The merge of a rollback finished: LVM removes the merged snapshot itself.
                 let note = format!("merged into {}/{} (rollback completed)", rb.vg, rb.origin);

@@ -194,6 +194,8 @@ fn a_thin_rollback_can_be_undone_through_its_detached_guard() {
             "lvrename vg0 data data-lvsnap-20260302T040000Z",
             "lvrename vg0 data-lvsnap-20260302T030000Z data",
             "lvchange --setactivationskip n vg0/data",
+            // The guard shares the new origin's filesystem UUID: never activated at boot.
+            "lvchange --setactivationskip y vg0/data-lvsnap-20260302T040000Z",
         ]
     );
     assert!(
@@ -593,14 +595,18 @@ fn a_dry_run_from_an_archive_plans_on_its_outline_and_writes_no_data() {
 /// an uninterrupted swap leaves.
 #[test]
 fn an_interrupted_thin_swap_is_finished_by_resume_or_the_next_run() {
+    // (step number, the LVM command it runs); step 6 (activate) is not needed by the fake,
+    // whose renamed snapshot is active already.
     let steps = [
-        (Tool::Lvrename, "data data-lvsnap"),
-        (Tool::Lvchange, "--addtag"),
-        (Tool::Lvrename, "030000Z data"),
-        (Tool::Lvchange, "--deltag"),
-        (Tool::Lvchange, "setactivationskip"),
+        (1, Tool::Lvrename, "data data-lvsnap"),
+        (2, Tool::Lvchange, "--addtag"),
+        (3, Tool::Lvrename, "030000Z data"),
+        (4, Tool::Lvchange, "--deltag"),
+        (5, Tool::Lvchange, "setactivationskip n"),
+        (7, Tool::Lvchange, "--activate n"),
+        (8, Tool::Lvchange, "setactivationskip y"),
     ];
-    for (i, (tool, matching)) in steps.into_iter().enumerate() {
+    for (i, (number, tool, matching)) in steps.into_iter().enumerate() {
         let h = host();
         h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
         let (code, out) = h.lvsnap(
@@ -616,11 +622,7 @@ fn an_interrupted_thin_swap_is_finished_by_resume_or_the_next_run() {
         assert_eq!(code, 2, "step {i}: {out}");
         let pending = h.catalog().rollbacks(true).unwrap();
         let journal = pending[0].swap.as_ref().expect("a journal");
-        assert_eq!(
-            journal.step,
-            i as i64 + 1,
-            "the intent of the step that failed"
-        );
+        assert_eq!(journal.step, number, "the intent of the step that failed");
         let (code, out) = h.lvsnap(
             &["rollback", "data-lvsnap-20260302T010000Z", "--yes"],
             "2026-03-02T04:01:00Z",
@@ -722,4 +724,46 @@ fn a_thick_guard_is_sized_to_what_the_merge_writes() {
         "nothing changed"
     );
     assert!(h.catalog().rollbacks(false).unwrap().is_empty());
+}
+
+/// A swap that cannot go on (its snapshot deleted by hand half-way) is never taken for done:
+/// `list` leaves it pending, `run` and `--resume` fail and say how to finish or forget it,
+/// and `--resume --abandon` forgets it.
+#[test]
+fn a_swap_that_cannot_go_on_stays_pending_until_abandoned() {
+    let h = host();
+    h.lvsnap(&["snapshot", "data"], "2026-03-02T01:00:00Z");
+    h.lvsnap(
+        &["rollback", "data-lvsnap-20260302T010000Z", "--yes"],
+        "2026-03-02T03:00:00Z",
+    );
+    h.lvm
+        .fail_next(Tool::Lvchange, "--addtag", 5, "  Interrupted.");
+    let (code, _) = h.lvsnap(
+        &["rollback", "data-lvsnap-20260302T030000Z", "--yes"],
+        "2026-03-02T04:00:00Z",
+    );
+    assert_eq!(code, 2);
+    h.lvm
+        .remove_behind_back("vg0", "data-lvsnap-20260302T030000Z");
+    h.lvsnap(&["list"], "2026-03-02T04:01:00Z");
+    assert_eq!(
+        h.catalog().rollbacks(true).unwrap().len(),
+        1,
+        "still pending"
+    );
+    let (code, out) = h.lvsnap(&["rollback", "--resume"], "2026-03-02T04:02:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot go on"), "{out}");
+    assert!(out.contains("--resume --abandon"), "{out}");
+    let (code, out) = h.lvsnap(&["run"], "2026-03-02T04:03:00Z");
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = h.lvsnap(
+        &["rollback", "--resume", "--abandon"],
+        "2026-03-02T04:04:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("forgot the interrupted rollback"), "{out}");
+    let (_, out) = h.lvsnap(&["rollback", "--resume"], "2026-03-02T04:05:00Z");
+    assert!(out.contains("no interrupted rollback"), "{out}");
 }

@@ -28,6 +28,9 @@ pub struct Job<'a> {
     /// `VG/LV` of the snapshot, for the command engine's `{snapshot}`.
     pub snapshot: &'a str,
     pub cancel: &'a AtomicBool,
+    /// Told the path (relative to the generation) of each file rsync has finished writing, as
+    /// it goes, so that reading it back can start before the copy ends.
+    pub written: Option<&'a (dyn Fn(PathBuf) + Sync)>,
 }
 
 /// The final path of a generation's data (`None` for the command engine, which keeps its data
@@ -93,6 +96,10 @@ pub fn argv(job: &Job<'_>, exclude_file: Option<&Path>) -> Vec<OsString> {
             if let Some(f) = exclude_file {
                 v.push("--from0".into());
                 v.push(arg("--exclude-from=", f, ""));
+            }
+            if job.written.is_some() {
+                // One line per file written, its name relative to the generation.
+                v.push("--out-format=%n".into());
             }
             v.push(arg("", job.source, "/"));
             v.push(arg("", &dest, "/"));
@@ -202,7 +209,41 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
         BackupEngine::Command(_) => Program::AsConfigured,
         _ => Program::Tool,
     };
-    run_program(&argv, job.cancel, program)
+    match (job.engine, job.written) {
+        (BackupEngine::Rsync, Some(written)) => {
+            let on_line = |line: &[u8]| {
+                // Directories end in a slash; rsync writes a file before it names it.
+                if !line.is_empty() && !line.ends_with(b"/") {
+                    written(PathBuf::from(OsString::from_vec(rsync_unescape(line))));
+                }
+            };
+            run_program_lines(&argv, job.cancel, program, Some(&on_line))
+        }
+        _ => run_program(&argv, job.cancel, program),
+    }
+}
+
+/// A name as rsync prints it: bytes it cannot print are `\#ooo` (octal).
+fn rsync_unescape(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] == b'\\' && line.get(i + 1) == Some(&b'#') {
+            let digits = line
+                .get(i + 2..i + 5)
+                .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+            if let Some(v) =
+                digits.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok())
+            {
+                out.push(v);
+                i += 5;
+                continue;
+            }
+        }
+        out.push(line[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Where a program lvsnap starts comes from, and what environment it gets.
@@ -233,7 +274,23 @@ pub fn run_program<S: AsRef<std::ffi::OsStr>>(
     cancel: &AtomicBool,
     kind: Program,
 ) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
+    run_program_lines(argv, cancel, kind, None)
+}
+
+/// What is told each line of a program's output.
+pub type LineSink<'a> = dyn Fn(&[u8]) + Sync + 'a;
+
+/// [`run_program`], handing each line the program writes to its standard output to `on_line`
+/// as it comes (without the newline).
+///
+/// # Errors
+/// As [`run_program`].
+pub fn run_program_lines<S: AsRef<std::ffi::OsStr>>(
+    argv: &[S],
+    cancel: &AtomicBool,
+    kind: Program,
+    on_line: Option<&LineSink<'_>>,
+) -> Result<(), String> {
     let shown = argv
         .iter()
         .map(|a| crate::names::shown(std::path::Path::new(a.as_ref())))
@@ -253,10 +310,52 @@ pub fn run_program<S: AsRef<std::ffi::OsStr>>(
     if let Some(env) = env {
         expr = expr.full_env(env);
     }
+    let pipe = match on_line {
+        Some(_) => {
+            Some(std::io::pipe().map_err(|e| format!("cannot make a pipe for {shown}: {e}"))?)
+        }
+        None => None,
+    };
+    let (reader, expr) = match pipe {
+        Some((r, w)) => (Some(r), expr.stdout_file(w)),
+        None => (None, expr.stdout_null()),
+    };
+    std::thread::scope(|s| {
+        let lines = reader.map(|r| {
+            let on_line = on_line.expect("a pipe only for a reader");
+            s.spawn(move || {
+                use std::io::BufRead;
+                let mut r = std::io::BufReader::new(r);
+                let mut line = Vec::new();
+                while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    on_line(&line);
+                    line.clear();
+                }
+            })
+        });
+        let done = wait_program(&expr, argv, &shown, cancel);
+        // The pipe's writing end lives in the expression: dropped, the reader sees its end.
+        drop(expr);
+        if let Some(l) = lines {
+            let _ = l.join();
+        }
+        done
+    })
+}
+
+fn wait_program<S: AsRef<std::ffi::OsStr>>(
+    expr: &duct::Expression,
+    argv: &[S],
+    shown: &str,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let handle = expr
         .env("LC_ALL", "C")
         .stdin_null()
-        .stdout_null()
         .stderr_capture()
         .unchecked()
         .before_spawn(|c| {
@@ -377,6 +476,7 @@ mod tests {
             exclude: x,
             snapshot: "vg0/home-lvsnap-20261128T020000Z",
             cancel,
+            written: None,
         }
     }
 
@@ -417,6 +517,42 @@ mod tests {
         let tar = argv(&job(&BackupEngine::Archive, &c, &x), None);
         assert!(tar.contains(&OsString::from("--exclude=./cache[1]")));
         assert!(tar.contains(&OsString::from_vec(b"--exclude=./bad-\xff[x".to_vec())));
+    }
+
+    #[test]
+    fn rsync_names_each_file_it_wrote_as_it_goes() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dir) = (t.path().join("src"), t.path().join("target"));
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(src.join("sub/a"), "a").unwrap();
+        std::fs::write(src.join("new\nline"), "b").unwrap();
+        std::fs::write(src.join(std::ffi::OsStr::from_bytes(b"bad-\xff")), "c").unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let record = |p: PathBuf| seen.lock().unwrap().push(p);
+        let cancel = AtomicBool::new(false);
+        let job = Job {
+            engine: &BackupEngine::Rsync,
+            source: &src,
+            dir: &dir,
+            name: "g",
+            previous: None,
+            exclude: &[],
+            snapshot: "vg0/x",
+            cancel: &cancel,
+            written: Some(&record),
+        };
+        write(&job).unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                PathBuf::from(std::ffi::OsStr::from_bytes(b"bad-\xff")),
+                PathBuf::from("new\nline"),
+                PathBuf::from("sub/a")
+            ]
+        );
     }
 
     #[test]

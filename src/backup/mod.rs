@@ -30,6 +30,7 @@ use crate::plan::{is_due, plan_retention, CronTicks, Rules, SnapshotView};
 use crate::reconcile::{Fleet, Managed};
 use crate::run::{Engine, RunError, Space};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// What a backup pass is asked to do.
 pub struct BackupOptions<'a> {
@@ -693,6 +694,7 @@ fn copy(
         exclude: &b.exclude,
         snapshot: &snapshot,
         cancel: opts.cancel,
+        written: None,
     };
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     // The walk comes first, so that what cannot be taken (unreadable, too long, a socket for
@@ -729,16 +731,50 @@ fn copy(
         ..job
     };
     let progress = Progress::default();
+    // What rsync has written is read back while it goes on copying: each file it names is
+    // hashed from the target (and checked against the manifest in the proof).
+    let gen = engines::partial("rsync", dir, name).expect("a directory");
+    let early: Mutex<BTreeMap<PathBuf, (u64, String)>> = Mutex::new(BTreeMap::new());
+    let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+    let rx = Mutex::new(rx);
     let (written, hashed) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
             let start = Instant::now();
             let m = walked.hash(workers, Some(&progress));
             (m, start.elapsed().as_secs_f64())
         });
+        let readers: Vec<_> = (0..workers.div_ceil(2))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let next = rx.lock().expect("queue").recv();
+                        let Ok(rel) = next else { break };
+                        // A file that cannot be read now is read again by the proof.
+                        if let Ok(Some(read)) =
+                            crate::manifest::hash_regular(&gen.join(&rel), &mut buf)
+                        {
+                            early.lock().expect("reads").insert(rel, read);
+                        }
+                    }
+                })
+            })
+            .collect();
         let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
         let start = Instant::now();
+        let on_written = |rel: PathBuf| {
+            let _ = tx.send(rel);
+        };
+        let job = engines::Job {
+            written: matches!(b.engine, BackupEngine::Rsync).then_some(&on_written as _),
+            ..job
+        };
         let written = engines::write(&job).map(|()| start.elapsed().as_secs_f64());
+        drop(tx);
         let hashed = hasher.join().expect("the hashing thread does not panic");
+        for r in readers {
+            r.join().expect("a reading thread does not panic");
+        }
         if let Some(bar) = bar {
             bar.finish();
         }
@@ -752,6 +788,7 @@ fn copy(
             shown(p)
         ));
     }
+    let early = early.into_inner().expect("reads");
     let proof = prove::prove(
         b.engine.name(),
         &mounted.dir,
@@ -760,6 +797,7 @@ fn copy(
         previous,
         &manifest,
         workers,
+        &early,
     )?;
     if !proof.recopied.is_empty() {
         warn!(

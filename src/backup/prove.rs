@@ -37,6 +37,7 @@ pub struct Proof {
 ///
 /// # Errors
 /// What was written differs from the snapshot (each difference named), or cannot be read.
+#[allow(clippy::too_many_arguments)]
 pub fn prove(
     engine: &str,
     source: &Path,
@@ -45,10 +46,11 @@ pub fn prove(
     previous: Option<&Path>,
     manifest: &Manifest,
     workers: usize,
+    early: &BTreeMap<PathBuf, (u64, String)>,
 ) -> Result<Proof, String> {
     let start = Instant::now();
     let mut proof = match engine {
-        "rsync" => prove_tree(source, dir, name, previous, manifest, workers)?,
+        "rsync" => prove_tree(source, dir, name, previous, manifest, workers, early)?,
         "archive" => {
             let archive = engines::partial(engine, dir, name).expect("archive writes a file");
             let actual = super::verify::manifest_of_archive(&archive)
@@ -79,6 +81,7 @@ fn prove_tree(
     previous: Option<&Path>,
     manifest: &Manifest,
     workers: usize,
+    early: &BTreeMap<PathBuf, (u64, String)>,
 ) -> Result<Proof, String> {
     let gen = engines::partial("rsync", dir, name).expect("rsync writes a directory");
     let before = previous.and_then(previous_manifest);
@@ -96,6 +99,11 @@ fn prove_tree(
             .and_then(|p| std::fs::symlink_metadata(p.join(rel)).ok())
             .is_some_and(|pm| m.is_file() && pm.dev() == m.dev() && pm.ino() == m.ino());
         if !linked {
+            // Read back while the copy went on (what rsync wrote, read after it named it).
+            if let Some(read) = early.get(rel) {
+                known.insert(rel.clone(), read.clone());
+                proof.read_back += 1;
+            }
             continue;
         }
         let proven = before
@@ -132,12 +140,12 @@ fn prove_tree(
     // device number, attributes and links, and every file's content not proven above.
     let walked = Manifest::walk(&gen, &Walk::default())
         .map_err(|e| format!("cannot read back {}: {e}", gen.display()))?;
-    let (written, read_back) = walked.hash_unknown(workers, &known);
+    let (written, read_now) = walked.hash_unknown(workers, &known);
     let d = manifest.diff(&written);
     if !d.is_empty() {
         return Err(differs(d.lines().into_iter()));
     }
-    proof.read_back = read_back;
+    proof.read_back += read_now;
     Ok(proof)
 }
 
@@ -237,7 +245,7 @@ mod tests {
         let m1 = Manifest::of_tree(&src, 2).unwrap();
         let p1 = engines::partial("rsync", &dir, "g1").unwrap();
         rsync(&src, &p1, None);
-        prove("rsync", &src, &dir, "g1", None, &m1, 2).unwrap();
+        prove("rsync", &src, &dir, "g1", None, &m1, 2, &BTreeMap::new()).unwrap();
         engines::commit("rsync", &dir, "g1", &m1.to_text()).unwrap();
         let g1 = dir.join("g1");
         // Rewritten in place: same size, same mtime.
@@ -253,7 +261,17 @@ mod tests {
             "version 1\n",
             "rsync's quick check was fooled (the case this proof exists for)"
         );
-        let proof = prove("rsync", &src, &dir, "g2", Some(&g1), &m2, 2).unwrap();
+        let proof = prove(
+            "rsync",
+            &src,
+            &dir,
+            "g2",
+            Some(&g1),
+            &m2,
+            2,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(proof.recopied, vec![PathBuf::from("db/table")]);
         assert_eq!(
             proof.linked, 1,
@@ -281,13 +299,13 @@ mod tests {
         let p = engines::partial("rsync", &dir, "g").unwrap();
         rsync(&src, &p, None);
         std::fs::write(p.join("a"), "wrong\n").unwrap();
-        let err = prove("rsync", &src, &dir, "g", None, &m, 1).unwrap_err();
+        let err = prove("rsync", &src, &dir, "g", None, &m, 1, &BTreeMap::new()).unwrap_err();
         assert!(
             err.contains("changed: a (content (SHA-256) differs"),
             "{err}"
         );
         std::fs::remove_file(p.join("a")).unwrap();
-        let err = prove("rsync", &src, &dir, "g", None, &m, 1).unwrap_err();
+        let err = prove("rsync", &src, &dir, "g", None, &m, 1, &BTreeMap::new()).unwrap_err();
         assert!(err.contains("missing: a"), "{err}");
     }
 
@@ -341,10 +359,20 @@ mod tests {
                 exclude: &exclude,
                 snapshot: "vg0/x",
                 cancel: &cancel,
+                written: None,
             };
             engines::write(&job).unwrap();
-            prove(engine.name(), &src, &dir, name, None, &m, 2)
-                .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
+            prove(
+                engine.name(),
+                &src,
+                &dir,
+                name,
+                None,
+                &m,
+                2,
+                &BTreeMap::new(),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
         }
     }
 
@@ -376,9 +404,11 @@ mod tests {
                 exclude: &[],
                 snapshot: "vg0/x",
                 cancel: &cancel,
+                written: None,
             };
             engines::write(&job).unwrap();
-            let proof = prove("rsync", &src, &dir, name, previous, &m, 2).unwrap();
+            let proof =
+                prove("rsync", &src, &dir, name, previous, &m, 2, &BTreeMap::new()).unwrap();
             engines::commit("rsync", &dir, name, &m.to_text()).unwrap();
             (m, proof)
         };

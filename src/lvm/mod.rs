@@ -346,6 +346,19 @@ pub mod commands {
         )
     }
 
+    /// Sets LVM's activation-skip flag: the volume is not activated at boot (nor by `vgchange
+    /// -ay`) unless asked for by name with `-K`.
+    pub fn skip_at_boot(vg: &str, name: &str) -> Invocation {
+        Invocation::new(
+            Tool::Lvchange,
+            [
+                "--setactivationskip".to_owned(),
+                "y".to_owned(),
+                format!("{vg}/{name}"),
+            ],
+        )
+    }
+
     pub fn del_tag(vg: &str, name: &str, tag: &str) -> Invocation {
         Invocation::new(
             Tool::Lvchange,

@@ -617,7 +617,9 @@ pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, E
 /// A rollback is done when recorded so, or when its snapshot is gone from LVM (the merge
 /// finished since the last writing command, which will record it).
 fn rollback_done(b: &RollbackRecord, inv: Option<&Inventory>) -> bool {
-    b.completed.is_some() || inv.is_some_and(|i| i.find(&b.vg, &b.snapshot).is_none())
+    // A name swap is done when its journal says so, never because a name went away.
+    b.completed.is_some()
+        || (b.swap.is_none() && inv.is_some_and(|i| i.find(&b.vg, &b.snapshot).is_none()))
 }
 
 /// The restore history as text; also the footer of `lvsnap list`.
@@ -658,6 +660,9 @@ pub fn history_text(
         let state = match b.completed {
             Some(t) => format!("completed {}", local(t, tz)),
             None if rollback_done(b, inv) => "completed".to_owned(),
+            None if b.swap.is_some() => {
+                "INTERRUPTED: `lvsnap rollback --resume` (or the next run) finishes it".to_owned()
+            }
             None => format!("PENDING until {}/{} is next activated", b.vg, b.origin),
         };
         writeln!(

@@ -15,11 +15,12 @@ use crate::reconcile::{OWNER_TAG, PINNED_TAG, POLICY_TAG, TIME_TAG};
 use crate::report::{age, format_size, local};
 use crate::run::Engine;
 
-/// `lvsnap rollback --resume`: finishes rollbacks a crash or `kill -9` interrupted.
+/// `lvsnap rollback --resume [--abandon]`: finishes rollbacks a crash or `kill -9` interrupted
+/// (or, with `--abandon`, forgets them once the administrator has put LVM right by hand).
 ///
 /// # Errors
 /// The lock, the catalog or LVM failed.
-pub fn resume_cmd(ctx: &mut Ctx<'_>) -> Result<i32, Error> {
+pub fn resume_cmd(ctx: &mut Ctx<'_>, abandon: bool) -> Result<i32, Error> {
     ctx.tools()?;
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
@@ -32,6 +33,19 @@ pub fn resume_cmd(ctx: &mut Ctx<'_>) -> Result<i32, Error> {
         .count();
     if pending == 0 {
         writeln!(ctx.out, "no interrupted rollback to resume")?;
+        return Ok(exit::OK);
+    }
+    if abandon {
+        for r in engine.catalog.rollbacks(true)? {
+            if r.swap.is_some() {
+                engine.record(|c| c.cancel_rollback(r.id))?;
+                writeln!(
+                    ctx.out,
+                    "forgot the interrupted rollback of {}/{} to {}: LVM is as you left it; check `lvs {}` and `lvsnap list`",
+                    r.vg, r.origin, r.snapshot, r.vg
+                )?;
+            }
+        }
         return Ok(exit::OK);
     }
     let notes = resume_swaps(&mut engine, ctx.now)?;
@@ -90,10 +104,10 @@ pub fn rollback_cmd(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Err
     let tz = ctx.config.settings.timezone;
     let open = origin.open;
     if m.lv.as_ref().is_some_and(|l| l.origin.is_none()) {
-        return swap_in_detached(ctx, &mut engine, &m, origin, yes);
+        return swap_in_detached(ctx, &mut engine, &m, origin, &inv, yes);
     }
     let mounted_at = mount::mount_point_of(&vg, &lv);
-    let merge = MergeSpace::of(&inv, &vg, &lv, &name);
+    let merge = MergeSpace::of(&inv, &vg, &lv, &name, open);
     let guard_size = merge.guard_bytes();
     writeln!(
         ctx.out,
@@ -205,6 +219,7 @@ fn swap_in_detached(
     engine: &mut Engine<'_>,
     m: &crate::reconcile::Managed,
     origin: &crate::lvm::Lv,
+    inv: &crate::lvm::Inventory,
     yes: bool,
 ) -> Result<i32, Error> {
     let (vg, lv, name) = (&m.record.vg, &m.record.origin, &m.record.name);
@@ -232,10 +247,12 @@ fn swap_in_detached(
         .filter(|s| &s.vg == vg)
         .map(|s| s.name)
         .collect();
-    let guard = crate::plan::naming::snapshot_name(lv, now, |n| known.iter().any(|k| k == n));
+    let guard = crate::plan::naming::snapshot_name(lv, now, |n| {
+        known.iter().any(|k| k == n) || inv.find(vg, n).is_some()
+    });
     writeln!(
         ctx.out,
-        "rollback of {vg}/{lv} to {name} (taken {}):\n  1. {vg}/{lv} as it is now becomes the guard snapshot {guard} (renamed and pinned): `lvsnap rollback {guard}` undoes this rollback\n  2. {name} becomes {vg}/{lv} (renamed; LVM cannot merge a thin snapshot an earlier rollback detached)",
+        "rollback of {vg}/{lv} to {name} (taken {}):\n  1. {vg}/{lv} as it is now becomes the guard snapshot {guard} (renamed and pinned): `lvsnap rollback {guard}` undoes this rollback\n  2. {name} becomes {vg}/{lv} (renamed; LVM cannot merge a thin snapshot an earlier rollback detached)\n  3. {guard} is deactivated and kept from activating at boot: it carries the same filesystem UUID as {vg}/{lv}",
         local(m.record.time, ctx.config.settings.timezone)
     )?;
     if !confirm(ctx.out, yes, &format!("roll back {vg}/{lv} to {name}"))? {
@@ -322,15 +339,18 @@ fn finish_swap(
         .map(|t| (false, t.clone()))
         .collect();
     let old_name = if old.name == *lv { &guard } else { &old.name };
-    let new_name = if new.name == *name { lv } else { &new.name };
     let steps = [
         (old.name == *lv).then(|| commands::rename(vg, lv, &guard)),
         (!add.is_empty()).then(|| commands::retag(vg, old_name, &add)),
-        (new.name == *name).then(|| commands::rename(vg, name, lv)),
-        (!drop.is_empty()).then(|| commands::retag(vg, new_name, &drop)),
+        (new.name != *lv).then(|| commands::rename(vg, &new.name, lv)),
+        (!drop.is_empty()).then(|| commands::retag(vg, lv, &drop)),
         new.skip_activation
-            .then(|| commands::activate_at_boot(vg, new_name)),
-        (!new.active).then(|| commands::activate(vg, new_name)),
+            .then(|| commands::activate_at_boot(vg, lv)),
+        (!new.active).then(|| commands::activate(vg, lv)),
+        // The guard carries the same filesystem UUID as the new origin: active, or activated
+        // at boot, it could be what `UUID=` in fstab mounts.
+        old.active.then(|| commands::deactivate(vg, old_name)),
+        (!old.skip_activation).then(|| commands::skip_at_boot(vg, old_name)),
     ];
     let (old_uuid, old_size) = (old.uuid.clone(), old.size);
     for (i, next) in steps.iter().enumerate() {
@@ -343,6 +363,19 @@ fn finish_swap(
                 "rollback of {vg}/{lv} to {name} stopped at step {step}, `{next}`: {e}; the journal keeps where it was: fix the cause and run `lvsnap rollback --resume`"
             )));
         }
+    }
+    let inv = engine.inventory()?;
+    let settled = inv
+        .by_uuid(&journal.snapshot_uuid)
+        .is_some_and(|l| l.name == *lv)
+        && inv
+            .by_uuid(&journal.origin_uuid)
+            .is_some_and(|l| l.name != *lv);
+    if !settled {
+        return Err(Error::Usage(format!(
+            "the rollback of {vg}/{lv} to {name} ran its steps, but LVM does not show {} as {vg}/{lv}; check `lvs -o +lv_uuid {vg}`",
+            journal.snapshot_uuid
+        )));
     }
     let new = NewSnapshot {
         vg,
@@ -358,13 +391,22 @@ fn finish_swap(
     let (uuid, snapshot_id, id) = (old_uuid, r.snapshot_id, r.id);
     // The guard is adopted before the rollback is marked done: a resume after a crash in
     // between finds it adopted (the volume's UUID may be in older, merged records too).
-    let adopted = engine
-        .catalog
-        .live_snapshots()?
-        .iter()
-        .any(|s| s.uuid.as_deref() == Some(uuid.as_str()));
-    if !adopted {
-        engine.catalog.adopt(&new, &uuid, now)?;
+    // An adoption a crash cut short left a record by name, not yet bound to the volume.
+    let adopted = engine.catalog.live_snapshots()?.into_iter().find(|s| {
+        s.uuid.as_deref() == Some(uuid.as_str())
+            || (s.uuid.is_none() && s.vg == *vg && s.name == guard)
+    });
+    match adopted {
+        Some(s) if s.uuid.is_none() => {
+            engine.catalog.bind(s.id, &uuid, old_size)?;
+            engine
+                .catalog
+                .set_state(s.id, State::Present, Some("adopted from LVM tags"), now)?;
+        }
+        Some(_) => {}
+        None => {
+            engine.catalog.adopt(&new, &uuid, now)?;
+        }
     }
     engine.record(|c| {
         c.set_state(
@@ -393,13 +435,11 @@ pub fn resume_swaps(
         let Some(j) = &r.swap else { continue };
         let (vg, lv, name) = (&r.vg, &r.origin, &r.snapshot);
         let inv = engine.inventory()?;
-        let untouched = inv.by_uuid(&j.origin_uuid).is_some_and(|l| l.name == *lv)
-            && inv
-                .by_uuid(&j.snapshot_uuid)
-                .is_some_and(|l| l.name == *name && l.has_tag(OWNER_TAG))
-            && inv
-                .by_uuid(&j.origin_uuid)
-                .is_some_and(|l| !l.has_tag(OWNER_TAG));
+        // Nothing happened while the origin still has its name and no guard tag (whatever
+        // became of the snapshot meanwhile).
+        let untouched = inv
+            .by_uuid(&j.origin_uuid)
+            .is_some_and(|l| l.name == *lv && !l.has_tag(OWNER_TAG));
         if untouched {
             engine.record(|c| c.cancel_rollback(r.id))?;
             notes.push(format!(
@@ -420,7 +460,9 @@ pub fn resume_swaps(
                 j.step,
                 r.guard.as_deref().unwrap_or("the guard")
             )),
-            Err(e) => notes.push(e.to_string()),
+            Err(e) => notes.push(format!(
+                "{e} (when LVM is put right, `lvsnap rollback --resume` finishes it; `lvsnap rollback --resume --abandon` forgets it)"
+            )),
         }
     }
     Ok(notes)
@@ -442,13 +484,27 @@ struct MergeSpace {
 }
 
 impl MergeSpace {
-    fn of(inv: &crate::lvm::Inventory, vg: &str, origin: &str, merged: &str) -> MergeSpace {
+    /// `deferred`: the origin is in use, so the merge waits for its next activation and the
+    /// snapshot keeps filling until then; its whole copy-on-write size is the bound.
+    fn of(
+        inv: &crate::lvm::Inventory,
+        vg: &str,
+        origin: &str,
+        merged: &str,
+        deferred: bool,
+    ) -> MergeSpace {
         let used = |l: &crate::lvm::Lv| {
             let pct = l.data_percent.unwrap_or(100.0).clamp(0.0, 100.0);
             // Rounded up: the percentage is reported to two decimals.
             (l.size as f64 * (pct + 0.01) / 100.0).ceil() as u64
         };
-        let writes = inv.find(vg, merged).map_or(0, |l| used(l).min(l.size));
+        let writes = inv.find(vg, merged).map_or(0, |l| {
+            if deferred {
+                l.size
+            } else {
+                used(l).min(l.size)
+            }
+        });
         let at_risk = inv
             .lvs
             .iter()

@@ -77,9 +77,9 @@ echo 0 > /run/calls; echo 0 > /run/kill-at
 content() { mount -o ro /dev/vg0/data /mnt/peek; cat /mnt/peek/state; umount /mnt/peek; }
 umount /mnt/data
 
-# Six steps: rename the origin to the guard, tag it, rename the snapshot to the origin, untag
-# it, clear its activation-skip flag, activate it.
-for k in 1 2 3 4 5 6; do
+# Eight steps: rename the origin to the guard, tag it, rename the snapshot to the origin, untag
+# it, clear its activation-skip flag, activate it, deactivate the guard, set its flag.
+for k in 1 2 3 4 5 6 7 8; do
   step "thin swap killed before step $k"
   # A snapshot that a rollback detached: the guard of a thin rollback (the merge detaches the
   # origin's other snapshots). It holds "state $k"; vg0/data goes back to what it held.
@@ -107,6 +107,8 @@ for k in 1 2 3 4 5 6; do
     guard=$(echo "$out" | sed -n 's/.*; \(data-lvsnap-[0-9TZ-]*\) keeps the state from before.*/\1/p')
     [ -n "$guard" ] || fail "the resume did not name the new guard"
     assert_lv_exists vg0/$guard
+    assert_eq "$(lv_field vg0/$guard lv_active)" "" "the guard is inactive"
+    assert_eq "$(lv_field vg0/$guard lv_skip_activation)" "skipactivation" "the guard is skipped at boot"
   fi
   assert_eq "$(lv_field vg0/data lv_tags)" "" "vg0/data carries no lvsnap tag"
   assert_contains "$("$LVSNAP" rollback --resume)" "no interrupted rollback"
