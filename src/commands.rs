@@ -399,6 +399,21 @@ pub fn check(ctx: &mut Ctx<'_>, t: status::Thresholds) -> i32 {
         }
         Ok((states, cap, None)) => {
             let (level, line) = status::check(ctx.config, &states, &cap, ctx.now, t);
+            // A name swap a crash interrupted may have left no VG/LV at all.
+            let interrupted = ctx
+                .catalog(false)
+                .ok()
+                .and_then(|c| c.rollbacks(true).ok())
+                .and_then(|rs| rs.into_iter().find(|r| r.swap.is_some()));
+            if let Some(r) = interrupted {
+                let rest = line.split_once(" - ").map_or(line.as_str(), |(_, r)| r);
+                let _ = writeln!(
+                    ctx.out,
+                    "LVSNAP CRITICAL - the rollback of {}/{} to {} was interrupted ({}/{} may be missing): run `lvsnap rollback --resume`; {rest}",
+                    r.vg, r.origin, r.snapshot, r.vg, r.origin
+                );
+                return status::Level::Critical as i32;
+            }
             let _ = writeln!(ctx.out, "{line}");
             level as i32
         }

@@ -758,6 +758,9 @@ fn a_swap_that_cannot_go_on_stays_pending_until_abandoned() {
     assert!(out.contains("--resume --abandon"), "{out}");
     let (code, out) = h.lvsnap(&["run"], "2026-03-02T04:03:00Z");
     assert_eq!(code, 1, "{out}");
+    let (code, out) = h.lvsnap(&["check"], "2026-03-02T04:03:30Z");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("LVSNAP CRITICAL - the rollback of vg0/data to data-lvsnap-20260302T030000Z was interrupted"), "{out}");
     let (code, out) = h.lvsnap(
         &["rollback", "--resume", "--abandon"],
         "2026-03-02T04:04:00Z",
