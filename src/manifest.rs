@@ -1046,7 +1046,7 @@ fn open_file(path: &Path) -> io::Result<fs::File> {
 }
 
 /// Size and SHA-256 of `path` if it is a regular file (never a link, a device or a fifo put in
-/// its place: those are not opened); `None` otherwise.
+/// its place: those are not opened); `None` otherwise. Writeback of the file is started.
 ///
 /// # Errors
 /// The file cannot be read.
@@ -1058,7 +1058,14 @@ pub fn hash_regular(path: &Path, buf: &mut [u8]) -> io::Result<Option<(u64, Stri
     if !f.metadata()?.is_file() {
         return Ok(None);
     }
-    hash_reader(&mut f, buf, None).map(Some)
+    let read = hash_reader(&mut f, buf, None)?;
+    // Its data starts for the disk now, not all at once at the final sync before the commit.
+    // SAFETY: a plain syscall on a descriptor this function owns.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+    Ok(Some(read))
 }
 
 fn hash_file(

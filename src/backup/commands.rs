@@ -101,11 +101,12 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                 let lost = skipped.values().filter(|s| s.loses_data()).count();
                 writeln!(
                     out,
-                    "{head}: {} {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, proven in {:.1}s ({} read back, {} as in the previous generation{})",
+                    "{head}: {} {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, proven in {:.1}s ({} read back, {} of them during the copy, {} as in the previous generation{})",
                     if lost > 0 { "PARTIAL, wrote" } else { "wrote" },
                     format_size(*bytes),
                     proof.seconds,
                     proof.read_back,
+                    proof.during_copy,
                     proof.linked,
                     if proof.recopied.is_empty() {
                         String::new()
@@ -161,7 +162,7 @@ pub fn report_json(r: &BackupReport) -> Value {
                     if skipped.values().any(|s| s.loses_data()) { "partial" } else { "done" },
                     json!({"name": name, "snapshot": snapshot, "bytes": bytes, "files": files,
                            "copy_seconds": copy_seconds, "hash_seconds": hash_seconds,
-                           "proof": {"seconds": proof.seconds, "read_back": proof.read_back,
+                           "proof": {"seconds": proof.seconds, "read_back": proof.read_back, "read_during_copy": proof.during_copy,
                                      "linked": proof.linked,
                                      "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()},
                            "skipped": skipped.iter().map(|(p, why)| json!({"path": crate::names::json(p), "why": why.as_str()})).collect::<Vec<_>>()}),

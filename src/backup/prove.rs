@@ -26,6 +26,8 @@ use crate::manifest::{Content, Manifest, Walk};
 pub struct Proof {
     /// Files read back from the target and hashed.
     pub read_back: u64,
+    /// Of those, the ones read while the engine was still copying.
+    pub during_copy: u64,
     /// Files proven by the previous generation (same inode, same digest).
     pub linked: u64,
     /// Files rsync linked to a previous generation's different content, copied again.
@@ -103,6 +105,7 @@ fn prove_tree(
             if let Some(read) = early.get(rel) {
                 known.insert(rel.clone(), read.clone());
                 proof.read_back += 1;
+                proof.during_copy += 1;
             }
             continue;
         }
