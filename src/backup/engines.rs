@@ -28,8 +28,9 @@ pub struct Job<'a> {
     /// `VG/LV` of the snapshot, for the command engine's `{snapshot}`.
     pub snapshot: &'a str,
     pub cancel: &'a AtomicBool,
-    /// Told the path (relative to the generation) of each file rsync has finished writing, as
-    /// it goes, so that reading it back can start before the copy ends.
+    /// Told the path (relative to the generation) of each file rsync names as it goes, so that
+    /// reading it back can start before the copy ends. rsync names a file before it writes it
+    /// (with a names-only format), so the file may not be in place yet when it is told.
     pub written: Option<&'a (dyn Fn(PathBuf) + Sync)>,
 }
 
