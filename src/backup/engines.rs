@@ -99,8 +99,10 @@ pub fn argv(job: &Job<'_>, exclude_file: Option<&Path>) -> Vec<OsString> {
                 v.push(arg("--exclude-from=", f, ""));
             }
             if job.written.is_some() {
-                // One line per file written, its name relative to the generation.
-                v.push("--out-format=%n".into());
+                // One line per file written, its name relative to the generation. The byte
+                // count is what makes rsync print the line once the file is sent: with names
+                // alone it prints each one before the transfer starts.
+                v.push("--out-format=%b %n".into());
             }
             v.push(arg("", job.source, "/"));
             v.push(arg("", &dest, "/"));
@@ -213,9 +215,14 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
     match (job.engine, job.written) {
         (BackupEngine::Rsync, Some(written)) => {
             let on_line = |line: &[u8]| {
-                // Directories end in a slash; rsync writes a file before it names it.
-                if !line.is_empty() && !line.ends_with(b"/") {
-                    written(PathBuf::from(OsString::from_vec(rsync_unescape(line))));
+                // "BYTES NAME"; directories end in a slash.
+                let name = line
+                    .iter()
+                    .position(|b| *b == b' ')
+                    .filter(|at| line[..*at].iter().all(u8::is_ascii_digit))
+                    .map(|at| &line[at + 1..]);
+                if let Some(name) = name.filter(|n| !n.is_empty() && !n.ends_with(b"/")) {
+                    written(PathBuf::from(OsString::from_vec(rsync_unescape(name))));
                 }
             };
             run_program_lines(&argv, job.cancel, program, Some(&on_line))

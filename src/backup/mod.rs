@@ -734,7 +734,7 @@ fn copy(
     // What rsync has written is read back while it goes on copying: each file it names is
     // hashed from the target (and checked against the manifest in the proof).
     let gen = engines::partial("rsync", dir, name).expect("a directory");
-    let early: Mutex<BTreeMap<PathBuf, (u64, String)>> = Mutex::new(BTreeMap::new());
+    let early = prove::EarlyReads::default();
     let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
     let rx = Mutex::new(rx);
     let (written, hashed) = std::thread::scope(|s| {
@@ -744,21 +744,7 @@ fn copy(
             (m, start.elapsed().as_secs_f64())
         });
         let readers: Vec<_> = (0..workers.div_ceil(2))
-            .map(|_| {
-                s.spawn(|| {
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let next = rx.lock().expect("queue").recv();
-                        let Ok(rel) = next else { break };
-                        // A file that cannot be read now is read again by the proof.
-                        if let Ok(Some(read)) =
-                            crate::manifest::hash_regular(&gen.join(&rel), &mut buf)
-                        {
-                            early.lock().expect("reads").insert(rel, read);
-                        }
-                    }
-                })
-            })
+            .map(|_| s.spawn(|| prove::read_back_as_written(&gen, &rx, &early)))
             .collect();
         let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
         let start = Instant::now();

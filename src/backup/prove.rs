@@ -13,10 +13,12 @@
 //!
 //! The target's filesystem is then synced, so that the final rename never comes before data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::engines;
 use crate::manifest::{Content, Manifest, Walk};
@@ -33,6 +35,59 @@ pub struct Proof {
     /// Files rsync linked to a previous generation's different content, copied again.
     pub recopied: Vec<PathBuf>,
     pub seconds: f64,
+}
+
+/// Files read back while the engine still copies, by name relative to the generation: size
+/// and SHA-256 as read then.
+pub type EarlyReads = Mutex<BTreeMap<PathBuf, (u64, String)>>;
+
+/// How long a reader waits for more names before it looks again at those not yet in place.
+const RETRY_AFTER: Duration = Duration::from_millis(25);
+
+/// One reading thread of the overlap: hashes each file named on `names` (relative to `gen`)
+/// as soon as it is in place, into `early`, until the engine has finished and named them all.
+///
+/// rsync names a file once it has sent it, which can be a little before its receiver has
+/// renamed it into place: a name not there yet waits and is tried again. Whatever still
+/// cannot be read when the engine is done (or is read wrong) is read by the proof itself, so
+/// nothing here can make a proof pass that would otherwise fail.
+pub fn read_back_as_written(gen: &Path, names: &Mutex<Receiver<PathBuf>>, early: &EarlyReads) {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut waiting = VecDeque::new();
+    let mut read = |rel: PathBuf, waiting: &mut VecDeque<PathBuf>, last: bool| {
+        match crate::manifest::hash_regular(&gen.join(&rel), &mut buf) {
+            Ok(Some(r)) => {
+                early.lock().expect("reads").insert(rel, r);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !last => {
+                waiting.push_back(rel);
+            }
+            _ => {}
+        }
+    };
+    let mut tried = Instant::now();
+    loop {
+        let next = names.lock().expect("queue").recv_timeout(RETRY_AFTER);
+        let done = match next {
+            Ok(rel) => {
+                read(rel, &mut waiting, false);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        if done || tried.elapsed() >= RETRY_AFTER {
+            tried = Instant::now();
+            // The oldest first: what was named earlier is likelier to be in place by now.
+            for _ in 0..waiting.len() {
+                let rel = waiting.pop_front().expect("counted");
+                read(rel, &mut waiting, done);
+            }
+        }
+        if done {
+            break;
+        }
+    }
 }
 
 /// Proves the partial generation `name` in `dir` equal to `manifest` (hashed from `source`).
@@ -102,7 +157,9 @@ fn prove_tree(
             .is_some_and(|pm| m.is_file() && pm.dev() == m.dev() && pm.ino() == m.ino());
         if !linked {
             // Read back while the copy went on (what rsync wrote, read after it named it).
-            if let Some(read) = early.get(rel) {
+            // A read that disagrees with the snapshot is not trusted either way: the file
+            // may have been read before its final content was in place. It is read again.
+            if let Some(read) = early.get(rel).filter(|(s, d)| s == size && d == sha256) {
                 known.insert(rel.clone(), read.clone());
                 proof.read_back += 1;
                 proof.during_copy += 1;
@@ -220,6 +277,7 @@ fn differs(lines: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
     use std::process::Command;
 
     fn rsync(src: &Path, dest: &Path, link_dest: Option<&Path>) {
@@ -430,6 +488,77 @@ mod tests {
             "generation 1 is untouched: {:?}",
             m1.diff(&g1)
         );
+    }
+
+    /// The overlap with real rsync: every file it writes is read back by the reading threads
+    /// (some not yet in place when rsync names them), and the proof takes those reads instead
+    /// of reading again. A read that disagrees with the snapshot is read again, not trusted.
+    #[test]
+    fn what_rsync_writes_is_read_back_during_the_copy_and_used_by_the_proof() {
+        use crate::config::BackupEngine;
+        use std::sync::atomic::AtomicBool;
+        let t = tempfile::tempdir().unwrap();
+        let (src, dir) = (t.path().join("src"), t.path().join("target"));
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..200 {
+            std::fs::write(src.join(format!("d/small {i}")), format!("{i}\n")).unwrap();
+        }
+        for i in 0..4 {
+            std::fs::write(src.join(format!("big{i}")), vec![i; 3 << 20]).unwrap();
+        }
+        std::fs::write(
+            src.join(std::ffi::OsStr::from_bytes(b"odd \xff\nname")),
+            "x",
+        )
+        .unwrap();
+        std::fs::hard_link(src.join("big0"), src.join("d/link")).unwrap();
+        let m = Manifest::of_tree(&src, 2).unwrap();
+        let files = m
+            .entries
+            .values()
+            .filter(|e| matches!(e.content, Content::File { .. }))
+            .count();
+        let cancel = AtomicBool::new(false);
+        let early = EarlyReads::default();
+        let gen = engines::partial("rsync", &dir, "g").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rx = Mutex::new(rx);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| read_back_as_written(&gen, &rx, &early)))
+                .collect();
+            let send = |p: PathBuf| tx.send(p).unwrap();
+            let job = engines::Job {
+                engine: &BackupEngine::Rsync,
+                source: &src,
+                dir: &dir,
+                name: "g",
+                previous: None,
+                exclude: &[],
+                snapshot: "vg0/x",
+                cancel: &cancel,
+                written: Some(&send),
+            };
+            engines::write(&job).unwrap();
+            drop(tx);
+            for r in readers {
+                r.join().unwrap();
+            }
+        });
+        let mut early = early.into_inner().unwrap();
+        for (rel, read) in &early {
+            let Content::File { size, sha256 } = &m.entries[rel].content else {
+                panic!("{rel:?} is a file");
+            };
+            assert_eq!((&read.0, &read.1), (size, sha256), "{rel:?}");
+        }
+        assert_eq!(early.len(), files, "each file is read back once named");
+        // One read taken before its file was complete: the proof reads it again.
+        early.insert(PathBuf::from("big1"), (3 << 20, "0".repeat(64)));
+        let proof = prove("rsync", &src, &dir, "g", None, &m, 2, &early).unwrap();
+        assert_eq!(proof.read_back, files as u64);
+        assert_eq!(proof.during_copy, files as u64 - 1);
     }
 
     fn filetime_of(m: &std::fs::Metadata) -> std::time::SystemTime {
