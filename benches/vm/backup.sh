@@ -3,7 +3,9 @@
 # in 1 MiB files, 1/4 in 16 KiB files) is snapshotted; each round times, on the same mounted
 # snapshot with a cold page cache and an empty target (no --link-dest shortcut): a plain
 # `rsync -a`; the exact rsync lvsnap runs (`-aHAXS --numeric-ids`: hard links, ACLs, xattrs,
-# sparse files), bare; and `lvsnap backup` (its copy, its overlapped hashing, its wall time).
+# sparse files), bare, and the same followed by `sync` (lvsnap syncs before it commits); and
+# `lvsnap backup` (its copy, its overlapped hashing, its proof and that proof's parts: the walk
+# of the generation, the sync, how many files were read back while rsync still copied).
 # Then hashing: sha256sum vs the manifest code on 1 and 2 threads (warm cache). BENCHMARKS.md.
 set -euo pipefail
 LVSNAP=$1; MIB=${2:-1024}; PAIRS=${3:-3}
@@ -40,7 +42,7 @@ schedule = "0 2 * * *"
 target = "/mnt/target/lvsnap"
 keep = { last = 10 }
 TOML
-echo "round  rsync-a_ms  rsync-aHAXS_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_proof_ms  lvsnap_wall_ms  HAXS/a  lvsnap_copy/a  lvsnap_wall/HAXS"
+echo "round  rsync-a_ms  rsync-aHAXS_ms  +sync_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_proof_ms  walk_ms  sync_ms  early/read  lvsnap_wall_ms  HAXS/a  lvsnap_wall/HAXS  lvsnap_wall/HAXS+sync"
 for i in $(seq "$PAIRS"); do
   rm -rf /mnt/target/plain /mnt/target/lvsnap
   sleep 1; snap=$($LVSNAP snapshot home | sed -n 's/.*created //p')
@@ -48,14 +50,21 @@ for i in $(seq "$PAIRS"); do
   cold; s=$(date +%s%N); rsync -a /mnt/snap/ /mnt/target/plain/; plain=$(ms $s)
   rm -rf /mnt/target/plain
   cold; s=$(date +%s%N); rsync -aHAXS --numeric-ids /mnt/snap/ /mnt/target/plain/; haxs=$(ms $s)
+  rm -rf /mnt/target/plain
+  cold; s=$(date +%s%N); rsync -aHAXS --numeric-ids /mnt/snap/ /mnt/target/plain/; sync; synced=$(ms $s)
+  rm -rf /mnt/target/plain
   umount /mnt/snap
   cold; s=$(date +%s%N); out=$($LVSNAP backup home --json); wall=$(ms $s)
   copy=$(echo "$out" | grep -o '"copy_seconds":[0-9.]*' | cut -d: -f2)
   hash=$(echo "$out" | grep -o '"hash_seconds":[0-9.]*' | cut -d: -f2)
   # The proof: the written generation read back and hashed before it is called complete.
   proof=$(echo "$out" | grep -o '"proof":{"seconds":[0-9.]*' | grep -o '[0-9.]*$')
-  awk -v i=$i -v p=$plain -v x=$haxs -v c=$copy -v h=$hash -v f=$proof -v w=$wall \
-    'BEGIN {printf "%5d  %10d  %14d  %14d  %14d  %15d  %14d  %6.3f  %13.3f  %16.3f\n", i, p, x, c * 1000, h * 1000, f * 1000, w, x / p, c * 1000 / p, w / x}'
+  walk=$(echo "$out" | grep -o '"walk_seconds":[0-9.]*' | cut -d: -f2)
+  fsync=$(echo "$out" | grep -o '"sync_seconds":[0-9.]*' | cut -d: -f2)
+  read=$(echo "$out" | grep -o '"read_back":[0-9]*' | cut -d: -f2)
+  early=$(echo "$out" | grep -o '"read_during_copy":[0-9]*' | cut -d: -f2)
+  awk -v i=$i -v p=$plain -v x=$haxs -v y=$synced -v c=$copy -v h=$hash -v f=$proof -v k=$walk -v z=$fsync -v e="$early/$read" -v w=$wall \
+    'BEGIN {printf "%5d  %10d  %14d  %8d  %14d  %14d  %15d  %7d  %7d  %10s  %14d  %6.3f  %16.3f  %21.3f\n", i, p, x, y, c * 1000, h * 1000, f * 1000, k * 1000, z * 1000, e, w, x / p, w / x, w / y}'
 done
 step_hash() {
   mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap

@@ -162,7 +162,7 @@ pub fn report_json(r: &BackupReport) -> Value {
                     if skipped.values().any(|s| s.loses_data()) { "partial" } else { "done" },
                     json!({"name": name, "snapshot": snapshot, "bytes": bytes, "files": files,
                            "copy_seconds": copy_seconds, "hash_seconds": hash_seconds,
-                           "proof": {"seconds": proof.seconds, "read_back": proof.read_back, "read_during_copy": proof.during_copy,
+                           "proof": {"seconds": proof.seconds, "walk_seconds": proof.walk_seconds, "sync_seconds": proof.sync_seconds, "read_back": proof.read_back, "read_during_copy": proof.during_copy,
                                      "linked": proof.linked,
                                      "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()},
                            "skipped": skipped.iter().map(|(p, why)| json!({"path": crate::names::json(p), "why": why.as_str()})).collect::<Vec<_>>()}),

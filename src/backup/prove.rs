@@ -35,6 +35,10 @@ pub struct Proof {
     /// Files rsync linked to a previous generation's different content, copied again.
     pub recopied: Vec<PathBuf>,
     pub seconds: f64,
+    /// Of those seconds: walking the generation (metadata and links),
+    pub walk_seconds: f64,
+    /// and syncing the target's filesystem before the commit.
+    pub sync_seconds: f64,
 }
 
 /// Files read back while the engine still copies, by name relative to the generation: size
@@ -126,7 +130,9 @@ pub fn prove(
     // The data on disk before the rename that calls it complete.
     let target =
         std::fs::File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let sync_start = Instant::now();
     rustix::fs::syncfs(&target).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    proof.sync_seconds = sync_start.elapsed().as_secs_f64();
     proof.seconds = start.elapsed().as_secs_f64();
     Ok(proof)
 }
@@ -183,10 +189,18 @@ fn prove_tree(
         recopy(source, &gen, &stale)?;
         proof.recopied = stale;
     }
+    // Renaming files copied again into a directory touched it.
+    set_times(&gen, manifest)?;
+    // Everything is read back: every entry's type, owner, mode, mtime, link target, device
+    // number, attributes and links, and every file's content not proven above.
+    let walk_start = Instant::now();
+    let walk = || {
+        Manifest::walk(&gen, &Walk::default())
+            .map_err(|e| format!("cannot read back {}: {e}", gen.display()))
+    };
+    let mut walked = walk()?;
     // Names rsync linked to one inode of the previous generation that are separate inodes in
     // the snapshot now (or the other way round) are copied again, with the snapshot's links.
-    let walked = Manifest::walk(&gen, &Walk::default())
-        .map_err(|e| format!("cannot read back {}: {e}", gen.display()))?;
     let relink = manifest.link_mismatches(walked.entries());
     if !relink.is_empty() {
         recopy(source, &gen, &relink)?;
@@ -194,12 +208,10 @@ fn prove_tree(
             known.remove(p);
         }
         proof.recopied.extend(relink);
+        set_times(&gen, manifest)?;
+        walked = walk()?;
     }
-    set_times(&gen, manifest)?;
-    // Everything else is read back: every entry's type, owner, mode, mtime, link target,
-    // device number, attributes and links, and every file's content not proven above.
-    let walked = Manifest::walk(&gen, &Walk::default())
-        .map_err(|e| format!("cannot read back {}: {e}", gen.display()))?;
+    proof.walk_seconds = walk_start.elapsed().as_secs_f64();
     let (written, read_now) = walked.hash_unknown(workers, &known);
     let d = manifest.diff(&written);
     if !d.is_empty() {
