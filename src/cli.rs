@@ -493,7 +493,14 @@ where
         catch_signals(&cancel);
     }
     // Whole seconds: snapshot times, names and the catalog all count in seconds.
-    execute_with(&cli, &runner, Utc::now().trunc_subsecs(0), &mut out, cancel)
+    execute_with(
+        &cli,
+        &runner,
+        Utc::now().trunc_subsecs(0),
+        &mut out,
+        &mut std::io::stderr(),
+        cancel,
+    )
 }
 
 /// SIGTERM and SIGINT set `cancel`: the command finishes the LVM command in flight, stops a
@@ -582,10 +589,16 @@ fn init_logging(verbose: u8) {
     };
 }
 
-/// Runs a parsed command against `runner` with the clock at `now`, printing to `out` and errors
-/// to stderr; returns the exit status.
-pub fn execute(cli: &Cli, runner: &dyn Runner, now: DateTime<Utc>, out: &mut dyn Write) -> i32 {
-    execute_with(cli, runner, now, out, Default::default())
+/// Runs a parsed command against `runner` with the clock at `now`, printing to `out` and error
+/// messages to `err`; returns the exit status.
+pub fn execute(
+    cli: &Cli,
+    runner: &dyn Runner,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    execute_with(cli, runner, now, out, err, Default::default())
 }
 
 /// [`execute`] with a cancel flag that signals set.
@@ -594,6 +607,7 @@ pub fn execute_with(
     runner: &dyn Runner,
     now: DateTime<Utc>,
     out: &mut dyn Write,
+    err: &mut dyn Write,
     cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> i32 {
     crate::private::set_umask();
@@ -602,9 +616,10 @@ pub fn execute_with(
         // `lvsnap list | head`: the reader has what it wanted.
         Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(e) => {
-            eprintln!("lvsnap: {e}");
+            let _ = writeln!(err, "lvsnap: {e}");
             if let Error::Config(config::LoadError::Invalid(errs)) = &e {
-                eprintln!(
+                let _ = writeln!(
+                    err,
                     "lvsnap: {} error(s) in the policy files; nothing was changed",
                     errs.0.len()
                 );

@@ -625,8 +625,8 @@ pub fn pin(ctx: &mut Ctx<'_>, snapshot: &str, pinned: bool) -> Result<i32, Error
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
-    let (_, fleet) = engine.survey()?;
-    let m = find_managed(&fleet.managed, &fleet.strays, snapshot)?;
+    let (inv, fleet) = engine.survey()?;
+    let m = crate::resolve::snapshot(&fleet, &inv, snapshot)?;
     let inv = if pinned {
         commands::add_tag(&m.record.vg, &m.record.name, PINNED_TAG)
     } else {
@@ -656,32 +656,6 @@ pub fn pin(ctx: &mut Ctx<'_>, snapshot: &str, pinned: bool) -> Result<i32, Error
         }
     )?;
     Ok(exit::OK)
-}
-
-/// Finds a managed snapshot by `NAME` or `VG/NAME`, refusing anything lvsnap does not manage.
-///
-/// # Errors
-/// No such managed snapshot, or the name is ambiguous.
-pub fn find_managed<'m>(
-    managed: &'m [Managed],
-    strays: &[crate::lvm::Lv],
-    spec: &str,
-) -> Result<&'m Managed, Error> {
-    let (vg, name) = spec
-        .split_once('/')
-        .map_or((None, spec), |(v, n)| (Some(v), n));
-    let hits: Vec<&Managed> = managed
-        .iter()
-        .filter(|m| m.record.name == name && vg.is_none_or(|v| v == m.record.vg))
-        .collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] if strays.iter().any(|l| l.name == name) => Err(Error::Usage(format!(
-            "{spec} carries lvsnap's tag but is not in the catalog, so lvsnap will not touch it\n    hint: `lvsnap catalog rebuild` adopts it"
-        ))),
-        [] => Err(Error::Usage(format!("{spec} is not a snapshot lvsnap manages (see `lvsnap list`); lvsnap never touches snapshots it did not create"))),
-        _ => Err(Error::Usage(format!("{spec} names snapshots in several volume groups; write VG/NAME"))),
-    }
 }
 
 /// `catalog rebuild`: sets a damaged catalog aside, re-creates records for tagged snapshots

@@ -53,3 +53,48 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The exit status is the error's kind alone: bad input is 2 wherever it is found (policy
+    /// files, arguments, a name that fits nothing or too much, a path through a link); anything
+    /// that failed while acting is 1. (0 and 3 are outcomes, not errors: `run_status`.)
+    #[test]
+    fn each_kind_of_error_has_one_exit_status() {
+        let io = || std::io::Error::other("x");
+        let usage = [
+            Error::Usage("no policy named \"x\"".into()),
+            Error::Run(RunError::BadRequest(
+                "names snapshots in 2 volume groups".into(),
+            )),
+            Error::Config(LoadError::Empty("/etc/lvsnap".into())),
+            Error::Config(LoadError::Read {
+                path: "/etc/lvsnap/lvsnap.toml".into(),
+                source: io(),
+            }),
+            Error::from(ConfigErrors(Vec::new())),
+        ];
+        for e in usage {
+            assert_eq!(e.exit_code(), exit::USAGE, "{e:?}");
+        }
+        let failed = [
+            Error::Run(RunError::Refused("the volume group is full".into())),
+            Error::Lock(LockError::Busy {
+                pid: "1".into(),
+                waited: Duration::from_secs(1),
+            }),
+            Error::Lvm(LvmError::Untrusted(
+                "/usr/sbin/lvm is writable by others".into(),
+            )),
+            Error::Run(RunError::Lvm(LvmError::Untrusted("x".into()))),
+            Error::Output(io()),
+            Error::Daemon("cannot start the scheduler".into()),
+        ];
+        for e in failed {
+            assert_eq!(e.exit_code(), exit::FAILED, "{e:?}");
+        }
+    }
+}

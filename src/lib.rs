@@ -21,6 +21,7 @@ pub mod plan;
 pub mod private;
 pub mod reconcile;
 pub mod report;
+pub mod resolve;
 pub mod restore;
 pub mod run;
 pub mod simulate;

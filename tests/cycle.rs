@@ -56,7 +56,7 @@ impl World {
         let cli = Cli::try_parse_from(argv).expect("valid arguments");
         self.lvm.set_clock(t(now));
         let mut out = Vec::new();
-        let code = execute(&cli, &self.lvm, t(now), &mut out);
+        let code = execute(&cli, &self.lvm, t(now), &mut out, &mut std::io::stderr());
         (code, String::from_utf8(out).unwrap())
     }
 

@@ -770,3 +770,77 @@ fn a_swap_that_cannot_go_on_stays_pending_until_abandoned() {
     let (_, out) = h.lvsnap(&["rollback", "--resume"], "2026-03-02T04:05:00Z");
     assert!(out.contains("no interrupted rollback"), "{out}");
 }
+
+/// Two volume groups each hold `home` and one policy snapshots and backs up both, so a bare
+/// snapshot name or `LV@GENERATION` fits two things. Every command that takes one refuses it
+/// as bad input with both candidates listed, and changes nothing; `VG/NAME` is taken.
+#[test]
+fn a_name_two_volume_groups_share_is_refused_with_the_candidates() {
+    let lvm = FakeLvm::new();
+    lvm.add_vg("vg0", 8 * GIB)
+        .add_lv("vg0", "home", GIB)
+        .add_vg("vg1", 8 * GIB)
+        .add_lv("vg1", "home", GIB);
+    let h = Host::new(lvm, "");
+    h.add_policies(&format!(
+        "[policy.home]\nvolumes = [\"vg0/home\", \"vg1/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 10 }}\n\
+         [policy.home.backup]\nschedule = \"0 2 * * *\"\ntarget = \"{}/backup\"\nkeep = {{ last = 5 }}\n",
+        h.path()
+    ));
+    let r = h.run(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = h.run(&["backup", "home"], "2026-03-02T01:10:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    let name = "home-lvsnap-20260302T010000Z";
+    let backup = "home@20260302T010000Z";
+    let to = h.dir.path().join("restored");
+    let to = to.to_str().unwrap();
+    let before = h.lvm.invocations().len();
+    for args in [
+        vec!["restore", name, "etc", "--to", to],
+        vec!["mount", name],
+        vec!["diff", name],
+        vec!["rollback", name, "--yes"],
+        vec!["pin", name],
+        vec!["unpin", name],
+    ] {
+        let r = h.run(&args, "2026-03-02T02:00:00Z");
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.err.contains(&format!(
+                "{name} names snapshots in 2 volume groups: vg0/{name}, vg1/{name}; write VG/NAME"
+            )),
+            "{args:?}: {r:?}"
+        );
+    }
+    for args in [
+        vec!["verify", backup],
+        vec!["restore", backup, "etc", "--to", to],
+    ] {
+        let r = h.run(&args, "2026-03-02T02:00:00Z");
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.err.contains(&format!(
+                "{backup} names backups of 2 volumes: vg0/{backup}, vg1/{backup}; write VG/LV@GENERATION"
+            )),
+            "{args:?}: {r:?}"
+        );
+    }
+    let changed: Vec<String> = h.lvm.invocations()[before..]
+        .iter()
+        .filter(|c| !c.starts_with("lvs") && !c.starts_with("vgs"))
+        .cloned()
+        .collect();
+    assert!(changed.is_empty(), "nothing was changed: {changed:?}");
+    assert!(!std::path::Path::new(to).exists(), "nothing was restored");
+    let (code, out) = h.lvsnap(&["pin", &format!("vg1/{name}")], "2026-03-02T02:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert!(h
+        .lvm
+        .tags("vg1", name)
+        .contains(&"lvsnap-pinned".to_owned()));
+    assert!(!h
+        .lvm
+        .tags("vg0", name)
+        .contains(&"lvsnap-pinned".to_owned()));
+}

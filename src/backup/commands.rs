@@ -292,28 +292,6 @@ fn record_json(b: &BackupRecord) -> Value {
     })
 }
 
-/// Finds one backup by `VG/LV@NAME`, `LV@NAME` or catalog id.
-///
-/// # Errors
-/// No such complete backup, with the ones that exist.
-pub fn find_backup(all: &[BackupRecord], spec: &str) -> Result<BackupRecord, String> {
-    let live = || all.iter().filter(|b| b.state.is_usable());
-    let found = live().find(|b| {
-        b.label() == spec || format!("{}@{}", b.origin, b.name) == spec || b.id.to_string() == spec
-    });
-    found.cloned().ok_or_else(|| {
-        let names: Vec<String> = live().map(BackupRecord::label).collect();
-        format!(
-            "no complete backup {spec:?} (backups: {}); names are VG/LV@GENERATION as `lvsnap backups` shows them",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )
-    })
-}
-
 /// `lvsnap verify BACKUP | --all [--policy P]`: re-reads backups against their manifests.
 ///
 /// # Errors
@@ -332,7 +310,7 @@ pub fn verify_cmd(
     let catalog = ctx.catalog(true)?;
     let every = catalog.backups(policy)?;
     let chosen: Vec<BackupRecord> = match (spec, all) {
-        (Some(s), false) => vec![find_backup(&every, s).map_err(Error::Usage)?],
+        (Some(s), false) => vec![crate::resolve::backup(&every, s)?.clone()],
         (None, true) => every
             .into_iter()
             .filter(|b| b.state.is_usable() && b.engine != "command")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{copy, relative_paths, resolve, resolve_snapshot, Source};
+use super::{copy, relative_paths, resolve, Source};
 use crate::catalog::{Catalog, RestoreRecord, RollbackRecord};
 use crate::commands::Ctx;
 use crate::confine;
@@ -19,6 +19,7 @@ use crate::mount::{self, MountRequest};
 use crate::names::{self, shown};
 use crate::reconcile::Fleet;
 use crate::report::{format_size, local};
+use crate::resolve::readable_snapshot;
 use crate::run::{Engine, RunError};
 
 /// `lvsnap mount SNAPSHOT [DIR]`: mounts one of lvsnap's snapshots read-only to browse.
@@ -31,7 +32,7 @@ pub fn mount_cmd(ctx: &mut Ctx<'_>, spec: &str, dir: Option<&Path>) -> Result<i3
     let mut catalog = ctx.catalog(true)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
     let (inv, fleet) = engine.survey()?;
-    let m = resolve_snapshot(spec, &fleet, &inv).map_err(usage)?;
+    let m = readable_snapshot(&fleet, &inv, spec)?.clone();
     let label = format!("{}/{}", m.record.vg, m.record.name);
     if let Some(existing) = engine
         .catalog
@@ -145,7 +146,7 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
     let backups = catalog.backups(None)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
     let (inv, mut fleet) = engine.survey()?;
-    let source = resolve(a.source, &fleet, &inv, &backups).map_err(usage)?;
+    let source = resolve(a.source, &fleet, &inv, &backups)?;
     let (vg, lv) = source.origin();
     let live_mount = mount::mount_point_of(&vg, &lv);
     let dest: PathBuf = match (a.to, a.in_place) {
@@ -161,7 +162,7 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
             ))
         }
     };
-    let paths = relative_paths(a.paths, live_mount.as_deref()).map_err(usage)?;
+    let paths = relative_paths(a.paths, live_mount.as_deref())?;
     let dest_fd = open_destination(&dest, !a.dry_run)?;
     // Staging (archives) beside the destination; a dry run writes nothing there, so it stages
     // in lvsnap's own state directory.
@@ -484,10 +485,10 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
     let mut catalog = ctx.catalog(true)?;
     let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
     let (inv, fleet) = engine.survey()?;
-    let a = Source::Snapshot(resolve_snapshot(old, &fleet, &inv).map_err(usage)?);
+    let a = Source::Snapshot(readable_snapshot(&fleet, &inv, old)?.clone());
     let b = match new {
         Some(n) => Some(Source::Snapshot(
-            resolve_snapshot(n, &fleet, &inv).map_err(usage)?,
+            readable_snapshot(&fleet, &inv, n)?.clone(),
         )),
         None => None,
     };
@@ -676,8 +677,4 @@ pub fn history_text(
         )?;
     }
     Ok(())
-}
-
-fn usage(e: RunError) -> Error {
-    Error::Usage(e.to_string())
 }

@@ -10,7 +10,6 @@ pub mod rollback;
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::backup::commands::find_backup;
 use crate::backup::engines;
 use crate::catalog::BackupRecord;
 use crate::lvm::Inventory;
@@ -43,10 +42,10 @@ impl Source {
 }
 
 /// Finds SPEC among lvsnap's snapshots (`NAME` or `VG/NAME`) and, when it has an `@`, among its
-/// complete backups (`VG/LV@GENERATION` or `LV@GENERATION`).
+/// complete backups (`VG/LV@GENERATION` or `LV@GENERATION`), with [`crate::resolve`].
 ///
 /// # Errors
-/// Nothing matches; an LV that exists but is not lvsnap's is refused as such.
+/// Nothing matches, several do, or an LV that exists is not lvsnap's: bad input.
 pub fn resolve(
     spec: &str,
     fleet: &Fleet,
@@ -54,64 +53,9 @@ pub fn resolve(
     backups: &[BackupRecord],
 ) -> Result<Source, RunError> {
     if spec.contains('@') {
-        return find_backup(backups, spec)
-            .map(Source::Backup)
-            .map_err(RunError::Refused);
+        return crate::resolve::backup(backups, spec).map(|b| Source::Backup(b.clone()));
     }
-    resolve_snapshot(spec, fleet, inv).map(Source::Snapshot)
-}
-
-/// Finds one of lvsnap's own snapshots by `NAME` or `VG/NAME`.
-///
-/// # Errors
-/// No such snapshot, or it exists but lvsnap did not create it.
-pub fn resolve_snapshot(spec: &str, fleet: &Fleet, inv: &Inventory) -> Result<Managed, RunError> {
-    let (vg, name) = match spec.split_once('/') {
-        Some((vg, name)) => (Some(vg), name),
-        None => (None, spec),
-    };
-    let managed = fleet
-        .managed
-        .iter()
-        .find(|m| m.record.name == name && vg.is_none_or(|v| v == m.record.vg));
-    if let Some(m) = managed {
-        if m.lv.as_ref().is_some_and(|l| l.invalid) {
-            return Err(RunError::Refused(format!(
-                "snapshot {spec} is invalid (it overflowed): its data is lost"
-            )));
-        }
-        return Ok(m.clone());
-    }
-    let foreign = inv
-        .lvs
-        .iter()
-        .find(|l| l.name == name && vg.is_none_or(|v| v == l.vg));
-    Err(RunError::Refused(match foreign {
-        Some(l) if l.is_snapshot() => format!(
-            "{} is a snapshot lvsnap did not create (no lvsnap tag and catalog record); lvsnap restores only from its own snapshots — mount it yourself read-only, or adopt lvsnap-tagged ones with `lvsnap catalog rebuild`",
-            l.path()
-        ),
-        Some(l) => format!("{} is not a snapshot", l.path()),
-        None => {
-            let names: Vec<String> = fleet
-                .managed
-                .iter()
-                .map(|m| format!("{}/{}", m.record.vg, m.record.name))
-                .collect();
-            format!(
-                "no snapshot named {spec:?} (lvsnap's snapshots: {}); see `lvsnap list`",
-                list_or_none(&names)
-            )
-        }
-    }))
-}
-
-fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
+    crate::resolve::readable_snapshot(fleet, inv, spec).map(|m| Source::Snapshot(m.clone()))
 }
 
 /// A source opened for reading: its root, and what to undo when done.
@@ -141,7 +85,7 @@ pub fn relative_paths(
                 }
             }
             if path.components().any(|c| c == Component::ParentDir) {
-                return Err(RunError::Refused(format!(
+                return Err(RunError::BadRequest(format!(
                     "{} leaves the volume; give paths inside it, such as etc/passwd",
                     crate::names::shown(p)
                 )));

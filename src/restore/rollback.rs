@@ -5,7 +5,6 @@
 //! pruning and backups of that origin until the merge is done.
 
 use super::commands::{confirm, guard_snapshot};
-use super::resolve_snapshot;
 use crate::catalog::{RollbackRecord, State, SwapJournal};
 use crate::commands::Ctx;
 use crate::error::{exit, Error};
@@ -82,7 +81,7 @@ pub fn rollback_cmd(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Err
         )));
     }
     let (inv, mut fleet) = engine.survey()?;
-    let m = resolve_snapshot(spec, &fleet, &inv).map_err(|e| Error::Usage(e.to_string()))?;
+    let m = crate::resolve::readable_snapshot(&fleet, &inv, spec)?.clone();
     let (vg, lv, name) = (
         m.record.vg.clone(),
         m.record.origin.clone(),

@@ -11,6 +11,14 @@ use lvsnap::lvm::fake::FakeLvm;
 
 pub const GIB: u64 = 1 << 30;
 
+/// What one lvsnap command did: exit status, standard output, error messages.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
 pub struct Host {
     pub dir: tempfile::TempDir,
     pub lvm: FakeLvm,
@@ -40,23 +48,29 @@ impl Host {
         std::fs::write(path, old + text).unwrap();
     }
 
+    /// Runs lvsnap with the clock at `now`: exit status and standard output.
     #[track_caller]
     pub fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
-        let now: DateTime<Utc> = now.parse().unwrap();
-        let config = self.dir.path().join("lvsnap.toml").display().to_string();
-        let argv = ["lvsnap", "--config", &config]
-            .into_iter()
-            .chain(args.iter().copied());
-        let cli = Cli::try_parse_from(argv).expect("valid arguments");
-        self.lvm.set_clock(now);
-        let mut out = Vec::new();
-        let code = execute(&cli, &self.lvm, now, &mut out);
-        (code, String::from_utf8(out).unwrap())
+        let r = self.run(args, now);
+        (r.code, r.out)
+    }
+
+    /// [`Host::lvsnap`], with the error messages too.
+    #[track_caller]
+    pub fn run(&self, args: &[&str], now: &str) -> Ran {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        self.run_os(&args, now)
     }
 
     /// [`Host::lvsnap`] with arguments that need not be UTF-8 (file names as bytes).
     #[track_caller]
     pub fn lvsnap_os(&self, args: &[&std::ffi::OsStr], now: &str) -> (i32, String) {
+        let r = self.run_os(args, now);
+        (r.code, r.out)
+    }
+
+    #[track_caller]
+    fn run_os(&self, args: &[&std::ffi::OsStr], now: &str) -> Ran {
         let now: DateTime<Utc> = now.parse().unwrap();
         let config = self.dir.path().join("lvsnap.toml");
         let mut argv: Vec<std::ffi::OsString> =
@@ -64,9 +78,13 @@ impl Host {
         argv.extend(args.iter().map(|a| a.to_os_string()));
         let cli = Cli::try_parse_from(argv).expect("valid arguments");
         self.lvm.set_clock(now);
-        let mut out = Vec::new();
-        let code = execute(&cli, &self.lvm, now, &mut out);
-        (code, String::from_utf8(out).unwrap())
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = execute(&cli, &self.lvm, now, &mut out, &mut err);
+        Ran {
+            code,
+            out: String::from_utf8(out).unwrap(),
+            err: String::from_utf8(err).unwrap(),
+        }
     }
 
     pub fn catalog(&self) -> Catalog {
