@@ -17,6 +17,7 @@ pub mod lvm;
 pub mod manifest;
 pub mod mount;
 pub mod names;
+pub mod naming;
 pub mod plan;
 pub mod private;
 pub mod reconcile;
@@ -27,6 +28,7 @@ pub mod run;
 pub mod simulate;
 pub mod status;
 pub mod tools;
+pub mod units;
 
 pub use error::{exit, Error};
 

@@ -11,9 +11,10 @@ use crate::catalog::{Catalog, CatalogError, NewSnapshot, State};
 use crate::config::{Config, Policy, SnapshotSize, VolumeRef};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::lvm::{self, commands, Inventory, Invocation, Lv, LvKind, LvmError, Runner};
-use crate::plan::{is_due, naming, plan_retention, CronTicks, RetentionPlan, Rules};
+use crate::naming;
+use crate::plan::{is_due, plan_retention, CronTicks, RetentionPlan, Rules};
 use crate::reconcile::{reconcile, Fleet, Managed, OWNER_TAG, PINNED_TAG, POLICY_TAG, TIME_TAG};
-use crate::report::format_size;
+use crate::units::format_size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -353,7 +354,7 @@ impl<'a> Engine<'a> {
             let next = policy
                 .schedule
                 .next(self.now, policy.timezone)
-                .map(crate::report::utc)
+                .map(crate::units::utc)
                 .unwrap_or_default();
             return Ok(Taken::NotDue(format!(
                 "not due: newest snapshot is from the current period; next at {next}"

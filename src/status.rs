@@ -212,7 +212,7 @@ pub fn check(
                 Level::Critical,
                 format!(
                     "{head}: snapshot {name} is dated {}, in the future (check the clock); it does not count as fresh",
-                    crate::report::utc(*t)
+                    crate::units::utc(*t)
                 ),
             ));
         }
@@ -236,7 +236,7 @@ pub fn check(
                             Level::Critical,
                             format!(
                                 "{head}: newest snapshot is {} old",
-                                crate::report::age(*newest, now).trim_end_matches(" ago")
+                                crate::units::age(*newest, now).trim_end_matches(" ago")
                             ),
                         ));
                     } else if now > w {
@@ -244,7 +244,7 @@ pub fn check(
                             Level::Warning,
                             format!(
                                 "{head}: newest snapshot is {} old",
-                                crate::report::age(*newest, now).trim_end_matches(" ago")
+                                crate::units::age(*newest, now).trim_end_matches(" ago")
                             ),
                         ));
                     }
@@ -278,7 +278,7 @@ pub fn check(
                             level,
                             format!(
                                 "{head}: newest backup {label_} is {} old",
-                                crate::report::age(*at, now).trim_end_matches(" ago")
+                                crate::units::age(*at, now).trim_end_matches(" ago")
                             ),
                         ));
                     }

@@ -15,7 +15,7 @@ use super::types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, S
 use super::{
     FreeSpace, Policy, Settings, DEFAULT_CATALOG, DEFAULT_LOCK_TIMEOUT_SECS, DEFAULT_RUNTIME_DIR,
 };
-use crate::plan::naming::MAX_ORIGIN_NAME;
+use crate::naming::MAX_ORIGIN_NAME;
 
 /// Validates one file's policies; cross-file checks happen in [`check_across_files`].
 pub struct FileValidator<'a> {

@@ -2,7 +2,6 @@
 //! Nothing here reads a clock, a file or runs a command.
 
 pub mod due;
-pub mod naming;
 pub mod retention;
 
 pub use due::{is_due, CronTicks, EveryTicks, Ticks};

@@ -11,8 +11,8 @@ use crate::error::{exit, Error};
 use crate::lvm::commands;
 use crate::mount;
 use crate::reconcile::{OWNER_TAG, PINNED_TAG, POLICY_TAG, TIME_TAG};
-use crate::report::{age, format_size, local};
 use crate::run::Engine;
+use crate::units::{age, format_size, local};
 
 /// `lvsnap rollback --resume [--abandon]`: finishes rollbacks a crash or `kill -9` interrupted
 /// (or, with `--abandon`, forgets them once the administrator has put LVM right by hand).
@@ -246,7 +246,7 @@ fn swap_in_detached(
         .filter(|s| &s.vg == vg)
         .map(|s| s.name)
         .collect();
-    let guard = crate::plan::naming::snapshot_name(lv, now, |n| {
+    let guard = crate::naming::snapshot_name(lv, now, |n| {
         known.iter().any(|k| k == n) || inv.find(vg, n).is_some()
     });
     writeln!(
