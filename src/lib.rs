@@ -9,7 +9,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod confine;
-pub mod daemon;
 pub mod error;
 pub mod hooks;
 pub mod lock;

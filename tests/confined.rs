@@ -8,8 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use lvsnap::confine::copy::{copy, plan};
 use lvsnap::confine::open_root;
-use lvsnap::restore::copy::{copy, plan};
 
 struct Trees {
     _dir: tempfile::TempDir,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lvsnap::catalog::Catalog;
-use lvsnap::daemon::run_daemon;
+use lvsnap::cli::daemon::run_daemon;
 use lvsnap::lvm::fake::FakeLvm;
 use tokio::sync::{mpsc, oneshot};
 

@@ -6,7 +6,6 @@
 //! the snapshot planner.
 
 pub mod adopt;
-pub mod commands;
 pub mod engines;
 mod progress;
 pub mod prove;

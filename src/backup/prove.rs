@@ -266,8 +266,8 @@ fn previous_manifest(previous: &Path) -> Option<Manifest> {
 /// Copies `paths` from the snapshot again, replacing the links rsync made (a new inode each:
 /// the previous generation keeps its own content).
 fn recopy(source: &Path, gen: &Path, paths: &[PathBuf]) -> Result<(), String> {
+    use crate::confine::copy;
     use crate::confine::open_root;
-    use crate::restore::copy;
     let src = open_root(source).map_err(|e| format!("cannot open {}: {e}", source.display()))?;
     let dst = open_root(gen).map_err(|e| format!("cannot open {}: {e}", gen.display()))?;
     let plan = copy::plan(&src, Some(&dst), paths)?;

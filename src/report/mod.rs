@@ -242,5 +242,7 @@ pub fn simulate_text(
     Ok(())
 }
 
+pub mod backups;
+pub mod history;
 mod snapshots;
 pub use snapshots::{list_json, list_text, run_json, run_text, ListRow};

@@ -4,14 +4,13 @@
 //! unpacked (only the requested paths) into a staging directory beside the destination. Only
 //! snapshots lvsnap created and backups it wrote are sources: anything else is refused.
 
-pub mod commands;
-pub mod copy;
 pub mod rollback;
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::backup::engines;
 use crate::catalog::BackupRecord;
+use crate::confine::copy;
 use crate::lvm::Inventory;
 use crate::mount::{self, MountRequest, Mounted};
 use crate::reconcile::{Fleet, Managed};

@@ -195,7 +195,7 @@ async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
             now: Utc::now().trunc_subsecs(0),
             out: &mut out,
         };
-        let status = commands::cycle(&mut ctx, &opts, false, false);
+        let status = commands::cycle::cycle(&mut ctx, &opts, false, false);
         (status, String::from_utf8_lossy(&out).into_owned())
     })
     .await;

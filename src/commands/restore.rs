@@ -1,36 +1,39 @@
-//! The restore commands behind the CLI: `mount`, `umount`, `restore`, `diff`, `rollback` and
-//! `catalog history`. Each works only on snapshots lvsnap created and backups it wrote, shows
-//! what it will do before it does it, and records what it did.
+//! The restore commands: `mount`, `umount`, `restore` and `diff`. Each works only on snapshots
+//! lvsnap created and backups it wrote, shows what it will do before it does it, and records
+//! what it did.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{copy, relative_paths, resolve, Source};
-use crate::catalog::{Catalog, RestoreRecord, RollbackRecord};
-use crate::commands::Ctx;
+use clap::Args;
+
+use super::{confirm, guard_snapshot, Ctx};
+use crate::catalog::RestoreRecord;
 use crate::confine;
+use crate::confine::copy;
 use crate::error::{exit, Error};
-use crate::lvm::Inventory;
 use crate::manifest::Manifest;
 use crate::mount::{self, MountRequest};
 use crate::names::{self, shown};
 use crate::reconcile::Fleet;
-use crate::report::{format_size, local};
 use crate::resolve::readable_snapshot;
+use crate::restore::{relative_paths, resolve, Source};
 use crate::run::{Engine, RunError};
+use crate::units::{format_size, local};
 
 /// `lvsnap mount SNAPSHOT [DIR]`: mounts one of lvsnap's snapshots read-only to browse.
 ///
 /// # Errors
 /// Not lvsnap's snapshot, the lock, LVM or mount failed.
-pub fn mount_cmd(ctx: &mut Ctx<'_>, spec: &str, dir: Option<&Path>) -> Result<i32, Error> {
+pub fn mount(ctx: &mut Ctx<'_>, a: &MountArgs) -> Result<i32, Error> {
+    let (spec, dir) = (&a.snapshot, a.dir.as_deref());
     ctx.tools()?;
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
-    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let mut engine = ctx.engine(&mut catalog, false);
     let (inv, fleet) = engine.survey()?;
     let m = readable_snapshot(&fleet, &inv, spec)?.clone();
     let label = format!("{}/{}", m.record.vg, m.record.name);
@@ -65,7 +68,7 @@ pub fn mount_cmd(ctx: &mut Ctx<'_>, spec: &str, dir: Option<&Path>) -> Result<i3
     let mounted = engine.mount_snapshot(&MountRequest {
         vg: &m.record.vg,
         lv: &m.record.name,
-        activate: super::needs_activation(&m),
+        activate: crate::restore::needs_activation(&m),
         dir: &dir,
         purpose: "browse",
         backup_id: None,
@@ -85,7 +88,8 @@ pub fn mount_cmd(ctx: &mut Ctx<'_>, spec: &str, dir: Option<&Path>) -> Result<i3
 ///
 /// # Errors
 /// Nothing lvsnap mounted matches, or umount failed.
-pub fn umount_cmd(ctx: &mut Ctx<'_>, spec: &str) -> Result<i32, Error> {
+pub fn umount(ctx: &mut Ctx<'_>, a: &UmountArgs) -> Result<i32, Error> {
+    let spec = a.target.as_str();
     ctx.tools()?;
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
@@ -111,7 +115,7 @@ pub fn umount_cmd(ctx: &mut Ctx<'_>, spec: &str) -> Result<i32, Error> {
             }
         )));
     };
-    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let mut engine = ctx.engine(&mut catalog, false);
     engine.unmount(&mount::Mounted::from(&rec))?;
     writeln!(
         ctx.out,
@@ -123,33 +127,21 @@ pub fn umount_cmd(ctx: &mut Ctx<'_>, spec: &str) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-/// What `restore` is asked to do.
-pub struct RestoreArgs<'a> {
-    pub source: &'a str,
-    pub paths: &'a [PathBuf],
-    pub to: Option<&'a Path>,
-    pub in_place: bool,
-    pub force: bool,
-    pub dry_run: bool,
-    pub yes: bool,
-    pub json: bool,
-}
-
 /// `lvsnap restore SOURCE PATH… (--to DIR | --in-place) [--force] [--dry-run] [--yes]`.
 ///
 /// # Errors
 /// Bad arguments, a source that is not lvsnap's, or a failure while copying.
-pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error> {
+pub fn restore(ctx: &mut Ctx<'_>, a: &RestoreArgs) -> Result<i32, Error> {
     ctx.tools()?;
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
     let backups = catalog.backups(None)?;
-    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let mut engine = ctx.engine(&mut catalog, false);
     let (inv, mut fleet) = engine.survey()?;
-    let source = resolve(a.source, &fleet, &inv, &backups)?;
+    let source = resolve(&a.source, &fleet, &inv, &backups)?;
     let (vg, lv) = source.origin();
     let live_mount = mount::mount_point_of(&vg, &lv);
-    let dest: PathBuf = match (a.to, a.in_place) {
+    let dest: PathBuf = match (a.to.as_deref(), a.in_place) {
         (Some(d), false) => d.to_owned(),
         (None, true) => live_mount.clone().ok_or_else(|| {
             Error::Usage(format!(
@@ -162,7 +154,7 @@ pub fn restore_cmd(ctx: &mut Ctx<'_>, a: &RestoreArgs<'_>) -> Result<i32, Error>
             ))
         }
     };
-    let paths = relative_paths(a.paths, live_mount.as_deref())?;
+    let paths = relative_paths(&a.paths, live_mount.as_deref())?;
     let dest_fd = open_destination(&dest, !a.dry_run)?;
     // Staging (archives) beside the destination; a dry run writes nothing there, so it stages
     // in lvsnap's own state directory.
@@ -253,7 +245,7 @@ fn restore_from(
     engine: &mut Engine<'_>,
     fleet: &mut Fleet,
     inv: &crate::lvm::Inventory,
-    a: &RestoreArgs<'_>,
+    a: &RestoreArgs,
     source: &Source,
     root: &Path,
     paths: &[PathBuf],
@@ -359,7 +351,7 @@ fn write_plan(
     label: &str,
     dest: &Path,
     plan: &copy::CopyPlan,
-    a: &RestoreArgs<'_>,
+    a: &RestoreArgs,
 ) -> std::io::Result<()> {
     if a.json && a.dry_run {
         let item = |i: &copy::Item| json!({"path": names::json(&i.rel), "in_the_way": i.in_the_way().then(|| i.obstacle())});
@@ -414,76 +406,17 @@ fn write_plan(
     )
 }
 
-/// Asks on the terminal; without one, only `--yes` agrees.
-pub(crate) fn confirm(out: &mut dyn Write, yes: bool, what: &str) -> Result<bool, Error> {
-    if yes {
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(format!(
-            "{what}? no terminal to ask on; pass --yes to confirm"
-        )));
-    }
-    write!(out, "{what}? [y/N] ")?;
-    out.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-/// A pinned snapshot of the origin's current state, taken before something overwrites it; a
-/// thick one at least `at_least` bytes.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn guard_snapshot(
-    ctx: &mut Ctx<'_>,
-    engine: &mut Engine<'_>,
-    fleet: &mut Fleet,
-    inv: &crate::lvm::Inventory,
-    vg: &str,
-    lv: &str,
-    note: &str,
-    at_least: u64,
-) -> Result<String, Error> {
-    let policy = ctx
-        .config
-        .policies
-        .iter()
-        .find(|p| p.volumes.iter().any(|v| v.vg == vg && v.lv == lv))
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "no policy names {vg}/{lv}, so lvsnap cannot take the guard snapshot it takes before overwriting; add the volume to a policy"
-            ))
-        })?;
-    let volume = policy
-        .volumes
-        .iter()
-        .find(|v| v.vg == vg && v.lv == lv)
-        .expect("found above")
-        .clone();
-    let mut space = crate::run::Space::from(inv);
-    let how = crate::run::Take {
-        pin: true,
-        note: Some(note),
-        at_least,
-    };
-    let name = engine.take(policy, &volume, inv, fleet, &mut space, &how)?;
-    writeln!(
-        ctx.out,
-        "guard snapshot {vg}/{name} taken (pinned; `lvsnap unpin {name}` when no longer needed)"
-    )?;
-    Ok(name)
-}
-
 /// `lvsnap diff SNAPSHOT [SNAPSHOT2] [--json]`: added, removed and changed files between a
 /// snapshot and its live origin (or a second snapshot).
 ///
 /// # Errors
 /// A snapshot that is not lvsnap's, an unmounted origin, or a mount failure.
-pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> Result<i32, Error> {
+pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
+    let (old, new, json) = (&a.snapshot, a.snapshot2.as_deref(), a.json);
     ctx.tools()?;
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
-    let mut engine = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, false);
+    let mut engine = ctx.engine(&mut catalog, false);
     let (inv, fleet) = engine.survey()?;
     let a = Source::Snapshot(readable_snapshot(&fleet, &inv, old)?.clone());
     let b = match new {
@@ -585,96 +518,60 @@ pub fn diff_cmd(ctx: &mut Ctx<'_>, old: &str, new: Option<&str>, json: bool) -> 
     Ok(exit::OK)
 }
 
-/// `lvsnap catalog history [--limit N] [--json]`: restores and rollbacks, newest first.
-///
-/// # Errors
-/// The catalog cannot be read.
-pub fn history_cmd(ctx: &mut Ctx<'_>, limit: usize, json: bool) -> Result<i32, Error> {
-    let mut catalog = ctx.catalog(false)?;
-    let tz = ctx.config.settings.timezone;
-    // Whether a pending merge finished since the last writing command shows only in LVM.
-    let inv = Engine::new(ctx.config, ctx.runner, &mut catalog, ctx.now, true)
-        .inventory()
-        .ok();
-    let restores = catalog.restores(limit)?;
-    let rollbacks = catalog.rollbacks(false)?;
-    if json {
-        let r: Vec<_> = restores
-            .iter()
-            .map(|r| json!({"at": r.at.to_rfc3339(), "source": r.source, "paths": r.paths, "destination": names::json(&r.destination), "files": r.files, "bytes": r.bytes, "ok": r.ok, "error": r.detail}))
-            .collect();
-        let b: Vec<_> = rollbacks
-            .iter()
-            .take(limit)
-            .map(|b| json!({"requested": b.requested.to_rfc3339(), "volume": format!("{}/{}", b.vg, b.origin), "snapshot": b.snapshot, "guard": b.guard, "deferred": b.deferred, "completed": b.completed.map(|t| t.to_rfc3339()), "pending": !rollback_done(b, inv.as_ref())}))
-            .collect();
-        writeln!(ctx.out, "{}", json!({"restores": r, "rollbacks": b}))?;
-        return Ok(exit::OK);
-    }
-    history_text(ctx.out, &catalog, inv.as_ref(), limit, tz)?;
-    Ok(exit::OK)
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The snapshot (NAME or VG/NAME, as `lvsnap list` shows it).
+    pub snapshot: String,
+    /// An empty directory to mount on.
+    pub dir: Option<PathBuf>,
 }
 
-/// A rollback is done when recorded so, or when its snapshot is gone from LVM (the merge
-/// finished since the last writing command, which will record it).
-fn rollback_done(b: &RollbackRecord, inv: Option<&Inventory>) -> bool {
-    // A name swap is done when its journal says so, never because a name went away.
-    b.completed.is_some()
-        || (b.swap.is_none() && inv.is_some_and(|i| i.find(&b.vg, &b.snapshot).is_none()))
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The snapshot, or the directory it is mounted on.
+    pub target: String,
 }
 
-/// The restore history as text; also the footer of `lvsnap list`.
-///
-/// # Errors
-/// The catalog cannot be read or the output written.
-pub fn history_text(
-    out: &mut dyn Write,
-    catalog: &Catalog,
-    inv: Option<&Inventory>,
-    limit: usize,
-    tz: chrono_tz::Tz,
-) -> Result<(), Error> {
-    let restores = catalog.restores(limit)?;
-    let rollbacks = catalog.rollbacks(false)?;
-    if restores.is_empty() && rollbacks.is_empty() {
-        writeln!(out, "no restores or rollbacks yet")?;
-        return Ok(());
-    }
-    for r in &restores {
-        writeln!(
-            out,
-            "{}  restore   {} → {}: {} ({} file(s), {}){}",
-            local(r.at, tz),
-            r.source,
-            shown(&r.destination),
-            r.paths.join(", "),
-            r.files,
-            format_size(r.bytes),
-            if r.ok {
-                String::new()
-            } else {
-                format!(" FAILED: {}", r.detail.as_deref().unwrap_or(""))
-            }
-        )?;
-    }
-    for b in rollbacks.iter().take(limit) {
-        let state = match b.completed {
-            Some(t) => format!("completed {}", local(t, tz)),
-            None if rollback_done(b, inv) => "completed".to_owned(),
-            None if b.swap.is_some() => {
-                "INTERRUPTED: `lvsnap rollback --resume` (or the next run) finishes it".to_owned()
-            }
-            None => format!("PENDING until {}/{} is next activated", b.vg, b.origin),
-        };
-        writeln!(
-            out,
-            "{}  rollback  {}/{} to {} (guard {}): {state}",
-            local(b.requested, tz),
-            b.vg,
-            b.origin,
-            b.snapshot,
-            b.guard.as_deref().unwrap_or("none")
-        )?;
-    }
-    Ok(())
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A snapshot or a backup generation.
+    pub source: String,
+    /// Files or directories to restore (any bytes: a name that is not UTF-8 is given as it
+    /// is, for example bash's $'bad\xffname', the form lvsnap prints it in).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The directory to restore into (created if missing).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub to: Option<PathBuf>,
+    /// Restore into the live origin, where the files came from.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would be restored; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Answer yes to --in-place's question.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older state.
+    pub snapshot: String,
+    /// The newer state (default: the origin as it is now, where it is mounted).
+    pub snapshot2: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -5,6 +5,8 @@
 //!
 //! This module only opens and inspects; what to do with what it finds is the caller's.
 
+pub mod copy;
+
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

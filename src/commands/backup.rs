@@ -1,0 +1,251 @@
+//! The backup commands: `backup`, `backups` and `verify`.
+
+use clap::Args;
+
+use super::Ctx;
+use crate::backup::{verify, BackupOptions};
+use crate::catalog::{BackupRecord, BackupState};
+use crate::config::VolumeRef;
+use crate::error::{exit, Error};
+use crate::report;
+use crate::run::Space;
+use crate::units::{format_size, local};
+use serde_json::{json, Value};
+
+/// `lvsnap backup POLICY [--volume V] [--dry-run] [--json]`: backs up now, due or not.
+///
+/// # Errors
+/// Bad arguments, the lock, the inventory or the catalog failed.
+pub fn backup(ctx: &mut Ctx<'_>, a: &BackupArgs) -> Result<i32, Error> {
+    let (policy, volume, dry_run, json) = (&a.policy, a.volume.as_deref(), a.dry_run, a.json);
+    let p = ctx.config.require_policy(policy).map_err(Error::Usage)?;
+    if p.backup.is_none() {
+        return Err(Error::Usage(format!(
+            "policy \"{policy}\" has no [policy.{policy}.backup] table in {}; add one with a schedule, engine, target and keep rules (see the README, \"Backups\")",
+            p.file.display()
+        )));
+    }
+    let volume: Option<VolumeRef> = match volume {
+        Some(v) => Some(
+            p.volumes
+                .iter()
+                .find(|x| x.to_string() == v || x.lv == v)
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<String> = p.volumes.iter().map(ToString::to_string).collect();
+                    Error::Usage(format!(
+                        "policy \"{policy}\" has no volume {v:?} (its volumes: {})",
+                        names.join(", ")
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    ctx.tools()?;
+    let held = if dry_run { None } else { Some(ctx.hold()?) };
+    let mut catalog = ctx.catalog(!dry_run)?;
+    let mut engine = ctx.engine(&mut catalog, dry_run);
+    let (inv, mut fleet) = engine.survey()?;
+    let mut space = Space::from(&inv);
+    let policies = [policy.to_owned()];
+    let opts = BackupOptions {
+        policies: &policies,
+        volume: volume.as_ref(),
+        due_only: false,
+        force: false,
+        cancel: &ctx.cancel,
+        progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        lock: held.as_ref(),
+    };
+    let report = engine.backups(&opts, &inv, &mut fleet, &mut space)?;
+    engine.flush()?;
+    report::backups::write_report(ctx.out, &report, json)?;
+    Ok(if report.failed() {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// `lvsnap backups [--policy P] [--all] [--json]`: the backups in the catalog, oldest first.
+/// Removed and failed ones only with `--all`.
+///
+/// # Errors
+/// The catalog cannot be read.
+pub fn backups(ctx: &mut Ctx<'_>, a: &BackupsArgs) -> Result<i32, Error> {
+    let (policy, all, json) = (a.policy.as_deref(), a.all, a.json);
+    if let Some(p) = policy {
+        ctx.config.require_policy(p).map_err(Error::Usage)?;
+    }
+    let catalog = ctx.catalog(false)?;
+    let rows: Vec<BackupRecord> = catalog
+        .backups(policy)?
+        .into_iter()
+        .filter(|b| {
+            all || matches!(
+                b.state,
+                BackupState::Complete | BackupState::Partial | BackupState::Running
+            )
+        })
+        .collect();
+    if json {
+        let v: Vec<Value> = rows.iter().map(report::backups::record_json).collect();
+        writeln!(ctx.out, "{}", Value::Array(v))?;
+        return Ok(exit::OK);
+    }
+    if rows.is_empty() {
+        writeln!(
+            ctx.out,
+            "no backups{}",
+            if all {
+                ""
+            } else {
+                " (--all shows failed and pruned ones)"
+            }
+        )?;
+        return Ok(exit::OK);
+    }
+    let tz = ctx.config.settings.timezone;
+    writeln!(
+        ctx.out,
+        "{:<22} {:<17} {:<8} {:<9} {:>7} {:>9} {:>6}  VERIFIED",
+        "VOLUME", "GENERATION", "ENGINE", "STATE", "FILES", "SIZE", "TOOK"
+    )?;
+    for b in &rows {
+        let took = b
+            .finished
+            .map(|f| format!("{}s", (f - b.started).num_seconds()))
+            .unwrap_or_else(|| "-".to_owned());
+        let verified = match (b.verified, b.verify_ok) {
+            (Some(at), Some(true)) => format!("ok {}", local(at, tz)),
+            (Some(at), Some(false)) => format!("FAILED {}", local(at, tz)),
+            _ => "never".to_owned(),
+        };
+        writeln!(
+            ctx.out,
+            "{:<22} {:<17} {:<8} {:<9} {:>7} {:>9} {:>6}  {verified}",
+            format!("{}/{}", b.vg, b.origin),
+            b.name,
+            b.engine,
+            b.state.as_str(),
+            b.files.map_or("-".to_owned(), |f| f.to_string()),
+            b.bytes.map_or("-".to_owned(), format_size),
+            took,
+        )?;
+        if let Some(e) = &b.error {
+            for line in e.lines() {
+                writeln!(ctx.out, "  {line}")?;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `lvsnap verify BACKUP | --all [--policy P]`: re-reads backups against their manifests.
+///
+/// # Errors
+/// Bad arguments or the catalog failed; a failed verification is exit status 1, not an error.
+pub fn verify(ctx: &mut Ctx<'_>, a: &VerifyArgs) -> Result<i32, Error> {
+    let (spec, all, policy, json) = (a.backup.as_deref(), a.all, a.policy.as_deref(), a.json);
+    if let Some(p) = policy {
+        ctx.config.require_policy(p).map_err(Error::Usage)?;
+    }
+    let _lock = ctx.lock()?;
+    let catalog = ctx.catalog(true)?;
+    let every = catalog.backups(policy)?;
+    let chosen: Vec<BackupRecord> = match (spec, all) {
+        (Some(s), false) => vec![crate::resolve::backup(&every, s)?.clone()],
+        (None, true) => every
+            .into_iter()
+            .filter(|b| b.state.is_usable() && b.engine != "command")
+            .collect(),
+        _ => {
+            return Err(Error::Usage(
+                "name one backup (VG/LV@GENERATION, see `lvsnap backups`) or pass --all".to_owned(),
+            ))
+        }
+    };
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let mut status = exit::OK;
+    let mut results = Vec::new();
+    for b in &chosen {
+        let (ok, problems) = match verify::verify(b, workers) {
+            Ok(v) => (v.ok(), v.problems()),
+            Err(e) => (false, vec![e]),
+        };
+        let detail = if ok {
+            format!("{} files match the manifest", b.files.unwrap_or(0))
+        } else {
+            problems.join("\n")
+        };
+        catalog.set_verified(b.id, ok, &detail, ctx.now)?;
+        if !ok {
+            status = exit::FAILED;
+        }
+        if json {
+            results.push(json!({"backup": b.label(), "ok": ok, "problems": problems}));
+        } else if ok {
+            writeln!(ctx.out, "{}: ok ({detail})", b.label())?;
+        } else {
+            writeln!(
+                ctx.out,
+                "{}: FAILED, {} problem(s)",
+                b.label(),
+                problems.len()
+            )?;
+            for p in &problems {
+                writeln!(ctx.out, "  {p}")?;
+            }
+        }
+    }
+    if json {
+        writeln!(ctx.out, "{}", Value::Array(results))?;
+    } else if chosen.is_empty() {
+        writeln!(ctx.out, "no backups to verify")?;
+    }
+    Ok(status)
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The policy whose volumes to back up.
+    pub policy: String,
+    /// Only this volume (VG/LV or LV) of the policy.
+    #[arg(long, value_name = "VOLUME")]
+    pub volume: Option<String>,
+    /// Show what would be backed up and pruned; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// Only this policy's backups.
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub policy: Option<String>,
+    /// Include failed and pruned backups (with why).
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup to verify.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub backup: Option<String>,
+    /// Verify every complete backup (of --policy, if given).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only this policy's backups.
+    #[arg(long, short = 'p', value_name = "NAME", requires = "all")]
+    pub policy: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,255 @@
+//! `run`, `prune` and `plan`: one code path, the snapshot cycle (take what is due, prune,
+//! extend, then the backups that are due), with the run recorded and the metrics written.
+
+use chrono::{DateTime, Duration, Utc};
+use clap::Args;
+
+use super::{parse_time, run_status, Ctx};
+use crate::backup::{BackupOptions, BackupReport, Outcome};
+use crate::catalog::Catalog;
+use crate::error::{exit, Error};
+use crate::report;
+use crate::run::{Options, Space};
+use crate::status;
+use crate::units::utc;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only these policies (repeatable; default: all).
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub policy: Vec<String>,
+    /// Show what would be done; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Act as if the clock said TIME (RFC 3339): "what would happen at T".
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<DateTime<Utc>>,
+    /// Prune even when more than max-remove-percent of a group would go at once.
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `lvsnap run`: take a snapshot of every due group, prune, extend; then the due backups.
+///
+/// # Errors
+/// Bad arguments (`--now` ahead of the clock), or as [`cycle`].
+pub fn run(ctx: &mut Ctx<'_>, a: &RunArgs) -> Result<i32, Error> {
+    if let Some(at) = a.now {
+        // Snapshots taken "in the future" would hold off every scheduled one until that date.
+        if at > ctx.now + Duration::seconds(60) && !a.dry_run {
+            return Err(Error::Usage(format!(
+                "--now {} is ahead of the clock ({}): the snapshots would be dated in the future; use --now with --dry-run to see the plan for that time",
+                utc(at),
+                utc(ctx.now)
+            )));
+        }
+        ctx.now = at;
+    }
+    let opts = options(ctx, &a.policy, a.dry_run, a.force, true);
+    cycle(ctx, &opts, a.json, a.dry_run)
+}
+
+/// `lvsnap prune`: the cycle without new snapshots.
+///
+/// # Errors
+/// As [`cycle`].
+pub fn prune(ctx: &mut Ctx<'_>, a: &PruneArgs) -> Result<i32, Error> {
+    let opts = options(ctx, &a.policy, a.dry_run, a.force, false);
+    cycle(ctx, &opts, a.json, a.dry_run)
+}
+
+/// `lvsnap plan`: a dry run that shows every verdict.
+///
+/// # Errors
+/// As [`cycle`].
+pub fn plan(ctx: &mut Ctx<'_>, a: &PlanArgs) -> Result<i32, Error> {
+    if let Some(at) = a.now {
+        ctx.now = at;
+    }
+    let opts = options(ctx, &a.policy, true, false, true);
+    cycle(ctx, &opts, a.json, true)
+}
+
+fn options(
+    ctx: &Ctx<'_>,
+    policies: &[String],
+    dry_run: bool,
+    force: bool,
+    snapshot: bool,
+) -> Options {
+    Options {
+        policies: policies.to_vec(),
+        dry_run,
+        force,
+        snapshot,
+        prune: true,
+        cancel: Some(ctx.cancel.clone()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only these policies (repeatable; default: all).
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub policy: Vec<String>,
+    /// Show what would be removed; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove even when more than max-remove-percent of a group would go at once.
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Only these policies (repeatable; default: all).
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub policy: Vec<String>,
+    /// Plan as if the clock said TIME (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub now: Option<DateTime<Utc>>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `run`, `prune` and `plan`: one code path; `plan` is a dry run that shows every verdict.
+///
+/// # Errors
+/// Bad arguments, the lock, the inventory or the catalog failed.
+pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Result<i32, Error> {
+    ctx.check_policies(&opts.policies)?;
+    ctx.tools()?;
+    let held = if opts.dry_run {
+        None
+    } else {
+        Some(ctx.hold()?)
+    };
+    let mut catalog = ctx.catalog(!opts.dry_run)?;
+    let started = std::time::Instant::now();
+    let mut engine = ctx.engine(&mut catalog, opts.dry_run);
+    // A rollback a crash interrupted is finished first: until then VG/LV may not exist.
+    let resumed = if opts.dry_run {
+        Vec::new()
+    } else {
+        crate::restore::rollback::resume_swaps(&mut engine, ctx.now)?
+    };
+    // A rollback that cannot go on fails the run (after the snapshots of everything else).
+    let stuck = !opts.dry_run
+        && engine
+            .catalog
+            .rollbacks(true)?
+            .iter()
+            .any(|r| r.swap.is_some());
+    let mut report = engine.run(opts)?;
+    report.notes.splice(0..0, resumed);
+    let backups = if opts.snapshot && !report.interrupted {
+        let (inv, mut fleet) = (report.inventory.clone(), std::mem::take(&mut report.fleet));
+        let mut space = Space::from(&inv);
+        let b = engine.backups(
+            &BackupOptions {
+                policies: &opts.policies,
+                volume: None,
+                due_only: true,
+                force: opts.force,
+                cancel: &ctx.cancel,
+                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                lock: held.as_ref(),
+            },
+            &inv,
+            &mut fleet,
+            &mut space,
+        )?;
+        engine.flush()?;
+        report.fleet = fleet;
+        Some(b)
+    } else {
+        None
+    };
+    if !opts.dry_run {
+        let groups: Vec<(String, String, Option<String>)> = report
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.policy.clone(),
+                    g.volume.clone(),
+                    (!g.errors.is_empty()).then(|| g.errors.join("; ")),
+                )
+            })
+            .chain(backups.iter().flat_map(|b| &b.volumes).filter_map(|v| {
+                let failed = match &v.outcome {
+                    Outcome::Failed(why) => Some(format!("backup: {why}")),
+                    Outcome::Done { skipped, .. } if skipped.values().any(|s| s.loses_data()) => {
+                        Some(format!(
+                            "backup partial: {} entr(y/ies) not backed up (`lvsnap backups` lists them)",
+                            skipped.values().filter(|s| s.loses_data()).count()
+                        ))
+                    }
+                    Outcome::Done { .. } => None,
+                    _ => return None,
+                };
+                Some((format!("{}/backup", v.policy), v.volume.clone(), failed))
+            }))
+            .collect();
+        catalog.record_run(ctx.now, started.elapsed(), &groups)?;
+        write_metrics(ctx, &catalog, &report.fleet, &report.inventory)?;
+    }
+    let backups = backups.filter(|b| !b.volumes.is_empty() || !b.notes.is_empty());
+    if json {
+        let mut v = report::run_json(&report);
+        if let (Some(b), Some(obj)) = (&backups, v.as_object_mut()) {
+            obj.insert("backups".to_owned(), report::backups::report_json(b));
+        }
+        writeln!(ctx.out, "{v}")?;
+    } else {
+        report::run_text(ctx.out, &report, detail, ctx.config.settings.timezone)?;
+        if let Some(b) = &backups {
+            report::backups::write_report(ctx.out, b, false)?;
+        }
+    }
+    if backups.as_ref().is_some_and(BackupReport::failed) {
+        return Ok(exit::FAILED);
+    }
+    if stuck {
+        return Ok(exit::FAILED);
+    }
+    Ok(run_status(&report))
+}
+
+/// Writes the Prometheus textfile, when `settings.metrics-file` names one.
+fn write_metrics(
+    ctx: &Ctx<'_>,
+    catalog: &Catalog,
+    fleet: &crate::reconcile::Fleet,
+    inv: &crate::lvm::Inventory,
+) -> Result<(), Error> {
+    let Some(path) = &ctx.config.settings.metrics_file else {
+        return Ok(());
+    };
+    let states = status::groups(
+        ctx.config,
+        fleet,
+        &catalog.group_results()?,
+        &catalog.backups(None)?,
+        ctx.now,
+    );
+    let text = status::metrics(
+        &states,
+        &status::capacity(ctx.config, inv),
+        &catalog.run_totals()?,
+        ctx.now,
+    );
+    // The snapshots are taken by now: a metrics file that cannot be written is worth a warning,
+    // not a failed run.
+    if let Err(e) = status::write_atomically(path, &text) {
+        tracing::warn!(path = %path.display(), "cannot write the metrics file: {e}");
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Backups as the administrator and scripts read them: a backup pass (`backup`, and `run`'s
+//! backups), and the catalog's backups (`backups`).
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use crate::backup::engines;
+use crate::backup::{BackupReport, Outcome};
+use crate::catalog::BackupRecord;
+use crate::names::shown;
+use crate::units::format_size;
+
+/// Prints a backup pass, as text or JSON.
+///
+/// # Errors
+/// The output cannot be written.
+pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::io::Result<()> {
+    if json {
+        return writeln!(out, "{}", report_json(r));
+    }
+    for n in &r.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    for v in &r.volumes {
+        let head = format!("backup {} {}", v.policy, v.volume);
+        match &v.outcome {
+            Outcome::Done {
+                name,
+                snapshot,
+                bytes,
+                files,
+                copy_seconds,
+                hash_seconds,
+                proof,
+                skipped,
+            } => {
+                let lost = skipped.values().filter(|s| s.loses_data()).count();
+                writeln!(
+                    out,
+                    "{head}: {} {name} from {snapshot}: {files} files, {}, copied in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, proven in {:.1}s ({} read back, {} of them during the copy, {} as in the previous generation{})",
+                    if lost > 0 { "PARTIAL, wrote" } else { "wrote" },
+                    format_size(*bytes),
+                    proof.seconds,
+                    proof.read_back,
+                    proof.during_copy,
+                    proof.linked,
+                    if proof.recopied.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} changed with size and mtime kept and copied again", proof.recopied.len())
+                    }
+                )?;
+                for (path, why) in skipped.iter().take(crate::backup::SKIPPED_SHOWN) {
+                    writeln!(out, "  {}: {}", shown(path), why.describe())?;
+                }
+                if skipped.len() > crate::backup::SKIPPED_SHOWN {
+                    writeln!(
+                        out,
+                        "  … and {} more (the generation's manifest lists them all, as `! why path` lines)",
+                        skipped.len() - crate::backup::SKIPPED_SHOWN
+                    )?;
+                }
+            }
+            Outcome::Would { snapshot, to } => {
+                writeln!(out, "{head}: would back up {snapshot} to {}", to.display())?
+            }
+            Outcome::NotDue(why) => writeln!(out, "{head}: not due ({why})")?,
+            Outcome::Skipped(why) => writeln!(out, "{head}: skipped: {why}")?,
+            Outcome::Failed(why) => writeln!(out, "{head}: FAILED: {why}")?,
+        }
+        for (label, why) in &v.pruned {
+            let verb = if r.dry_run { "would prune" } else { "pruned" };
+            writeln!(out, "  {verb} {label} ({why})")?;
+        }
+        for w in &v.warnings {
+            writeln!(out, "  warning: {w}")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn report_json(r: &BackupReport) -> Value {
+    let volumes: Vec<Value> = r
+        .volumes
+        .iter()
+        .map(|v| {
+            let (status, detail) = match &v.outcome {
+                Outcome::Done {
+                    name,
+                    snapshot,
+                    bytes,
+                    files,
+                    copy_seconds,
+                    hash_seconds,
+                    proof,
+                    skipped,
+                } => (
+                    if skipped.values().any(|s| s.loses_data()) { "partial" } else { "done" },
+                    json!({"name": name, "snapshot": snapshot, "bytes": bytes, "files": files,
+                           "copy_seconds": copy_seconds, "hash_seconds": hash_seconds,
+                           "proof": {"seconds": proof.seconds, "walk_seconds": proof.walk_seconds, "sync_seconds": proof.sync_seconds, "read_back": proof.read_back, "read_during_copy": proof.during_copy,
+                                     "linked": proof.linked,
+                                     "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()},
+                           "skipped": skipped.iter().map(|(p, why)| json!({"path": crate::names::json(p), "why": why.as_str()})).collect::<Vec<_>>()}),
+                ),
+                Outcome::Would { snapshot, to } => (
+                    "would",
+                    json!({"snapshot": snapshot, "to": to.display().to_string()}),
+                ),
+                Outcome::NotDue(why) => ("not-due", json!({"reason": why})),
+                Outcome::Skipped(why) => ("skipped", json!({"reason": why})),
+                Outcome::Failed(why) => ("failed", json!({"error": why})),
+            };
+            json!({
+                "policy": v.policy,
+                "volume": v.volume,
+                "status": status,
+                "detail": detail,
+                "pruned": v.pruned.iter().map(|(l, why)| json!({"backup": l, "reason": why})).collect::<Vec<_>>(),
+                "warnings": v.warnings,
+            })
+        })
+        .collect();
+    json!({"dry_run": r.dry_run, "notes": r.notes, "volumes": volumes})
+}
+
+pub fn record_json(b: &BackupRecord) -> Value {
+    json!({
+        "id": b.id,
+        "backup": b.label(),
+        "policy": b.policy,
+        "volume": format!("{}/{}", b.vg, b.origin),
+        "generation": b.name,
+        "engine": b.engine,
+        "path": engines::artifact(&b.engine, &b.dir, &b.name).map(|p| p.display().to_string()),
+        "manifest": engines::manifest_path(&b.dir, &b.name).display().to_string(),
+        "snapshot": b.snapshot,
+        "snapshot_time": b.snapshot_time.to_rfc3339(),
+        "temporary_snapshot": b.temporary,
+        "state": b.state.as_str(),
+        "started": b.started.to_rfc3339(),
+        "finished": b.finished.map(|t| t.to_rfc3339()),
+        "bytes": b.bytes,
+        "files": b.files,
+        "manifest_sha256": b.manifest_sha256,
+        "error": b.error,
+        "verified": b.verified.map(|t| t.to_rfc3339()),
+        "verify_ok": b.verify_ok,
+        "verify_detail": b.verify_detail,
+    })
+}
