@@ -9,8 +9,6 @@ use crate::config::VolumeRef;
 use crate::error::{exit, Error};
 use crate::report;
 use crate::run::Space;
-use crate::units::{format_size, local};
-use serde_json::{json, Value};
 
 /// `lvsnap backup POLICY [--volume V] [--dry-run] [--json]`: backs up now, due or not.
 ///
@@ -89,54 +87,9 @@ pub fn backups(ctx: &mut Ctx<'_>, a: &BackupsArgs) -> Result<i32, Error> {
         })
         .collect();
     if json {
-        let v: Vec<Value> = rows.iter().map(report::backups::record_json).collect();
-        writeln!(ctx.out, "{}", Value::Array(v))?;
-        return Ok(exit::OK);
-    }
-    if rows.is_empty() {
-        writeln!(
-            ctx.out,
-            "no backups{}",
-            if all {
-                ""
-            } else {
-                " (--all shows failed and pruned ones)"
-            }
-        )?;
-        return Ok(exit::OK);
-    }
-    let tz = ctx.config.settings.timezone;
-    writeln!(
-        ctx.out,
-        "{:<22} {:<17} {:<8} {:<9} {:>7} {:>9} {:>6}  VERIFIED",
-        "VOLUME", "GENERATION", "ENGINE", "STATE", "FILES", "SIZE", "TOOK"
-    )?;
-    for b in &rows {
-        let took = b
-            .finished
-            .map(|f| format!("{}s", (f - b.started).num_seconds()))
-            .unwrap_or_else(|| "-".to_owned());
-        let verified = match (b.verified, b.verify_ok) {
-            (Some(at), Some(true)) => format!("ok {}", local(at, tz)),
-            (Some(at), Some(false)) => format!("FAILED {}", local(at, tz)),
-            _ => "never".to_owned(),
-        };
-        writeln!(
-            ctx.out,
-            "{:<22} {:<17} {:<8} {:<9} {:>7} {:>9} {:>6}  {verified}",
-            format!("{}/{}", b.vg, b.origin),
-            b.name,
-            b.engine,
-            b.state.as_str(),
-            b.files.map_or("-".to_owned(), |f| f.to_string()),
-            b.bytes.map_or("-".to_owned(), format_size),
-            took,
-        )?;
-        if let Some(e) = &b.error {
-            for line in e.lines() {
-                writeln!(ctx.out, "  {line}")?;
-            }
-        }
+        writeln!(ctx.out, "{}", report::backups::list_json(&rows))?;
+    } else {
+        report::backups::list_text(ctx.out, &rows, all, ctx.config.settings.timezone)?;
     }
     Ok(exit::OK)
 }
@@ -182,24 +135,15 @@ pub fn verify(ctx: &mut Ctx<'_>, a: &VerifyArgs) -> Result<i32, Error> {
         if !ok {
             status = exit::FAILED;
         }
+        // Each result as soon as it is known: verifying every backup can take hours.
         if json {
-            results.push(json!({"backup": b.label(), "ok": ok, "problems": problems}));
-        } else if ok {
-            writeln!(ctx.out, "{}: ok ({detail})", b.label())?;
+            results.push(report::backups::verified_json(b, ok, &problems));
         } else {
-            writeln!(
-                ctx.out,
-                "{}: FAILED, {} problem(s)",
-                b.label(),
-                problems.len()
-            )?;
-            for p in &problems {
-                writeln!(ctx.out, "  {p}")?;
-            }
+            report::backups::verified_text(ctx.out, b, ok, &detail, &problems)?;
         }
     }
     if json {
-        writeln!(ctx.out, "{}", Value::Array(results))?;
+        writeln!(ctx.out, "{}", serde_json::Value::Array(results))?;
     } else if chosen.is_empty() {
         writeln!(ctx.out, "no backups to verify")?;
     }

@@ -6,11 +6,8 @@ use clap::Args;
 use super::Ctx;
 use crate::catalog::{Catalog, NewSnapshot, State};
 use crate::error::{exit, Error};
-use crate::names;
 use crate::reconcile::{PINNED_TAG, POLICY_TAG, TIME_TAG};
 use crate::report;
-use crate::report::history::history_text;
-use serde_json::json;
 
 /// `catalog rebuild`: sets a damaged catalog aside, re-creates records for tagged snapshots
 /// from their tags, and for committed backup generations from the backup targets.
@@ -163,28 +160,9 @@ pub fn events(ctx: &mut Ctx<'_>, a: &EventsArgs) -> Result<i32, Error> {
     let catalog = ctx.catalog(false)?;
     let events = catalog.events(limit)?;
     if json {
-        let list: Vec<_> = events
-            .iter()
-            .map(|e| serde_json::json!({"at": report::utc(e.at), "argv": e.argv, "status": e.status, "duration_ms": e.duration_ms, "stderr": e.stderr}))
-            .collect();
-        writeln!(ctx.out, "{}", serde_json::Value::Array(list))?;
-        return Ok(exit::OK);
-    }
-    for e in events {
-        let err = e
-            .stderr
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("");
-        writeln!(
-            ctx.out,
-            "{}  exit {:<3} {:>6} ms  {}  {err}",
-            report::local(e.at, ctx.config.settings.timezone),
-            e.status,
-            e.duration_ms,
-            e.argv
-        )?;
+        writeln!(ctx.out, "{}", report::events::json(&events))?;
+    } else {
+        report::events::text(ctx.out, &events, ctx.config.settings.timezone)?;
     }
     Ok(exit::OK)
 }
@@ -202,19 +180,15 @@ pub fn history(ctx: &mut Ctx<'_>, a: &HistoryArgs) -> Result<i32, Error> {
     let restores = catalog.restores(limit)?;
     let rollbacks = catalog.rollbacks(false)?;
     if json {
-        let r: Vec<_> = restores
-            .iter()
-            .map(|r| json!({"at": r.at.to_rfc3339(), "source": r.source, "paths": r.paths, "destination": names::json(&r.destination), "files": r.files, "bytes": r.bytes, "ok": r.ok, "error": r.detail}))
-            .collect();
-        let b: Vec<_> = rollbacks
-            .iter()
-            .take(limit)
-            .map(|b| json!({"requested": b.requested.to_rfc3339(), "volume": format!("{}/{}", b.vg, b.origin), "snapshot": b.snapshot, "guard": b.guard, "deferred": b.deferred, "completed": b.completed.map(|t| t.to_rfc3339()), "pending": !crate::restore::rollback::is_done(b, inv.as_ref())}))
-            .collect();
-        writeln!(ctx.out, "{}", json!({"restores": r, "rollbacks": b}))?;
+        let v = report::history::json(
+            &restores,
+            &rollbacks[..rollbacks.len().min(limit)],
+            inv.as_ref(),
+        );
+        writeln!(ctx.out, "{v}")?;
         return Ok(exit::OK);
     }
-    history_text(ctx.out, &catalog, inv.as_ref(), limit, tz)?;
+    report::history::history_text(ctx.out, &catalog, inv.as_ref(), limit, tz)?;
     Ok(exit::OK)
 }
 

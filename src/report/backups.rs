@@ -1,7 +1,9 @@
 //! Backups as the administrator and scripts read them: a backup pass (`backup`, and `run`'s
 //! backups), and the catalog's backups (`backups`).
 
-use std::io::Write;
+use std::io::{self, Write};
+
+use chrono_tz::Tz;
 
 use serde_json::{json, Value};
 
@@ -9,7 +11,7 @@ use crate::backup::engines;
 use crate::backup::{BackupReport, Outcome};
 use crate::catalog::BackupRecord;
 use crate::names::shown;
-use crate::units::format_size;
+use crate::units::{format_size, local};
 
 /// Prints a backup pass, as text or JSON.
 ///
@@ -149,4 +151,87 @@ pub fn record_json(b: &BackupRecord) -> Value {
         "verify_ok": b.verify_ok,
         "verify_detail": b.verify_detail,
     })
+}
+
+/// `backups --json`.
+pub fn list_json(rows: &[BackupRecord]) -> Value {
+    rows.iter().map(record_json).collect()
+}
+
+/// `backups`: one line per generation, with its error lines under it.
+///
+/// # Errors
+/// The output cannot be written.
+pub fn list_text(out: &mut dyn Write, rows: &[BackupRecord], all: bool, tz: Tz) -> io::Result<()> {
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "no backups{}",
+            if all {
+                ""
+            } else {
+                " (--all shows failed and pruned ones)"
+            }
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<22} {:<17} {:<8} {:<9} {:>7} {:>9} {:>6}  VERIFIED",
+        "VOLUME", "GENERATION", "ENGINE", "STATE", "FILES", "SIZE", "TOOK"
+    )?;
+    for b in rows {
+        let took = b
+            .finished
+            .map(|f| format!("{}s", (f - b.started).num_seconds()))
+            .unwrap_or_else(|| "-".to_owned());
+        let verified = match (b.verified, b.verify_ok) {
+            (Some(at), Some(true)) => format!("ok {}", local(at, tz)),
+            (Some(at), Some(false)) => format!("FAILED {}", local(at, tz)),
+            _ => "never".to_owned(),
+        };
+        writeln!(
+            out,
+            "{:<22} {:<17} {:<8} {:<9} {:>7} {:>9} {:>6}  {verified}",
+            format!("{}/{}", b.vg, b.origin),
+            b.name,
+            b.engine,
+            b.state.as_str(),
+            b.files.map_or("-".to_owned(), |f| f.to_string()),
+            b.bytes.map_or("-".to_owned(), format_size),
+            took,
+        )?;
+        if let Some(e) = &b.error {
+            for line in e.lines() {
+                writeln!(out, "  {line}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One result of `verify --json`.
+pub fn verified_json(b: &BackupRecord, ok: bool, problems: &[String]) -> Value {
+    json!({"backup": b.label(), "ok": ok, "problems": problems})
+}
+
+/// One result of `verify`: ok, or each problem on its own line.
+///
+/// # Errors
+/// The output cannot be written.
+pub fn verified_text(
+    out: &mut dyn Write,
+    b: &BackupRecord,
+    ok: bool,
+    detail: &str,
+    problems: &[String],
+) -> io::Result<()> {
+    if ok {
+        return writeln!(out, "{}: ok ({detail})", b.label());
+    }
+    writeln!(out, "{}: FAILED, {} problem(s)", b.label(), problems.len())?;
+    for p in problems {
+        writeln!(out, "  {p}")?;
+    }
+    Ok(())
 }

@@ -2,10 +2,12 @@
 
 use std::io::Write;
 
-use crate::catalog::Catalog;
+use serde_json::{json, Value};
+
+use crate::catalog::{Catalog, RestoreRecord, RollbackRecord};
 use crate::error::Error;
 use crate::lvm::Inventory;
-use crate::names::shown;
+use crate::names::{self, shown};
 use crate::units::{format_size, local};
 
 /// The restore history as text; also the footer of `lvsnap list`.
@@ -62,4 +64,21 @@ pub fn history_text(
         )?;
     }
     Ok(())
+}
+
+/// `catalog history --json`.
+pub fn json(
+    restores: &[RestoreRecord],
+    rollbacks: &[RollbackRecord],
+    inv: Option<&Inventory>,
+) -> Value {
+    let r: Vec<_> = restores
+        .iter()
+        .map(|r| json!({"at": r.at.to_rfc3339(), "source": r.source, "paths": r.paths, "destination": names::json(&r.destination), "files": r.files, "bytes": r.bytes, "ok": r.ok, "error": r.detail}))
+        .collect();
+    let b: Vec<_> = rollbacks
+        .iter()
+        .map(|b| json!({"requested": b.requested.to_rfc3339(), "volume": format!("{}/{}", b.vg, b.origin), "snapshot": b.snapshot, "guard": b.guard, "deferred": b.deferred, "completed": b.completed.map(|t| t.to_rfc3339()), "pending": !crate::restore::rollback::is_done(b, inv)}))
+        .collect();
+    json!({"restores": r, "rollbacks": b})
 }

@@ -243,6 +243,8 @@ pub fn simulate_text(
 }
 
 pub mod backups;
+pub mod events;
 pub mod history;
 mod snapshots;
+pub mod status;
 pub use snapshots::{list_json, list_text, run_json, run_text, ListRow};

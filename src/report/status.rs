@@ -1,0 +1,134 @@
+//! `status` as the administrator reads it and as scripts parse it: per group the newest
+//! snapshot, the next time, count and space, the last run, a pending rollback and backups; then
+//! volume group and thin pool fill.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::status::{Capacity, GroupState};
+use crate::units::{age, format_size, local, utc};
+
+/// `status --json`.
+pub fn json(states: &[GroupState], cap: &Capacity, now: DateTime<Utc>) -> Value {
+    let groups: Vec<_> = states
+        .iter()
+        .map(|g| {
+            json!({
+                "policy": g.policy, "volume": g.volume, "snapshots": g.count,
+                "newest": g.newest.as_ref().map(|(n, _)| n), "newest_time": g.newest.as_ref().map(|(_, t)| utc(*t)),
+                "newest_age_seconds": g.newest.as_ref().map(|(_, t)| (now - *t).num_seconds()),
+                "next": g.next.map(utc), "bytes": g.bytes, "max_fill_percent": g.max_fill, "invalid": g.invalid,
+                "last_run": g.last.as_ref().map(|r| utc(r.at)), "last_error": g.last.as_ref().and_then(|r| r.error.clone()),
+                "rollback_pending": g.merging,
+                "newest_backup": g.backup.as_ref().and_then(|(n, _)| n.as_ref().map(|(l, _)| l)),
+                "future": g.future.iter().map(|(n, t)| json!({"name": n, "time": utc(*t)})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let vgs: Vec<_> = cap
+        .vgs
+        .iter()
+        .map(|(n, size, free)| json!({"vg": n, "size": size, "free": free}))
+        .collect();
+    let pools: Vec<_> = cap
+        .pools
+        .iter()
+        .map(|(p, d, m)| json!({"pool": p, "data_percent": d, "metadata_percent": m}))
+        .collect();
+    json!({"groups": groups, "volume_groups": vgs, "pools": pools})
+}
+
+/// `status`.
+///
+/// # Errors
+/// The output cannot be written.
+pub fn text(
+    out: &mut dyn Write,
+    states: &[GroupState],
+    cap: &Capacity,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> io::Result<()> {
+    for g in states {
+        writeln!(out, "{} {}", g.policy, g.volume)?;
+        match &g.newest {
+            Some((name, t)) => writeln!(
+                out,
+                "  newest    {name}, {} ({})",
+                local(*t, tz),
+                age(*t, now)
+            )?,
+            None => writeln!(out, "  newest    none yet")?,
+        }
+        for (name, t) in &g.future {
+            writeln!(
+                out,
+                "  FUTURE    {name}, dated {}: in the future — check the clock; kept, not counted as fresh",
+                local(*t, tz)
+            )?;
+        }
+        if let Some(next) = g.next {
+            writeln!(out, "  next      {}", local(next, tz))?;
+        }
+        let fill = g
+            .max_fill
+            .map(|f| format!(", fullest {f:.0}%"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  snapshots {} ({} copy-on-write{fill}{})",
+            g.count,
+            format_size(g.bytes),
+            if g.invalid > 0 {
+                format!(", {} invalid", g.invalid)
+            } else {
+                String::new()
+            }
+        )?;
+        match &g.last {
+            Some(r) if r.ok => writeln!(out, "  last run  {} ok", local(r.at, tz))?,
+            Some(r) => writeln!(
+                out,
+                "  last run  {} FAILED: {}",
+                local(r.at, tz),
+                r.error.as_deref().unwrap_or("?")
+            )?,
+            None => writeln!(out, "  last run  never")?,
+        }
+        if let Some(name) = &g.merging {
+            writeln!(
+                out,
+                "  rollback  PENDING: {name} merges into {} at its next activation (pruning and backups wait)",
+                g.volume
+            )?;
+        }
+        if let Some((newest, next)) = &g.backup {
+            let newest = newest.as_ref().map_or("none yet".to_owned(), |(label, t)| {
+                format!("{label} ({})", age(*t, now))
+            });
+            let next = next
+                .map(|n| format!(", next {}", local(n, tz)))
+                .unwrap_or_default();
+            writeln!(out, "  backup    {newest}{next}")?;
+        }
+    }
+    for (vg, size, free) in &cap.vgs {
+        writeln!(
+            out,
+            "volume group {vg}: {} free of {} ({:.0}% used)",
+            format_size(*free),
+            format_size(*size),
+            100.0 - *free as f64 * 100.0 / (*size).max(1) as f64
+        )?;
+    }
+    for (pool, data, meta) in &cap.pools {
+        writeln!(
+            out,
+            "thin pool {pool}: data {data:.1}%, metadata {meta:.1}%"
+        )?;
+    }
+    Ok(())
+}
