@@ -731,7 +731,7 @@ fn copy(
     };
     let progress = Progress::default();
     // What rsync has written is read back while it goes on copying: each file it names is
-    // hashed from the target (and checked against the manifest in the proof).
+    // compared with the snapshot (and counts as proven by the manifest's digest of it).
     let gen = engines::partial("rsync", dir, name).expect("a directory");
     let early = prove::EarlyReads::default();
     let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
@@ -743,7 +743,7 @@ fn copy(
             (m, start.elapsed().as_secs_f64())
         });
         let readers: Vec<_> = (0..workers.div_ceil(2))
-            .map(|_| s.spawn(|| prove::read_back_as_written(&gen, &rx, &early)))
+            .map(|_| s.spawn(|| prove::read_back_as_written(&mounted.dir, &gen, &rx, &early)))
             .collect();
         let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
         let start = Instant::now();

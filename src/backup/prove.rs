@@ -41,27 +41,36 @@ pub struct Proof {
     pub sync_seconds: f64,
 }
 
-/// Files read back while the engine still copies, by name relative to the generation: size
-/// and SHA-256 as read then.
-pub type EarlyReads = Mutex<BTreeMap<PathBuf, (u64, String)>>;
+/// Files read back while the engine still copies and found equal to the snapshot, by name
+/// relative to the generation, with their size.
+pub type EarlyReads = Mutex<BTreeMap<PathBuf, u64>>;
 
 /// How long a reader waits for more names before it looks again at those not yet in place.
 const RETRY_AFTER: Duration = Duration::from_millis(25);
 
-/// One reading thread of the overlap: hashes each file named on `names` (relative to `gen`)
-/// as soon as it is in place, into `early`, until the engine has finished and named them all.
+/// One reading thread of the overlap: compares each file named on `names` (relative to `gen`)
+/// byte for byte with the same file in the snapshot mounted at `source`, as soon as it is in
+/// place, and notes each equal one in `early`, until the engine has finished and named them
+/// all.
 ///
 /// rsync names a file once it has sent it, which can be a little before its receiver has
 /// renamed it into place: a name not there yet waits and is tried again. Whatever still
-/// cannot be read when the engine is done (or is read wrong) is read by the proof itself, so
-/// nothing here can make a proof pass that would otherwise fail.
-pub fn read_back_as_written(gen: &Path, names: &Mutex<Receiver<PathBuf>>, early: &EarlyReads) {
-    let mut buf = vec![0u8; 1 << 20];
+/// cannot be read when the engine is done, or differs, is read and hashed by the proof itself,
+/// so nothing here can make a proof pass that would otherwise fail.
+pub fn read_back_as_written(
+    source: &Path,
+    gen: &Path,
+    names: &Mutex<Receiver<PathBuf>>,
+    early: &EarlyReads,
+) {
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let mut waiting = VecDeque::new();
     let mut read = |rel: PathBuf, waiting: &mut VecDeque<PathBuf>, last: bool| {
-        match crate::manifest::hash_regular(&gen.join(&rel), &mut buf) {
-            Ok(Some(r)) => {
-                early.lock().expect("reads").insert(rel, r);
+        let same =
+            crate::manifest::same_content(&gen.join(&rel), &source.join(&rel), (&mut x, &mut y));
+        match same {
+            Ok(Some(size)) => {
+                early.lock().expect("reads").insert(rel, size);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !last => {
                 waiting.push_back(rel);
@@ -107,7 +116,7 @@ pub fn prove(
     previous: Option<&Path>,
     manifest: &Manifest,
     workers: usize,
-    early: &BTreeMap<PathBuf, (u64, String)>,
+    early: &BTreeMap<PathBuf, u64>,
 ) -> Result<Proof, String> {
     let start = Instant::now();
     let mut proof = match engine {
@@ -144,7 +153,7 @@ fn prove_tree(
     previous: Option<&Path>,
     manifest: &Manifest,
     workers: usize,
-    early: &BTreeMap<PathBuf, (u64, String)>,
+    early: &BTreeMap<PathBuf, u64>,
 ) -> Result<Proof, String> {
     let gen = engines::partial("rsync", dir, name).expect("rsync writes a directory");
     let before = previous.and_then(previous_manifest);
@@ -162,11 +171,10 @@ fn prove_tree(
             .and_then(|p| std::fs::symlink_metadata(p.join(rel)).ok())
             .is_some_and(|pm| m.is_file() && pm.dev() == m.dev() && pm.ino() == m.ino());
         if !linked {
-            // Read back while the copy went on (what rsync wrote, read after it named it).
-            // A read that disagrees with the snapshot is not trusted either way: the file
-            // may have been read before its final content was in place. It is read again.
-            if let Some(read) = early.get(rel).filter(|(s, d)| s == size && d == sha256) {
-                known.insert(rel.clone(), read.clone());
+            // Read back while the copy went on (what rsync wrote, compared with the snapshot
+            // after it named it): equal to the bytes the manifest's digest was taken of.
+            if early.get(rel) == Some(size) {
+                known.insert(rel.clone(), (*size, sha256.clone()));
                 proof.read_back += 1;
                 proof.during_copy += 1;
             }
@@ -502,9 +510,9 @@ mod tests {
         );
     }
 
-    /// The overlap with real rsync: every file it writes is read back by the reading threads
-    /// (some not yet in place when rsync names them), and the proof takes those reads instead
-    /// of reading again. A read that disagrees with the snapshot is read again, not trusted.
+    /// The overlap with real rsync: every file it writes is compared with the snapshot by the
+    /// reading threads (some not yet in place when rsync names them), and the proof takes
+    /// those instead of reading again. One noted wrong is read again, not trusted.
     #[test]
     fn what_rsync_writes_is_read_back_during_the_copy_and_used_by_the_proof() {
         use crate::config::BackupEngine;
@@ -538,7 +546,7 @@ mod tests {
         let rx = Mutex::new(rx);
         std::thread::scope(|s| {
             let readers: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| read_back_as_written(&gen, &rx, &early)))
+                .map(|_| s.spawn(|| read_back_as_written(&src, &gen, &rx, &early)))
                 .collect();
             let send = |p: PathBuf| tx.send(p).unwrap();
             let job = engines::Job {
@@ -560,17 +568,46 @@ mod tests {
         });
         let mut early = early.into_inner().unwrap();
         for (rel, read) in &early {
-            let Content::File { size, sha256 } = &m.entries[rel].content else {
+            let Content::File { size, .. } = &m.entries[rel].content else {
                 panic!("{rel:?} is a file");
             };
-            assert_eq!((&read.0, &read.1), (size, sha256), "{rel:?}");
+            assert_eq!(read, size, "{rel:?}");
         }
         assert_eq!(early.len(), files, "each file is read back once named");
-        // One read taken before its file was complete: the proof reads it again.
-        early.insert(PathBuf::from("big1"), (3 << 20, "0".repeat(64)));
+        // One noted with another size than the snapshot's: the proof reads it again.
+        early.insert(PathBuf::from("big1"), 1);
         let proof = prove("rsync", &src, &dir, "g", None, &m, 2, &early).unwrap();
         assert_eq!(proof.read_back, files as u64);
         assert_eq!(proof.during_copy, files as u64 - 1);
+    }
+
+    /// Equal means every byte and the length; a link or a fifo in a file's place is never
+    /// opened, so never equal.
+    #[test]
+    fn same_content_is_every_byte_of_two_regular_files() {
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n);
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(p("a"), &data).unwrap();
+        std::fs::write(p("b"), &data).unwrap();
+        let (mut x, mut y) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let mut same = |a: &str, b: &str| {
+            crate::manifest::same_content(&p(a), &p(b), (&mut x, &mut y)).unwrap()
+        };
+        assert_eq!(same("a", "b"), Some(3_000_000));
+        let mut flipped = data.clone();
+        flipped[2_999_999] ^= 1;
+        std::fs::write(p("c"), &flipped).unwrap();
+        assert_eq!(same("c", "a"), None);
+        std::fs::write(p("d"), &data[..2_999_999]).unwrap();
+        assert_eq!(same("d", "a"), None);
+        assert_eq!(same("a", "d"), None);
+        std::os::unix::fs::symlink(p("a"), p("link")).unwrap();
+        assert_eq!(same("link", "a"), None);
+        assert_eq!(same("a", "link"), None);
+        std::fs::write(p("empty1"), "").unwrap();
+        std::fs::write(p("empty2"), "").unwrap();
+        assert_eq!(same("empty1", "empty2"), Some(0));
     }
 
     fn filetime_of(m: &std::fs::Metadata) -> std::time::SystemTime {
