@@ -16,7 +16,7 @@ if ! command -v cargo > /dev/null; then
 fi
 command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install Rust 1.89 or later (https://rustup.rs)" >&2; exit 1; }
 
-# Host tools the tests call: systemd-analyze verifies the units (tests/systemd.rs); rsync, GNU
+# Host tools the tests call: systemd-analyze verifies the units (tests/it/systemd.rs); rsync, GNU
 # tar, zstd and setfacl/setfattr build the trees and archives the backup tests read back.
 # Container images often lack them.
 missing=""

@@ -1,6 +1,6 @@
 //! The retention planner: `now` + rules + one group's snapshots → keep or remove for each, with
 //! every reason. Pure: no clock, no I/O. The semantics are pinned in DESIGN.md ("Retention
-//! semantics") and by the tables in `tests/retention.rs`.
+//! semantics") and by the tables in `tests/it/retention.rs`.
 
 use std::fmt;
 

@@ -2,22 +2,14 @@
 //! refusals and failure paths. The fake mounts nothing, so each backup copies an empty tree;
 //! what real mounts, filesystems and engines do is tested in the VM (backup-*.sh scenarios).
 
-mod common;
-
-use common::{Host, GIB};
+use crate::common::Host;
 use lvsnap::catalog::BackupState;
-use lvsnap::lvm::fake::FakeLvm;
 use lvsnap::lvm::Tool;
 
 /// vg0 with a thick `home` and a thin `data`, one policy per volume, and `backup` as the body
 /// of `home`'s backup table (target: the host's `backup` directory).
 fn host(backup: &str) -> Host {
-    let lvm = FakeLvm::new();
-    lvm.add_vg("vg0", 8 * GIB)
-        .add_lv("vg0", "home", GIB)
-        .add_thin_pool("vg0", "pool", 2 * GIB)
-        .add_thin_lv("vg0", "pool", "data", 4 * GIB);
-    let h = Host::new(lvm, "");
+    let h = Host::standard("");
     h.add_policies(&format!(
         "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 48 }}\n\
          [policy.home.backup]\ntarget = \"{}/backup\"\n{backup}\n\n\

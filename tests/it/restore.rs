@@ -3,22 +3,14 @@
 //! lvsnap did not create. Copying real files out of real snapshots and backups is tested in
 //! the VM (restore-files.sh, diff-rollback.sh).
 
-mod common;
-
-use common::{Host, GIB};
+use crate::common::{Host, GIB};
 use lvsnap::catalog::State;
 use lvsnap::lvm::fake::FakeLvm;
 use lvsnap::lvm::Tool;
 
 /// vg0 with a thick `home` and a thin `data`, one policy each.
 fn host() -> Host {
-    let lvm = FakeLvm::new();
-    lvm.add_vg("vg0", 8 * GIB)
-        .add_lv("vg0", "home", GIB)
-        .add_thin_pool("vg0", "pool", 2 * GIB)
-        .add_thin_lv("vg0", "pool", "data", 4 * GIB);
-    Host::new(
-        lvm,
+    Host::standard(
         "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = { last = 10 }\n\
          [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = { last = 10 }\n",
     )

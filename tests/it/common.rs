@@ -1,8 +1,6 @@
 //! A host for CLI-level tests: the fake LVM, policy files and a catalog in a temporary
 //! directory, and `lvsnap` run in-process with a fixed clock.
 
-#![allow(dead_code)]
-
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use lvsnap::catalog::{Catalog, State};
@@ -27,13 +25,32 @@ pub struct Host {
 impl Host {
     /// `policies` (TOML) after a `[settings]` table that keeps everything in the directory.
     pub fn new(lvm: FakeLvm, policies: &str) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
+        let h = Host {
+            dir: tempfile::tempdir().unwrap(),
+            lvm,
+        };
+        h.write_config(policies);
+        h
+    }
+
+    /// vg0 (8 GiB) with a thick `home` (1 GiB) and a thin `data` (4 GiB) in `pool` (2 GiB),
+    /// and `policies`.
+    pub fn standard(policies: &str) -> Host {
+        let lvm = FakeLvm::new();
+        lvm.add_vg("vg0", 8 * GIB)
+            .add_lv("vg0", "home", GIB)
+            .add_thin_pool("vg0", "pool", 2 * GIB)
+            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
+        Host::new(lvm, policies)
+    }
+
+    /// Replaces the policy file: the `[settings]` table, then `policies`.
+    pub fn write_config(&self, policies: &str) {
+        let d = self.dir.path().display();
         let settings = format!(
             "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n"
         );
-        std::fs::write(dir.path().join("lvsnap.toml"), settings + policies).unwrap();
-        Host { dir, lvm }
+        std::fs::write(self.dir.path().join("lvsnap.toml"), settings + policies).unwrap();
     }
 
     /// Where this host keeps things (`{dir}` in policies written after creation).
@@ -85,6 +102,23 @@ impl Host {
             out: String::from_utf8(out).unwrap(),
             err: String::from_utf8(err).unwrap(),
         }
+    }
+
+    /// The JSON a command printed (it must succeed, or be held back: exit 3).
+    #[track_caller]
+    pub fn json(&self, args: &[&str], now: &str) -> serde_json::Value {
+        let r = self.run(args, now);
+        assert!(r.code == 0 || r.code == 3, "{r:?}");
+        serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+    }
+
+    /// The names of lvsnap's snapshots in vg0, as LVM has them.
+    pub fn snapshot_names(&self) -> Vec<String> {
+        self.lvm
+            .names("vg0")
+            .into_iter()
+            .filter(|n| n.contains("-lvsnap-"))
+            .collect()
     }
 
     pub fn catalog(&self) -> Catalog {

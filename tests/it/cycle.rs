@@ -2,82 +2,13 @@
 //! every command, failure paths, reconciliation, ownership, guards and locking. What real LVM
 //! does is tested in the VM (tests/vm/scenarios/).
 
+use crate::common::Host;
 use chrono::{DateTime, Duration, Utc};
-use clap::Parser;
-use lvsnap::catalog::{Catalog, NewSnapshot, State};
-use lvsnap::cli::{execute, Cli};
-use lvsnap::lvm::fake::FakeLvm;
+use lvsnap::catalog::{NewSnapshot, State};
 use lvsnap::lvm::{commands, Runner, Tool};
-use serde_json::Value;
-
-const GIB: u64 = 1 << 30;
-
-struct World {
-    dir: tempfile::TempDir,
-    lvm: FakeLvm,
-}
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-impl World {
-    /// vg0 (8 GiB) with a thick `home` (1 GiB) and a thin `data` in `pool`, and `policies`.
-    fn new(policies: &str) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let lvm = FakeLvm::new();
-        lvm.add_vg("vg0", 8 * GIB)
-            .add_lv("vg0", "home", GIB)
-            .add_thin_pool("vg0", "pool", 2 * GIB)
-            .add_thin_lv("vg0", "pool", "data", 4 * GIB);
-        let w = World { dir, lvm };
-        w.write_config(policies);
-        w
-    }
-
-    fn write_config(&self, policies: &str) {
-        let settings = format!(
-            "[settings]\ncatalog = \"{}/catalog.db\"\nruntime-dir = \"{}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n",
-            self.dir.path().display(),
-            self.dir.path().display()
-        );
-        std::fs::write(self.dir.path().join("lvsnap.toml"), settings + policies).unwrap();
-    }
-
-    #[track_caller]
-    fn lvsnap(&self, args: &[&str], now: &str) -> (i32, String) {
-        let config = self.dir.path().join("lvsnap.toml");
-        let mut argv = vec![
-            "lvsnap".to_owned(),
-            "--config".to_owned(),
-            config.display().to_string(),
-        ];
-        argv.extend(args.iter().map(|a| (*a).to_owned()));
-        let cli = Cli::try_parse_from(argv).expect("valid arguments");
-        self.lvm.set_clock(t(now));
-        let mut out = Vec::new();
-        let code = execute(&cli, &self.lvm, t(now), &mut out, &mut std::io::stderr());
-        (code, String::from_utf8(out).unwrap())
-    }
-
-    #[track_caller]
-    fn json(&self, args: &[&str], now: &str) -> Value {
-        let (code, out) = self.lvsnap(args, now);
-        assert!(code == 0 || code == 3, "exit {code}: {out}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-
-    fn catalog(&self) -> Catalog {
-        Catalog::open(&self.dir.path().join("catalog.db")).unwrap()
-    }
-
-    fn snapshot_names(&self) -> Vec<String> {
-        self.lvm
-            .names("vg0")
-            .into_iter()
-            .filter(|n| n.contains("-lvsnap-"))
-            .collect()
-    }
 }
 
 const HOME_AND_DATA: &str = r#"
@@ -95,7 +26,7 @@ keep = { last = 3 }
 
 #[test]
 fn run_takes_tagged_snapshots_with_one_inventory_call() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -138,7 +69,7 @@ fn run_takes_tagged_snapshots_with_one_inventory_call() {
 #[test]
 fn hourly_runs_for_two_days_keep_what_simulate_keeps() {
     let policy = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 3, hourly = 6, daily = 2 }\n";
-    let w = World::new(policy);
+    let w = Host::standard(policy);
     let start = t("2026-03-01T00:00:00Z");
     for h in 0..48 {
         let now = start + Duration::hours(h) + Duration::minutes(2);
@@ -178,7 +109,7 @@ fn hourly_runs_for_two_days_keep_what_simulate_keeps() {
 
 #[test]
 fn snapshots_lvsnap_did_not_make_survive_every_run() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     let old = t("2020-01-01T00:00:00Z");
     w.lvm
         .add_snapshot("vg0", "home", "home-lvsnap-20200101T000000Z", &[], old);
@@ -216,7 +147,7 @@ fn snapshots_lvsnap_did_not_make_survive_every_run() {
 
 #[test]
 fn full_volume_group_fails_one_policy_and_not_the_other() {
-    let w = World::new(
+    let w = Host::standard(
         "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"100G\"\nkeep = { last = 3 }\n\n\
          [policy.data]\nvolumes = [\"vg0/data\"]\nschedule = \"0 * * * *\"\nkeep = { last = 3 }\n",
     );
@@ -238,7 +169,7 @@ fn full_volume_group_fails_one_policy_and_not_the_other() {
 
 #[test]
 fn thin_pool_over_its_limit_refuses_a_snapshot() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     w.lvm.set_fill("vg0", "pool", 85.0, 10.0);
     let (code, out) = w.lvsnap(&["run", "--policy", "data"], "2026-03-01T10:00:00Z");
     assert_eq!(code, 1);
@@ -252,7 +183,7 @@ fn thin_pool_over_its_limit_refuses_a_snapshot() {
 
 #[test]
 fn lvcreate_failure_is_recorded_and_reported() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     w.lvm.fail_next(
         Tool::Lvcreate,
         "vg0/home",
@@ -281,7 +212,7 @@ fn lvcreate_failure_is_recorded_and_reported() {
 
 #[test]
 fn invalid_snapshot_is_removed_and_a_filling_one_extended() {
-    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"100M\"\nkeep = { last = 10 }\n");
+    let w = Host::standard("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"100M\"\nkeep = { last = 10 }\n");
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
     w.lvm.set_invalid("vg0", "home-lvsnap-20260301T100000Z");
@@ -315,7 +246,7 @@ fn invalid_snapshot_is_removed_and_a_filling_one_extended() {
 
 #[test]
 fn filling_snapshot_in_a_full_group_is_reported_not_extended() {
-    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"5G\"\nkeep = { last = 10 }\n");
+    let w = Host::standard("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"5G\"\nkeep = { last = 10 }\n");
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     w.lvm
         .set_fill("vg0", "home-lvsnap-20260301T100000Z", 95.0, 0.0);
@@ -331,7 +262,7 @@ fn filling_snapshot_in_a_full_group_is_reported_not_extended() {
 
 #[test]
 fn snapshot_removed_by_hand_is_marked_vanished() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     w.lvm
         .remove_behind_back("vg0", "home-lvsnap-20260301T100000Z");
@@ -352,7 +283,7 @@ fn snapshot_removed_by_hand_is_marked_vanished() {
 
 #[test]
 fn create_interrupted_before_the_catalog_write_is_reconciled() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     // What a kill -9 between lvcreate and the catalog write leaves: a `creating` record with an
     // open intent, and the LV in LVM.
     {
@@ -420,7 +351,7 @@ fn create_interrupted_before_the_catalog_write_is_reconciled() {
 
 #[test]
 fn catalog_rebuild_restores_management() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     w.lvsnap(&["run"], "2026-03-01T11:00:00Z");
     w.lvsnap(
@@ -459,7 +390,7 @@ fn catalog_rebuild_restores_management() {
 
 #[test]
 fn breaker_holds_pruning_until_forced() {
-    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 10 }\n");
+    let w = Host::standard("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 10 }\n");
     for h in 0..6 {
         w.lvsnap(&["run"], &format!("2026-03-01T{h:02}:00:00Z"));
     }
@@ -482,7 +413,7 @@ fn breaker_holds_pruning_until_forced() {
 
 #[test]
 fn pinned_snapshot_survives_and_unpin_releases_it() {
-    let w = World::new("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 1 }\n");
+    let w = Host::standard("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 1 }\n");
     w.lvsnap(
         &["snapshot", "home", "--pin", "--note", "before the upgrade"],
         "2026-03-01T09:30:00Z",
@@ -510,7 +441,7 @@ fn pinned_snapshot_survives_and_unpin_releases_it() {
 
 #[test]
 fn dry_run_and_plan_change_nothing() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     let (code, out) = w.lvsnap(&["run", "--dry-run"], "2026-03-01T10:00:00Z");
     assert_eq!(code, 0);
     assert!(
@@ -541,7 +472,7 @@ fn twenty_policies_cost_one_inventory_plus_one_command_per_change() {
     for i in 0..20 {
         w_add(&mut policies, i);
     }
-    let w = World::new(&policies);
+    let w = Host::standard(&policies);
     for i in 0..20 {
         w.lvm.add_lv("vg0", &format!("v{i}"), 64 << 20);
     }
@@ -560,7 +491,7 @@ fn w_add(policies: &mut String, i: usize) {
 
 #[test]
 fn a_second_writer_is_told_who_holds_the_lock() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     let _held =
         lvsnap::lock::acquire(&w.dir.path().join("run"), std::time::Duration::ZERO).unwrap();
     let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
@@ -574,7 +505,7 @@ fn a_second_writer_is_told_who_holds_the_lock() {
 
 #[test]
 fn missing_volume_names_what_exists() {
-    let w = World::new(
+    let w = Host::standard(
         "[policy.home]\nvolumes = [\"vg0/hom\"]\nschedule = \"0 * * * *\"\nkeep = { last = 1 }\n",
     );
     let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
@@ -587,7 +518,7 @@ fn missing_volume_names_what_exists() {
 
 #[test]
 fn failing_pre_hook_skips_only_its_policy_and_post_still_runs() {
-    let w = World::new("");
+    let w = Host::standard("");
     let log = w.dir.path().join("hooks.log");
     let record = |phase: &str| {
         format!("[\"sh\", \"-c\", \"echo {phase} $LVSNAP_POLICY $LVSNAP_SNAPSHOT ${{LVSNAP_TAKEN:-}} >> {}\"]", log.display())
@@ -635,7 +566,7 @@ fn failing_pre_hook_skips_only_its_policy_and_post_still_runs() {
 
 #[test]
 fn check_exit_codes_follow_the_state() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     let (code, out) = w.lvsnap(&["check"], "2026-03-01T10:30:00Z");
     assert_eq!((code, out.lines().next().unwrap()), (0, "LVSNAP OK - 2 group(s) fresh | 'home_vg0/home_age'=1800s;7200;14400 'home_vg0/home_fill'=0.0%;80;95 'home_vg0/home_snapshots'=1 'data_vg0/data_age'=1800s;7200;14400 'data_vg0/data_snapshots'=1 'pool_vg0/pool_data'=0.0%;;80 'pool_vg0/pool_metadata'=0.0%;;80"));
@@ -686,7 +617,7 @@ fn check_exit_codes_follow_the_state() {
 
 #[test]
 fn status_shows_each_group_and_the_pool() {
-    let w = World::new(HOME_AND_DATA);
+    let w = Host::standard(HOME_AND_DATA);
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
     let (code, out) = w.lvsnap(&["status"], "2026-03-01T10:30:00Z");
     assert_eq!(code, 0);
@@ -701,7 +632,7 @@ fn status_shows_each_group_and_the_pool() {
 
 #[test]
 fn run_writes_a_prometheus_textfile() {
-    let w = World::new("");
+    let w = Host::standard("");
     let prom = w.dir.path().join("lvsnap.prom");
     let settings = format!(
         "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"{1}\"\n\n",
@@ -754,7 +685,7 @@ fn run_writes_a_prometheus_textfile() {
 
 #[test]
 fn an_unwritable_metrics_file_does_not_fail_the_run() {
-    let w = World::new("");
+    let w = Host::standard("");
     let settings = format!(
         "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"/nonexistent/dir/lvsnap.prom\"\n\n",
         w.dir.path().display()
@@ -767,7 +698,7 @@ fn an_unwritable_metrics_file_does_not_fail_the_run() {
 
 #[test]
 fn a_hook_password_never_reaches_the_event_log() {
-    let w = World::new("");
+    let w = Host::standard("");
     w.write_config(
         "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 3 }\n\
          pre = [\"true\", \"--user=backup\", \"--password=secret\"]\n",
@@ -787,7 +718,7 @@ fn a_hook_password_never_reaches_the_event_log() {
 
 #[test]
 fn a_snapshot_from_the_future_neither_stops_snapshots_nor_looks_fresh_nor_blocks_pruning() {
-    let w = World::new(
+    let w = Host::standard(
         "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 2 }\nmax-remove-percent = 100\n",
     );
     for h in ["01", "02", "03"] {
@@ -841,7 +772,7 @@ fn a_snapshot_from_the_future_neither_stops_snapshots_nor_looks_fresh_nor_blocks
 
 #[test]
 fn run_now_ahead_of_the_clock_is_refused_unless_it_is_a_dry_run() {
-    let w = World::new(
+    let w = Host::standard(
         "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 2 }\n",
     );
     let (code, out) = w.lvsnap(

@@ -1,0 +1,105 @@
+//! The source's shape, checked: which top-level module imports which (from the `crate::` and
+//! `super::` paths in `src/`, test modules left out). No two modules import each other, however
+//! indirectly; the domain never imports the front end (`cli`, `commands`) or the renderers
+//! (`report`). `cargo test --test it layout -- --nocapture` prints the graph.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Top-level module → the top-level modules it imports.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files = Vec::new();
+    collect(Path::new("src"), &mut files);
+    for file in files {
+        let rel = file.strip_prefix("src").unwrap();
+        let parts: Vec<String> = rel
+            .with_extension("")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let top = match parts[0].as_str() {
+            "lib" | "main" => "lib".to_owned(),
+            m => m.to_owned(),
+        };
+        // In src/x/mod.rs (and a top-level file) `super::` is the crate root.
+        let super_is_root = parts.len() == 1 || parts.last().is_some_and(|p| p == "mod");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let mut used = BTreeSet::new();
+        for (prefix, root) in [("crate::", true), ("super::", super_is_root)] {
+            for (at, _) in code.match_indices(prefix) {
+                let ident: String = code[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if root && !ident.is_empty() {
+                    used.insert(ident);
+                }
+            }
+        }
+        used.remove(&top);
+        edges.entry(top).or_default().extend(used);
+    }
+    edges
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every module `from` reaches through imports.
+fn reach(edges: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![from.to_owned()];
+    while let Some(m) = todo.pop() {
+        for next in edges.get(&m).into_iter().flatten() {
+            if seen.insert(next.clone()) {
+                todo.push(next.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let edges = graph();
+    for (m, to) in &edges {
+        println!(
+            "{m} -> {}",
+            to.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+    }
+    assert!(edges.len() > 20, "the source was found: {edges:?}");
+    let cycles: Vec<String> = edges
+        .keys()
+        .filter(|m| reach(&edges, m).contains(*m))
+        .cloned()
+        .collect();
+    assert!(cycles.is_empty(), "modules in an import cycle: {cycles:?}");
+}
+
+#[test]
+fn the_domain_never_imports_the_front_end_or_the_renderers() {
+    let edges = graph();
+    let front = ["cli", "commands", "report"];
+    for (m, to) in &edges {
+        if front.contains(&m.as_str()) || m == "lib" {
+            continue;
+        }
+        let wrong: Vec<&String> = to.iter().filter(|t| front.contains(&t.as_str())).collect();
+        assert!(wrong.is_empty(), "{m} imports {wrong:?}");
+    }
+    assert!(
+        !reach(&edges, "report").contains("commands"),
+        "renderers do not call commands"
+    );
+}
