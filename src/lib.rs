@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod confine;
+pub mod cycle;
 pub mod error;
 pub mod hooks;
 pub mod lock;

@@ -21,13 +21,14 @@ use tracing::{info, warn};
 use crate::catalog::{BackupRecord, BackupState, NewBackup, Written, TEMPORARY_NOTE};
 use crate::config::BackupEngine;
 use crate::config::{BackupPolicy, BackupSource, Policy, VolumeRef};
+use crate::cycle::Space;
 use crate::lvm::{Inventory, LvKind};
 use crate::manifest::{Manifest, Progress, Skip, Walk};
 use crate::mount::{MountRequest, Mounted};
 use crate::names::shown;
 use crate::plan::{is_due, plan_retention, CronTicks, Rules, SnapshotView};
 use crate::reconcile::{Fleet, Managed};
-use crate::run::{Engine, RunError, Space};
+use crate::run::{Engine, RunError};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -252,9 +253,9 @@ impl Engine<'_> {
                 (m, false)
             }
             BackupSource::Fresh => {
-                let how = crate::run::Take {
+                let how = crate::cycle::Take {
                     note: Some(TEMPORARY_NOTE),
-                    ..crate::run::Take::default()
+                    ..crate::cycle::Take::default()
                 };
                 let name = self.take(policy, volume, inv, fleet, space, &how)?;
                 let m = fleet

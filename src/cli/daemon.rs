@@ -17,9 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::commands::{self, Ctx};
 use crate::config::{self, Config};
+use crate::cycle::Options;
 use crate::error::Error;
 use crate::lvm::Runner;
-use crate::run::Options;
 
 /// What every job shares.
 struct Shared {

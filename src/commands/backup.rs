@@ -6,9 +6,9 @@ use super::Ctx;
 use crate::backup::{verify, BackupOptions};
 use crate::catalog::{BackupRecord, BackupState};
 use crate::config::VolumeRef;
+use crate::cycle::Space;
 use crate::error::{exit, Error};
 use crate::report;
-use crate::run::Space;
 
 /// `lvsnap backup POLICY [--volume V] [--dry-run] [--json]`: backs up now, due or not.
 ///

@@ -7,9 +7,9 @@ use clap::Args;
 use super::{parse_time, run_status, Ctx};
 use crate::backup::{BackupOptions, BackupReport, Outcome};
 use crate::catalog::Catalog;
+use crate::cycle::{Options, Space};
 use crate::error::{exit, Error};
 use crate::report;
-use crate::run::{Options, Space};
 use crate::status;
 use crate::units::utc;
 

@@ -10,11 +10,12 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::catalog::Catalog;
 use crate::config::{Config, Span};
+use crate::cycle::RunReport;
 use crate::error::{exit, Error};
 use crate::lock;
 use crate::lvm::Runner;
 use crate::reconcile::Fleet;
-use crate::run::{Engine, RunReport};
+use crate::run::Engine;
 
 pub mod backup;
 pub mod catalog;
@@ -190,8 +191,8 @@ pub(crate) fn guard_snapshot(
         .find(|v| v.vg == vg && v.lv == lv)
         .expect("found above")
         .clone();
-    let mut space = crate::run::Space::from(inv);
-    let how = crate::run::Take {
+    let mut space = crate::cycle::Space::from(inv);
+    let how = crate::cycle::Take {
         pin: true,
         note: Some(note),
         at_least,

@@ -5,11 +5,11 @@ use std::io::Write;
 use clap::Args;
 
 use super::Ctx;
+use crate::cycle::Space;
 use crate::error::{exit, Error};
 use crate::lvm::commands;
 use crate::reconcile::{Managed, PINNED_TAG};
 use crate::report::{self, ListRow};
-use crate::run::Space;
 use crate::status;
 
 /// `status [--json]`: per group, the newest snapshot and its age, the next scheduled time, count
@@ -152,7 +152,7 @@ pub fn snapshot(ctx: &mut Ctx<'_>, a: &SnapshotArgs) -> Result<i32, Error> {
     let mut space = Space::from(&inv);
     let mut status = exit::OK;
     for v in volumes {
-        let how = crate::run::Take {
+        let how = crate::cycle::Take {
             pin,
             note,
             at_least: 0,

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use super::{age, format_size, local, utc};
-use crate::run::RunReport;
+use crate::cycle::RunReport;
 
 /// `run`, `prune` and `plan` for a terminal. `detail` lists every snapshot with its verdict.
 ///

@@ -1,0 +1,694 @@
+//! The snapshot cycle: for each group, snapshot if due, prune by the plan, extend filling
+//! snapshots. Every mutation goes through the executor ([`crate::run::Engine`]): an intent in
+//! the catalog, the command, then its result. A group's failure is recorded and reported; the
+//! other groups go on.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use crate::catalog::{NewSnapshot, State};
+use crate::config::{Policy, SnapshotSize, VolumeRef};
+use crate::hooks::{self, HookEnv, Phase};
+use crate::lvm::{commands, Inventory, Lv, LvKind};
+use crate::naming;
+use crate::plan::{is_due, plan_retention, CronTicks, RetentionPlan, Rules};
+use crate::reconcile::{Fleet, Managed, OWNER_TAG, PINNED_TAG, POLICY_TAG, TIME_TAG};
+use crate::run::{Engine, RunError};
+use crate::units::format_size;
+
+/// What a run is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these policies (all when empty).
+    pub policies: Vec<String>,
+    pub dry_run: bool,
+    pub force: bool,
+    /// Take snapshots of due groups.
+    pub snapshot: bool,
+    /// Remove what the plans remove, and extend filling snapshots.
+    pub prune: bool,
+    /// Set by the daemon at shutdown: stop after the LVM command in flight.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Options {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// What happened to one group.
+#[derive(Debug, Clone, Default)]
+pub struct GroupReport {
+    pub policy: String,
+    pub volume: String,
+    /// Name of the snapshot taken (or that would be, in a dry run).
+    pub created: Option<String>,
+    /// Why no snapshot was taken when the group was not due.
+    pub not_due: Option<String>,
+    /// (name, why no rule keeps it)
+    pub removed: Vec<(String, Vec<String>)>,
+    pub kept: usize,
+    pub extended: Vec<String>,
+    pub warnings: Vec<String>,
+    /// A guard that held pruning back.
+    pub guard: Option<String>,
+    pub errors: Vec<String>,
+    /// Every snapshot of the group with the plan's verdict, newest first.
+    pub plan: Vec<Planned>,
+}
+
+/// One snapshot's verdict in a group's plan.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub name: String,
+    pub time: DateTime<Utc>,
+    pub keep: bool,
+    pub reasons: Vec<&'static str>,
+    /// For removals: why no rule keeps it.
+    pub why_not: Vec<String>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub dry_run: bool,
+    pub groups: Vec<GroupReport>,
+    pub notes: Vec<String>,
+    pub strays: Vec<String>,
+    pub lvm_commands: usize,
+    /// The managed snapshots after the run (removed ones gone, created ones in), and the
+    /// inventory it started from: enough for status and metrics without another `lvs`.
+    pub fleet: Fleet,
+    pub inventory: Inventory,
+    /// Stopped early by a shutdown; what was done is recorded.
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> bool {
+        self.groups.iter().any(|g| !g.errors.is_empty())
+    }
+
+    pub fn held_back(&self) -> bool {
+        self.groups.iter().any(|g| g.guard.is_some())
+    }
+}
+
+/// How [`Engine::take`] takes a snapshot beyond the policy's rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Take<'a> {
+    /// Pinned: never pruned until unpinned.
+    pub pin: bool,
+    /// Why it was taken, kept in the catalog.
+    pub note: Option<&'a str>,
+    /// A thick snapshot's smallest size in bytes (a rollback's guard must hold everything the
+    /// merge writes), above the policy's size.
+    pub at_least: u64,
+}
+
+impl Engine<'_> {
+    /// A full run: snapshots for due groups, then pruning and extension of every group.
+    ///
+    /// # Errors
+    /// Only failures that stop every group (inventory, catalog); a group's own failure is in
+    /// its report.
+    pub fn run(&mut self, opts: &Options) -> Result<RunReport, RunError> {
+        let config = self.config;
+        let (inv, mut fleet) = self.survey()?;
+        let mut state = Space::from(&inv);
+        let mut report = RunReport {
+            dry_run: self.dry_run,
+            notes: fleet.notes.clone(),
+            strays: fleet.strays.iter().map(Lv::path).collect(),
+            ..RunReport::default()
+        };
+        let groups: Vec<(&Policy, &VolumeRef)> = config
+            .policies
+            .iter()
+            .filter(|p| opts.policies.is_empty() || opts.policies.contains(&p.name))
+            .flat_map(|p| p.volumes.iter().map(move |v| (p, v)))
+            .collect();
+        for (policy, volume) in &groups {
+            if opts.cancelled() {
+                report.interrupted = true;
+                break;
+            }
+            let mut g = GroupReport {
+                policy: policy.name.clone(),
+                volume: volume.to_string(),
+                ..GroupReport::default()
+            };
+            if opts.snapshot {
+                match self.take_if_due(policy, volume, &inv, &mut fleet, &mut state) {
+                    Ok(Taken::Created(name)) => g.created = Some(name),
+                    Ok(Taken::NotDue(why)) => g.not_due = Some(why),
+                    Err(e) => self.group_error(&mut g, "snapshot", &e),
+                }
+            }
+            report.groups.push(g);
+        }
+        if opts.prune {
+            for ((policy, volume), g) in groups.iter().zip(report.groups.iter_mut()) {
+                if opts.cancelled() {
+                    report.interrupted = true;
+                    break;
+                }
+                if let Err(e) =
+                    self.prune_group(policy, volume, &inv, &fleet, &mut state, opts.force, g)
+                {
+                    self.group_error(g, "prune", &e);
+                }
+                self.extend_group(policy, volume, &fleet, &mut state, g);
+            }
+        }
+        report.lvm_commands = self.commands_run();
+        self.flush()?;
+        let removed: Vec<(&str, &str)> = report
+            .groups
+            .iter()
+            .zip(&groups)
+            .flat_map(|(g, (_, v))| {
+                g.removed
+                    .iter()
+                    .map(move |(n, _)| (v.vg.as_str(), n.as_str()))
+            })
+            .collect();
+        let removed: Vec<(String, String)> = removed
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        if !self.dry_run {
+            fleet.managed.retain(|m| {
+                !removed
+                    .iter()
+                    .any(|(vg, n)| *vg == m.record.vg && *n == m.record.name)
+            });
+        }
+        report.fleet = fleet;
+        report.inventory = inv;
+        Ok(report)
+    }
+
+    fn group_error(&self, g: &mut GroupReport, what: &str, e: &RunError) {
+        error!(policy = %g.policy, volume = %g.volume, "{what} failed: {e}");
+        g.errors.push(format!("{what} failed: {e}"));
+    }
+
+    fn take_if_due(
+        &mut self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        inv: &Inventory,
+        fleet: &mut Fleet,
+        space: &mut Space,
+    ) -> Result<Taken, RunError> {
+        // A snapshot dated in the future does not count: it would hold off every snapshot
+        // until that date (the plan reports it).
+        let newest = fleet
+            .group(&volume.vg, &volume.lv)
+            .filter(|m| m.is_valid())
+            .map(|m| m.record.time)
+            .filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew))
+            .max();
+        let ticks = CronTicks {
+            schedule: &policy.schedule,
+            timezone: policy.timezone,
+        };
+        if !is_due(&ticks, self.now, newest) {
+            let next = policy
+                .schedule
+                .next(self.now, policy.timezone)
+                .map(crate::units::utc)
+                .unwrap_or_default();
+            return Ok(Taken::NotDue(format!(
+                "not due: newest snapshot is from the current period; next at {next}"
+            )));
+        }
+        self.take(policy, volume, inv, fleet, space, &Take::default())
+            .map(Taken::Created)
+    }
+
+    /// Takes one snapshot of `volume` now, after the space guards.
+    ///
+    /// # Errors
+    /// The origin is missing, a space guard refuses, lvcreate fails, or the catalog fails.
+    pub fn take(
+        &mut self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        inv: &Inventory,
+        fleet: &mut Fleet,
+        space: &mut Space,
+        how: &Take<'_>,
+    ) -> Result<String, RunError> {
+        let Take {
+            pin,
+            note,
+            at_least,
+        } = *how;
+        let origin = find_origin(inv, volume)?;
+        let thin = origin.kind == LvKind::ThinVolume;
+        let taken = |n: &str| {
+            inv.find(&volume.vg, n).is_some()
+                || fleet
+                    .managed
+                    .iter()
+                    .any(|m| m.record.vg == volume.vg && m.record.name == n)
+        };
+        let name = naming::snapshot_name(&volume.lv, self.now, taken);
+        let mut tags = vec![
+            OWNER_TAG.to_owned(),
+            format!("{POLICY_TAG}={}", policy.name),
+            format!("{TIME_TAG}={}", self.now.timestamp()),
+        ];
+        if pin {
+            tags.push(PINNED_TAG.to_owned());
+        }
+        let (inv_cmd, size) = if thin {
+            check_pool(policy, volume, origin, inv)?;
+            (
+                commands::create_thin(&volume.vg, &volume.lv, &name, &tags),
+                origin.size,
+            )
+        } else {
+            let extents = space.thick_extents(policy, volume, origin, at_least)?;
+            let bytes = extents * space.extent_size(&volume.vg);
+            (
+                commands::create_thick(&volume.vg, &volume.lv, &name, extents, &tags),
+                bytes,
+            )
+        };
+        let new = NewSnapshot {
+            vg: &volume.vg,
+            name: &name,
+            origin: &volume.lv,
+            policy: &policy.name,
+            time: self.now,
+            thin,
+            size,
+            pinned: pin,
+            note,
+        };
+        if self.dry_run {
+            info!(policy = %policy.name, volume = %volume, snapshot = %name, "would create");
+            let record = new.record(-1);
+            fleet.managed.push(Managed { record, lv: None });
+            return Ok(name);
+        }
+        let volume_name = volume.to_string();
+        let env = |phase, taken| HookEnv {
+            policy: &policy.name,
+            volume: &volume_name,
+            snapshot: &name,
+            phase,
+            taken,
+        };
+        if let Some(pre) = &policy.pre {
+            let run = hooks::run_hook(pre, policy.hook_timeout, &env(Phase::Pre, None));
+            self.record_hook(&run);
+            if !run.ok() {
+                let why = run.failure(policy.hook_timeout);
+                warn!(policy = %policy.name, volume = %volume, snapshot = %name, "pre {why}; snapshot skipped");
+                // The post hook undoes what pre began (unlocking tables, say): it runs whenever
+                // pre ran.
+                let post_failure = self.post_hook(policy, &env(Phase::Post, Some(false)));
+                self.flush()?;
+                let post = post_failure
+                    .map(|p| format!("; post {p}"))
+                    .unwrap_or_default();
+                return Err(RunError::Refused(format!(
+                    "pre {why}; no snapshot of {volume} taken{post}"
+                )));
+            }
+        }
+        let created = self.create(&new, &inv_cmd, fleet, space);
+        let post_failure = self.post_hook(policy, &env(Phase::Post, Some(created.is_ok())));
+        self.flush()?;
+        created?;
+        match post_failure {
+            Some(why) => Err(RunError::Refused(format!(
+                "snapshot {name} was taken, but the post {why}"
+            ))),
+            None => Ok(name),
+        }
+    }
+
+    fn post_hook(&mut self, policy: &Policy, env: &HookEnv<'_>) -> Option<String> {
+        let post = policy.post.as_ref()?;
+        let run = hooks::run_hook(post, policy.hook_timeout, env);
+        self.record_hook(&run);
+        (!run.ok()).then(|| run.failure(policy.hook_timeout))
+    }
+
+    /// lvcreate between an intent and its result in the catalog.
+    fn create(
+        &mut self,
+        new: &NewSnapshot<'_>,
+        inv_cmd: &crate::lvm::Invocation,
+        fleet: &mut Fleet,
+        space: &mut Space,
+    ) -> Result<(), RunError> {
+        let (id, intent) = self.catalog.begin_create(new, self.now)?;
+        let now = self.now;
+        if let Err(e) = self.exec(inv_cmd) {
+            let reason = e.to_string();
+            self.record(|c| {
+                c.set_state(id, State::Failed, Some(&reason), now)?;
+                c.resolve(intent, "failed", now)
+            })?;
+            return Err(e);
+        }
+        self.record(|c| {
+            c.set_state(id, State::Present, None, now)?;
+            c.resolve(intent, "created", now)
+        })?;
+        if !new.thin {
+            space.take(new.vg, new.size);
+        }
+        info!(policy = %new.policy, volume = %format!("{}/{}", new.vg, new.origin), snapshot = %new.name, kind = if new.thin { "thin" } else { "thick" }, size = %format_size(new.size), "created");
+        fleet.managed.push(Managed {
+            record: new.record(id),
+            lv: None,
+        });
+        Ok(())
+    }
+
+    /// The plan for one group at `now`, and the snapshots it speaks of.
+    pub fn plan_group<'f>(
+        &self,
+        policy: &Policy,
+        volume: &'f VolumeRef,
+        fleet: &'f Fleet,
+    ) -> (Vec<&'f Managed>, RetentionPlan) {
+        let members: Vec<&Managed> = fleet.group(&volume.vg, &volume.lv).collect();
+        let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+        (
+            members,
+            plan_retention(self.now, &Rules::from(policy), &views),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prune_group(
+        &mut self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        inv: &Inventory,
+        fleet: &Fleet,
+        space: &mut Space,
+        force: bool,
+        g: &mut GroupReport,
+    ) -> Result<(), RunError> {
+        if inv.find(&volume.vg, &volume.lv).is_some_and(|o| o.merging) {
+            g.guard = Some(format!(
+                "a merge into {volume} is pending: pruning waits until it completes"
+            ));
+            return Ok(());
+        }
+        let (members, plan) = self.plan_group(policy, volume, fleet);
+        let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+        g.warnings.extend(plan.warnings.iter().cloned());
+        if let Some(guard) = &plan.guard {
+            let blocked =
+                plan.removals(force).count() == 0 && plan.decisions.iter().any(|d| !d.keep);
+            if blocked {
+                warn!(policy = %policy.name, volume = %volume, "{guard}");
+                g.guard = Some(guard.to_string());
+            }
+        }
+        g.kept = plan.kept().count();
+        let rules = Rules::from(policy);
+        g.plan = plan
+            .decisions
+            .iter()
+            .map(|d| Planned {
+                name: members[d.index].record.name.clone(),
+                time: members[d.index].record.time,
+                keep: d.keep,
+                reasons: d.reasons.names().collect(),
+                why_not: if d.keep {
+                    Vec::new()
+                } else {
+                    plan.explain_removal(d, &views, &rules)
+                },
+            })
+            .collect();
+        for d in plan.removals(force) {
+            let m = members[d.index];
+            let why = plan.explain_removal(d, &views, &rules);
+            if self.dry_run {
+                g.removed.push((m.record.name.clone(), why));
+                continue;
+            }
+            match self.remove(m, &why.join("; ")) {
+                Ok(()) => {
+                    if !m.record.thin {
+                        space.give_back(
+                            &m.record.vg,
+                            m.lv.as_ref().map_or(m.record.size, |l| l.size),
+                        );
+                    }
+                    info!(policy = %policy.name, volume = %volume, snapshot = %m.record.name, reason = %why.join("; "), "removed");
+                    g.removed.push((m.record.name.clone(), why));
+                }
+                Err(e) => {
+                    g.kept += 1;
+                    self.group_error(g, &format!("removing {}", m.record.name), &e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one managed snapshot: intent, lvremove, result.
+    ///
+    /// # Errors
+    /// lvremove or the catalog failed; the record is back to its previous state.
+    pub fn remove(&mut self, m: &Managed, reason: &str) -> Result<(), RunError> {
+        let (id, now) = (m.record.id, self.now);
+        let intent = self.record(|c| {
+            let intent = c.begin("remove", id, now)?;
+            c.set_state(id, State::Removing, None, now)?;
+            Ok(intent)
+        })?;
+        match self.exec(&commands::remove(&m.record.vg, &m.record.name)) {
+            Ok(_) => self.record(|c| {
+                c.set_state(id, State::Removed, Some(reason), now)?;
+                c.resolve(intent, "removed", now)
+            }),
+            Err(e) => {
+                let why = e.to_string();
+                self.record(|c| {
+                    c.set_state(id, m.record.state, Some(&why), now)?;
+                    c.resolve(intent, "failed", now)
+                })?;
+                Err(e)
+            }
+        }
+    }
+
+    fn extend_group(
+        &mut self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        fleet: &Fleet,
+        space: &mut Space,
+        g: &mut GroupReport,
+    ) {
+        for m in fleet.group(&volume.vg, &volume.lv) {
+            let Some(lv) = &m.lv else { continue };
+            let fill = lv.data_percent.unwrap_or(0.0);
+            if lv.kind != LvKind::ThickSnapshot || lv.invalid || fill < f64::from(policy.extend_at)
+            {
+                continue;
+            }
+            if g.removed.iter().any(|(n, _)| *n == lv.name) {
+                continue;
+            }
+            let ext = space.extent_size(&lv.vg).max(1);
+            let add = (lv.size / 100 * u64::from(policy.extend_by))
+                .div_ceil(ext)
+                .max(1);
+            let what = format!("{} is {fill:.0}% full", lv.path());
+            if add * ext > space.free(&lv.vg) {
+                let msg = format!("{what} but volume group {} has only {} free: it will become invalid when full (free space or lower the policy's size)", lv.vg, format_size(space.free(&lv.vg)));
+                warn!(policy = %policy.name, snapshot = %lv.path(), "{msg}");
+                g.warnings.push(msg);
+                continue;
+            }
+            if self.dry_run {
+                g.extended.push(format!(
+                    "{what}: would extend by {}",
+                    format_size(add * ext)
+                ));
+                continue;
+            }
+            let (id, now) = (m.record.id, self.now);
+            let result = self
+                .record(|c| c.begin("extend", id, now))
+                .and_then(|intent| {
+                    let r = self.exec(&commands::extend(&lv.vg, &lv.name, add));
+                    self.record(|c| {
+                        c.resolve(intent, if r.is_ok() { "extended" } else { "failed" }, now)
+                    })?;
+                    r
+                });
+            match result {
+                Ok(_) => {
+                    space.take(&lv.vg, add * ext);
+                    info!(policy = %policy.name, snapshot = %lv.path(), by = %format_size(add * ext), "extended: {what}");
+                    g.extended
+                        .push(format!("{what}: extended by {}", format_size(add * ext)));
+                }
+                Err(e) => self.group_error(g, &format!("extending {}", lv.path()), &e),
+            }
+        }
+    }
+}
+
+enum Taken {
+    Created(String),
+    NotDue(String),
+}
+
+fn find_origin<'i>(inv: &'i Inventory, volume: &VolumeRef) -> Result<&'i Lv, RunError> {
+    match inv.find(&volume.vg, &volume.lv) {
+        Some(lv) if matches!(lv.kind, LvKind::Plain | LvKind::ThinVolume) => Ok(lv),
+        Some(lv) => Err(RunError::Refused(
+            format!(
+                "{volume} is a {:?} volume, not an origin lvsnap can snapshot",
+                lv.kind
+            )
+            .to_lowercase(),
+        )),
+        None => {
+            let vgs: Vec<&str> = inv.vgs.keys().map(String::as_str).collect();
+            let lvs = inv.lv_names(&volume.vg);
+            let hint = if vgs.contains(&volume.vg.as_str()) {
+                format!("logical volumes in {}: {}", volume.vg, lvs.join(", "))
+            } else {
+                format!(
+                    "volume groups: {}",
+                    if vgs.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        vgs.join(", ")
+                    }
+                )
+            };
+            Err(RunError::Refused(format!(
+                "volume {volume} not found ({hint})"
+            )))
+        }
+    }
+}
+
+fn check_pool(
+    policy: &Policy,
+    volume: &VolumeRef,
+    origin: &Lv,
+    inv: &Inventory,
+) -> Result<(), RunError> {
+    let Some(pool) = origin.pool.as_deref().and_then(|p| inv.find(&volume.vg, p)) else {
+        return Ok(());
+    };
+    let data = pool.data_percent.unwrap_or(0.0);
+    let meta = pool.metadata_percent.unwrap_or(0.0);
+    for (what, fill, max) in [
+        ("data", data, policy.pool_data_max),
+        ("metadata", meta, policy.pool_metadata_max),
+    ] {
+        if fill >= f64::from(max) {
+            return Err(RunError::Refused(format!(
+                "thin pool {} {what} is {fill:.1}% full, at or above the policy's limit of {max}%; no snapshot of {volume} taken\n    hint: extend the pool (lvextend), remove snapshots, or raise pool-{what}-max",
+                pool.path()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Free space per volume group, kept current through a run so that one inventory suffices.
+pub struct Space {
+    vgs: BTreeMap<String, crate::lvm::VgInfo>,
+}
+
+impl From<&Inventory> for Space {
+    fn from(inv: &Inventory) -> Self {
+        Space {
+            vgs: inv.vgs.clone(),
+        }
+    }
+}
+
+impl Space {
+    pub fn free(&self, vg: &str) -> u64 {
+        self.vgs.get(vg).map_or(0, |v| v.free)
+    }
+
+    pub fn extent_size(&self, vg: &str) -> u64 {
+        self.vgs.get(vg).map_or(4 << 20, |v| v.extent_size.max(1))
+    }
+
+    fn take(&mut self, vg: &str, bytes: u64) {
+        if let Some(v) = self.vgs.get_mut(vg) {
+            v.free = v.free.saturating_sub(bytes);
+        }
+    }
+
+    fn give_back(&mut self, vg: &str, bytes: u64) {
+        if let Some(v) = self.vgs.get_mut(vg) {
+            v.free += bytes;
+        }
+    }
+
+    /// Extents for a thick snapshot of `origin`, checked against free space and keep-free.
+    fn thick_extents(
+        &self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        origin: &Lv,
+        at_least: u64,
+    ) -> Result<u64, RunError> {
+        let Some(vg) = self.vgs.get(&volume.vg) else {
+            return Err(RunError::Refused(format!(
+                "volume group {} not found",
+                volume.vg
+            )));
+        };
+        let ext = vg.extent_size.max(1);
+        let bytes = match policy.size {
+            SnapshotSize::Bytes(b) => b,
+            SnapshotSize::PercentOfOrigin(p) => origin.size / 100 * u64::from(p),
+            SnapshotSize::PercentOfFree(p) => vg.free / 100 * u64::from(p),
+        }
+        .max(at_least);
+        let extents = bytes.div_ceil(ext).max(1);
+        let needed = extents * ext;
+        let reserve = policy.keep_free.bytes(vg.size);
+        if needed + reserve > vg.free {
+            let keep = if reserve > 0 {
+                format!(" and keep {} free (keep-free)", format_size(reserve))
+            } else {
+                String::new()
+            };
+            let why = if at_least > 0 {
+                format!("at least {} to hold what it guards", format_size(at_least))
+            } else {
+                format!("size = \"{}\"", policy.size)
+            };
+            return Err(RunError::Refused(format!(
+                "volume group {} has {} free, too little for a {} snapshot of {volume} ({why}){keep}; nothing was created\n    hint: lower the policy's size, remove snapshots, or extend the volume group (vgextend)",
+                volume.vg,
+                format_size(vg.free),
+                format_size(needed),
+            )));
+        }
+        Ok(extents)
+    }
+}
