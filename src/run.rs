@@ -19,10 +19,12 @@ pub enum RunError {
     Lvm(#[from] LvmError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// What was asked could not be done when it was tried (no room in the volume group, a
+    /// volume gone, a mount or an unpack that failed): a failure, exit 1.
     #[error("{0}")]
     Refused(String),
-    /// What was asked cannot be done as asked (a path through a link, say): bad input, exit 2,
-    /// nothing changed.
+    /// What was asked cannot be done as asked (a name that fits nothing or several things, a
+    /// path through a link): bad input, exit 2, nothing changed.
     #[error("{0}")]
     BadRequest(String),
 }

@@ -2,11 +2,8 @@
 //! lvsnap created and backups it wrote, shows what it will do before it does it, and records
 //! what it did.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-
-use serde_json::json;
 
 use clap::Args;
 
@@ -17,12 +14,13 @@ use crate::confine::copy;
 use crate::error::{exit, Error};
 use crate::manifest::Manifest;
 use crate::mount::{self, MountRequest};
-use crate::names::{self, shown};
+use crate::names::shown;
 use crate::reconcile::Fleet;
+use crate::report;
 use crate::resolve::readable_snapshot;
 use crate::restore::{relative_paths, resolve, Source};
 use crate::run::{Engine, RunError};
-use crate::units::{format_size, local};
+use crate::units::local;
 
 /// `lvsnap mount SNAPSHOT [DIR]`: mounts one of lvsnap's snapshots read-only to browse.
 ///
@@ -264,7 +262,7 @@ fn restore_from(
         )));
     }
     if let Some(b) = plan.items.iter().find(|i| i.blocked()) {
-        write_plan(ctx.out, &label, dest, &plan, a)?;
+        report::restore::plan(ctx.out, &label, dest, &plan, a.dry_run, a.json)?;
         return Err(Error::Usage(format!(
             "{} is a directory in {} where {label} has a file; lvsnap never removes a directory to restore: move it aside first",
             shown(&b.rel),
@@ -274,7 +272,7 @@ fn restore_from(
     let conflicts = plan.conflicts().count();
     let overwrite = a.force || a.in_place;
     if a.dry_run || (conflicts > 0 && !overwrite) {
-        write_plan(ctx.out, &label, dest, &plan, a)?;
+        report::restore::plan(ctx.out, &label, dest, &plan, a.dry_run, a.json)?;
         if conflicts > 0 && !overwrite {
             writeln!(
                 ctx.out,
@@ -286,7 +284,7 @@ fn restore_from(
     }
     let dest_fd = dest_fd.ok_or_else(|| refused(format!("{} does not exist", shown(dest))))?;
     if a.in_place {
-        write_plan(ctx.out, &label, dest, &plan, a)?;
+        report::restore::plan(ctx.out, &label, dest, &plan, a.dry_run, a.json)?;
         if !confirm(ctx.out, a.yes, "restore these files into the live volume")? {
             writeln!(ctx.out, "nothing restored")?;
             return Ok(exit::USAGE);
@@ -319,91 +317,15 @@ fn restore_from(
     engine.record(|c| c.record_restore(&record))?;
     copied.map_err(refused)?;
     if a.json {
-        let names: Vec<_> = files.iter().map(|i| names::json(&i.rel)).collect();
-        let parents: Vec<_> = plan.parents().map(names::json).collect();
         writeln!(
             ctx.out,
             "{}",
-            json!({"source": label, "destination": names::json(dest), "files": names, "created_parents": parents, "bytes": plan.bytes()})
+            report::restore::done_json(&label, dest, &plan)
         )?;
     } else {
-        writeln!(ctx.out, "restored from {label} to {}:", shown(dest))?;
-        for f in &files {
-            writeln!(ctx.out, "  {}", shown(&f.rel))?;
-        }
-        writeln!(
-            ctx.out,
-            "{} file(s), {}{}",
-            files.len(),
-            format_size(plan.bytes()),
-            if conflicts == 0 {
-                String::new()
-            } else {
-                format!(", {conflicts} replaced")
-            }
-        )?;
+        report::restore::done_text(ctx.out, &label, dest, &plan, conflicts)?;
     }
     Ok(exit::OK)
-}
-
-fn write_plan(
-    out: &mut dyn Write,
-    label: &str,
-    dest: &Path,
-    plan: &copy::CopyPlan,
-    a: &RestoreArgs,
-) -> std::io::Result<()> {
-    if a.json && a.dry_run {
-        let item = |i: &copy::Item| json!({"path": names::json(&i.rel), "in_the_way": i.in_the_way().then(|| i.obstacle())});
-        let files: Vec<_> = plan.files().map(item).collect();
-        let parents: Vec<_> = plan.parents().map(names::json).collect();
-        return writeln!(
-            out,
-            "{}",
-            json!({"source": label, "destination": names::json(dest), "files": files, "creates_parents": parents, "bytes": plan.bytes(), "in_the_way": plan.conflicts().count()})
-        );
-    }
-    let verb = if a.dry_run {
-        "would restore"
-    } else {
-        "will restore"
-    };
-    writeln!(out, "{verb} from {label} to {}:", shown(dest))?;
-    for i in plan.items.iter().filter(|i| i.parent) {
-        let why = if i.in_the_way() {
-            format!("replaces {} in the way; ", i.obstacle())
-        } else {
-            "missing parent: ".to_owned()
-        };
-        writeln!(
-            out,
-            "  {}/  ({why}created with the source's owner, mode and times)",
-            shown(&i.rel)
-        )?;
-    }
-    for i in plan.items.iter().filter(|i| !i.parent) {
-        if i.kind == rustix::fs::FileType::Directory && !i.in_the_way() {
-            continue;
-        }
-        let mark = if i.in_the_way() {
-            format!("  (replaces {} in the way)", i.obstacle())
-        } else {
-            String::new()
-        };
-        let slash = if i.kind == rustix::fs::FileType::Directory {
-            "/"
-        } else {
-            ""
-        };
-        writeln!(out, "  {}{slash}{mark}", shown(&i.rel))?;
-    }
-    writeln!(
-        out,
-        "{} file(s), {}; {} existing path(s) in the way; existing parent directories are left as they are",
-        plan.files().count(),
-        format_size(plan.bytes()),
-        plan.conflicts().count()
-    )
 }
 
 /// `lvsnap diff SNAPSHOT [SNAPSHOT2] [--json]`: added, removed and changed files between a
@@ -482,39 +404,14 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
         ),
     };
     if json {
-        let p = |v: &[PathBuf]| v.iter().map(|p| names::json(p)).collect::<Vec<_>>();
-        let changed: Vec<_> = d
-            .changed
-            .iter()
-            .map(|(p, what)| json!({"path": names::json(p), "what": what}))
-            .collect();
         writeln!(
             ctx.out,
             "{}",
-            json!({"from": a.label(), "to": other, "added": p(&d.extra), "removed": p(&d.missing), "changed": changed})
+            report::restore::diff_json(&a.label(), &other, &d)
         )?;
-        return Ok(exit::OK);
+    } else {
+        report::restore::diff_text(ctx.out, &a.label(), &other, &d)?;
     }
-    writeln!(ctx.out, "changes from {} to {other}:", a.label())?;
-    for p in &d.extra {
-        writeln!(ctx.out, "+ {}", shown(p))?;
-    }
-    for p in &d.missing {
-        writeln!(ctx.out, "- {}", shown(p))?;
-    }
-    for (p, what) in &d.changed {
-        writeln!(ctx.out, "c {} ({what})", shown(p))?;
-    }
-    for (p, why) in &d.unreadable {
-        writeln!(ctx.out, "? {} ({}: not compared)", shown(p), why.as_str())?;
-    }
-    writeln!(
-        ctx.out,
-        "{} added, {} removed, {} changed",
-        d.extra.len(),
-        d.missing.len(),
-        d.changed.len()
-    )?;
     Ok(exit::OK)
 }
 

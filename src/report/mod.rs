@@ -245,6 +245,7 @@ pub fn simulate_text(
 pub mod backups;
 pub mod events;
 pub mod history;
+pub mod restore;
 mod snapshots;
 pub mod status;
 pub use snapshots::{list_json, list_text, run_json, run_text, ListRow};
