@@ -29,12 +29,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         let mut used = BTreeSet::new();
         for (prefix, root) in [("crate::", true), ("super::", super_is_root)] {
             for (at, _) in code.match_indices(prefix) {
-                let ident: String = code[at + prefix.len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if root && !ident.is_empty() {
-                    used.insert(ident);
+                if root {
+                    used.extend(first_segments(&code[at + prefix.len()..]));
                 }
             }
         }
@@ -42,6 +38,40 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         edges.entry(top).or_default().extend(used);
     }
     edges
+}
+
+/// The modules a path after `crate::` names: `a::b` → a; `{a::b, c, d::{e}}` → a, c, d.
+fn first_segments(rest: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = rest.strip_prefix('{') else {
+        return vec![ident(rest)]
+            .into_iter()
+            .filter(|i| !i.is_empty())
+            .collect();
+    };
+    let (mut depth, mut start, mut out) = (0, 0, Vec::new());
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                out.push(ident(&group[start..i]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(ident(&group[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.retain(|i| !i.is_empty() && i != "self");
+    out
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -67,6 +97,15 @@ fn reach(edges: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<Str
         }
     }
     seen
+}
+
+#[test]
+fn grouped_imports_are_read_too() {
+    assert_eq!(first_segments("run::Engine;"), ["run"]);
+    assert_eq!(
+        first_segments("{\n    cli::x, commands::{a, b},\n    report,\n};"),
+        ["cli", "commands", "report"]
+    );
 }
 
 #[test]
