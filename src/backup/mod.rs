@@ -744,7 +744,11 @@ fn copy(
             (m, start.elapsed().as_secs_f64())
         });
         let readers: Vec<_> = (0..workers.div_ceil(2))
-            .map(|_| s.spawn(|| prove::read_back_as_written(&mounted.dir, &gen, &rx, &early)))
+            .map(|_| {
+                s.spawn(|| {
+                    prove::read_back_as_written(&mounted.dir, &gen, &rx, &early, opts.cancel)
+                })
+            })
             .collect();
         let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
         let start = Instant::now();

@@ -6,8 +6,10 @@
 //!   when it is the same inode and the previous manifest gives it the digest the snapshot has
 //!   now; if the digests differ, rsync's size-and-mtime check was fooled (a file rewritten in
 //!   place with its size and mtime kept) and the file is copied again, never linked. Every other
-//!   file is read back from the target and hashed. Nothing here can be fooled by equal size and
-//!   mtime.
+//!   file is read back from the target: compared byte for byte with the snapshot as rsync
+//!   names it ([`read_back_as_written`]; the manifest's digest is of those very bytes), or, if
+//!   that could not be done or the file changed since, hashed and compared with the manifest.
+//!   Nothing here can be fooled by equal size and mtime.
 //! - **archive**: the archive is read back, decompressed and hashed, member by member.
 //! - **command**: the data is in the tool's own repository; lvsnap cannot read it back.
 //!
@@ -16,6 +18,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,7 +31,7 @@ use crate::manifest::{Content, Manifest, Walk};
 pub struct Proof {
     /// Files read back from the target and hashed.
     pub read_back: u64,
-    /// Of those, the ones read while the engine was still copying.
+    /// Of those, the ones compared with the snapshot while the engine was still copying.
     pub during_copy: u64,
     /// Files proven by the previous generation (same inode, same digest).
     pub linked: u64,
@@ -42,8 +45,31 @@ pub struct Proof {
 }
 
 /// Files read back while the engine still copies and found equal to the snapshot, by name
-/// relative to the generation, with their size.
-pub type EarlyReads = Mutex<BTreeMap<PathBuf, u64>>;
+/// relative to the generation: what they were then (inode, size, times), so that the proof
+/// trusts the comparison only for a file nothing has touched since.
+pub type EarlyReads = Mutex<BTreeMap<PathBuf, Noted>>;
+
+/// A written file as it was when it was found equal to the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noted {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Noted {
+    fn of(m: &std::fs::Metadata) -> Noted {
+        Noted {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
 
 /// How long a reader waits for more names before it looks again at those not yet in place.
 const RETRY_AFTER: Duration = Duration::from_millis(25);
@@ -51,26 +77,30 @@ const RETRY_AFTER: Duration = Duration::from_millis(25);
 /// One reading thread of the overlap: compares each file named on `names` (relative to `gen`)
 /// byte for byte with the same file in the snapshot mounted at `source`, as soon as it is in
 /// place, and notes each equal one in `early`, until the engine has finished and named them
-/// all.
+/// all (or `cancel` is set: then the names left are only drained).
 ///
 /// rsync names a file once it has sent it, which can be a little before its receiver has
-/// renamed it into place: a name not there yet waits and is tried again. Whatever still
-/// cannot be read when the engine is done, or differs, is read and hashed by the proof itself,
-/// so nothing here can make a proof pass that would otherwise fail.
+/// renamed it into place: a name not there yet waits and is tried again. A file that differs,
+/// is still missing when the engine is done, or changes after it was compared (another inode,
+/// size or times) is hashed by the proof itself and compared with the manifest.
 pub fn read_back_as_written(
     source: &Path,
     gen: &Path,
     names: &Mutex<Receiver<PathBuf>>,
     early: &EarlyReads,
+    cancel: &AtomicBool,
 ) {
     let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let mut waiting = VecDeque::new();
     let mut read = |rel: PathBuf, waiting: &mut VecDeque<PathBuf>, last: bool| {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
         let same =
             crate::manifest::same_content(&gen.join(&rel), &source.join(&rel), (&mut x, &mut y));
         match same {
-            Ok(Some(size)) => {
-                early.lock().expect("reads").insert(rel, size);
+            Ok(Some(m)) => {
+                early.lock().expect("reads").insert(rel, Noted::of(&m));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !last => {
                 waiting.push_back(rel);
@@ -116,7 +146,7 @@ pub fn prove(
     previous: Option<&Path>,
     manifest: &Manifest,
     workers: usize,
-    early: &BTreeMap<PathBuf, u64>,
+    early: &BTreeMap<PathBuf, Noted>,
 ) -> Result<Proof, String> {
     let start = Instant::now();
     let mut proof = match engine {
@@ -153,7 +183,7 @@ fn prove_tree(
     previous: Option<&Path>,
     manifest: &Manifest,
     workers: usize,
-    early: &BTreeMap<PathBuf, u64>,
+    early: &BTreeMap<PathBuf, Noted>,
 ) -> Result<Proof, String> {
     let gen = engines::partial("rsync", dir, name).expect("rsync writes a directory");
     let before = previous.and_then(previous_manifest);
@@ -172,8 +202,9 @@ fn prove_tree(
             .is_some_and(|pm| m.is_file() && pm.dev() == m.dev() && pm.ino() == m.ino());
         if !linked {
             // Read back while the copy went on (what rsync wrote, compared with the snapshot
-            // after it named it): equal to the bytes the manifest's digest was taken of.
-            if early.get(rel) == Some(size) {
+            // after it named it): equal to the bytes the manifest's digest was taken of, and
+            // the very file, untouched since.
+            if early.get(rel) == Some(&Noted::of(&m)) && m.size() == *size {
                 known.insert(rel.clone(), (*size, sha256.clone()));
                 proof.read_back += 1;
                 proof.during_copy += 1;
@@ -546,7 +577,7 @@ mod tests {
         let rx = Mutex::new(rx);
         std::thread::scope(|s| {
             let readers: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| read_back_as_written(&src, &gen, &rx, &early)))
+                .map(|_| s.spawn(|| read_back_as_written(&src, &gen, &rx, &early, &cancel)))
                 .collect();
             let send = |p: PathBuf| tx.send(p).unwrap();
             let job = engines::Job {
@@ -566,19 +597,34 @@ mod tests {
                 r.join().unwrap();
             }
         });
-        let mut early = early.into_inner().unwrap();
+        let early = early.into_inner().unwrap();
         for (rel, read) in &early {
             let Content::File { size, .. } = &m.entries[rel].content else {
                 panic!("{rel:?} is a file");
             };
-            assert_eq!(read, size, "{rel:?}");
+            assert_eq!(read.size, *size, "{rel:?}");
         }
         assert_eq!(early.len(), files, "each file is read back once named");
-        // One noted with another size than the snapshot's: the proof reads it again.
-        early.insert(PathBuf::from("big1"), 1);
+        // A file changed after it was compared (in place, same size and mtime) is read again,
+        // and the proof finds the difference.
+        let big1 = gen.join("big1");
+        let mtime = std::fs::metadata(&big1).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(&big1).unwrap();
+        bytes[12345] ^= 1;
+        std::fs::write(&big1, &bytes).unwrap();
+        set_mtime(&big1, mtime);
+        let e = prove("rsync", &src, &dir, "g", None, &m, 2, &early).unwrap_err();
+        assert!(e.contains("big1"), "{e}");
+        bytes[12345] ^= 1;
+        std::fs::write(&big1, &bytes).unwrap();
+        set_mtime(&big1, mtime);
         let proof = prove("rsync", &src, &dir, "g", None, &m, 2, &early).unwrap();
         assert_eq!(proof.read_back, files as u64);
-        assert_eq!(proof.during_copy, files as u64 - 1);
+        assert_eq!(
+            proof.during_copy,
+            files as u64 - 1,
+            "all but big1 as compared"
+        );
     }
 
     /// Equal means every byte and the length; a link or a fifo in a file's place is never
@@ -592,7 +638,9 @@ mod tests {
         std::fs::write(p("b"), &data).unwrap();
         let (mut x, mut y) = (vec![0u8; 4096], vec![0u8; 4096]);
         let mut same = |a: &str, b: &str| {
-            crate::manifest::same_content(&p(a), &p(b), (&mut x, &mut y)).unwrap()
+            crate::manifest::same_content(&p(a), &p(b), (&mut x, &mut y))
+                .unwrap()
+                .map(|m| m.len())
         };
         assert_eq!(same("a", "b"), Some(3_000_000));
         let mut flipped = data.clone();
@@ -605,6 +653,13 @@ mod tests {
         std::os::unix::fs::symlink(p("a"), p("link")).unwrap();
         assert_eq!(same("link", "a"), None);
         assert_eq!(same("a", "link"), None);
+        assert_eq!(same("a", "missing"), None, "not in the snapshot: not equal");
+        let (mut x, mut y) = (vec![0u8; 16], vec![0u8; 16]);
+        let not_yet = crate::manifest::same_content(&p("missing"), &p("a"), (&mut x, &mut y));
+        assert!(
+            not_yet.is_err(),
+            "a written file not in place yet is tried again"
+        );
         std::fs::write(p("empty1"), "").unwrap();
         std::fs::write(p("empty2"), "").unwrap();
         assert_eq!(same("empty1", "empty2"), Some(0));

@@ -61,34 +61,42 @@ pub(crate) fn open_file(path: &Path) -> io::Result<fs::File> {
 }
 
 /// Whether `written` holds exactly the bytes of `original`, both regular files (never a link,
-/// a device or a fifo put in their place: those are not opened): their size if so, `None` if
-/// they differ or one is not a regular file. Writeback of `written` is started.
+/// a device or a fifo put in their place: those are not opened): `written`'s metadata as it
+/// was before the comparison if so, `None` if they differ, `original` is missing, or either is
+/// not a regular file. Writeback of `written` is started.
 ///
 /// Comparing with the snapshot costs far less than hashing what was written (no digest to
-/// compute), and proves as much: the snapshot is read-only, and the manifest's digest is of it.
+/// compute) and proves as much, as long as the snapshot reads the same each time: it is
+/// mounted read-only, and the manifest's digest is of it.
 ///
 /// # Errors
-/// Either file cannot be read.
+/// `written` is not there (yet), or either file cannot be read.
 pub fn same_content(
     written: &Path,
     original: &Path,
     bufs: (&mut [u8], &mut [u8]),
-) -> io::Result<Option<u64>> {
-    let regular = |p: &Path| -> io::Result<Option<fs::File>> {
+) -> io::Result<Option<fs::Metadata>> {
+    let regular = |p: &Path| -> io::Result<Option<(fs::File, fs::Metadata)>> {
         if !fs::symlink_metadata(p)?.is_file() {
             return Ok(None);
         }
         let f = open_file(p)?;
-        Ok(f.metadata()?.is_file().then_some(f))
+        let m = f.metadata()?;
+        Ok(m.is_file().then_some((f, m)))
     };
-    let (Some(mut a), Some(mut b)) = (regular(written)?, regular(original)?) else {
+    let mut b = match regular(original) {
+        Ok(Some((f, _))) => f,
+        Ok(None) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some((mut a, before)) = regular(written)? else {
         return Ok(None);
     };
-    if a.metadata()?.len() != b.metadata()?.len() {
+    if before.len() != b.metadata()?.len() {
         return Ok(None);
     }
     let (x, y) = bufs;
-    let mut size = 0u64;
     loop {
         let n = a.read(x)?;
         if n == 0 {
@@ -105,7 +113,6 @@ pub fn same_content(
         if x[..n] != y[..n] {
             return Ok(None);
         }
-        size += n as u64;
     }
     // Its data starts for the disk now, not all at once at the final sync before the commit.
     // SAFETY: a plain syscall on a descriptor this function owns.
@@ -113,7 +120,7 @@ pub fn same_content(
         use std::os::fd::AsRawFd;
         libc::sync_file_range(a.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
-    Ok(Some(size))
+    Ok(Some(before))
 }
 
 pub(crate) fn hash_file(

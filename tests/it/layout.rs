@@ -25,10 +25,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         // In src/x/mod.rs (and a top-level file) `super::` is the crate root.
         let super_is_root = parts.len() == 1 || parts.last().is_some_and(|p| p == "mod");
         let text = std::fs::read_to_string(&file).unwrap();
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let code = without_tests(&text);
         let mut used = BTreeSet::new();
         for (prefix, root) in [("crate::", true), ("super::", super_is_root)] {
-            for (at, _) in code.match_indices(prefix) {
+            for (at, _) in code.as_str().match_indices(prefix) {
                 if root {
                     used.extend(first_segments(&code[at + prefix.len()..]));
                 }
@@ -38,6 +38,28 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         edges.entry(top).or_default().extend(used);
     }
     edges
+}
+
+/// `text` without its `#[cfg(test)] mod tests { … }` block (code after it is kept).
+fn without_tests(text: &str) -> String {
+    let Some(start) = text.find("#[cfg(test)]\nmod tests {") else {
+        return text.to_owned();
+    };
+    let open = start + text[start..].find('{').unwrap();
+    let mut depth = 0;
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return format!("{}{}", &text[..start], &text[open + i + 1..]);
+                }
+            }
+            _ => {}
+        }
+    }
+    text[..start].to_owned()
 }
 
 /// The modules a path after `crate::` names: `a::b` → a; `{a::b, c, d::{e}}` → a, c, d.
@@ -97,6 +119,18 @@ fn reach(edges: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<Str
         }
     }
     seen
+}
+
+#[test]
+fn code_after_a_test_module_is_read() {
+    let text =
+        "use crate::a;\n#[cfg(test)]\nmod tests {\n    fn f() { crate::t(); }\n}\nuse crate::b;\n";
+    let code = without_tests(text);
+    assert!(
+        code.contains("crate::a") && code.contains("crate::b"),
+        "{code}"
+    );
+    assert!(!code.contains("crate::t"), "{code}");
 }
 
 #[test]
