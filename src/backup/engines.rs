@@ -29,8 +29,8 @@ pub struct Job<'a> {
     pub snapshot: &'a str,
     pub cancel: &'a AtomicBool,
     /// Told the path (relative to the generation) of each file rsync names as it goes, so that
-    /// reading it back can start before the copy ends. rsync names a file before it writes it
-    /// (with a names-only format), so the file may not be in place yet when it is told.
+    /// reading it back can start before the copy ends. rsync names a file once it has sent it,
+    /// so its receiver may not have renamed it into place yet when it is told.
     pub written: Option<&'a (dyn Fn(PathBuf) + Sync)>,
 }
 
