@@ -1,7 +1,8 @@
 # Complete means proven: a database file rewritten in place with its size and mtime kept (rsync's
 # quick check cannot see it) between two backups. The second rsync generation holds the new
 # content — copied again, not hard-linked to the old — and says so; the archive holds it too;
-# verify passes on both and the files equal the snapshot's.
+# verify passes on both and the files equal the snapshot's. The first rsync backup compares every
+# file it wrote with the snapshot while the copy goes on.
 run lvcreate -q -y -L 48M -n home vg0
 run lvcreate -q -y -L 48M -n mail vg0
 make_fs ext4 /dev/vg0/home; make_fs ext4 /dev/vg0/mail; make_fs ext4 /dev/vdb
@@ -23,6 +24,11 @@ for v in home mail; do
   lvsnap snapshot $v > /dev/null; sleep 1
   out=$("$LVSNAP" backup $v); echo "$out"
   assert_contains "$out" "proven in"
+  if [ $v = home ]; then
+    # Both files were compared with the snapshot while rsync still copied; none was left over.
+    counts=$(echo "$out" | sed -n 's/.*(\([0-9]*\) read back, \([0-9]*\) of them during the copy.*/\1 \2/p')
+    assert_eq "$counts" "2 2" "files read back, and of them during the copy"
+  fi
   # Same size, same mtime, other content.
   printf 'balance=999\n' > /mnt/$v/db/table; touch -d '2025-01-01 00:00:00' /mnt/$v/db/table; sync
   snap=$("$LVSNAP" snapshot $v | sed -n 's/.* created //p'); sleep 1
