@@ -3,7 +3,9 @@
 # in 1 MiB files, 1/4 in 16 KiB files) is snapshotted; each round times, on the same mounted
 # snapshot with a cold page cache and an empty target (no --link-dest shortcut): a plain
 # `rsync -a`; the exact rsync lvsnap runs (`-aHAXS --numeric-ids`: hard links, ACLs, xattrs,
-# sparse files), bare, and the same followed by `sync` (lvsnap syncs before it commits); and
+# sparse files), bare, and the same followed by `sync` (lvsnap syncs before it commits); the
+# rsync lvsnap runs, which skips rsync's transfer checksum (`--checksum-choice=none`: lvsnap
+# compares what was written with the snapshot itself); and
 # `lvsnap backup` (its copy, its overlapped hashing, its proof and that proof's parts: the walk
 # of the generation, the sync, how many files were read back while rsync still copied).
 # Then hashing: sha256sum vs the manifest code on 1 and 2 threads (warm cache). BENCHMARKS.md.
@@ -42,7 +44,7 @@ schedule = "0 2 * * *"
 target = "/mnt/target/lvsnap"
 keep = { last = 10 }
 TOML
-echo "round  rsync-a_ms  rsync-aHAXS_ms  +sync_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_proof_ms  walk_ms  sync_ms  early/read  lvsnap_wall_ms  HAXS/a  lvsnap_wall/HAXS  lvsnap_wall/HAXS+sync"
+echo "round  rsync-a_ms  rsync-aHAXS_ms  +sync_ms  nosum_ms  lvsnap_copy_ms  lvsnap_hash_ms  lvsnap_proof_ms  walk_ms  sync_ms  early/read  lvsnap_wall_ms  HAXS/a  lvsnap_wall/HAXS  lvsnap_wall/HAXS+sync  lvsnap_wall/nosum"
 for i in $(seq "$PAIRS"); do
   rm -rf /mnt/target/plain /mnt/target/lvsnap
   sleep 1; snap=$($LVSNAP snapshot home | sed -n 's/.*created //p')
@@ -52,6 +54,8 @@ for i in $(seq "$PAIRS"); do
   cold; s=$(date +%s%N); rsync -aHAXS --numeric-ids /mnt/snap/ /mnt/target/plain/; haxs=$(ms $s)
   rm -rf /mnt/target/plain
   cold; s=$(date +%s%N); rsync -aHAXS --numeric-ids /mnt/snap/ /mnt/target/plain/; sync; synced=$(ms $s)
+  rm -rf /mnt/target/plain
+  cold; s=$(date +%s%N); rsync -aHAXS --numeric-ids --checksum-choice=none /mnt/snap/ /mnt/target/plain/; nosum=$(ms $s)
   rm -rf /mnt/target/plain
   umount /mnt/snap
   cold; s=$(date +%s%N); out=$($LVSNAP backup home --json); wall=$(ms $s)
@@ -63,8 +67,8 @@ for i in $(seq "$PAIRS"); do
   fsync=$(echo "$out" | grep -o '"sync_seconds":[0-9.]*' | cut -d: -f2)
   read=$(echo "$out" | grep -o '"read_back":[0-9]*' | cut -d: -f2)
   early=$(echo "$out" | grep -o '"read_during_copy":[0-9]*' | cut -d: -f2)
-  awk -v i=$i -v p=$plain -v x=$haxs -v y=$synced -v c=$copy -v h=$hash -v f=$proof -v k=$walk -v z=$fsync -v e="$early/$read" -v w=$wall \
-    'BEGIN {printf "%5d  %10d  %14d  %8d  %14d  %14d  %15d  %7d  %7d  %10s  %14d  %6.3f  %16.3f  %21.3f\n", i, p, x, y, c * 1000, h * 1000, f * 1000, k * 1000, z * 1000, e, w, x / p, w / x, w / y}'
+  awk -v i=$i -v p=$plain -v x=$haxs -v y=$synced -v n=$nosum -v c=$copy -v h=$hash -v f=$proof -v k=$walk -v z=$fsync -v e="$early/$read" -v w=$wall \
+    'BEGIN {printf "%5d  %10d  %14d  %8d  %8d  %14d  %14d  %15d  %7d  %7d  %10s  %14d  %6.3f  %16.3f  %21.3f  %17.3f\n", i, p, x, y, n, c * 1000, h * 1000, f * 1000, k * 1000, z * 1000, e, w, x / p, w / x, w / y, w / n}'
 done
 step_hash() {
   mount -t ext4 -o ro,noload /dev/vg0/$snap /mnt/snap

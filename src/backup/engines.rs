@@ -32,6 +32,10 @@ pub struct Job<'a> {
     /// reading it back can start before the copy ends. rsync names a file once it has sent it,
     /// so its receiver may not have renamed it into place yet when it is told.
     pub written: Option<&'a (dyn Fn(PathBuf) + Sync)>,
+    /// lvsnap reads back every file written and compares it with the snapshot before the
+    /// generation is committed, so rsync's own checksum of each transfer is redundant: rsync is
+    /// told to skip it (half its CPU time on a slow machine), where it can.
+    pub read_back: bool,
 }
 
 /// The final path of a generation's data (`None` for the command engine, which keeps its data
@@ -91,6 +95,9 @@ pub fn argv(job: &Job<'_>, exclude_file: Option<&Path>) -> Vec<OsString> {
                 "--modify-window=-1",
                 "--one-file-system",
             ]);
+            if job.read_back {
+                v.push("--checksum-choice=none".into());
+            }
             if let Some(prev) = job.previous {
                 v.push(arg("--link-dest=", prev, ""));
             }
@@ -194,6 +201,12 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
         ),
         _ => None,
     };
+    let job = &Job {
+        read_back: job.read_back
+            && matches!(job.engine, BackupEngine::Rsync)
+            && rsync_skips_checksums(),
+        ..*job
+    };
     let argv = argv(job, excludes.as_ref().map(|f| f.path()));
     if matches!(job.engine, BackupEngine::Archive) {
         // Each exclude is an argument to tar (its `--null` does not apply to `--exclude-from`).
@@ -229,6 +242,42 @@ pub fn write(job: &Job<'_>) -> Result<(), String> {
         }
         _ => run_program(&argv, job.cancel, program),
     }
+}
+
+/// Whether the rsync lvsnap runs takes `--checksum-choice=none` (3.2.0 and later); asked once
+/// per process. An rsync that cannot say is taken as an older one.
+fn rsync_skips_checksums() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        let Ok(rsync) = crate::tools::find("rsync") else {
+            return false;
+        };
+        duct::cmd(rsync, ["--version"])
+            .full_env(crate::tools::child_env())
+            .stdin_null()
+            .stderr_null()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .ok()
+            .and_then(|o| rsync_version(&String::from_utf8_lossy(&o.stdout)))
+            .is_some_and(|v| v >= (3, 2))
+    })
+}
+
+/// `(major, minor)` from the first line of `rsync --version`: "rsync  version 3.2.7  protocol
+/// version 31".
+fn rsync_version(text: &str) -> Option<(u32, u32)> {
+    let mut words = text.lines().next()?.split_whitespace();
+    words.find(|w| *w == "version")?;
+    let mut parts = words.next()?.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
 }
 
 /// A name as rsync prints it: bytes it cannot print are `\#ooo` (octal).
@@ -485,6 +534,7 @@ mod tests {
             snapshot: "vg0/home-lvsnap-20261128T020000Z",
             cancel,
             written: None,
+            read_back: true,
         }
     }
 
@@ -549,6 +599,7 @@ mod tests {
             snapshot: "vg0/x",
             cancel: &cancel,
             written: Some(&record),
+            read_back: true,
         };
         write(&job).unwrap();
         let mut seen = seen.into_inner().unwrap();
@@ -564,13 +615,29 @@ mod tests {
     }
 
     #[test]
+    fn rsync_versions_are_read_from_the_first_line() {
+        let v = |t| rsync_version(t);
+        assert_eq!(
+            v("rsync  version 3.2.7  protocol version 31\nCopyright (C) 1996-2022\n"),
+            Some((3, 2))
+        );
+        assert_eq!(v("rsync  version v3.1.3  protocol version 31"), None);
+        assert_eq!(
+            v("rsync  version 3.4.1pre1  protocol version 32"),
+            Some((3, 4))
+        );
+        assert_eq!(v("rsync  version 3.1.3  protocol version 31"), Some((3, 1)));
+        assert_eq!(v(""), None);
+    }
+
+    #[test]
     fn argv_of_each_engine() {
         let c = AtomicBool::new(false);
         let x = [PathBuf::from("tmp")];
         assert_eq!(
             joined(&argv(&job(&BackupEngine::Rsync, &c, &x), Some(Path::new("/tmp/x")))),
             "rsync -aHAXS --numeric-ids --modify-window=-1 --one-file-system \
-             --link-dest=/srv/backup/vg0/home/20261127T020000Z \
+             --checksum-choice=none --link-dest=/srv/backup/vg0/home/20261127T020000Z \
              --from0 --exclude-from=/tmp/x /run/lvsnap/backup/7/ /srv/backup/vg0/home/.20261128T020000Z.partial/"
         );
         assert_eq!(

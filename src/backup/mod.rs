@@ -695,6 +695,8 @@ fn copy(
         snapshot: &snapshot,
         cancel: opts.cancel,
         written: None,
+        // `prove` below reads back every file before the commit.
+        read_back: true,
     };
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     // The walk comes first, so that what cannot be taken (unreadable, too long, a socket for

@@ -472,6 +472,7 @@ mod tests {
                 snapshot: "vg0/x",
                 cancel: &cancel,
                 written: None,
+                read_back: true,
             };
             engines::write(&job).unwrap();
             prove(
@@ -517,6 +518,7 @@ mod tests {
                 snapshot: "vg0/x",
                 cancel: &cancel,
                 written: None,
+                read_back: true,
             };
             engines::write(&job).unwrap();
             let proof =
@@ -590,6 +592,7 @@ mod tests {
                 snapshot: "vg0/x",
                 cancel: &cancel,
                 written: Some(&send),
+                read_back: true,
             };
             engines::write(&job).unwrap();
             drop(tx);
