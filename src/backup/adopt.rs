@@ -29,6 +29,8 @@ pub struct Found {
     /// Entries the generation lacks (then it is partial), as its manifest lists them.
     pub partial: bool,
     pub note: Option<String>,
+    /// The restic snapshot's ID and the bytes it added, from its record.
+    pub remote: Option<(String, u64)>,
 }
 
 impl Found {
@@ -71,8 +73,20 @@ pub fn find_generations(config: &Config, known: &[BackupRecord]) -> Vec<Found> {
                 let Ok(manifest) = Manifest::from_text(&text) else {
                     continue;
                 };
+                let remote = match engine {
+                    "restic" => {
+                        let record = engines::artifact(engine, &dir, name)
+                            .and_then(|p| super::restic::read_record(&p).ok());
+                        match record {
+                            Some(r) => Some((r.summary.id, r.summary.data_added)),
+                            None => continue,
+                        }
+                    }
+                    _ => None,
+                };
                 let (files, bytes) = manifest.totals();
                 found.push(Found {
+                    remote,
                     policy: p.name.clone(),
                     vg: v.vg.clone(),
                     origin: v.lv.clone(),
@@ -94,17 +108,18 @@ pub fn find_generations(config: &Config, known: &[BackupRecord]) -> Vec<Found> {
 }
 
 /// The engine whose data sits beside a manifest: a generation directory (rsync), an archive
-/// (archive), or nothing — a command backup, whose data is in the tool's own repository, when
+/// (archive), the record of a restic snapshot (restic), or nothing — a command backup, whose data is in the tool's own repository, when
 /// the policy uses that engine (otherwise a manifest alone is what an interrupted prune left).
 /// `None` for both, or for a link where the data should be.
 fn engine_on_disk(dir: &Path, name: &str, policy_engine: &str) -> Option<&'static str> {
     let kind = |engine| {
         engines::artifact(engine, dir, name).and_then(|a| std::fs::symlink_metadata(a).ok())
     };
-    match (kind("rsync"), kind("archive")) {
-        (Some(m), None) if m.is_dir() => Some("rsync"),
-        (None, Some(m)) if m.is_file() => Some("archive"),
-        (None, None) if policy_engine == "command" => Some("command"),
+    match (kind("rsync"), kind("archive"), kind("restic")) {
+        (Some(m), None, None) if m.is_dir() => Some("rsync"),
+        (None, Some(m), None) if m.is_file() => Some("archive"),
+        (None, None, Some(m)) if m.is_file() => Some("restic"),
+        (None, None, None) if policy_engine == "command" => Some("command"),
         _ => None,
     }
 }

@@ -39,11 +39,12 @@ pub struct Job<'a> {
 }
 
 /// The final path of a generation's data (`None` for the command engine, which keeps its data
-/// in its own repository).
+/// in its own repository); for restic, the record of the restic snapshot that holds the data.
 pub fn artifact(engine: &str, dir: &Path, name: &str) -> Option<PathBuf> {
     match engine {
         "rsync" => Some(dir.join(name)),
         "archive" => Some(dir.join(format!("{name}.tar.zst"))),
+        "restic" => Some(dir.join(format!("{name}.restic"))),
         _ => None,
     }
 }
@@ -146,6 +147,8 @@ pub fn argv(job: &Job<'_>, exclude_file: Option<&Path>) -> Vec<OsString> {
                     .into()
             })
             .collect(),
+        // restic runs through `super::restic`, with its own credentials and output.
+        BackupEngine::Restic(_) => Vec::new(),
     }
 }
 
@@ -191,6 +194,9 @@ fn rsync_literal(path: &[u8]) -> Vec<u8> {
 /// # Errors
 /// The engine could not start, failed, or was cancelled; with its argv and stderr.
 pub fn write(job: &Job<'_>) -> Result<(), String> {
+    if matches!(job.engine, BackupEngine::Restic(_)) {
+        return Err("restic backups run through the restic engine, not an argv".to_owned());
+    }
     if let Some(p) = partial(job.engine.name(), job.dir, job.name) {
         remove_path(&p).map_err(|e| format!("cannot clear {}: {e}", p.display()))?;
     }
@@ -409,22 +415,12 @@ fn wait_program<S: AsRef<std::ffi::OsStr>>(
     shown: &str,
     cancel: &AtomicBool,
 ) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
     let handle = expr
         .env("LC_ALL", "C")
         .stdin_null()
         .stderr_capture()
         .unchecked()
-        .before_spawn(|c| {
-            // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-            unsafe {
-                c.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            Ok(())
-        })
+        .before_spawn(dies_with_lvsnap)
         .start()
         .map_err(|e| format!("cannot start {shown}: {e}"))?;
     let output = loop {
@@ -457,6 +453,23 @@ fn wait_program<S: AsRef<std::ffi::OsStr>>(
     ))
 }
 
+/// For duct's `before_spawn`: the program is killed when lvsnap dies (`kill -9` included), so
+/// no copy goes on writing after the process that would clean it up is gone.
+///
+/// # Errors
+/// Never.
+pub fn dies_with_lvsnap(c: &mut std::process::Command) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// Turns the partial generation and manifest into final ones: manifest first, data last, so
 /// that data under a final name always has its manifest beside it.
 ///
@@ -472,7 +485,7 @@ pub fn commit(engine: &str, dir: &Path, name: &str, manifest_text: &str) -> std:
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     remove_path(path)?;
     let mut f = crate::private::create_new(path, 0o600)?;

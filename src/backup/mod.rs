@@ -9,6 +9,7 @@ pub mod adopt;
 pub mod engines;
 mod progress;
 pub mod prove;
+pub mod restic;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ pub enum Outcome {
         /// Entries of the volume not in the backup, with why; any but sockets make it
         /// `partial`.
         skipped: BTreeMap<PathBuf, Skip>,
+        /// The restic snapshot it made (engine `restic`).
+        restic: Option<Box<restic::Summary>>,
     },
     /// Dry run: what would be backed up.
     Would {
@@ -174,7 +177,7 @@ impl Engine<'_> {
                 if let Outcome::Failed(why) = &vb.outcome {
                     warn!(policy = %policy.name, volume = %volume, "backup failed: {why}");
                 }
-                match self.prune_backups(policy, b, volume, opts.force) {
+                match self.prune_backups(policy, b, volume, opts.force, opts.cancel) {
                     Ok((pruned, warnings)) => {
                         vb.pruned = pruned;
                         vb.warnings.extend(warnings);
@@ -235,6 +238,16 @@ impl Engine<'_> {
                 "a merge into {volume} is pending; backups wait until it completes"
             )));
         }
+        // Credentials and the repository are checked before a snapshot is taken or mounted.
+        let repository = match &b.engine {
+            BackupEngine::Restic(r) if !self.dry_run => {
+                let opened = restic::Restic::open(r, &self.config.settings.state_dir())
+                    .map_err(RunError::Refused)?;
+                opened.reachable(opts.cancel).map_err(RunError::Refused)?;
+                Some(opened)
+            }
+            _ => None,
+        };
         let (managed, temporary) = match b.source {
             BackupSource::Newest => {
                 let Some(m) = newest_usable(fleet, volume, self.now, policy.future_skew) else {
@@ -291,6 +304,7 @@ impl Engine<'_> {
             &dir,
             &name,
             previous.as_deref(),
+            repository.as_ref(),
             opts,
         );
         if temporary {
@@ -318,6 +332,7 @@ impl Engine<'_> {
         dir: &Path,
         name: &str,
         previous: Option<&Path>,
+        repository: Option<&restic::Restic<'_>>,
         opts: &BackupOptions<'_>,
     ) -> Result<Outcome, RunError> {
         crate::private::own_dir(dir).map_err(|e| {
@@ -370,7 +385,29 @@ impl Engine<'_> {
         if let Some(l) = opts.lock {
             l.release();
         }
-        let copied = copy(b, &mounted, dir, name, previous, opts);
+        let remote = repository.map(|r| Remote {
+            restic: r,
+            parent: self
+                .catalog
+                .backups(Some(&policy.name))
+                .ok()
+                .and_then(|all| {
+                    all.into_iter()
+                        .filter(|x| x.vg == volume.vg && x.origin == volume.lv)
+                        .filter(|x| x.engine == "restic" && x.state.is_usable())
+                        .filter_map(|x| x.remote_id)
+                        .next_back()
+                }),
+            time: managed.record.time,
+            tags: vec![
+                restic::TAG.to_owned(),
+                format!("lvsnap-policy={}", policy.name),
+                format!("lvsnap-volume={volume}"),
+                format!("lvsnap-snapshot={}", managed.record.name),
+                format!("lvsnap-backup={id}"),
+            ],
+        });
+        let copied = copy(b, &mounted, dir, name, previous, remote.as_ref(), opts);
         if let Some(l) = opts.lock {
             if let Err(e) = l.reacquire() {
                 warn!("{e}; unmounting and recording without the lock");
@@ -381,7 +418,8 @@ impl Engine<'_> {
         let finished = self.now;
         match copied {
             Ok(c) => {
-                let (files, bytes) = self.complete(id, &c.manifest, &c.text, finished)?;
+                let (files, bytes) =
+                    self.complete(id, &c.manifest, &c.text, c.restic.as_ref(), finished)?;
                 if c.manifest.lost_data() {
                     warn!(policy = %policy.name, volume = %volume, files, bytes, skipped = c.manifest.skipped.len(), "backup partial: entries of the volume could not be backed up");
                 } else {
@@ -399,6 +437,7 @@ impl Engine<'_> {
                     hash_seconds: c.hash_seconds,
                     proof: c.proof,
                     skipped: c.manifest.skipped.clone(),
+                    restic: c.restic.map(Box::new),
                 })
             }
             Err(why) => {
@@ -419,6 +458,7 @@ impl Engine<'_> {
         id: i64,
         manifest: &Manifest,
         text: &str,
+        remote: Option<&restic::Summary>,
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), RunError> {
         let (files, bytes) = manifest.totals();
@@ -434,6 +474,7 @@ impl Engine<'_> {
                 BackupState::Complete
             },
             note: note.as_deref(),
+            remote: remote.map(|s| (s.id.as_str(), s.data_added)),
         };
         self.record(|c| c.complete_backup(id, &written, at))?;
         Ok((files, bytes))
@@ -467,8 +508,12 @@ impl Engine<'_> {
                 .then(|| engines::read_text(&manifest).ok())
                 .flatten()
                 .and_then(|t| Manifest::from_text(&t).ok().map(|m| (t, m)));
-            if let Some((text, m)) = parsed {
-                self.complete(r.id, &m, &text, now)?;
+            let record = match (&data, r.engine.as_str()) {
+                (Some(d), "restic") => restic::read_record(d).ok(),
+                _ => None,
+            };
+            if let Some((text, m)) = parsed.filter(|_| r.engine != "restic" || record.is_some()) {
+                self.complete(r.id, &m, &text, record.as_ref().map(|x| &x.summary), now)?;
                 notes.push(format!(
                     "backup {} had completed before an interruption",
                     r.label()
@@ -488,6 +533,9 @@ impl Engine<'_> {
                     r.label()
                 ));
             }
+            if r.engine == "restic" {
+                notes.extend(self.unlock_after(&r));
+            }
             if r.temporary {
                 let temp = fleet
                     .managed
@@ -506,6 +554,34 @@ impl Engine<'_> {
         }
         notes.extend(self.remove_stray_temporaries(fleet)?);
         Ok(notes)
+    }
+
+    /// The restic that an interrupted backup ran died with lvsnap and left its lock in the
+    /// repository: `restic unlock` removes it (it removes only locks whose process is gone).
+    /// A snapshot restic finished before the interruption is forgotten when the volume's
+    /// backups are next pruned.
+    fn unlock_after(&self, r: &BackupRecord) -> Option<String> {
+        let repo = self.config.restic_repository(&r.policy)?;
+        let unlocked =
+            restic::Restic::open(repo, &self.config.settings.state_dir()).and_then(|x| {
+                x.run(
+                    &["unlock".into()],
+                    None,
+                    &AtomicBool::new(false),
+                    &mut |_| {},
+                )
+                .map_err(|(_, why)| why)
+            });
+        Some(match unlocked {
+            Ok(()) => format!(
+                "removed stale locks from restic repository {}",
+                restic::shown_repository(&repo.repository)
+            ),
+            Err(e) => format!(
+                "cannot remove stale locks from restic repository {}: {e}",
+                restic::shown_repository(&repo.repository)
+            ),
+        })
     }
 
     /// Temporary snapshots no live backup uses: lvsnap died between taking one and recording its
@@ -557,12 +633,18 @@ impl Engine<'_> {
         b: &BackupPolicy,
         volume: &VolumeRef,
         force: bool,
+        cancel: &AtomicBool,
     ) -> Result<Pruned, RunError> {
-        let members: Vec<BackupRecord> = self
+        let of_volume: Vec<BackupRecord> = self
             .catalog
             .backups(Some(&policy.name))?
             .into_iter()
-            .filter(|r| r.vg == volume.vg && r.origin == volume.lv && r.state.is_usable())
+            .filter(|r| r.vg == volume.vg && r.origin == volume.lv)
+            .collect();
+        let members: Vec<BackupRecord> = of_volume
+            .iter()
+            .filter(|r| r.state.is_usable())
+            .cloned()
             .collect();
         let views: Vec<SnapshotView> = members
             .iter()
@@ -592,14 +674,39 @@ impl Engine<'_> {
             })
             .map(|c| c.id);
         let mut pruned = Vec::new();
-        let removals: Vec<_> = plan.removals(force).cloned().collect();
+        let removals: Vec<_> = plan
+            .removals(force)
+            .filter(|d| {
+                let r = &members[d.index];
+                if Some(r.id) == newest_complete {
+                    warnings.push(format!(
+                        "kept backup {}: it is the newest complete one, and the newer ones are partial",
+                        r.label()
+                    ));
+                }
+                Some(r.id) != newest_complete
+            })
+            .cloned()
+            .collect();
+        // A repository's snapshots are forgotten there first, in one command; only then do
+        // their records here go. A failure leaves both as they were, for the next run.
+        let mut forgot_failed = Vec::new();
+        if let BackupEngine::Restic(repo) = &b.engine {
+            if !self.dry_run {
+                let doomed: Vec<&BackupRecord> = removals
+                    .iter()
+                    .map(|d| &members[d.index])
+                    .filter(|r| r.engine == "restic")
+                    .collect();
+                if let Err(e) = self.forget_restic(repo, &doomed, &of_volume, cancel) {
+                    warnings.push(format!("backups of {volume}: {e}"));
+                    forgot_failed.extend(doomed.iter().map(|r| r.id));
+                }
+            }
+        }
         for d in removals {
             let r = &members[d.index];
-            if Some(r.id) == newest_complete {
-                warnings.push(format!(
-                    "kept backup {}: it is the newest complete one, and the newer ones are partial",
-                    r.label()
-                ));
+            if forgot_failed.contains(&r.id) {
                 continue;
             }
             let why = plan.explain_removal(&d, &views, &rules).join("; ");
@@ -630,7 +737,102 @@ impl Engine<'_> {
                 Err(e) => warnings.push(format!("cannot remove backup {}: {e}", r.label())),
             }
         }
+        if let BackupEngine::Restic(repo) = &b.engine {
+            if !self.dry_run {
+                if let Err(e) = self.prune_repository(policy, repo, cancel) {
+                    warnings.push(e);
+                }
+            }
+        }
         Ok((pruned, warnings))
+    }
+
+    /// Forgets in the repository the restic snapshots of `doomed`, and those of backups that
+    /// failed after restic had made their snapshot (found by their `lvsnap-backup=ID` tag: the
+    /// catalog knows them as this host's failed backups of this volume).
+    fn forget_restic(
+        &mut self,
+        repo: &crate::config::ResticRepo,
+        doomed: &[&BackupRecord],
+        of_volume: &[BackupRecord],
+        cancel: &AtomicBool,
+    ) -> Result<(), String> {
+        let failed: Vec<&BackupRecord> = of_volume
+            .iter()
+            .filter(|r| r.engine == "restic" && r.state == BackupState::Failed)
+            .collect();
+        if doomed.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
+        let restic = restic::Restic::open(repo, &self.config.settings.state_dir())?;
+        let mut ids = Vec::new();
+        for r in doomed {
+            let id = r.remote_id.clone().or_else(|| {
+                engines::artifact("restic", &r.dir, &r.name)
+                    .and_then(|p| restic::read_record(&p).ok())
+                    .map(|x| x.summary.id)
+            });
+            match id {
+                Some(id) => ids.push(id),
+                None => return Err(format!("backup {} has no restic snapshot ID on record; remove it with `lvsnap catalog` after checking the repository", r.label())),
+            }
+        }
+        if !failed.is_empty() {
+            let listed = restic.snapshots(&[], Some(&restic.host), cancel)?;
+            for r in &failed {
+                let tag = format!("lvsnap-backup={}", r.id);
+                let policy = format!("lvsnap-policy={}", r.policy);
+                ids.extend(
+                    listed
+                        .iter()
+                        .filter(|l| l.tags.contains(&tag) && l.tags.contains(&policy))
+                        .map(|l| l.id.clone()),
+                );
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        restic.forget(&ids, cancel)?;
+        self.catalog
+            .note_repository(&restic::shown_repository(&repo.repository), None)
+            .map_err(|e| e.to_string())?;
+        info!(repository = %restic::shown_repository(&repo.repository), snapshots = ids.len(), "forgot restic snapshots");
+        Ok(())
+    }
+
+    /// Prunes the repository when its `prune-schedule` is due and lvsnap has forgotten
+    /// snapshots since the last prune: a prune takes an exclusive lock on a repository that
+    /// other hosts may share, and is only worth it when there is data to free.
+    fn prune_repository(
+        &mut self,
+        policy: &Policy,
+        repo: &crate::config::ResticRepo,
+        cancel: &AtomicBool,
+    ) -> Result<(), String> {
+        let (last, pending) = self
+            .catalog
+            .repository_prune(&restic::shown_repository(&repo.repository))
+            .map_err(|e| e.to_string())?;
+        let ticks = CronTicks {
+            schedule: &repo.prune_schedule,
+            timezone: policy.timezone,
+        };
+        if !pending || !is_due(&ticks, self.now, last) {
+            return Ok(());
+        }
+        let restic = restic::Restic::open(repo, &self.config.settings.state_dir())?;
+        info!(repository = %restic::shown_repository(&repo.repository), "pruning the restic repository");
+        restic.prune(cancel).map_err(|e| {
+            format!(
+                "pruning restic repository {} failed: {e}",
+                restic::shown_repository(&repo.repository)
+            )
+        })?;
+        let now = Utc::now().max(self.now);
+        self.catalog
+            .note_repository(&restic::shown_repository(&repo.repository), Some(now))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -658,6 +860,16 @@ struct Copied {
     copy_seconds: f64,
     hash_seconds: f64,
     proof: prove::Proof,
+    restic: Option<restic::Summary>,
+}
+
+/// A backup into a restic repository: the repository, the snapshot's time and its tags.
+struct Remote<'a> {
+    restic: &'a restic::Restic<'a>,
+    /// The restic snapshot of the newest complete backup of the volume.
+    parent: Option<String>,
+    time: DateTime<Utc>,
+    tags: Vec<String>,
 }
 
 /// The longest path below the volume's root that is backed up, measured as an rsync pattern
@@ -682,6 +894,7 @@ fn copy(
     dir: &Path,
     name: &str,
     previous: Option<&Path>,
+    remote: Option<&Remote<'_>>,
     opts: &BackupOptions<'_>,
 ) -> Result<Copied, String> {
     let snapshot = format!("{}/{}", mounted.vg, mounted.lv);
@@ -733,6 +946,9 @@ fn copy(
         ..job
     };
     let progress = Progress::default();
+    // restic reports its own progress; the bar shows it rather than the manifest's reading.
+    let restic_progress = Progress::default();
+    let mut summary = None;
     // What rsync has written is read back while it goes on copying: each file it names is
     // compared with the snapshot (and counts as proven by the manifest's digest of it).
     let gen = engines::partial("rsync", dir, name).expect("a directory");
@@ -752,7 +968,12 @@ fn copy(
                 })
             })
             .collect();
-        let bar = opts.progress.then(|| progress::Bar::start(s, &progress));
+        let shown = if remote.is_some() {
+            &restic_progress
+        } else {
+            &progress
+        };
+        let bar = opts.progress.then(|| progress::Bar::start(s, shown));
         let start = Instant::now();
         let on_written = |rel: PathBuf| {
             let _ = tx.send(rel);
@@ -761,7 +982,24 @@ fn copy(
             written: matches!(b.engine, BackupEngine::Rsync).then_some(&on_written as _),
             ..job
         };
-        let written = engines::write(&job).map(|()| start.elapsed().as_secs_f64());
+        let written = match remote {
+            Some(r) => r
+                .restic
+                .backup(
+                    &restic::Source {
+                        dir: &mounted.dir,
+                        time: r.time,
+                        tags: &r.tags,
+                        exclude: job.exclude,
+                        parent: r.parent.as_deref(),
+                    },
+                    opts.cancel,
+                    &restic_progress,
+                )
+                .map(|s| summary = Some(s)),
+            None => engines::write(&job),
+        }
+        .map(|()| start.elapsed().as_secs_f64());
         drop(tx);
         let hashed = hasher.join().expect("the hashing thread does not panic");
         for r in readers {
@@ -781,6 +1019,50 @@ fn copy(
         ));
     }
     let early = early.into_inner().expect("reads");
+    if let (Some(r), Some(summary)) = (remote, &summary) {
+        // What restic stored is listed back and compared with the manifest (types, modes,
+        // owners, sizes, times); its content is read back by `verify --read-data`.
+        let start = Instant::now();
+        let (listed, diffs) = r
+            .restic
+            .compare_listing(&summary.id, &manifest, opts.cancel)?;
+        if !diffs.is_empty() {
+            return Err(format!(
+                "restic snapshot {} differs from the snapshot it was made of ({} difference(s)): {}{}",
+                restic::short(&summary.id),
+                diffs.len(),
+                diffs.iter().take(10).cloned().collect::<Vec<_>>().join("; "),
+                if diffs.len() > 10 { "; …" } else { "" }
+            ));
+        }
+        let record = restic::Record {
+            repository: restic::shown_repository(&r.restic.repo.repository),
+            host: r.restic.host.clone(),
+            tags: r.tags.clone(),
+            summary: summary.clone(),
+        };
+        restic::write_record(
+            &engines::partial("restic", dir, name).expect("restic keeps a record"),
+            &record,
+        )
+        .map_err(|e| format!("cannot record restic snapshot {}: {e}", summary.id))?;
+        let proof = prove::Proof {
+            listed,
+            seconds: start.elapsed().as_secs_f64(),
+            ..prove::Proof::default()
+        };
+        let text = manifest.to_text();
+        engines::commit("restic", dir, name, &text)
+            .map_err(|e| format!("cannot commit the backup in {}: {e}", dir.display()))?;
+        return Ok(Copied {
+            manifest,
+            text,
+            copy_seconds,
+            hash_seconds,
+            proof,
+            restic: Some(summary.clone()),
+        });
+    }
     let proof = prove::prove(
         b.engine.name(),
         &mounted.dir,
@@ -806,5 +1088,6 @@ fn copy(
         copy_seconds,
         hash_seconds,
         proof,
+        restic: None,
     })
 }

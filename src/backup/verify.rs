@@ -23,11 +23,13 @@ pub struct Verdict {
     pub differences: Differences,
     /// The manifest file's digest differs from the one recorded when the backup was written.
     pub manifest_altered: bool,
+    /// What a repository's own reading found (restic: its listing, its content, its check).
+    pub found: Vec<String>,
 }
 
 impl Verdict {
     pub fn ok(&self) -> bool {
-        self.differences.is_empty() && !self.manifest_altered
+        self.differences.is_empty() && !self.manifest_altered && self.found.is_empty()
     }
 
     /// One line per problem, for the report and the catalog.
@@ -37,8 +39,22 @@ impl Verdict {
             out.push("manifest file altered since the backup was written".to_owned());
         }
         out.extend(self.differences.lines());
+        out.extend(self.found.iter().cloned());
         out
     }
+}
+
+/// The manifest of backup `b`, and whether it was altered since the backup was written (its
+/// digest is not the one the catalog holds).
+fn manifest_of(b: &BackupRecord) -> Result<(Manifest, bool), String> {
+    let manifest_file = engines::manifest_path(&b.dir, &b.name);
+    let text = engines::read_text(&manifest_file)
+        .map_err(|e| format!("cannot read the manifest {}: {e}", manifest_file.display()))?;
+    let altered = b
+        .manifest_sha256
+        .as_deref()
+        .is_some_and(|want| want != sha256_hex(text.as_bytes()));
+    Ok((Manifest::from_text(&text)?, altered))
 }
 
 /// Verifies one complete backup.
@@ -46,14 +62,7 @@ impl Verdict {
 /// # Errors
 /// The backup cannot be read back (missing files, engine `command`).
 pub fn verify(b: &BackupRecord, workers: usize) -> Result<Verdict, String> {
-    let manifest_file = engines::manifest_path(&b.dir, &b.name);
-    let text = engines::read_text(&manifest_file)
-        .map_err(|e| format!("cannot read the manifest {}: {e}", manifest_file.display()))?;
-    let manifest_altered = b
-        .manifest_sha256
-        .as_deref()
-        .is_some_and(|want| want != sha256_hex(text.as_bytes()));
-    let expected = Manifest::from_text(&text)?;
+    let (expected, manifest_altered) = manifest_of(b)?;
     let Some(data) = engines::artifact(&b.engine, &b.dir, &b.name) else {
         return Err(format!(
             "backup {} was written by engine \"command\": lvsnap cannot read it back; check it with the tool itself (restic check, borg check)",
@@ -73,6 +82,43 @@ pub fn verify(b: &BackupRecord, workers: usize) -> Result<Verdict, String> {
     Ok(Verdict {
         differences: expected.diff(&actual),
         manifest_altered,
+        found: Vec::new(),
+    })
+}
+
+/// Verifies one complete restic backup: its manifest's digest, then the restic snapshot's
+/// listing against the manifest; with `read_data`, its whole content read back through restic
+/// and `restic check` reading that share of the repository's data (`"5%"`, `"1/10"`).
+///
+/// # Errors
+/// The manifest or the snapshot's ID cannot be read, or restic failed.
+pub fn verify_restic(
+    b: &BackupRecord,
+    restic: &super::restic::Restic<'_>,
+    read_data: Option<&str>,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Verdict, String> {
+    let (expected, manifest_altered) = manifest_of(b)?;
+    let id = match &b.remote_id {
+        Some(id) => id.clone(),
+        None => {
+            let record =
+                engines::artifact("restic", &b.dir, &b.name).expect("restic keeps a record");
+            super::restic::read_record(&record)?.summary.id
+        }
+    };
+    let (_, mut found) = restic.compare_listing(&id, &expected, cancel)?;
+    if let Some(share) = read_data {
+        let (_, content) = restic.compare_content(&id, &expected, cancel, None)?;
+        found.extend(content);
+        if let Err(e) = restic.check(Some(share), cancel) {
+            found.push(e);
+        }
+    }
+    Ok(Verdict {
+        differences: Differences::default(),
+        manifest_altered,
+        found,
     })
 }
 

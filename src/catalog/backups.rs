@@ -91,6 +91,10 @@ pub struct BackupRecord {
     pub verify_detail: Option<String>,
     /// The lvsnap process that runs (or ran) it.
     pub pid: Option<u32>,
+    /// The snapshot's ID in its repository (restic).
+    pub remote_id: Option<String>,
+    /// What the backup added to its repository (restic: new data after deduplication).
+    pub bytes_added: Option<u64>,
 }
 
 impl BackupRecord {
@@ -130,7 +134,7 @@ pub struct MountRecord {
 
 const BACKUP_COLUMNS: &str = "id, policy, vg, origin, engine, dir, name, snapshot, snapshot_time, \
      temporary, started_at, finished_at, state, error, bytes, files, manifest_sha256, \
-     verified_at, verify_ok, verify_detail, pid";
+     verified_at, verify_ok, verify_detail, pid, remote_id, bytes_added";
 
 fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
     let opt_ts = |v: Option<i64>| v.map(from_ts);
@@ -157,6 +161,8 @@ fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
         verify_ok: r.get(18)?,
         verify_detail: r.get(19)?,
         pid: r.get(20)?,
+        remote_id: r.get(21)?,
+        bytes_added: opt_u64(r.get(22)?),
     })
 }
 
@@ -170,6 +176,8 @@ pub struct Written<'a> {
     pub state: BackupState,
     /// What the generation lacks, one line each (a partial backup's skipped entries).
     pub note: Option<&'a str>,
+    /// The snapshot's ID in its repository and the bytes it added there (restic).
+    pub remote: Option<(&'a str, u64)>,
 }
 
 impl Catalog {
@@ -235,7 +243,7 @@ impl Catalog {
         self.conn
             .execute(
                 "UPDATE backups SET state = ?6, finished_at = ?2, bytes = ?3, files = ?4,
-                 manifest_sha256 = ?5, error = ?7 WHERE id = ?1",
+                 manifest_sha256 = ?5, error = ?7, remote_id = ?8, bytes_added = ?9 WHERE id = ?1",
                 params![
                     id,
                     ts(now),
@@ -243,7 +251,9 @@ impl Catalog {
                     i64::try_from(w.files).unwrap_or(i64::MAX),
                     w.manifest_sha256,
                     w.state.as_str(),
-                    w.note
+                    w.note,
+                    w.remote.map(|(id, _)| id),
+                    w.remote.map(|(_, b)| i64::try_from(b).unwrap_or(i64::MAX)),
                 ],
             )
             .map(|_| ())
@@ -269,6 +279,52 @@ impl Catalog {
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// When `repository` was last pruned, and whether snapshots were forgotten since.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn repository_prune(
+        &self,
+        repository: &str,
+    ) -> Result<(Option<DateTime<Utc>>, bool), CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT pruned_at, pending FROM repository_prunes WHERE repository = ?1",
+                params![repository],
+                |r| Ok((r.get::<_, Option<i64>>(0)?.map(from_ts), r.get(1)?)),
+            )
+            .optional()
+            .map(|r| r.unwrap_or((None, false)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Notes that snapshots of `repository` were forgotten (`pending`), or that it was pruned
+    /// at `pruned` (nothing pending).
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn note_repository(
+        &self,
+        repository: &str,
+        pruned: Option<DateTime<Utc>>,
+    ) -> Result<(), CatalogError> {
+        let sql = match pruned {
+            None => {
+                "INSERT INTO repository_prunes (repository, pruned_at, pending) VALUES (?1, NULL, 1)
+                 ON CONFLICT (repository) DO UPDATE SET pending = 1"
+            }
+            Some(_) => {
+                "INSERT INTO repository_prunes (repository, pruned_at, pending) VALUES (?1, ?2, 0)
+                 ON CONFLICT (repository) DO UPDATE SET pruned_at = ?2, pending = 0"
+            }
+        };
+        let done = match pruned {
+            None => self.conn.execute(sql, params![repository]),
+            Some(at) => self.conn.execute(sql, params![repository, ts(at)]),
+        };
+        done.map(|_| ()).map_err(|e| self.err(e))
     }
 
     /// Records the outcome of `lvsnap verify`.
@@ -431,6 +487,7 @@ mod tests {
             manifest_sha256: "ab",
             state: BackupState::Complete,
             note: None,
+            remote: None,
         };
         c.complete_backup(id, &w, t).unwrap();
         c.release_mount(m, t).unwrap();

@@ -129,4 +129,15 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE rollbacks ADD COLUMN swap_origin_uuid TEXT;
     ALTER TABLE rollbacks ADD COLUMN swap_snapshot_uuid TEXT;
     ALTER TABLE rollbacks ADD COLUMN swap_step INTEGER;",
+    // 7: a backup kept in a repository of its own (restic): the snapshot's ID there, and what
+    // the backup added to the repository (deduplicated, compressed) as against its total.
+    // A repository's prunes: when it was last pruned, and whether lvsnap has forgotten
+    // snapshots since (whose data only a prune frees).
+    "ALTER TABLE backups ADD COLUMN remote_id TEXT;
+    ALTER TABLE backups ADD COLUMN bytes_added INTEGER;
+    CREATE TABLE repository_prunes (
+        repository TEXT PRIMARY KEY,
+        pruned_at INTEGER,
+        pending INTEGER NOT NULL
+    );",
 ];

@@ -122,7 +122,12 @@ pub fn verify(ctx: &mut Ctx<'_>, a: &VerifyArgs) -> Result<i32, Error> {
     let mut status = exit::OK;
     let mut results = Vec::new();
     for b in &chosen {
-        let (ok, problems) = match verify::verify(b, workers) {
+        let verdict = if b.engine == "restic" {
+            verify_restic(ctx, b, a.read_data.as_deref())
+        } else {
+            verify::verify(b, workers)
+        };
+        let (ok, problems) = match verdict {
             Ok(v) => (v.ok(), v.problems()),
             Err(e) => (false, vec![e]),
         };
@@ -148,6 +153,48 @@ pub fn verify(ctx: &mut Ctx<'_>, a: &VerifyArgs) -> Result<i32, Error> {
         writeln!(ctx.out, "no backups to verify")?;
     }
     Ok(status)
+}
+
+/// A restic backup is verified in its repository, opened with the credentials its policy names
+/// now.
+fn verify_restic(
+    ctx: &Ctx<'_>,
+    b: &BackupRecord,
+    read_data: Option<&str>,
+) -> Result<verify::Verdict, String> {
+    let repo = ctx
+        .config
+        .restic_repository(&b.policy)
+        .ok_or_else(|| {
+            format!(
+                "backup {} is in a restic repository, but policy {} no longer backs up to one; its password is not known",
+                b.label(),
+                b.policy
+            )
+        })?;
+    let restic = crate::backup::restic::Restic::open(repo, &ctx.config.settings.state_dir())?;
+    verify::verify_restic(b, &restic, read_data, &ctx.cancel)
+}
+
+/// `--read-data`'s share: `N%` (0 < N ≤ 100) or `n/m`, as `restic check --read-data-subset`
+/// takes it.
+fn share(s: &str) -> Result<String, String> {
+    let ok = match s.split_once('/') {
+        Some((n, m)) => {
+            matches!((n.parse::<u32>(), m.parse::<u32>()), (Ok(n), Ok(m)) if n >= 1 && n <= m)
+        }
+        None => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<f64>().ok())
+            .is_some_and(|p| p > 0.0 && p <= 100.0),
+    };
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a share: write a percentage such as 5% or a part such as 1/10"
+        ))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +236,11 @@ pub struct VerifyArgs {
     /// With --all: only this policy's backups.
     #[arg(long, short = 'p', value_name = "NAME", requires = "all")]
     pub policy: Option<String>,
+    /// restic backups: also read the whole snapshot back through restic and compare every
+    /// file's digest, then run `restic check` reading SHARE of the repository's data (5% when
+    /// not given). Local backups are always read back whole.
+    #[arg(long, value_name = "SHARE", num_args = 0..=1, default_missing_value = "5%", value_parser = share)]
+    pub read_data: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

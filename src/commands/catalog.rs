@@ -128,6 +128,7 @@ pub fn rebuild(ctx: &mut Ctx<'_>, a: &RebuildArgs) -> Result<i32, Error> {
                     crate::catalog::BackupState::Complete
                 },
                 note: f.note.as_deref(),
+                remote: f.remote.as_ref().map(|(id, added)| (id.as_str(), *added)),
             };
             catalog.adopt_backup(&new, &written, ctx.now)?;
         }

@@ -12,7 +12,7 @@ use super::validate::FileValidator;
 use super::Settings;
 
 /// How a backup is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum BackupEngine {
     /// Dated generation directories; unchanged files hard-linked to the previous generation.
     Rsync,
@@ -20,7 +20,29 @@ pub enum BackupEngine {
     Archive,
     /// An argv with `{mount}` and `{snapshot}` placeholders (restic, borg, …).
     Command(Vec<String>),
+    /// One restic snapshot per backup, in a repository that may be off the host and shared.
+    Restic(Box<ResticRepo>),
 }
+
+/// A restic repository and how lvsnap opens it.
+#[derive(Debug, Clone)]
+pub struct ResticRepo {
+    /// Any restic repository string: a local path, `sftp:…`, `rest:…`, `s3:…`, `rclone:…`.
+    pub repository: String,
+    /// The repository's password (root's, readable by no one else).
+    pub password_file: PathBuf,
+    /// `NAME=VALUE` lines for the backend (S3 keys, a REST server's credentials), root's and
+    /// readable by no one else.
+    pub env_file: Option<PathBuf>,
+    /// The host the snapshots are filed under; the machine's name when `None`.
+    pub host: Option<String>,
+    /// When the repository is pruned (removing the data of forgotten snapshots is expensive
+    /// and locks out every other client).
+    pub prune_schedule: Schedule,
+}
+
+/// Weekly, Sunday 04:00: after a night's backups, before Monday's.
+pub const DEFAULT_PRUNE_SCHEDULE: &str = "0 4 * * 0";
 
 impl BackupEngine {
     pub fn name(&self) -> &'static str {
@@ -28,6 +50,7 @@ impl BackupEngine {
             BackupEngine::Rsync => "rsync",
             BackupEngine::Archive => "archive",
             BackupEngine::Command(_) => "command",
+            BackupEngine::Restic(_) => "restic",
         }
     }
 }
@@ -66,7 +89,7 @@ impl FileValidator<'_> {
         &mut self,
         name: &Spanned<String>,
         table: &Spanned<RawBackup>,
-        _settings: &Settings,
+        settings: &Settings,
     ) -> Option<BackupPolicy> {
         let before = self.diags.len();
         let owner = format!("policy.{}.backup", name.get_ref());
@@ -94,11 +117,19 @@ impl FileValidator<'_> {
             Some(e) => self.value(
                 e,
                 &k("engine"),
-                "write \"rsync\", \"archive\" or \"command\"",
+                "write \"rsync\", \"archive\", \"restic\" or \"command\"",
                 |s| match s {
                     "rsync" => Ok(BackupEngine::Rsync),
                     "archive" => Ok(BackupEngine::Archive),
                     "command" => Ok(BackupEngine::Command(Vec::new())),
+                    "restic" => Ok(BackupEngine::Restic(Box::new(ResticRepo {
+                        repository: String::new(),
+                        password_file: PathBuf::new(),
+                        env_file: None,
+                        host: None,
+                        prune_schedule: Schedule::parse(DEFAULT_PRUNE_SCHEDULE)
+                            .expect("the default is valid"),
+                    }))),
                     other => Err(format!("{other:?} is not an engine")),
                 },
             ),
@@ -145,7 +176,30 @@ impl FileValidator<'_> {
             }
             (e, _) => e,
         };
+        let restic = matches!(engine, Some(BackupEngine::Restic(_)));
+        let engine = match engine {
+            Some(BackupEngine::Restic(_)) => self
+                .restic(table, &owner)
+                .map(|r| BackupEngine::Restic(Box::new(r))),
+            other => {
+                self.restic_keys_unused(raw, &owner, other.as_ref());
+                other
+            }
+        };
         let target = match &raw.target {
+            // restic keeps the data in its repository; lvsnap keeps each backup's manifest in
+            // its state directory, beside the catalog.
+            None if restic => Some(settings.state_dir().join("restic").join(name.get_ref())),
+            Some(t) if restic => {
+                self.error(
+                    t.span(),
+                    &k("target"),
+                    "engine \"restic\" writes to its repository, not to a target directory"
+                        .to_owned(),
+                    Some("remove target; set repository = \"…\" instead".to_owned()),
+                );
+                None
+            }
             Some(t) if Path::new(t.get_ref()).is_absolute() => Some(PathBuf::from(t.get_ref())),
             Some(t) => {
                 self.error(
@@ -197,6 +251,117 @@ impl FileValidator<'_> {
         })
     }
 
+    /// The repository keys of `engine = "restic"`.
+    fn restic(&mut self, table: &Spanned<RawBackup>, owner: &str) -> Option<ResticRepo> {
+        let before = self.diags.len();
+        let raw = table.get_ref();
+        let k = |key: &str| format!("{owner}.{key}");
+        let repository = match &raw.repository {
+            Some(r) if r.get_ref().trim().is_empty() || r.get_ref().starts_with('-') => {
+                self.error(
+                    r.span(),
+                    &k("repository"),
+                    format!("{:?} is not a repository", r.get_ref()),
+                    Some("write a restic repository: a path, or \"sftp:host:/path\", \"rest:https://host:8000/\", \"s3:…\", \"rclone:…\"".to_owned()),
+                );
+                None
+            }
+            Some(r) => Some(r.get_ref().clone()),
+            None => {
+                self.error(
+                    table.span(),
+                    &k("repository"),
+                    "missing (engine \"restic\" needs one)".to_owned(),
+                    Some("add for example repository = \"rest:https://backup01:8000/\" or a local path".to_owned()),
+                );
+                None
+            }
+        };
+        let mut file = |v: &Option<Spanned<String>>, key: &str, required: bool| match v {
+            Some(p) if Path::new(p.get_ref()).is_absolute() => {
+                Some(Some(PathBuf::from(p.get_ref())))
+            }
+            Some(p) => {
+                self.error(
+                    p.span(),
+                    &k(key),
+                    format!("{:?} is not an absolute path", p.get_ref()),
+                    Some(format!(
+                        "write the file's full path, for example \"/etc/lvsnap/restic.{}\"",
+                        if key == "env-file" { "env" } else { "pass" }
+                    )),
+                );
+                None
+            }
+            None if required => {
+                self.error(
+                    table.span(),
+                    &k(key),
+                    "missing (engine \"restic\" needs the repository's password)".to_owned(),
+                    Some("add password-file = \"/etc/lvsnap/restic.pass\" (owned by root, mode 0600)".to_owned()),
+                );
+                None
+            }
+            None => Some(None),
+        };
+        let password_file = file(&raw.password_file, "password-file", true).flatten();
+        let env_file = file(&raw.env_file, "env-file", false);
+        let host = match &raw.host {
+            Some(h) if !valid_host(h.get_ref()) => {
+                self.error(
+                    h.span(),
+                    &k("host"),
+                    format!("{:?} is not a host name restic can file snapshots under", h.get_ref()),
+                    Some("write a name without spaces or commas, such as \"web01\" (the default is this machine's name)".to_owned()),
+                );
+                None
+            }
+            Some(h) => Some(Some(h.get_ref().clone())),
+            None => Some(None),
+        };
+        let prune_schedule = match &raw.prune_schedule {
+            Some(s) => self.value(
+                s,
+                &k("prune-schedule"),
+                "cron fields are minute hour day-of-month month day-of-week, e.g. \"0 4 * * 0\" for Sundays at 04:00",
+                Schedule::parse,
+            ),
+            None => Schedule::parse(DEFAULT_PRUNE_SCHEDULE).ok(),
+        };
+        if self.diags.len() > before {
+            return None;
+        }
+        Some(ResticRepo {
+            repository: repository?,
+            password_file: password_file?,
+            env_file: env_file?,
+            host: host?,
+            prune_schedule: prune_schedule?,
+        })
+    }
+
+    /// Repository keys written for another engine are errors, not silently ignored.
+    fn restic_keys_unused(&mut self, raw: &RawBackup, owner: &str, engine: Option<&BackupEngine>) {
+        let keys = [
+            ("repository", &raw.repository),
+            ("password-file", &raw.password_file),
+            ("env-file", &raw.env_file),
+            ("host", &raw.host),
+            ("prune-schedule", &raw.prune_schedule),
+        ];
+        let engine = engine.map_or("rsync", BackupEngine::name);
+        for (key, v) in keys {
+            if let Some(v) = v {
+                self.error(
+                    v.span(),
+                    &format!("{owner}.{key}"),
+                    format!("{key} is only read by engine = \"restic\", not {engine}"),
+                    Some(format!("remove {key}, or set engine = \"restic\"")),
+                );
+            }
+        }
+    }
+
     fn excludes(&mut self, raw: &RawBackup, key: &str) -> Vec<PathBuf> {
         let Some(list) = &raw.exclude else {
             return Vec::new();
@@ -221,4 +386,13 @@ impl FileValidator<'_> {
         }
         out
     }
+}
+
+/// A host name restic can store and lvsnap can match: printable, no spaces, no commas (restic
+/// splits filters on commas).
+pub fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && !h.starts_with('-')
+        && h.chars().all(|c| c.is_ascii_graphic() && c != ',')
 }

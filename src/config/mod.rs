@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::Duration;
 use chrono_tz::Tz;
 
-pub use backup::{BackupEngine, BackupPolicy, BackupSource};
+pub use backup::{BackupEngine, BackupPolicy, BackupSource, ResticRepo};
 pub use diag::Diagnostic;
 pub use types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
 
@@ -44,6 +44,14 @@ pub struct Config {
 impl Config {
     pub fn policy(&self, name: &str) -> Option<&Policy> {
         self.policies.iter().find(|p| p.name == name)
+    }
+
+    /// The restic repository policy `name` backs up to, if it does.
+    pub fn restic_repository(&self, name: &str) -> Option<&ResticRepo> {
+        match self.policy(name)?.backup.as_ref().map(|b| &b.engine) {
+            Some(BackupEngine::Restic(r)) => Some(r),
+            _ => None,
+        }
     }
 
     /// The named policy, or an error that lists the ones that exist.
@@ -92,6 +100,16 @@ impl Settings {
             metrics_file: None,
             tool_path: Vec::new(),
         }
+    }
+
+    /// lvsnap's state directory: the catalog's, where restic's cache and the manifests of
+    /// restic backups live too.
+    pub fn state_dir(&self) -> PathBuf {
+        self.catalog
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
     }
 }
 

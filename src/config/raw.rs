@@ -71,6 +71,11 @@ pub struct RawBackup {
     pub keep: Option<RawKeep>,
     pub source: Option<Spanned<String>>,
     pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
+    pub repository: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub env_file: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub prune_schedule: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -36,6 +36,33 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                 hash_seconds,
                 proof,
                 skipped,
+                restic: Some(sum),
+            } => {
+                let lost = skipped.values().filter(|s| s.loses_data()).count();
+                writeln!(
+                    out,
+                    "{head}: {} restic snapshot {} ({name}) from {snapshot}: {files} files, {}; {} new, {} changed, {} unchanged; added {} to the repository; backed up in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, listing matched for {} entries",
+                    if lost > 0 { "PARTIAL, made" } else { "made" },
+                    crate::backup::restic::short(&sum.id),
+                    format_size(*bytes),
+                    sum.files_new,
+                    sum.files_changed,
+                    sum.files_unmodified,
+                    format_size(sum.data_added),
+                    proof.listed,
+                )?;
+                write_skipped(out, skipped)?;
+            }
+            Outcome::Done {
+                name,
+                snapshot,
+                bytes,
+                files,
+                copy_seconds,
+                hash_seconds,
+                proof,
+                skipped,
+                restic: None,
             } => {
                 let lost = skipped.values().filter(|s| s.loses_data()).count();
                 writeln!(
@@ -53,16 +80,7 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                         format!(", {} changed with size and mtime kept and copied again", proof.recopied.len())
                     }
                 )?;
-                for (path, why) in skipped.iter().take(crate::backup::SKIPPED_SHOWN) {
-                    writeln!(out, "  {}: {}", shown(path), why.describe())?;
-                }
-                if skipped.len() > crate::backup::SKIPPED_SHOWN {
-                    writeln!(
-                        out,
-                        "  … and {} more (the generation's manifest lists them all, as `! why path` lines)",
-                        skipped.len() - crate::backup::SKIPPED_SHOWN
-                    )?;
-                }
+                write_skipped(out, skipped)?;
             }
             Outcome::Would { snapshot, to } => {
                 writeln!(out, "{head}: would back up {snapshot} to {}", to.display())?
@@ -82,6 +100,23 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
     Ok(())
 }
 
+fn write_skipped(
+    out: &mut dyn Write,
+    skipped: &std::collections::BTreeMap<std::path::PathBuf, crate::manifest::Skip>,
+) -> io::Result<()> {
+    for (path, why) in skipped.iter().take(crate::backup::SKIPPED_SHOWN) {
+        writeln!(out, "  {}: {}", shown(path), why.describe())?;
+    }
+    if skipped.len() > crate::backup::SKIPPED_SHOWN {
+        writeln!(
+            out,
+            "  … and {} more (the generation's manifest lists them all, as `! why path` lines)",
+            skipped.len() - crate::backup::SKIPPED_SHOWN
+        )?;
+    }
+    Ok(())
+}
+
 pub fn report_json(r: &BackupReport) -> Value {
     let volumes: Vec<Value> = r
         .volumes
@@ -97,12 +132,14 @@ pub fn report_json(r: &BackupReport) -> Value {
                     hash_seconds,
                     proof,
                     skipped,
+                    restic,
                 } => (
                     if skipped.values().any(|s| s.loses_data()) { "partial" } else { "done" },
                     json!({"name": name, "snapshot": snapshot, "bytes": bytes, "files": files,
                            "copy_seconds": copy_seconds, "hash_seconds": hash_seconds,
+                           "restic": restic.as_ref().map(|s| json!({"id": s.id, "files_new": s.files_new, "files_changed": s.files_changed, "files_unmodified": s.files_unmodified, "data_added": s.data_added, "total_bytes_processed": s.total_bytes_processed})),
                            "proof": {"seconds": proof.seconds, "walk_seconds": proof.walk_seconds, "sync_seconds": proof.sync_seconds, "read_back": proof.read_back, "read_during_copy": proof.during_copy,
-                                     "linked": proof.linked,
+                                     "linked": proof.linked, "listed": proof.listed,
                                      "recopied": proof.recopied.iter().map(|p| crate::names::json(p)).collect::<Vec<_>>()},
                            "skipped": skipped.iter().map(|(p, why)| json!({"path": crate::names::json(p), "why": why.as_str()})).collect::<Vec<_>>()}),
                 ),
@@ -146,6 +183,8 @@ pub fn record_json(b: &BackupRecord) -> Value {
         "bytes": b.bytes,
         "files": b.files,
         "manifest_sha256": b.manifest_sha256,
+        "restic_id": b.remote_id,
+        "bytes_added": b.bytes_added,
         "error": b.error,
         "verified": b.verified.map(|t| t.to_rfc3339()),
         "verify_ok": b.verify_ok,
@@ -201,6 +240,16 @@ pub fn list_text(out: &mut dyn Write, rows: &[BackupRecord], all: bool, tz: Tz) 
             b.bytes.map_or("-".to_owned(), format_size),
             took,
         )?;
+        if let Some(id) = &b.remote_id {
+            writeln!(
+                out,
+                "  restic snapshot {}{}",
+                crate::backup::restic::short(id),
+                b.bytes_added
+                    .map(|a| format!(", added {}", format_size(a)))
+                    .unwrap_or_default()
+            )?;
+        }
         if let Some(e) = &b.error {
             for line in e.lines() {
                 writeln!(out, "  {line}")?;

@@ -183,18 +183,59 @@ impl Engine<'_> {
                     mounted: None,
                     staging: Some(staging.clone()),
                 };
-                if let Err(e) = crate::private::create_dir_all(&root)
+                let filled = crate::private::create_dir_all(&root)
                     .map_err(|e| {
                         RunError::Refused(format!("cannot create {}: {e}", root.display()))
                     })
-                    .and_then(|()| unpack(&data, &root, paths, outline_only))
-                {
+                    .and_then(|()| match b.engine.as_str() {
+                        // restic restores only what is asked for (and the parents), with its
+                        // owners, modes, times, attributes and hard links; a dry run too, as
+                        // restic has no outline of a tree to give.
+                        "restic" => self.restore_restic(b, &data, &root, paths),
+                        _ => unpack(&data, &root, paths, outline_only),
+                    });
+                if let Err(e) = filled {
                     self.close_source(opened)?;
                     return Err(e);
                 }
                 Ok(opened)
             }
         }
+    }
+
+    /// Restores `paths` of a restic backup (whose record is `record`) into `root`, from the
+    /// repository its policy names.
+    fn restore_restic(
+        &self,
+        b: &BackupRecord,
+        record: &Path,
+        root: &Path,
+        paths: &[PathBuf],
+    ) -> Result<(), RunError> {
+        let repo = self
+            .config
+            .restic_repository(&b.policy)
+            .ok_or_else(|| {
+                RunError::Refused(format!(
+                    "backup {} is in a restic repository, but policy {} no longer backs up to one; restore it with restic itself",
+                    b.label(),
+                    b.policy
+                ))
+            })?;
+        let id = match &b.remote_id {
+            Some(id) => id.clone(),
+            None => {
+                crate::backup::restic::read_record(record)
+                    .map_err(RunError::Refused)?
+                    .summary
+                    .id
+            }
+        };
+        let restic = crate::backup::restic::Restic::open(repo, &self.config.settings.state_dir())
+            .map_err(RunError::Refused)?;
+        restic
+            .restore(&id, root, paths, &std::sync::atomic::AtomicBool::new(false))
+            .map_err(RunError::Refused)
     }
 
     /// Undoes [`Engine::open_source`].

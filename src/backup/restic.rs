@@ -1,0 +1,1228 @@
+//! The restic engine: each backup is one restic snapshot in a repository that may be off the
+//! host and shared by many hosts. lvsnap runs `restic` from a trusted path with argv vectors
+//! and reads its JSON. The snapshot's ID, host and tags, recorded in the catalog, are what let
+//! lvsnap forget its own snapshots and no one else's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ResticRepo;
+use crate::manifest::Progress;
+use crate::names::shown;
+
+/// The tag every snapshot lvsnap makes carries.
+pub const TAG: &str = "lvsnap";
+
+/// One repository, opened with its credentials: the password file and the backend's
+/// environment, both checked to be root's alone.
+pub struct Restic<'a> {
+    pub repo: &'a ResticRepo,
+    /// The host the snapshots are filed under.
+    pub host: String,
+    cache: PathBuf,
+    env: HashMap<String, String>,
+}
+
+/// What one restic backup reads, and how the snapshot is filed.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The snapshot's read-only mount point.
+    pub dir: &'a Path,
+    /// The snapshot's own time, the restic snapshot's time.
+    pub time: DateTime<Utc>,
+    pub tags: &'a [String],
+    /// Paths relative to the volume's root, matched literally.
+    pub exclude: &'a [PathBuf],
+    /// The restic snapshot of the volume's previous backup.
+    pub parent: Option<&'a str>,
+}
+
+/// What `restic backup` reported at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The snapshot's full ID.
+    pub id: String,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    /// Bytes the backup added to the repository (after deduplication and compression).
+    pub data_added: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
+}
+
+/// The record of a backup's restic snapshot, kept beside its manifest (`NAME.restic`): with the
+/// manifest it is what `catalog rebuild` and a run after a crash read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub repository: String,
+    pub host: String,
+    pub tags: Vec<String>,
+    pub summary: Summary,
+}
+
+/// A snapshot as `restic snapshots --json` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Listed {
+    pub id: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub time: DateTime<Utc>,
+}
+
+/// Why restic failed, as far as lvsnap can tell (restic 0.14 has one exit status for all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    WrongPassword,
+    NoRepository,
+    Unreachable(String),
+    /// Locked by another restic: (pid, host) when restic says.
+    Locked(Option<(u32, String)>),
+    Interrupted,
+    Other(String),
+}
+
+impl Restic<'_> {
+    /// Opens `repo` after checking its credential files; the cache lives in `state_dir`.
+    ///
+    /// # Errors
+    /// A credential file is missing, not root's, readable by others, or malformed.
+    pub fn open<'a>(repo: &'a ResticRepo, state_dir: &Path) -> Result<Restic<'a>, String> {
+        secret_file(&repo.password_file, "password-file")?;
+        let mut env = crate::tools::child_env();
+        // `--time` is read in restic's local time zone.
+        env.insert("TZ".to_owned(), "UTC".to_owned());
+        if let Some(f) = &repo.env_file {
+            secret_file(f, "env-file")?;
+            env.extend(env_file(f)?);
+        }
+        // In the environment, not on the command line: a REST URL may hold a password, and
+        // every user can read a process's arguments.
+        env.insert("RESTIC_REPOSITORY".to_owned(), repo.repository.clone());
+        let cache = state_dir.join("restic-cache");
+        crate::private::own_dir(&cache)
+            .map_err(|e| format!("cannot create restic's cache {}: {e}", cache.display()))?;
+        Ok(Restic {
+            repo,
+            host: repo.host.clone().unwrap_or_else(machine_host),
+            cache,
+            env,
+        })
+    }
+
+    fn argv(&self, args: &[OsString]) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![
+            "--password-file".into(),
+            self.repo.password_file.clone().into(),
+            "--cache-dir".into(),
+            self.cache.clone().into(),
+            // Scripts, not people, read the output: no progress bar on a terminal.
+            "--quiet".into(),
+        ];
+        v.extend(args.iter().cloned());
+        v
+    }
+
+    /// Runs restic with `args` in `cwd`, each line of its output to `on_line`.
+    ///
+    /// # Errors
+    /// restic could not start, failed (with the reason as far as it can be told), or was
+    /// cancelled.
+    pub fn run(
+        &self,
+        args: &[OsString],
+        cwd: Option<&Path>,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), (Failure, String)> {
+        self.run_reading(args, cwd, cancel, &mut |r| {
+            let mut lines = std::io::BufReader::new(r);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if lines.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                on_line(&line);
+            }
+        })
+    }
+
+    /// Runs restic with `args` in `cwd`, its output read by `consume` (to its end, or restic is
+    /// killed when `consume` stops early or fails).
+    ///
+    /// # Errors
+    /// As [`Restic::run`]; or `consume` failed (its error comes first).
+    pub fn run_reading(
+        &self,
+        args: &[OsString],
+        cwd: Option<&Path>,
+        cancel: &AtomicBool,
+        consume: &mut dyn FnMut(&mut dyn std::io::Read) -> std::io::Result<()>,
+    ) -> Result<(), (Failure, String)> {
+        let program =
+            crate::tools::path_of("restic").map_err(|e| (Failure::Other(e.clone()), e))?;
+        let argv = self.argv(args);
+        let mut expr = duct::cmd(&program, &argv)
+            .full_env(&self.env)
+            .stdin_null()
+            .stderr_capture()
+            .unchecked();
+        if let Some(d) = cwd {
+            expr = expr.dir(d);
+        }
+        let reader = expr
+            .before_spawn(super::engines::dies_with_lvsnap)
+            .reader()
+            .map_err(|e| {
+                let why = format!("cannot start {}: {e}", program.display());
+                (Failure::Other(why.clone()), why)
+            })?;
+        // A cancel kills restic, which ends the output `consume` reads.
+        let stop = AtomicBool::new(false);
+        let consumed = std::thread::scope(|s| {
+            let reader = &reader;
+            let stop = &stop;
+            s.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if cancel.load(Ordering::SeqCst) {
+                        let _ = reader.kill();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            let mut r: &duct::ReaderHandle = reader;
+            let consumed = consume(&mut r);
+            stop.store(true, Ordering::SeqCst);
+            consumed
+        });
+        if cancel.load(Ordering::SeqCst) {
+            let _ = reader.kill();
+            return Err((
+                Failure::Interrupted,
+                "interrupted: restic stopped by a signal".to_owned(),
+            ));
+        }
+        if let Err(e) = consumed {
+            // Output that ends too soon is most often restic failing: its own message says why.
+            let _ = reader.kill();
+            let stderr = match reader.try_wait() {
+                Ok(Some(o)) if !o.status.success() => {
+                    String::from_utf8_lossy(&o.stderr).into_owned()
+                }
+                _ => String::new(),
+            };
+            let failure = classify(&stderr);
+            let why = if stderr.trim().is_empty() {
+                format!("reading restic's output: {e}")
+            } else {
+                format!(
+                    "{} (reading its output: {e})",
+                    self.explain(&failure, None, &stderr)
+                )
+            };
+            return Err((failure, why));
+        }
+        let output = match reader.try_wait() {
+            Ok(Some(o)) => o.clone(),
+            Ok(None) => {
+                // The output ended before restic did: wait for it.
+                let mut rest = Vec::new();
+                let mut r: &duct::ReaderHandle = &reader;
+                let _ = std::io::Read::read_to_end(&mut r, &mut rest);
+                match reader.try_wait() {
+                    Ok(Some(o)) => o.clone(),
+                    _ => {
+                        let why = "restic closed its output but did not exit".to_owned();
+                        return Err((Failure::Other(why.clone()), why));
+                    }
+                }
+            }
+            Err(e) => {
+                let why = format!("restic: {e}");
+                return Err((Failure::Other(why.clone()), why));
+            }
+        };
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let failure = classify(&stderr);
+        Err((
+            failure.clone(),
+            self.explain(&failure, output.status.code(), &stderr),
+        ))
+    }
+
+    /// What an administrator reads for a failure: the repository named, and what to do.
+    fn explain(&self, f: &Failure, code: Option<i32>, stderr: &str) -> String {
+        let repo = &shown_repository(&self.repo.repository);
+        let pw = self.repo.password_file.display();
+        match f {
+            Failure::WrongPassword => {
+                format!("the password in {pw} does not open restic repository {repo}; check password-file")
+            }
+            Failure::NoRepository => format!(
+                "there is no restic repository at {repo}; create it with `restic -r {repo} init --password-file {pw}`, or check repository"
+            ),
+            Failure::Unreachable(why) => format!("cannot reach restic repository {repo}: {why}"),
+            Failure::Locked(Some((pid, host))) => format!(
+                "restic repository {repo} is locked by restic (pid {pid}) on {host}; lvsnap retries on its next run"
+            ),
+            Failure::Locked(None) => {
+                format!("restic repository {repo} is locked by another restic; lvsnap retries on its next run")
+            }
+            Failure::Interrupted => "interrupted: restic stopped by a signal".to_owned(),
+            Failure::Other(_) => {
+                let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+                let tail = &lines[lines.len().saturating_sub(5)..];
+                format!(
+                    "restic (repository {repo}) {}: {}",
+                    code.map_or("failed".to_owned(), |c| format!("exited with status {c}")),
+                    tail.join(" / ")
+                )
+            }
+        }
+    }
+
+    /// [`Restic::run`], and once more after removing stale locks when a lock held it up: a
+    /// killed restic leaves its lock behind, and `restic unlock` removes only locks whose
+    /// process is gone (on this host) or that are too old to be alive.
+    ///
+    /// # Errors
+    /// As [`Restic::run`].
+    pub fn run_unlocking(
+        &self,
+        args: &[OsString],
+        cwd: Option<&Path>,
+        cancel: &AtomicBool,
+        on_line: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), (Failure, String)> {
+        match self.run(args, cwd, cancel, on_line) {
+            Err((Failure::Locked(who), why)) if stale(who.as_ref()) => {
+                tracing::warn!(repository = %shown_repository(&self.repo.repository), "{why}; its process is gone: removing the stale lock");
+                self.run(&["unlock".into()], None, cancel, &mut |_| {})?;
+                self.run(args, cwd, cancel, on_line)
+            }
+            other => other,
+        }
+    }
+
+    /// Backs up a snapshot's mount point as a restic snapshot taken at its time, with paths
+    /// relative to the volume's root.
+    ///
+    /// # Errors
+    /// restic failed; with the reason.
+    pub fn backup(
+        &self,
+        what: &Source<'_>,
+        cancel: &AtomicBool,
+        progress: &Progress,
+    ) -> Result<Summary, String> {
+        let Source {
+            dir: source,
+            time,
+            tags,
+            exclude,
+            parent,
+        } = *what;
+        let mut args: Vec<OsString> = vec![
+            "backup".into(),
+            "--json".into(),
+            "--host".into(),
+            self.host.clone().into(),
+            "--time".into(),
+            time.format("%Y-%m-%d %H:%M:%S").to_string().into(),
+            "--tag".into(),
+            tags.join(",").into(),
+            "--one-file-system".into(),
+        ];
+        // Each backup mounts the snapshot at a new path, so restic would find no parent of its
+        // own and read every file again. With the previous snapshot as parent it reads only
+        // files whose mtime, ctime, size or inode changed (a snapshot keeps its origin's
+        // inodes; no one can set a ctime back, so a file rewritten in place is read again).
+        if let Some(p) = parent {
+            args.extend(["--parent".into(), p.into()]);
+        }
+        // Excludes are arguments, not an exclude file: restic expands `$NAME` in the lines of
+        // one, and a name may hold a `$`. Anchored at the mount point and escaped, each matches
+        // one path only.
+        for x in exclude {
+            let mut a = b"--exclude=".to_vec();
+            a.extend_from_slice(&escape_pattern(&source.join(x)));
+            args.push(OsString::from_vec(a));
+        }
+        let bytes: usize = args.iter().map(|a| a.len() + 1).sum();
+        if bytes > 1 << 20 {
+            return Err(format!(
+                "{} entries to leave out make restic's command line {bytes} bytes long, more than lvsnap passes ({} bytes); exclude their directories instead",
+                exclude.len(),
+                1 << 20
+            ));
+        }
+        // "." from the mount point: restic files the tree under its root, not the mount path.
+        args.push(".".into());
+        let mut summary = None;
+        let mut errors = Vec::new();
+        let mut on_line = |line: &[u8]| match serde_json::from_slice::<Message>(line) {
+            Ok(Message::Status {
+                total_bytes,
+                bytes_done,
+            }) => {
+                progress.total.store(total_bytes, Ordering::Relaxed);
+                progress.done.store(bytes_done, Ordering::Relaxed);
+            }
+            Ok(Message::Summary(s)) => summary = Some(Summary::from(s)),
+            Ok(Message::Error { error, item }) => errors.push(format!(
+                "{}: {}",
+                item.unwrap_or_default(),
+                error.map(|e| e.message).unwrap_or_default()
+            )),
+            Ok(Message::Other) | Err(_) => {}
+        };
+        match self.run_unlocking(&args, Some(source), cancel, &mut on_line) {
+            // The parent is gone from the repository (forgotten by hand, a repository made
+            // anew): restic reads everything, as for a first backup.
+            Err((Failure::Other(e), _))
+                if parent.is_some_and(|p| e.contains(&format!("invalid id \"{p}\""))) =>
+            {
+                tracing::warn!(parent = %parent.unwrap_or_default(), "the previous restic snapshot is gone; backing up without a parent");
+                let at = args
+                    .iter()
+                    .position(|a| a == "--parent")
+                    .expect("a parent was given");
+                args.drain(at..at + 2);
+                self.run_unlocking(&args, Some(source), cancel, &mut on_line)
+                    .map_err(|(_, why)| why)?;
+            }
+            other => other.map_err(|(_, why)| why)?,
+        }
+        if !errors.is_empty() {
+            return Err(format!(
+                "restic could not read {} entries of the snapshot: {}",
+                errors.len(),
+                errors
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        let mut s = summary.ok_or("restic backup ended without its summary")?;
+        // restic 0.14 reports the short ID; the catalog keeps the full one.
+        let listed = self.snapshots(&[s.id.clone()], None, cancel)?;
+        s.id = match listed.as_slice() {
+            [one] => one.id.clone(),
+            _ => {
+                return Err(format!(
+                    "restic backup reported snapshot {}, which restic snapshots cannot find",
+                    s.id
+                ))
+            }
+        };
+        Ok(s)
+    }
+
+    /// Whether the repository opens: reachable, initialised, the password right.
+    ///
+    /// # Errors
+    /// It does not, with the reason and the fix.
+    pub fn reachable(&self, cancel: &AtomicBool) -> Result<(), String> {
+        self.run(
+            &["cat".into(), "config".into(), "--no-lock".into()],
+            None,
+            cancel,
+            &mut |_| {},
+        )
+        .map_err(|(_, why)| why)
+    }
+
+    /// `restic snapshots --json`: of `ids`, or all of `host` (all when `None`).
+    ///
+    /// # Errors
+    /// restic failed or printed what lvsnap cannot read.
+    pub fn snapshots(
+        &self,
+        ids: &[String],
+        host: Option<&str>,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Listed>, String> {
+        let mut args: Vec<OsString> = vec!["snapshots".into(), "--json".into(), "--no-lock".into()];
+        if let Some(h) = host {
+            args.extend(["--host".into(), h.into()]);
+        }
+        args.extend(ids.iter().map(OsString::from));
+        let mut out = Vec::new();
+        self.run(&args, None, cancel, &mut |l| {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        })
+        .map_err(|(_, why)| why)?;
+        serde_json::from_slice(&out)
+            .map_err(|e| format!("cannot read restic snapshots --json: {e}"))
+    }
+
+    /// Forgets the snapshots `ids` (full IDs). Only IDs lvsnap recorded are ever passed; each
+    /// is checked first to be this host's and lvsnap's, so a catalog that went wrong cannot
+    /// make it forget another's.
+    ///
+    /// # Errors
+    /// restic failed, or an ID is not one of this host's lvsnap snapshots.
+    pub fn forget(&self, ids: &[String], cancel: &AtomicBool) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Every host's: one recorded here but filed under another host is refused, not
+        // taken for already gone.
+        let listed = self.snapshots(&[], None, cancel)?;
+        for id in ids {
+            let ours = listed
+                .iter()
+                .any(|l| &l.id == id && l.hostname == self.host && l.tags.iter().any(|t| t == TAG));
+            if !ours && listed.iter().all(|l| &l.id != id) {
+                // Already gone (forgotten by hand, or a forget interrupted after restic ended).
+                continue;
+            }
+            if !ours {
+                return Err(format!(
+                    "restic snapshot {id} in {} is not one of host {}'s lvsnap snapshots; lvsnap forgets only its own",
+                    shown_repository(&self.repo.repository),
+                    self.host
+                ));
+            }
+        }
+        let present: Vec<OsString> = ids
+            .iter()
+            .filter(|id| listed.iter().any(|l| &&l.id == id))
+            .map(OsString::from)
+            .collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<OsString> = vec!["forget".into()];
+        args.extend(present);
+        self.run_unlocking(&args, None, cancel, &mut |_| {})
+            .map_err(|(_, why)| why)
+    }
+
+    /// Compares the listing of snapshot `id` (`restic ls --json`: types, modes, owners, sizes,
+    /// mtimes) with `manifest`; returns how many entries matched, and every difference. Names
+    /// restic cannot print as UTF-8 are matched as restic prints them (with U+FFFD).
+    ///
+    /// # Errors
+    /// restic failed.
+    pub fn compare_listing(
+        &self,
+        id: &str,
+        manifest: &crate::manifest::Manifest,
+        cancel: &AtomicBool,
+    ) -> Result<(u64, Vec<String>), String> {
+        let mut nodes = BTreeMap::new();
+        let mut unreadable = 0u64;
+        self.run(
+            &["ls".into(), "--json".into(), "--no-lock".into(), id.into()],
+            None,
+            cancel,
+            &mut |l| match serde_json::from_slice::<Node>(l) {
+                Ok(n) if n.struct_type == "node" => {
+                    let rel = n.path.trim_start_matches('/').to_owned();
+                    nodes.insert(rel, n);
+                }
+                Ok(_) => {}
+                Err(_) => unreadable += 1,
+            },
+        )
+        .map_err(|(_, why)| why)?;
+        let mut diffs = Vec::new();
+        if unreadable > 0 {
+            diffs.push(format!(
+                "{unreadable} lines of restic ls --json could not be read"
+            ));
+        }
+        let mut matched = 0;
+        for (rel, e) in &manifest.entries {
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            let key = String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned();
+            let Some(n) = nodes.remove(&key) else {
+                diffs.push(format!(
+                    "{} is not in restic snapshot {}",
+                    shown(rel),
+                    short(id)
+                ));
+                continue;
+            };
+            let before = diffs.len();
+            let kind = kind_of(e.mode);
+            if n.kind != kind {
+                diffs.push(format!(
+                    "{}: a {} in the volume, a {} in restic",
+                    shown(rel),
+                    kind,
+                    n.kind
+                ));
+                continue;
+            }
+            let mode = unix_mode(n.mode);
+            if mode != e.mode & 0o7777 && kind != "symlink" {
+                diffs.push(format!(
+                    "{}: mode {:o} → {:o}",
+                    shown(rel),
+                    e.mode & 0o7777,
+                    mode
+                ));
+            }
+            if let crate::manifest::Content::File { size, .. } = &e.content {
+                if n.size != *size {
+                    diffs.push(format!("{}: size {size} → {}", shown(rel), n.size));
+                }
+            }
+            if let Some(m) = &e.meta {
+                if (n.uid, n.gid) != (m.uid, m.gid) {
+                    diffs.push(format!(
+                        "{}: owner {}:{} → {}:{}",
+                        shown(rel),
+                        m.uid,
+                        m.gid,
+                        n.uid,
+                        n.gid
+                    ));
+                }
+                let t = n.mtime.map(|t| (t.timestamp(), t.timestamp_subsec_nanos()));
+                match t {
+                    None => diffs.push(format!("{}: no mtime in restic's listing", shown(rel))),
+                    Some(t) if t != m.mtime => diffs.push(format!(
+                        "{}: mtime {}.{:09} → {}.{:09}",
+                        shown(rel),
+                        m.mtime.0,
+                        m.mtime.1,
+                        t.0,
+                        t.1
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if diffs.len() == before {
+                matched += 1;
+            }
+        }
+        for rel in nodes.keys() {
+            diffs.push(format!(
+                "{} is in restic snapshot {} but not in the volume",
+                shown(Path::new(rel)),
+                short(id)
+            ));
+        }
+        Ok((matched, diffs))
+    }
+
+    /// Reads snapshot `id` back whole, streamed (`restic dump --archive tar ID /`: restic checks
+    /// each piece of data it reads against its own digest), and compares every entry with
+    /// `manifest`: type, mode, owner, size, link target and the SHA-256 of the content. Returns
+    /// how many files were read and every difference.
+    ///
+    /// # Errors
+    /// restic failed or its output cannot be read.
+    pub fn compare_content(
+        &self,
+        id: &str,
+        manifest: &crate::manifest::Manifest,
+        cancel: &AtomicBool,
+        progress: Option<&Progress>,
+    ) -> Result<(u64, Vec<String>), String> {
+        use crate::manifest::Content;
+        let mut diffs = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut files = 0u64;
+        let args: Vec<OsString> = vec![
+            "dump".into(),
+            "--archive".into(),
+            "tar".into(),
+            id.into(),
+            "/".into(),
+        ];
+        self.run_reading(&args, None, cancel, &mut |r| {
+            let mut archive = tar::Archive::new(r);
+            let mut buf = vec![0u8; 1 << 20];
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                let rel = tar_rel(&entry.path_bytes());
+                if rel.as_os_str().is_empty() {
+                    continue;
+                }
+                seen.insert(rel.clone());
+                let Some(want) = manifest.entries.get(&rel) else {
+                    diffs.push(format!(
+                        "{} is in restic snapshot {} but not in the volume",
+                        shown(&rel),
+                        short(id)
+                    ));
+                    continue;
+                };
+                let h = entry.header();
+                let (uid, gid, mode) = (
+                    h.uid().unwrap_or(u64::MAX),
+                    h.gid().unwrap_or(u64::MAX),
+                    h.mode().unwrap_or(0) & 0o7777,
+                );
+                let kind = h.entry_type();
+                if let Some(m) = &want.meta {
+                    if (uid, gid) != (u64::from(m.uid), u64::from(m.gid)) {
+                        diffs.push(format!(
+                            "{}: owner {}:{} → {uid}:{gid}",
+                            shown(&rel),
+                            m.uid,
+                            m.gid
+                        ));
+                    }
+                }
+                let link = entry.link_name_bytes().map(|l| l.into_owned());
+                match &want.content {
+                    Content::File { size, sha256 } => {
+                        if !kind.is_file() {
+                            diffs.push(format!(
+                                "{}: a file in the volume, not in restic",
+                                shown(&rel)
+                            ));
+                            continue;
+                        }
+                        let (n, digest) =
+                            crate::manifest::hash_reader(&mut entry, &mut buf, progress)?;
+                        files += 1;
+                        if n != *size {
+                            diffs.push(format!("{}: size {size} → {n}", shown(&rel)));
+                        } else if digest != *sha256 {
+                            diffs.push(format!("{}: content differs", shown(&rel)));
+                        }
+                    }
+                    Content::Symlink { target } => {
+                        if !kind.is_symlink() {
+                            diffs.push(format!(
+                                "{}: a symbolic link in the volume, not in restic",
+                                shown(&rel)
+                            ));
+                        } else if link.as_deref() != Some(target.as_slice()) {
+                            diffs.push(format!("{}: link target differs", shown(&rel)));
+                        }
+                    }
+                    Content::Dir if !kind.is_dir() => {
+                        diffs.push(format!(
+                            "{}: a directory in the volume, not in restic",
+                            shown(&rel)
+                        ));
+                    }
+                    _ => {}
+                }
+                if !matches!(want.content, Content::Symlink { .. }) && mode != want.mode & 0o7777 {
+                    diffs.push(format!(
+                        "{}: mode {:o} → {mode:o}",
+                        shown(&rel),
+                        want.mode & 0o7777
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .map_err(|(_, why)| why)?;
+        for rel in manifest.entries.keys() {
+            if !rel.as_os_str().is_empty() && !seen.contains(rel) {
+                diffs.push(format!(
+                    "{} is not in restic snapshot {}",
+                    shown(rel),
+                    short(id)
+                ));
+            }
+        }
+        Ok((files, diffs))
+    }
+
+    /// `restic check`, reading `subset` of the repository's data too (`--read-data-subset`).
+    ///
+    /// # Errors
+    /// restic found damage, or failed.
+    pub fn check(&self, subset: Option<&str>, cancel: &AtomicBool) -> Result<(), String> {
+        let mut args: Vec<OsString> = vec!["check".into()];
+        if let Some(s) = subset {
+            args.push(format!("--read-data-subset={s}").into());
+        }
+        self.run_unlocking(&args, None, cancel, &mut |_| {})
+            .map_err(|(_, why)| why)
+    }
+
+    /// Restores `paths` of snapshot `id` (all when empty) into `target`: with owners, modes,
+    /// times, extended attributes and hard links, as restic restores them.
+    ///
+    /// # Errors
+    /// restic failed.
+    pub fn restore(
+        &self,
+        id: &str,
+        target: &Path,
+        paths: &[PathBuf],
+        cancel: &AtomicBool,
+    ) -> Result<(), String> {
+        let mut args: Vec<OsString> = vec![
+            "restore".into(),
+            id.into(),
+            "--target".into(),
+            target.into(),
+        ];
+        for p in paths {
+            let mut a = b"--include=".to_vec();
+            a.extend_from_slice(&escape_pattern(&Path::new("/").join(p)));
+            args.push(OsString::from_vec(a));
+        }
+        self.run(&args, None, cancel, &mut |_| {})
+            .map_err(|(_, why)| why)
+    }
+
+    /// Removes the data no snapshot uses any more (`restic prune`).
+    ///
+    /// # Errors
+    /// restic failed.
+    pub fn prune(&self, cancel: &AtomicBool) -> Result<(), String> {
+        self.run_unlocking(&["prune".into()], None, cancel, &mut |_| {})
+            .map_err(|(_, why)| why)
+    }
+}
+
+/// One entry of `restic ls --json`.
+#[derive(Deserialize)]
+struct Node {
+    #[serde(default)]
+    struct_type: String,
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mode: u64,
+    mtime: Option<DateTime<chrono::FixedOffset>>,
+}
+
+/// A name in restic's tar (`sub/`, `./a`, `/a`) as a path relative to the volume's root.
+fn tar_rel(raw: &[u8]) -> PathBuf {
+    let mut r = raw;
+    loop {
+        if let Some(x) = r.strip_prefix(b"./") {
+            r = x;
+        } else if let Some(x) = r.strip_prefix(b"/") {
+            r = x;
+        } else {
+            break;
+        }
+    }
+    while let Some(x) = r.strip_suffix(b"/") {
+        r = x;
+    }
+    if r == b"." {
+        r = b"";
+    }
+    PathBuf::from(OsString::from_vec(r.to_vec()))
+}
+
+/// restic's name for the type of an entry with `st_mode` `mode`.
+fn kind_of(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "dir",
+        libc::S_IFLNK => "symlink",
+        libc::S_IFBLK => "dev",
+        libc::S_IFCHR => "chardev",
+        libc::S_IFIFO => "fifo",
+        libc::S_IFSOCK => "socket",
+        _ => "file",
+    }
+}
+
+/// Permission and set-id bits from a Go `FileMode`, which keeps them apart from `st_mode`'s.
+fn unix_mode(go: u64) -> u32 {
+    let mut m = (go & 0o777) as u32;
+    for (bit, unix) in [(1u64 << 23, 0o4000), (1 << 22, 0o2000), (1 << 20, 0o1000)] {
+        if go & bit != 0 {
+            m |= unix;
+        }
+    }
+    m
+}
+
+/// The first 8 hex digits, as restic shows IDs.
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The JSON lines of `restic backup --json` lvsnap reads.
+#[derive(Deserialize)]
+#[serde(tag = "message_type", rename_all = "snake_case")]
+enum Message {
+    Status {
+        #[serde(default)]
+        total_bytes: u64,
+        #[serde(default)]
+        bytes_done: u64,
+    },
+    Summary(RawSummary),
+    Error {
+        error: Option<ErrorText>,
+        item: Option<String>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct ErrorText {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct RawSummary {
+    #[serde(default)]
+    files_new: u64,
+    #[serde(default)]
+    files_changed: u64,
+    #[serde(default)]
+    files_unmodified: u64,
+    #[serde(default)]
+    data_added: u64,
+    #[serde(default)]
+    total_files_processed: u64,
+    #[serde(default)]
+    total_bytes_processed: u64,
+    snapshot_id: String,
+}
+
+impl From<RawSummary> for Summary {
+    fn from(r: RawSummary) -> Self {
+        Summary {
+            id: r.snapshot_id,
+            files_new: r.files_new,
+            files_changed: r.files_changed,
+            files_unmodified: r.files_unmodified,
+            data_added: r.data_added,
+            total_files_processed: r.total_files_processed,
+            total_bytes_processed: r.total_bytes_processed,
+        }
+    }
+}
+
+/// Writes the record of a backup's restic snapshot (synced: the commit renames it).
+///
+/// # Errors
+/// It cannot be written.
+pub fn write_record(path: &Path, r: &Record) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+    super::engines::write_synced(path, &text)
+}
+
+/// Reads a record written by [`write_record`].
+///
+/// # Errors
+/// It cannot be read or parsed.
+pub fn read_record(path: &Path) -> Result<Record, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Tells restic's failures apart by its messages (restic 0.14 exits 1 for all of them; later
+/// versions also have distinct statuses, but the messages are the same).
+fn classify(stderr: &str) -> Failure {
+    if stderr.contains("wrong password") {
+        return Failure::WrongPassword;
+    }
+    if stderr.contains("repository is already locked") {
+        return Failure::Locked(lock_holder(stderr));
+    }
+    let unreachable = [
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "network is unreachable",
+        "no route to host",
+        "connection reset",
+        "TLS handshake",
+        "certificate",
+    ];
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| unreachable.iter().any(|u| l.contains(u)))
+    {
+        return Failure::Unreachable(line.trim_start_matches("Fatal: ").trim().to_owned());
+    }
+    if stderr.contains("Is there a repository at the following location?") {
+        return Failure::NoRepository;
+    }
+    Failure::Other(stderr.to_owned())
+}
+
+/// "repository is already locked by PID 29445 on vm by root (UID 0, GID 0)" → (29445, "vm").
+fn lock_holder(stderr: &str) -> Option<(u32, String)> {
+    let at = stderr.find("locked by PID ")? + "locked by PID ".len();
+    let mut words = stderr[at..].split_whitespace();
+    let pid = words.next()?.parse().ok()?;
+    (words.next()? == "on").then_some(())?;
+    Some((pid, words.next()?.to_owned()))
+}
+
+/// A lock whose holder is a process of this machine that no longer runs.
+fn stale(holder: Option<&(u32, String)>) -> bool {
+    holder.is_some_and(|(pid, host)| {
+        *host == machine_host() && !Path::new("/proc").join(pid.to_string()).exists()
+    })
+}
+
+/// This machine's name, as restic files snapshots and locks under by default.
+pub fn machine_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A repository as messages and logs show it: a password in a URL's user part masked
+/// (`rest:https://web01:***@backup01:8000/`).
+pub fn shown_repository(repo: &str) -> String {
+    let Some(scheme) = repo.find("://") else {
+        return repo.to_owned();
+    };
+    let rest = &repo[scheme + 3..];
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &repo[..scheme + 3], &rest[at..])
+        }
+        None => repo.to_owned(),
+    }
+}
+
+/// A path as a restic pattern that matches only itself: `*`, `?`, `[` and `\` escaped.
+fn escape_pattern(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        if matches!(b, b'*' | b'?' | b'[' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+/// A credential file must be a regular file of the user lvsnap runs as (root), readable and
+/// writable by no one else: otherwise another user could read the repository's keys, or put
+/// their own in.
+///
+/// # Errors
+/// It is not; with the fix.
+pub fn secret_file(path: &Path, key: &str) -> Result<(), String> {
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{key} {}: {e}", shown(path)))?;
+    let me = rustix::process::geteuid().as_raw();
+    let why = if !m.is_file() {
+        Some("it is not a regular file".to_owned())
+    } else if m.uid() != me {
+        Some(format!(
+            "it is owned by uid {}, not by {}",
+            m.uid(),
+            if me == 0 {
+                "root".to_owned()
+            } else {
+                format!("uid {me}")
+            }
+        ))
+    } else if m.mode() & 0o077 != 0 {
+        Some(format!(
+            "its mode {:04o} lets others read or change it",
+            m.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!(
+            "{key} {} refused: {why}; make it root's alone: chown root:root {p} && chmod 600 {p}",
+            shown(path),
+            p = shown(path)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `NAME=VALUE` lines; blank lines and `#` comments are skipped. lvsnap's own trusted search
+/// path and the dynamic loader's variables cannot be set this way.
+///
+/// # Errors
+/// It cannot be read, or a line is not `NAME=VALUE`; with the line.
+fn env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("env-file {}: {e}", shown(path)))?;
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |why: &str| format!("env-file {} line {}: {why}", shown(path), n + 1);
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(at("not NAME=VALUE"));
+        };
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if name.is_empty() || !valid {
+            return Err(at(&format!("{name:?} is not a variable name")));
+        }
+        if name == "PATH" || name.starts_with("LD_") || name == "TZ" || name == "LC_ALL" {
+            return Err(at(&format!("{name} is lvsnap's to set, not the backend's")));
+        }
+        if name.starts_with("RESTIC_REPOSITORY") || name.starts_with("RESTIC_PASSWORD") {
+            return Err(at(&format!(
+                "{name} is set by the policy (repository, password-file), not the env-file"
+            )));
+        }
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        out.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_told_apart_by_restics_messages() {
+        assert_eq!(
+            classify("Fatal: wrong password or no key found\n"),
+            Failure::WrongPassword
+        );
+        assert_eq!(
+            classify("Fatal: unable to open config file: stat /srv/r/config: no such file or directory\nIs there a repository at the following location?\n/srv/r\n"),
+            Failure::NoRepository
+        );
+        assert!(matches!(
+            classify("Fatal: unable to open config file: client.Head: Head \"http://127.0.0.1:9/config\": dial tcp 127.0.0.1:9: connect: connection refused\nIs there a repository at the following location?\nrest:http://127.0.0.1:9/\n"),
+            Failure::Unreachable(w) if w.contains("connection refused")
+        ));
+        assert_eq!(
+            classify("unable to create lock in backend: repository is already locked by PID 29445 on vm by root (UID 0, GID 0)\nlock was created at 2026-12-03 16:31:22 (3.4s ago)\n"),
+            Failure::Locked(Some((29445, "vm".to_owned())))
+        );
+        assert!(matches!(
+            classify("Fatal: something else"),
+            Failure::Other(_)
+        ));
+    }
+
+    #[test]
+    fn tar_names_become_paths_below_the_root() {
+        assert_eq!(tar_rel(b"sub/"), PathBuf::from("sub"));
+        assert_eq!(tar_rel(b"./a/b"), PathBuf::from("a/b"));
+        assert_eq!(tar_rel(b"/new\nline"), PathBuf::from("new\nline"));
+        assert_eq!(tar_rel(b"./"), PathBuf::new());
+    }
+
+    #[test]
+    fn go_file_modes_become_unix_modes() {
+        // drwxr-xr-x, -rwsr-xr-x, drwxrwxrwt as restic 0.14 prints them.
+        assert_eq!(unix_mode(2_147_484_141), 0o755);
+        assert_eq!(unix_mode((1 << 23) | 0o755), 0o4755);
+        assert_eq!(unix_mode((1 << 31) | (1 << 20) | 0o777), 0o1777);
+        assert_eq!(kind_of(0o120777), "symlink");
+        assert_eq!(kind_of(0o100644), "file");
+    }
+
+    #[test]
+    fn passwords_in_repository_urls_are_never_shown() {
+        assert_eq!(
+            shown_repository("rest:https://web01:s3cret@backup01:8000/site/"),
+            "rest:https://web01:***@backup01:8000/site/"
+        );
+        assert_eq!(
+            shown_repository("rest:http://127.0.0.1:8000/"),
+            "rest:http://127.0.0.1:8000/"
+        );
+        assert_eq!(shown_repository("/srv/restic"), "/srv/restic");
+        assert_eq!(
+            shown_repository("sftp:user@host:/srv/r"),
+            "sftp:user@host:/srv/r"
+        );
+    }
+
+    #[test]
+    fn excludes_match_one_path_each() {
+        assert_eq!(
+            escape_pattern(Path::new("/run/lvsnap/backup/7/st*r/[a]?\\")),
+            b"/run/lvsnap/backup/7/st\\*r/\\[a]\\?\\\\".to_vec()
+        );
+    }
+
+    #[test]
+    fn credential_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("pass");
+        std::fs::write(&p, "secret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = secret_file(&p, "password-file").unwrap_err();
+        assert!(e.contains("mode 0644 lets others read or change it"), "{e}");
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        secret_file(&p, "password-file").unwrap();
+        let l = t.path().join("link");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert!(secret_file(&l, "password-file")
+            .unwrap_err()
+            .contains("not a regular file"));
+        let e = secret_file(&t.path().join("none"), "env-file").unwrap_err();
+        assert!(e.contains("No such file"), "{e}");
+    }
+
+    #[test]
+    fn env_files_set_the_backends_variables_only() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("env");
+        std::fs::write(
+            &p,
+            "# S3\nAWS_ACCESS_KEY_ID=key\nexport AWS_SECRET_ACCESS_KEY=\"s=cret\"\n\n",
+        )
+        .unwrap();
+        let e = env_file(&p).unwrap();
+        assert_eq!(e["AWS_ACCESS_KEY_ID"], "key");
+        assert_eq!(e["AWS_SECRET_ACCESS_KEY"], "s=cret");
+        std::fs::write(&p, "A=1\nLD_PRELOAD=/tmp/x.so\n").unwrap();
+        let e = env_file(&p).unwrap_err();
+        assert!(e.contains("line 2: LD_PRELOAD is lvsnap's to set"), "{e}");
+        std::fs::write(&p, "just words\n").unwrap();
+        assert!(env_file(&p).unwrap_err().contains("line 1: not NAME=VALUE"));
+    }
+}
