@@ -9,6 +9,29 @@ use lvsnap::lvm::fake::FakeLvm;
 
 pub const GIB: u64 = 1 << 30;
 
+/// One directory of stand-in programs for every host test (`tool-path`): the search path is
+/// process-wide, so all tests name the same one. It holds `restic` (tests/fixtures/restic);
+/// every other program comes from the system.
+pub fn fake_tools() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/restic");
+        for f in ["backup.json", "ls.json"] {
+            std::fs::copy(format!("{fixtures}/{f}"), d.path().join(f)).unwrap();
+        }
+        std::fs::copy(format!("{fixtures}/fake-restic"), d.path().join("restic")).unwrap();
+        std::fs::set_permissions(
+            d.path().join("restic"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        d
+    })
+    .path()
+}
+
 /// What one lvsnap command did: exit status, standard output, error messages.
 #[derive(Debug)]
 pub struct Ran {
@@ -47,8 +70,9 @@ impl Host {
     /// Replaces the policy file: the `[settings]` table, then `policies`.
     pub fn write_config(&self, policies: &str) {
         let d = self.dir.path().display();
+        let tools = fake_tools().display();
         let settings = format!(
-            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\n\n"
+            "[settings]\ncatalog = \"{d}/catalog.db\"\nruntime-dir = \"{d}/run\"\ntimezone = \"UTC\"\nlock-timeout = \"1s\"\ntool-path = [\"{tools}\"]\n\n"
         );
         std::fs::write(self.dir.path().join("lvsnap.toml"), settings + policies).unwrap();
     }

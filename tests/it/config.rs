@@ -172,7 +172,7 @@ fn missing_file_says_how_to_fix_it() {
 fn backup_table_errors_are_all_reported() {
     assert_errors(
         "backup.toml",
-        "FILE:8:10: policy.home.backup.engine: \"rsink\" is not an engine\n    hint: write \"rsync\", \"archive\" or \"command\"\n\
+        "FILE:8:10: policy.home.backup.engine: \"rsink\" is not an engine\n    hint: write \"rsync\", \"archive\", \"restic\" or \"command\"\n\
          FILE:9:10: policy.home.backup.target: \"backups/home\" is not an absolute path\n    hint: write the directory backups go to, for example \"/srv/backup/lvsnap\"\n\
          FILE:10:12: policy.home.backup.exclude: \"../etc\" is not a path inside the volume\n    hint: write paths relative to the volume's root, such as \"tmp\" or \"var/cache\"; each excludes that whole subtree, matched literally (no wildcards)\n\
          FILE:11:17: policy.home.backup.keep.last: 0 is not a positive count\n    hint: write a positive whole number, or \"all\"; remove the key to turn the rule off\n\

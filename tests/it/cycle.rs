@@ -635,9 +635,10 @@ fn run_writes_a_prometheus_textfile() {
     let w = Host::standard("");
     let prom = w.dir.path().join("lvsnap.prom");
     let settings = format!(
-        "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"{1}\"\n\n",
+        "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"{1}\"\ntool-path = [\"{2}\"]\n\n",
         w.dir.path().display(),
-        prom.display()
+        prom.display(),
+        crate::common::fake_tools().display()
     );
     std::fs::write(w.dir.path().join("lvsnap.toml"), settings + HOME_AND_DATA).unwrap();
     w.lvsnap(&["run"], "2026-03-01T10:00:00Z");
@@ -687,8 +688,9 @@ fn run_writes_a_prometheus_textfile() {
 fn an_unwritable_metrics_file_does_not_fail_the_run() {
     let w = Host::standard("");
     let settings = format!(
-        "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"/nonexistent/dir/lvsnap.prom\"\n\n",
-        w.dir.path().display()
+        "[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\nmetrics-file = \"/nonexistent/dir/lvsnap.prom\"\ntool-path = [\"{1}\"]\n\n",
+        w.dir.path().display(),
+        crate::common::fake_tools().display()
     );
     std::fs::write(w.dir.path().join("lvsnap.toml"), settings + HOME_AND_DATA).unwrap();
     let (code, out) = w.lvsnap(&["run"], "2026-03-01T10:00:00Z");

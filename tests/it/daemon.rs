@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 const GIB: u64 = 1 << 30;
 
 fn settings(dir: &std::path::Path) -> String {
-    format!("[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\n\n", dir.display())
+    format!("[settings]\ncatalog = \"{0}/catalog.db\"\nruntime-dir = \"{0}/run\"\ntimezone = \"UTC\"\ntool-path = [\"{1}\"]\n\n", dir.display(), crate::common::fake_tools().display())
 }
 
 fn policy(name: &str, volume: &str, extra: &str) -> String {

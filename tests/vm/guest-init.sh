@@ -14,6 +14,9 @@ mount -t tmpfs shm /dev/shm
 mount -t tmpfs run /run
 mount -t tmpfs tmp /tmp
 mkdir -p /run/lock/lvm /run/lvm /run/ctl
+# Loopback only, for servers a scenario runs (a restic REST server); no other network.
+ip link set lo up
+hostname lvsnap-vm
 while read -r ko; do insmod "/lib/modules/$(uname -r)/$ko" 2>/dev/null; done < /modlist
 O=trans=virtio,version=9p2000.L,msize=512000,cache=none
 if ! mount -t 9p -o $O ctl /run/ctl; then

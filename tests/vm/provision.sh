@@ -26,9 +26,11 @@ die() { echo "provision: error: $*" >&2; exit 1; }
 
 # What the guest runs: the LVM stack, filesystems, and what lvsnap's backups and restores use.
 # bash and the GNU tools: Debian's static busybox runs its own applets before anything on PATH,
-# so scenarios run under bash and get the tools an administrator has.
+# so scenarios run under bash and get the tools an administrator has. restic is the restic
+# engine's client; rclone serves a restic repository on the guest's loopback (`serve restic`).
 GUEST_PACKAGES="busybox-static bash coreutils findutils diffutils grep sed lvm2 dmsetup
-  thin-provisioning-tools e2fsprogs xfsprogs util-linux mount rsync tar zstd attr acl"
+  thin-provisioning-tools e2fsprogs xfsprogs util-linux mount rsync tar zstd attr acl
+  restic rclone"
 # Library packages pulled in only by maintainer scripts or tools the guest never runs.
 LIB_EXCLUDE='^lib(perl|python|icu|db5|gdbm|file-|number-|text-|newt|slang|debian-installer|elogind|gssapi|krb5|k5crypto|tirpc|nsl|ncurses|readline|pam)'
 HOST_PACKAGES="qemu-system-x86 cpio xz-utils"

@@ -1,0 +1,193 @@
+# Off-host backups into restic repositories: a REST server on the guest's own loopback (rclone
+# serve restic, a real server) and a local-path repository. A thick ext4 and a thin xfs volume
+# are backed up; restic's listing equals the snapshot's tree; an incremental backup adds about
+# what changed; two hosts share one repository and each forgets only its own snapshots (one made
+# by hand survives); files with a newline in their name and a hard-linked pair are restored
+# byte-identical; verify --read-data passes, then fails after one byte of a pack is flipped; an
+# edited manifest is caught; bad credentials are refused before anything is mounted; a stopped
+# server fails the backup (exit 1) while the other policies' snapshots are still taken; kill -9
+# mid-backup is cleaned up by the next run, the dead restic's lock removed.
+run lvcreate -q -y -L 40M -n home vg0
+run lvcreate -q -y -L 96M -T vg0/pool
+run lvcreate -q -y -V 320M -T vg0/pool -n mail
+run lvcreate -q -y -L 16M -n web vg0
+make_fs ext4 /dev/vg0/home; make_fs xfs /dev/vg0/mail; make_fs ext4 /dev/vg0/web
+mkdir -p /mnt/home /mnt/mail /mnt/web
+mount /dev/vg0/home /mnt/home; mount /dev/vg0/mail /mnt/mail; mount /dev/vg0/web /mnt/web
+for d in /mnt/home /mnt/mail; do
+  mkdir -p "$d/etc" "$d/data" "$d/tmp"
+  printf 'secret\n' > "$d/etc/shadow"; chmod 640 "$d/etc/shadow"; chown 0:42 "$d/etc/shadow"
+  touch -d '2020-02-29 12:34:56.123456789' "$d/etc/shadow"
+  head -c 2M /dev/urandom > "$d/data/blob"; ln "$d/data/blob" "$d/data/blob-hardlink"
+  ln -s ../etc/shadow "$d/data/shadow-link"
+  printf 'first line\n' > "$d/data/two
+lines"
+  for i in $(seq 40); do echo "file $i" > "$d/data/f$i"; done
+  echo junk > "$d/tmp/junk"
+done
+echo page > /mnt/web/index.html
+sync
+
+# The repository server: rclone serving a directory, on loopback only.
+mkdir -p /srv/rest /srv/local /etc/lvsnap
+serve() {
+  HOME=/root rclone serve restic --addr 127.0.0.1:8000 /srv/rest > /tmp/rclone.log 2>&1 &
+  SERVER=$!
+  for _ in $(seq 100); do
+    (exec 3<> /dev/tcp/127.0.0.1/8000) 2> /dev/null && return 0
+    sleep 0.1
+  done
+  fail "rclone serve restic did not start: $(cat /tmp/rclone.log)"
+}
+serve
+printf 'correct horse battery staple\n' > /etc/lvsnap/restic.pass
+chmod 600 /etc/lvsnap/restic.pass
+REST=rest:http://127.0.0.1:8000/
+export RESTIC_PASSWORD_FILE=/etc/lvsnap/restic.pass RESTIC_CACHE_DIR=/tmp/restic-cache
+run restic -r $REST init > /dev/null
+run restic -r /srv/local init > /dev/null
+
+policies() {  # HOST CATALOG
+  printf '[settings]\ntimezone = "UTC"\ncatalog = "%s"\ntool-path = ["/usr/local/sbin"]\n\n' "$2"
+  printf '[policy.home]\nvolumes = ["vg0/home"]\nschedule = "0 * * * *"\nsize = "16M"\nkeep = { last = 5 }\n'
+  printf '[policy.home.backup]\nschedule = "0 2 * * *"\nengine = "restic"\nrepository = "%s"\n' $REST
+  printf 'password-file = "/etc/lvsnap/restic.pass"\nhost = "%s"\nexclude = ["tmp"]\nkeep = { last = 2 }\n\n' "$1"
+  printf '[policy.mail]\nvolumes = ["vg0/mail"]\nschedule = "0 * * * *"\nkeep = { last = 5 }\n'
+  printf '[policy.mail.backup]\nschedule = "0 2 * * *"\nengine = "restic"\nrepository = "/srv/local"\n'
+  printf 'password-file = "/etc/lvsnap/restic.pass"\nsource = "fresh"\nkeep = { last = 2 }\n\n'
+  printf '[policy.web]\nvolumes = ["vg0/web"]\nschedule = "0 * * * *"\nsize = "8M"\nkeep = { last = 5 }\n'
+}
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
+id_of() { echo "$1" | sed -n 's/.*"restic":{[^}]*"id":"\([0-9a-f]*\)".*/\1/p'; }
+
+step "thick ext4 and thin xfs into the REST and the local repository"
+lvsnap snapshot home > /dev/null; sleep 1
+out=$("$LVSNAP" backup home --json); echo "$out"
+ID=$(id_of "$out"); [ ${#ID} = 64 ] || fail "no full restic snapshot ID in: $out"
+out=$("$LVSNAP" backup mail --json); echo "$out"
+MAIL_ID=$(id_of "$out"); [ ${#MAIL_ID} = 64 ] || fail "no restic snapshot ID for mail"
+assert_eq "$(tagged_lvs | grep -c mail-lvsnap || true)" 0 "the temporary snapshot of mail is gone"
+# restic's listing equals the snapshot's tree (tmp/ excluded).
+snap=$(lvs --noheadings -o lv_name vg0 | tr -d ' ' | grep '^home-lvsnap' | tail -1)
+mkdir -p /mnt/snap && mount -o "$(snapshot_mount_opts ext4)" /dev/vg0/$snap /mnt/snap
+want=$(cd /mnt/snap && find . -mindepth 1 -path ./tmp -prune -o -printf '/%P\n' | sort)
+got=$(restic -r $REST ls --json "$ID" | sed -n 's/.*"path":"\([^"]*\)".*"struct_type":"node".*/\1/p' | sed 's/\\n/\n/' | sort)
+umount /mnt/snap
+assert_eq "$got" "$want" "restic ls of the snapshot"
+tags=$(restic -r $REST snapshots --json "$ID")
+assert_contains "$tags" '"hostname":"web01"'
+assert_contains "$tags" '"lvsnap-policy=home"'
+assert_contains "$tags" '"lvsnap-volume=vg0/home"'
+assert_contains "$tags" "\"lvsnap-snapshot=$snap\""
+# The snapshot's own time, not the time of the backup.
+stamp=$(echo "$snap" | sed 's/.*-lvsnap-//')
+assert_contains "$tags" "\"time\":\"$(date -u -d "$(echo $stamp | sed 's/\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z/\1-\2-\3 \4:\5:\6/')" +%Y-%m-%dT%H:%M:%SZ)\""
+list=$("$LVSNAP" backups --json)
+assert_contains "$list" "\"restic_id\":\"$ID\""
+
+step "an incremental backup adds about what changed"
+head -c 1M /dev/urandom > /mnt/home/data/new; sync
+lvsnap snapshot home > /dev/null; sleep 1
+out=$("$LVSNAP" backup home --json); echo "$out"
+added=$(echo "$out" | sed -n 's/.*"data_added":\([0-9]*\).*/\1/p')
+[ "$added" -le $((2 * 1048576)) ] || fail "the second backup added $added bytes for 1 MiB written"
+[ "$added" -ge 1048576 ] || fail "the second backup added only $added bytes for 1 MiB of random data"
+# restic compared with the previous snapshot: the files it had already are not read again.
+assert_contains "$out" '"files_new":1,"files_changed":0,"files_unmodified":44'
+
+step "restore from restic: a name with a newline, a hard-linked pair"
+out=$("$LVSNAP" backups --json)
+GEN=$(echo "$out" | grep -o '"backup":"vg0/home@[0-9TZ-]*"' | tail -1 | cut -d'"' -f4)
+lvsnap restore "$GEN" "data/two
+lines" data/blob data/blob-hardlink etc/shadow --to /tmp/r > /dev/null
+cmp "/tmp/r/data/two
+lines" "/mnt/home/data/two
+lines"
+cmp /tmp/r/data/blob /mnt/home/data/blob
+assert_eq "$(stat -c %i /tmp/r/data/blob)" "$(stat -c %i /tmp/r/data/blob-hardlink)" "the hard-linked pair is one inode"
+assert_eq "$(stat -c '%a %u:%g %y' /tmp/r/etc/shadow)" "$(stat -c '%a %u:%g %y' /mnt/home/etc/shadow)" "metadata of etc/shadow"
+
+step "verify --read-data passes; a flipped byte of a pack fails it; an edited manifest is caught"
+lvsnap verify "$GEN" --read-data
+MAILGEN=$("$LVSNAP" backups --json | grep -o '"backup":"vg0/mail@[0-9TZ-]*"' | tail -1 | cut -d'"' -f4)
+lvsnap verify "$MAILGEN" --read-data=100%
+pack=$(find /srv/local/data -type f -size +1M | head -1)
+[ -n "$pack" ] || fail "no pack file in /srv/local"
+byte=$(od -An -tx1 -j 4096 -N 1 "$pack" | tr -d ' ')
+printf "\\x$(printf %02x $(( 0x$byte ^ 0xff )))" | dd of="$pack" bs=1 seek=4096 conv=notrunc status=none
+out=$("$LVSNAP" verify "$MAILGEN" --read-data=100% 2>&1) && fail "verify passed a damaged pack: $out"
+echo "$out"
+assert_contains "$out" "FAILED"
+manifest=$(ls /var/lib/lvsnap/restic/home/vg0/home/*.manifest | tail -1)
+sed -i 's/^f 100640 0 42 /f 100600 0 42 /' "$manifest"
+grep -q '^f 100600 0 42 ' "$manifest" || fail "the manifest edit did not take"
+out=$("$LVSNAP" verify "$GEN" 2>&1) && fail "verify passed an edited manifest: $out"
+assert_contains "$out" "manifest file altered"
+
+step "credentials: a wrong password and a world-readable password file are refused before any mount"
+printf 'wrong\n' > /etc/lvsnap/wrong.pass; chmod 600 /etc/lvsnap/wrong.pass
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db | sed 's|password-file = "/etc/lvsnap/restic.pass"|password-file = "/etc/lvsnap/wrong.pass"|')"
+lvsnap snapshot home > /dev/null; sleep 1
+out=$("$LVSNAP" backup home 2>&1) && fail "a wrong password was accepted"
+assert_contains "$out" "does not open restic repository $REST"
+chmod 644 /etc/lvsnap/wrong.pass
+out=$("$LVSNAP" backup home 2>&1) && fail "a world-readable password file was accepted"
+assert_contains "$out" "lets others read or change it"
+assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by refused backups"
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
+
+step "two hosts share the repository; each forgets only its own; a snapshot made by hand survives"
+(cd /mnt/web && restic -r $REST backup --host web01 --tag handmade . > /dev/null)
+write_policy "$(policies web02 /var/lib/lvsnap-web02/catalog.db)"
+for _ in 1 2 3; do lvsnap snapshot home > /dev/null; sleep 1; "$LVSNAP" backup home > /dev/null || fail "web02's backup failed"; done
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
+lvsnap snapshot home > /dev/null; sleep 1
+lvsnap backup home
+count() { restic -r $REST snapshots --json --host "$1" --tag "$2" | grep -o '"short_id"' | wc -l; }
+assert_eq "$(count web01 lvsnap-policy=home)" 2 "web01's lvsnap snapshots after pruning"
+assert_eq "$(count web02 lvsnap-policy=home)" 2 "web02's lvsnap snapshots"
+assert_eq "$(count web01 handmade)" 1 "the snapshot made by hand"
+"$LVSNAP" backups --policy home
+write_policy "$(policies web02 /var/lib/lvsnap-web02/catalog.db)"
+"$LVSNAP" backups --policy home
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
+
+step "server stopped: the backup fails naming the repository, other snapshots are still taken"
+# Backups of home every minute, so that `run` backs it up: in the next minute after the last.
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db | sed '/^\[policy.home.backup\]/,/^$/ s/^schedule = .*/schedule = "* * * * *"/')"
+last=$(date +%M); lvsnap snapshot home > /dev/null
+kill $SERVER; wait $SERVER 2> /dev/null || true
+while [ "$(date +%M)" = "$last" ]; do sleep 1; done
+before=$(tagged_lvs | grep -c web-lvsnap || true)
+out=$("$LVSNAP" run 2>&1) && fail "run passed with the server down: $out"
+echo "$out"
+assert_contains "$out" "cannot reach restic repository $REST"
+[ "$(tagged_lvs | grep -c web-lvsnap)" -gt "$before" ] || fail "policy web took no snapshot while the server was down"
+serve
+lvsnap backup home > /dev/null
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
+
+step "kill -9 mid-backup: the next run cleans up and removes the dead restic's lock"
+mail_snaps=$(tagged_lvs | grep -c mail-lvsnap || true)
+mkdir -p /usr/local/sbin
+printf '#!/bin/bash\nexec /usr/bin/restic --limit-upload 100 "$@"\n' > /usr/local/sbin/restic
+chmod 755 /usr/local/sbin/restic
+head -c 3M /dev/urandom > /mnt/mail/data/big; sync
+"$LVSNAP" backup mail > /tmp/killed.log 2>&1 &
+pid=$!
+for _ in $(seq 300); do [ -n "$(ls /srv/local/locks 2> /dev/null)" ] && running restic && break; sleep 0.1; done
+running restic || fail "restic never started"
+sleep 1
+kill -9 $pid; wait $pid 2> /dev/null || true
+sleep 1
+[ -n "$(ls /srv/local/locks)" ] || fail "the killed restic left no lock to clean"
+rm /usr/local/sbin/restic
+out=$("$LVSNAP" backup mail 2>&1); echo "$out"
+assert_contains "$out" "was interrupted"
+assert_contains "$out" "removed stale locks from restic repository /srv/local"
+assert_eq "$(ls /srv/local/locks)" "" "locks left in the repository"
+assert_eq "$(tagged_lvs | grep -c mail-lvsnap || true)" "$mail_snaps" "snapshots of mail after the killed backup and the next"
+state=$("$LVSNAP" backups --all --json --policy mail)
+assert_contains "$state" '"state":"failed"'
+assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by the killed backup"
+kill $SERVER
