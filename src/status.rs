@@ -33,13 +33,34 @@ pub struct GroupState {
     pub last: Option<GroupResult>,
     /// A snapshot a rollback merges into the origin at its next activation.
     pub merging: Option<String>,
-    /// The newest complete backup (label, snapshot time) and the next scheduled backup, when
-    /// the policy has a backup table.
-    pub backup: Option<BackupFreshness>,
+    /// Its backups, when the policy has a backup table.
+    pub backup: Option<BackupHealth>,
 }
 
-/// A group's backups: the newest complete one (label, snapshot time) and the next scheduled.
-pub type BackupFreshness = (Option<(String, DateTime<Utc>)>, Option<DateTime<Utc>>);
+/// A group's backups, as `status`, `check` and the metrics tell them, for every engine.
+#[derive(Debug, Clone)]
+pub struct BackupHealth {
+    pub engine: &'static str,
+    /// The newest complete (or partial) backup.
+    pub newest: Option<NewestBackup>,
+    /// When the next one is scheduled.
+    pub next: Option<DateTime<Utc>>,
+    /// The newest attempt, when it failed after the newest usable backup: (label, error).
+    pub failed: Option<(String, String)>,
+    /// The latest verification of a usable backup: (label, when, passed).
+    pub verified: Option<(String, DateTime<Utc>, bool)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewestBackup {
+    pub label: String,
+    /// The time of the snapshot it was made of: what it protects up to.
+    pub snapshot_time: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub bytes: Option<u64>,
+    /// What it added to its repository (restic).
+    pub added: Option<u64>,
+}
 
 /// A volume group's or thin pool's fill.
 #[derive(Debug, Clone)]
@@ -62,13 +83,35 @@ pub fn groups(
         for v in &p.volumes {
             let mut g = group(p, v, fleet, results, now);
             g.backup = p.backup.as_ref().map(|b| {
-                let newest = backups
+                let of_volume: Vec<&BackupRecord> = backups
                     .iter()
                     .filter(|r| r.policy == p.name && r.vg == v.vg && r.origin == v.lv)
-                    .filter(|r| r.state.is_usable())
-                    .max_by_key(|r| r.snapshot_time)
-                    .map(|r| (r.label(), r.snapshot_time));
-                (newest, b.schedule.next(now, p.timezone))
+                    .collect();
+                let usable = of_volume.iter().filter(|r| r.state.is_usable());
+                let newest = usable.clone().max_by_key(|r| (r.snapshot_time, r.id));
+                let failed = of_volume
+                    .iter()
+                    .filter(|r| r.state != crate::catalog::BackupState::Running)
+                    .filter(|r| r.state != crate::catalog::BackupState::Removed)
+                    .max_by_key(|r| r.id)
+                    .filter(|r| r.state == crate::catalog::BackupState::Failed)
+                    .map(|r| (r.label(), r.error.clone().unwrap_or_default()));
+                let verified = usable
+                    .filter_map(|r| Some((r.label(), r.verified?, r.verify_ok?)))
+                    .max_by_key(|(_, at, _)| *at);
+                BackupHealth {
+                    engine: b.engine.name(),
+                    newest: newest.map(|r| NewestBackup {
+                        label: r.label(),
+                        snapshot_time: r.snapshot_time,
+                        finished: r.finished,
+                        bytes: r.bytes,
+                        added: r.bytes_added,
+                    }),
+                    next: b.schedule.next(now, p.timezone),
+                    failed,
+                    verified,
+                }
             });
             out.push(g);
         }
@@ -263,8 +306,23 @@ pub fn check(
                 format!("{head}: {} invalid snapshot(s)", g.invalid),
             ));
         }
-        if let (Some((newest, _)), Some(b)) = (&g.backup, &policy.backup) {
-            match newest {
+        if let (Some(health), Some(b)) = (&g.backup, &policy.backup) {
+            if let Some((label_, why)) = &health.failed {
+                problems.push((
+                    Level::Critical,
+                    format!(
+                        "{head}: backup {label_} failed: {}",
+                        why.lines().next().unwrap_or("")
+                    ),
+                ));
+            }
+            if let Some((label_, _, false)) = &health.verified {
+                problems.push((
+                    Level::Critical,
+                    format!("{head}: backup {label_} failed verification (`lvsnap backups --all`)"),
+                ));
+            }
+            match health.newest.as_ref().map(|n| (&n.label, &n.snapshot_time)) {
                 None => problems.push((Level::Warning, format!("{head}: no backup yet"))),
                 Some((label_, at)) => {
                     let (warn, crit) = schedule_limits(&b.schedule, policy, *at, t);
@@ -450,6 +508,83 @@ pub fn metrics(
                 g.last
                     .as_ref()
                     .map(|r| (gl(g), if r.ok { 0.0 } else { 1.0 }))
+            })
+            .collect(),
+    );
+    let bl = |g: &GroupState, b: &BackupHealth| {
+        format!(
+            "{{policy=\"{}\",volume=\"{}\",engine=\"{}\"}}",
+            esc(&g.policy),
+            esc(&g.volume),
+            b.engine
+        )
+    };
+    let backups: Vec<(&GroupState, &BackupHealth)> = states
+        .iter()
+        .filter_map(|g| g.backup.as_ref().map(|b| (g, b)))
+        .collect();
+    let newest = |f: &dyn Fn(&NewestBackup) -> Option<f64>| -> Vec<(String, f64)> {
+        backups
+            .iter()
+            .filter_map(|(g, b)| b.newest.as_ref().and_then(f).map(|v| (bl(g, b), v)))
+            .collect()
+    };
+    family(
+        "lvsnap_backup_newest_age_seconds",
+        "gauge",
+        "Age of the snapshot the newest complete backup was made of.",
+        newest(&|n| Some((now - n.snapshot_time).num_seconds() as f64)),
+    );
+    family(
+        "lvsnap_backup_last_success_timestamp_seconds",
+        "gauge",
+        "When the newest complete backup finished.",
+        newest(&|n| n.finished.map(|t| t.timestamp() as f64)),
+    );
+    family(
+        "lvsnap_backup_bytes",
+        "gauge",
+        "Bytes of the volume in the newest complete backup.",
+        newest(&|n| n.bytes.map(|b| b as f64)),
+    );
+    family(
+        "lvsnap_backup_added_bytes",
+        "gauge",
+        "Bytes the newest complete backup added to its repository (restic).",
+        newest(&|n| n.added.map(|b| b as f64)),
+    );
+    family(
+        "lvsnap_backup_failed",
+        "gauge",
+        "1 when the newest backup attempt failed.",
+        backups
+            .iter()
+            .map(|(g, b)| (bl(g, b), if b.failed.is_some() { 1.0 } else { 0.0 }))
+            .collect(),
+    );
+    family(
+        "lvsnap_backup_last_verify_success",
+        "gauge",
+        "1 when the latest verification of a backup passed, 0 when it failed.",
+        backups
+            .iter()
+            .filter_map(|(g, b)| {
+                b.verified
+                    .as_ref()
+                    .map(|(_, _, ok)| (bl(g, b), if *ok { 1.0 } else { 0.0 }))
+            })
+            .collect(),
+    );
+    family(
+        "lvsnap_backup_last_verify_timestamp_seconds",
+        "gauge",
+        "When a backup of the group was last verified.",
+        backups
+            .iter()
+            .filter_map(|(g, b)| {
+                b.verified
+                    .as_ref()
+                    .map(|(_, at, _)| (bl(g, b), at.timestamp() as f64))
             })
             .collect(),
     );

@@ -105,6 +105,18 @@ pub fn path_of(name: &str) -> Result<PathBuf, String> {
     find(name).map_err(|e| e.to_string())
 }
 
+/// A directory that holds something root trusts (a credential file): it and every directory
+/// above it must be root's and writable by no one else (a sticky directory such as /tmp aside).
+///
+/// # Errors
+/// One is not; with which and why.
+pub fn trusted_dir(dir: &Path) -> Result<(), String> {
+    trusted(dir).map_err(|e| match e {
+        ToolError::Untrusted { why, .. } => why,
+        other => other.to_string(),
+    })
+}
+
 /// The program and every directory above it (after links are resolved) must be root's and
 /// writable by no one else: otherwise whoever can write there chooses what root runs.
 fn trusted(path: &Path) -> Result<(), ToolError> {

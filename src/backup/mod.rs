@@ -239,12 +239,19 @@ impl Engine<'_> {
             )));
         }
         // Credentials and the repository are checked before a snapshot is taken or mounted.
+        // A refusal is recorded as a failed backup, so that `check`, `status` and the metrics
+        // see it like any other failure.
         let repository = match &b.engine {
             BackupEngine::Restic(r) if !self.dry_run => {
                 let opened = restic::Restic::open(r, &self.config.settings.state_dir())
-                    .map_err(RunError::Refused)?;
-                opened.reachable(opts.cancel).map_err(RunError::Refused)?;
-                Some(opened)
+                    .and_then(|x| x.reachable(opts.cancel).map(|()| x));
+                match opened {
+                    Ok(x) => Some(x),
+                    Err(why) => {
+                        self.record_refused(policy, b, volume, &why)?;
+                        return Err(RunError::Refused(why));
+                    }
+                }
             }
             _ => None,
         };
@@ -320,6 +327,33 @@ impl Engine<'_> {
         result
     }
 
+    /// Records a backup that was refused before it started (no snapshot was read): failed,
+    /// with why.
+    fn record_refused(
+        &mut self,
+        policy: &Policy,
+        b: &BackupPolicy,
+        volume: &VolumeRef,
+        why: &str,
+    ) -> Result<(), RunError> {
+        let now = self.now;
+        let dir = volume_dir(b, volume);
+        let name = generation_name(now);
+        let new = NewBackup {
+            policy: &policy.name,
+            vg: &volume.vg,
+            origin: &volume.lv,
+            engine: b.engine.name(),
+            dir: &dir,
+            name: &name,
+            snapshot: "",
+            snapshot_time: now,
+            temporary: false,
+        };
+        let id = self.record(|c| c.begin_backup(&new, now))?;
+        self.record(|c| c.end_backup(id, BackupState::Failed, why, now))
+    }
+
     /// Mount, copy, commit, unmount — with the backup recorded before anything is written.
     #[allow(clippy::too_many_arguments)]
     fn bracket(
@@ -355,6 +389,17 @@ impl Engine<'_> {
         };
         let id = self.record(|c| c.begin_backup(&new, now))?;
         let _running = crate::lock::RunningHere::new(id);
+        // From here restic may make a snapshot: it carries a random tag recorded first, by
+        // which a run after an interruption finds it (and only it) to forget.
+        let run_tag = match repository {
+            Some(_) => {
+                let tag = restic::run_tag().map_err(RunError::Refused)?;
+                self.record(|c| c.set_run_tag(id, &tag))?;
+                self.record(|c| c.set_remote_pending(id, true))?;
+                Some(tag)
+            }
+            None => None,
+        };
         let thin = managed.record.thin;
         let active = managed.lv.as_ref().is_some_and(|l| l.active);
         let mount_dir = self
@@ -404,7 +449,7 @@ impl Engine<'_> {
                 format!("lvsnap-policy={}", policy.name),
                 format!("lvsnap-volume={volume}"),
                 format!("lvsnap-snapshot={}", managed.record.name),
-                format!("lvsnap-backup={id}"),
+                format!("lvsnap-run={}", run_tag.as_deref().unwrap_or_default()),
             ],
         });
         let copied = copy(b, &mounted, dir, name, previous, remote.as_ref(), opts);
@@ -688,27 +733,33 @@ impl Engine<'_> {
             })
             .cloned()
             .collect();
-        // A repository's snapshots are forgotten there first, in one command; only then do
-        // their records here go. A failure leaves both as they were, for the next run.
-        let mut forgot_failed = Vec::new();
+        // A restic backup is recorded removed (and its snapshot pending in the repository)
+        // before it is forgotten there: killed in between, the catalog never calls a backup
+        // complete whose snapshot is gone, and the next run forgets what is still pending.
+        let mut marked = Vec::new();
         if let BackupEngine::Restic(repo) = &b.engine {
             if !self.dry_run {
-                let doomed: Vec<&BackupRecord> = removals
-                    .iter()
-                    .map(|d| &members[d.index])
-                    .filter(|r| r.engine == "restic")
-                    .collect();
-                if let Err(e) = self.forget_restic(repo, &doomed, &of_volume, cancel) {
-                    warnings.push(format!("backups of {volume}: {e}"));
-                    forgot_failed.extend(doomed.iter().map(|r| r.id));
+                let now = self.now;
+                for d in &removals {
+                    let r = &members[d.index];
+                    if r.engine != "restic" {
+                        continue;
+                    }
+                    let note = format!(
+                        "pruned: {}",
+                        plan.explain_removal(d, &views, &rules).join("; ")
+                    );
+                    self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
+                    self.record(|c| c.set_remote_pending(r.id, true))?;
+                    marked.push(r.id);
+                }
+                if let Err(e) = self.forget_pending(repo, volume, cancel) {
+                    warnings.push(format!("backups of {volume}: {e}; the next run retries"));
                 }
             }
         }
         for d in removals {
             let r = &members[d.index];
-            if forgot_failed.contains(&r.id) {
-                continue;
-            }
             let why = plan.explain_removal(&d, &views, &rules).join("; ");
             if self.dry_run {
                 pruned.push((r.label(), why));
@@ -730,7 +781,9 @@ impl Engine<'_> {
                 Ok(()) => {
                     let now = self.now;
                     let note = format!("pruned: {why}");
-                    self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
+                    if !marked.contains(&r.id) {
+                        self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
+                    }
                     info!(policy = %policy.name, volume = %volume, backup = %r.label(), "pruned backup");
                     pruned.push((r.label(), why));
                 }
@@ -747,57 +800,69 @@ impl Engine<'_> {
         Ok((pruned, warnings))
     }
 
-    /// Forgets in the repository the restic snapshots of `doomed`, and those of backups that
-    /// failed after restic had made their snapshot (found by their `lvsnap-backup=ID` tag: the
-    /// catalog knows them as this host's failed backups of this volume).
-    fn forget_restic(
+    /// Forgets in the repository what the catalog holds as pending there for this volume: the
+    /// snapshots of pruned backups, and a snapshot restic finished for a backup that then
+    /// failed (found by the backup's random `lvsnap-run=` tag). Nothing else is forgotten.
+    fn forget_pending(
         &mut self,
         repo: &crate::config::ResticRepo,
-        doomed: &[&BackupRecord],
-        of_volume: &[BackupRecord],
+        volume: &VolumeRef,
         cancel: &AtomicBool,
     ) -> Result<(), String> {
-        let failed: Vec<&BackupRecord> = of_volume
-            .iter()
-            .filter(|r| r.engine == "restic" && r.state == BackupState::Failed)
+        let records: Vec<BackupRecord> = self
+            .catalog
+            .backups(None)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|r| r.vg == volume.vg && r.origin == volume.lv && r.engine == "restic")
             .collect();
-        if doomed.is_empty() && failed.is_empty() {
+        let pending: Vec<&BackupRecord> = records
+            .iter()
+            .filter(|r| r.remote_pending)
+            .filter(|r| matches!(r.state, BackupState::Removed | BackupState::Failed))
+            .collect();
+        if pending.is_empty() {
             return Ok(());
         }
         let restic = restic::Restic::open(repo, &self.config.settings.state_dir())?;
+        let listed = restic.snapshots(&[], None, cancel)?;
+        // A snapshot a usable backup stands on is never forgotten, whatever its tags say.
+        let kept: Vec<&str> = records
+            .iter()
+            .filter(|r| r.state.is_usable())
+            .filter_map(|r| r.remote_id.as_deref())
+            .collect();
         let mut ids = Vec::new();
-        for r in doomed {
-            let id = r.remote_id.clone().or_else(|| {
-                engines::artifact("restic", &r.dir, &r.name)
-                    .and_then(|p| restic::read_record(&p).ok())
-                    .map(|x| x.summary.id)
-            });
-            match id {
-                Some(id) => ids.push(id),
-                None => return Err(format!("backup {} has no restic snapshot ID on record; remove it with `lvsnap catalog` after checking the repository", r.label())),
+        for r in &pending {
+            match (r.state, &r.remote_id, &r.run_tag) {
+                (BackupState::Removed, Some(id), _) => ids.push(id.clone()),
+                (BackupState::Failed, None, Some(tag)) => {
+                    let tag = format!("lvsnap-run={tag}");
+                    ids.extend(
+                        listed
+                            .iter()
+                            .filter(|l| l.hostname == restic.host && l.tags.contains(&tag))
+                            .map(|l| l.id.clone()),
+                    );
+                }
+                _ => {}
             }
         }
-        if !failed.is_empty() {
-            let listed = restic.snapshots(&[], Some(&restic.host), cancel)?;
-            for r in &failed {
-                let tag = format!("lvsnap-backup={}", r.id);
-                let policy = format!("lvsnap-policy={}", r.policy);
-                ids.extend(
-                    listed
-                        .iter()
-                        .filter(|l| l.tags.contains(&tag) && l.tags.contains(&policy))
-                        .map(|l| l.id.clone()),
-                );
-            }
+        ids.retain(|id| !kept.contains(&id.as_str()));
+        ids.sort();
+        ids.dedup();
+        let forgot = restic.forget(&ids, &listed, cancel)?;
+        for r in &pending {
+            self.catalog
+                .set_remote_pending(r.id, false)
+                .map_err(|e| e.to_string())?;
         }
-        if ids.is_empty() {
-            return Ok(());
+        if forgot > 0 {
+            self.catalog
+                .note_repository(&restic::shown_repository(&repo.repository), None)
+                .map_err(|e| e.to_string())?;
+            info!(repository = %restic::shown_repository(&repo.repository), snapshots = forgot, "forgot restic snapshots");
         }
-        restic.forget(&ids, cancel)?;
-        self.catalog
-            .note_repository(&restic::shown_repository(&repo.repository), None)
-            .map_err(|e| e.to_string())?;
-        info!(repository = %restic::shown_repository(&repo.repository), snapshots = ids.len(), "forgot restic snapshots");
         Ok(())
     }
 

@@ -30,6 +30,8 @@ pub struct Restic<'a> {
     pub host: String,
     cache: PathBuf,
     env: HashMap<String, String>,
+    /// The env file's variables, masked in messages.
+    secrets: BTreeMap<String, String>,
 }
 
 /// What one restic backup reads, and how the snapshot is filed.
@@ -103,9 +105,10 @@ impl Restic<'_> {
         let mut env = crate::tools::child_env();
         // `--time` is read in restic's local time zone.
         env.insert("TZ".to_owned(), "UTC".to_owned());
+        let mut secrets = BTreeMap::new();
         if let Some(f) = &repo.env_file {
-            secret_file(f, "env-file")?;
-            env.extend(env_file(f)?);
+            secrets = env_file(f)?;
+            env.extend(secrets.clone());
         }
         // In the environment, not on the command line: a REST URL may hold a password, and
         // every user can read a process's arguments.
@@ -118,6 +121,7 @@ impl Restic<'_> {
             host: repo.host.clone().unwrap_or_else(machine_host),
             cache,
             env,
+            secrets,
         })
     }
 
@@ -269,8 +273,30 @@ impl Restic<'_> {
         ))
     }
 
+    /// `text` with the repository's password (and the env file's values) masked: restic
+    /// quotes the repository URL in some of its errors.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.replace(
+            &self.repo.repository,
+            &shown_repository(&self.repo.repository),
+        );
+        if let Some(pw) = url_password(&self.repo.repository) {
+            out = out.replace(pw, "***");
+        }
+        for (k, v) in &self.secrets {
+            if v.len() >= 4 {
+                out = out.replace(v.as_str(), &format!("${k}"));
+            }
+        }
+        out
+    }
+
     /// What an administrator reads for a failure: the repository named, and what to do.
     fn explain(&self, f: &Failure, code: Option<i32>, stderr: &str) -> String {
+        self.redact(&self.explain_raw(f, code, stderr))
+    }
+
+    fn explain_raw(&self, f: &Failure, code: Option<i32>, stderr: &str) -> String {
         let repo = &shown_repository(&self.repo.repository);
         let pw = self.repo.password_file.display();
         match f {
@@ -478,47 +504,42 @@ impl Restic<'_> {
             .map_err(|e| format!("cannot read restic snapshots --json: {e}"))
     }
 
-    /// Forgets the snapshots `ids` (full IDs). Only IDs lvsnap recorded are ever passed; each
-    /// is checked first to be this host's and lvsnap's, so a catalog that went wrong cannot
-    /// make it forget another's.
+    /// Forgets the snapshots `ids` (full IDs) of `listed` (every host's, as `snapshots` gave
+    /// them); returns how many were forgotten. Only IDs lvsnap recorded are passed; each is
+    /// checked first to be this host's and lvsnap's, so a catalog that went wrong cannot make
+    /// it forget another's. An ID no longer listed is gone already.
     ///
     /// # Errors
     /// restic failed, or an ID is not one of this host's lvsnap snapshots.
-    pub fn forget(&self, ids: &[String], cancel: &AtomicBool) -> Result<(), String> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Every host's: one recorded here but filed under another host is refused, not
-        // taken for already gone.
-        let listed = self.snapshots(&[], None, cancel)?;
+    pub fn forget(
+        &self,
+        ids: &[String],
+        listed: &[Listed],
+        cancel: &AtomicBool,
+    ) -> Result<usize, String> {
+        let mut present: Vec<OsString> = Vec::new();
         for id in ids {
-            let ours = listed
-                .iter()
-                .any(|l| &l.id == id && l.hostname == self.host && l.tags.iter().any(|t| t == TAG));
-            if !ours && listed.iter().all(|l| &l.id != id) {
-                // Already gone (forgotten by hand, or a forget interrupted after restic ended).
+            let Some(l) = listed.iter().find(|l| &l.id == id) else {
                 continue;
-            }
-            if !ours {
+            };
+            if l.hostname != self.host || !l.tags.iter().any(|t| t == TAG) {
                 return Err(format!(
                     "restic snapshot {id} in {} is not one of host {}'s lvsnap snapshots; lvsnap forgets only its own",
                     shown_repository(&self.repo.repository),
                     self.host
                 ));
             }
+            present.push(id.into());
         }
-        let present: Vec<OsString> = ids
-            .iter()
-            .filter(|id| listed.iter().any(|l| &&l.id == id))
-            .map(OsString::from)
-            .collect();
         if present.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
+        let n = present.len();
         let mut args: Vec<OsString> = vec!["forget".into()];
         args.extend(present);
         self.run_unlocking(&args, None, cancel, &mut |_| {})
-            .map_err(|(_, why)| why)
+            .map_err(|(_, why)| why)?;
+        Ok(n)
     }
 
     /// Compares the listing of snapshot `id` (`restic ls --json`: types, modes, owners, sizes,
@@ -560,7 +581,7 @@ impl Restic<'_> {
             if rel.as_os_str().is_empty() {
                 continue;
             }
-            let key = String::from_utf8_lossy(rel.as_os_str().as_bytes()).into_owned();
+            let key = go_lossy(rel.as_os_str().as_bytes());
             let Some(n) = nodes.remove(&key) else {
                 diffs.push(format!(
                     "{} is not in restic snapshot {}",
@@ -676,10 +697,22 @@ impl Restic<'_> {
                     ));
                     continue;
                 };
+                // Go's tar writer puts ids of 2^21 and above in PAX records only.
+                let mut pax = |key: &str| -> Option<u64> {
+                    entry.pax_extensions().ok().flatten().and_then(|mut x| {
+                        x.find_map(|e| {
+                            let e = e.ok()?;
+                            (e.key().ok()? == key)
+                                .then(|| e.value().ok()?.parse().ok())
+                                .flatten()
+                        })
+                    })
+                };
+                let (pax_uid, pax_gid) = (pax("uid"), pax("gid"));
                 let h = entry.header();
                 let (uid, gid, mode) = (
-                    h.uid().unwrap_or(u64::MAX),
-                    h.gid().unwrap_or(u64::MAX),
+                    pax_uid.or(h.uid().ok()).unwrap_or(u64::MAX),
+                    pax_gid.or(h.gid().ok()).unwrap_or(u64::MAX),
                     h.mode().unwrap_or(0) & 0o7777,
                 );
                 let kind = h.entry_type();
@@ -844,6 +877,19 @@ fn tar_rel(raw: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(r.to_vec()))
 }
 
+/// A name as restic's JSON gives it: Go writes U+FFFD for each byte that is not UTF-8 (where
+/// Rust's lossy conversion writes one per broken sequence).
+fn go_lossy(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for _ in chunk.invalid() {
+            out.push('\u{fffd}');
+        }
+    }
+    out
+}
+
 /// restic's name for the type of an entry with `st_mode` `mode`.
 fn kind_of(mode: u32) -> &'static str {
     match mode & libc::S_IFMT {
@@ -937,6 +983,40 @@ pub fn write_record(path: &Path, r: &Record) -> std::io::Result<()> {
     super::engines::write_synced(path, &text)
 }
 
+impl Restic<'_> {
+    /// The restic snapshot ID of backup `b`, from its record beside the manifest (or the
+    /// catalog), refused when the record names another repository than this one: the policy
+    /// was pointed elsewhere since.
+    ///
+    /// # Errors
+    /// No ID is known, or the backup is in another repository.
+    pub fn snapshot_of(&self, b: &crate::catalog::BackupRecord) -> Result<String, String> {
+        let path =
+            super::engines::artifact("restic", &b.dir, &b.name).expect("restic keeps a record");
+        let record = read_record(&path);
+        let here = shown_repository(&self.repo.repository);
+        if let Ok(r) = &record {
+            if r.repository != here {
+                return Err(format!(
+                    "backup {} is in restic repository {}, but policy {} now names {here}; use restic -r {} itself, or point the policy back",
+                    b.label(),
+                    r.repository,
+                    b.policy,
+                    r.repository
+                ));
+            }
+        }
+        match (&b.remote_id, record) {
+            (Some(id), _) => Ok(id.clone()),
+            (None, Ok(r)) => Ok(r.summary.id),
+            (None, Err(e)) => Err(format!(
+                "backup {} has no restic snapshot on record: {e}",
+                b.label()
+            )),
+        }
+    }
+}
+
 /// Reads a record written by [`write_record`].
 ///
 /// # Errors
@@ -979,7 +1059,8 @@ fn classify(stderr: &str) -> Failure {
 
 /// "repository is already locked by PID 29445 on vm by root (UID 0, GID 0)" → (29445, "vm").
 fn lock_holder(stderr: &str) -> Option<(u32, String)> {
-    let at = stderr.find("locked by PID ")? + "locked by PID ".len();
+    // "locked by PID …" (a shared lock) or "locked exclusively by PID …" (forget, prune, check).
+    let at = stderr.find("by PID ")? + "by PID ".len();
     let mut words = stderr[at..].split_whitespace();
     let pid = words.next()?.parse().ok()?;
     (words.next()? == "on").then_some(())?;
@@ -993,6 +1074,17 @@ fn stale(holder: Option<&(u32, String)>) -> bool {
     })
 }
 
+/// A random tag value (128 bits, hex) for one backup's restic snapshot.
+///
+/// # Errors
+/// The kernel's random source cannot be read.
+pub fn run_tag() -> Result<String, String> {
+    let mut b = [0u8; 16];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| format!("cannot read random bytes: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// This machine's name, as restic files snapshots and locks under by default.
 pub fn machine_host() -> String {
     rustix::system::uname()
@@ -1004,18 +1096,20 @@ pub fn machine_host() -> String {
 /// A repository as messages and logs show it: a password in a URL's user part masked
 /// (`rest:https://web01:***@backup01:8000/`).
 pub fn shown_repository(repo: &str) -> String {
-    let Some(scheme) = repo.find("://") else {
-        return repo.to_owned();
-    };
-    let rest = &repo[scheme + 3..];
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &repo[..scheme + 3], &rest[at..])
-        }
+    match url_password(repo) {
+        Some(pw) => repo.replacen(&format!(":{pw}@"), ":***@", 1),
         None => repo.to_owned(),
     }
+}
+
+/// The password in a repository URL's user part (`scheme://user:PASSWORD@host/…`). The user
+/// part ends at the last `@` (a password may hold `/`, `#` or `?`, unescaped).
+fn url_password(repo: &str) -> Option<&str> {
+    let scheme = repo.find("://")?;
+    let rest = &repo[scheme + 3..];
+    let at = rest.rfind('@')?;
+    let (_, pw) = rest[..at].split_once(':')?;
+    (!pw.is_empty()).then_some(pw)
 }
 
 /// A path as a restic pattern that matches only itself: `*`, `?`, `[` and `\` escaped.
@@ -1039,7 +1133,33 @@ use std::os::unix::ffi::OsStringExt;
 /// # Errors
 /// It is not; with the fix.
 pub fn secret_file(path: &Path, key: &str) -> Result<(), String> {
-    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{key} {}: {e}", shown(path)))?;
+    read_secret(path, key).map(|_| ())
+}
+
+/// Opens a credential file without following a link, checks the open file and every directory
+/// above it (root's, writable by no one else: otherwise a user could swap the file for theirs),
+/// and returns its text.
+fn read_secret(path: &Path, key: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        crate::tools::trusted_dir(dir)
+            .map_err(|why| format!("{key} {} refused: {why}", shown(path)))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!(
+                "{key} {} refused: it is a symbolic link; name the file itself",
+                shown(path)
+            ),
+            _ => format!("{key} {}: {e}", shown(path)),
+        })?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("{key} {}: {e}", shown(path)))?;
     let me = rustix::process::geteuid().as_raw();
     let why = if !m.is_file() {
         Some("it is not a regular file".to_owned())
@@ -1061,14 +1181,17 @@ pub fn secret_file(path: &Path, key: &str) -> Result<(), String> {
     } else {
         None
     };
-    match why {
-        Some(why) => Err(format!(
+    if let Some(why) = why {
+        return Err(format!(
             "{key} {} refused: {why}; make it root's alone: chown root:root {p} && chmod 600 {p}",
             shown(path),
             p = shown(path)
-        )),
-        None => Ok(()),
+        ));
     }
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .map_err(|e| format!("{key} {}: {e}", shown(path)))?;
+    Ok(text)
 }
 
 /// `NAME=VALUE` lines; blank lines and `#` comments are skipped. lvsnap's own trusted search
@@ -1077,8 +1200,7 @@ pub fn secret_file(path: &Path, key: &str) -> Result<(), String> {
 /// # Errors
 /// It cannot be read, or a line is not `NAME=VALUE`; with the line.
 fn env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("env-file {}: {e}", shown(path)))?;
+    let text = read_secret(path, "env-file")?;
     let mut out = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -1152,6 +1274,13 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_not_utf8_are_matched_as_go_prints_them() {
+        assert_eq!(go_lossy(b"a\xe2\x82b"), "a\u{fffd}\u{fffd}b");
+        assert_eq!(go_lossy(b"\xff"), "\u{fffd}");
+        assert_eq!(go_lossy("é".as_bytes()), "é");
+    }
+
+    #[test]
     fn go_file_modes_become_unix_modes() {
         // drwxr-xr-x, -rwsr-xr-x, drwxrwxrwt as restic 0.14 prints them.
         assert_eq!(unix_mode(2_147_484_141), 0o755);
@@ -1175,6 +1304,10 @@ mod tests {
         assert_eq!(
             shown_repository("sftp:user@host:/srv/r"),
             "sftp:user@host:/srv/r"
+        );
+        assert_eq!(
+            shown_repository("rest:https://web01:a/b#c@backup01:8000/"),
+            "rest:https://web01:***@backup01:8000/"
         );
     }
 
@@ -1202,7 +1335,7 @@ mod tests {
         std::os::unix::fs::symlink(&p, &l).unwrap();
         assert!(secret_file(&l, "password-file")
             .unwrap_err()
-            .contains("not a regular file"));
+            .contains("it is a symbolic link"));
         let e = secret_file(&t.path().join("none"), "env-file").unwrap_err();
         assert!(e.contains("No such file"), "{e}");
     }
@@ -1211,18 +1344,19 @@ mod tests {
     fn env_files_set_the_backends_variables_only() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("env");
-        std::fs::write(
-            &p,
-            "# S3\nAWS_ACCESS_KEY_ID=key\nexport AWS_SECRET_ACCESS_KEY=\"s=cret\"\n\n",
-        )
-        .unwrap();
+        let write = |text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        write("# S3\nAWS_ACCESS_KEY_ID=key\nexport AWS_SECRET_ACCESS_KEY=\"s=cret\"\n\n");
         let e = env_file(&p).unwrap();
         assert_eq!(e["AWS_ACCESS_KEY_ID"], "key");
         assert_eq!(e["AWS_SECRET_ACCESS_KEY"], "s=cret");
-        std::fs::write(&p, "A=1\nLD_PRELOAD=/tmp/x.so\n").unwrap();
+        write("A=1\nLD_PRELOAD=/tmp/x.so\n");
         let e = env_file(&p).unwrap_err();
         assert!(e.contains("line 2: LD_PRELOAD is lvsnap's to set"), "{e}");
-        std::fs::write(&p, "just words\n").unwrap();
+        write("just words\n");
         assert!(env_file(&p).unwrap_err().contains("line 1: not NAME=VALUE"));
     }
 }

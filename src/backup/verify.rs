@@ -99,14 +99,7 @@ pub fn verify_restic(
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<Verdict, String> {
     let (expected, manifest_altered) = manifest_of(b)?;
-    let id = match &b.remote_id {
-        Some(id) => id.clone(),
-        None => {
-            let record =
-                engines::artifact("restic", &b.dir, &b.name).expect("restic keeps a record");
-            super::restic::read_record(&record)?.summary.id
-        }
-    };
+    let id = restic.snapshot_of(b)?;
     let (_, mut found) = restic.compare_listing(&id, &expected, cancel)?;
     if let Some(share) = read_data {
         let (_, content) = restic.compare_content(&id, &expected, cancel, None)?;

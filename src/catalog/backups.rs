@@ -95,6 +95,11 @@ pub struct BackupRecord {
     pub remote_id: Option<String>,
     /// What the backup added to its repository (restic: new data after deduplication).
     pub bytes_added: Option<u64>,
+    /// The random tag its restic snapshot carries (`lvsnap-run=…`), recorded before restic ran.
+    pub run_tag: Option<String>,
+    /// The repository may still hold a snapshot of it that lvsnap is to forget (a pruned
+    /// backup whose forget did not finish, a failed one that restic may have finished).
+    pub remote_pending: bool,
 }
 
 impl BackupRecord {
@@ -134,7 +139,7 @@ pub struct MountRecord {
 
 const BACKUP_COLUMNS: &str = "id, policy, vg, origin, engine, dir, name, snapshot, snapshot_time, \
      temporary, started_at, finished_at, state, error, bytes, files, manifest_sha256, \
-     verified_at, verify_ok, verify_detail, pid, remote_id, bytes_added";
+     verified_at, verify_ok, verify_detail, pid, remote_id, bytes_added, run_tag, remote_pending";
 
 fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
     let opt_ts = |v: Option<i64>| v.map(from_ts);
@@ -163,6 +168,8 @@ fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRecord> {
         pid: r.get(20)?,
         remote_id: r.get(21)?,
         bytes_added: opt_u64(r.get(22)?),
+        run_tag: r.get(23)?,
+        remote_pending: r.get(24)?,
     })
 }
 
@@ -243,7 +250,8 @@ impl Catalog {
         self.conn
             .execute(
                 "UPDATE backups SET state = ?6, finished_at = ?2, bytes = ?3, files = ?4,
-                 manifest_sha256 = ?5, error = ?7, remote_id = ?8, bytes_added = ?9 WHERE id = ?1",
+                 manifest_sha256 = ?5, error = ?7, remote_id = ?8, bytes_added = ?9,
+                 remote_pending = 0 WHERE id = ?1",
                 params![
                     id,
                     ts(now),
@@ -276,6 +284,34 @@ impl Catalog {
                 "UPDATE backups SET state = ?2, finished_at = COALESCE(finished_at, ?3),
                  error = ?4 WHERE id = ?1",
                 params![id, state.as_str(), ts(now), why],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets the random tag a backup's restic snapshot will carry, before restic runs.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn set_run_tag(&self, id: i64, tag: &str) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET run_tag = ?2 WHERE id = ?1",
+                params![id, tag],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks whether the repository may still hold a snapshot of backup `id` to forget.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn set_remote_pending(&self, id: i64, pending: bool) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET remote_pending = ?2 WHERE id = ?1",
+                params![id, pending],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))

@@ -133,8 +133,13 @@ pub const MIGRATIONS: &[&str] = &[
     // the backup added to the repository (deduplicated, compressed) as against its total.
     // A repository's prunes: when it was last pruned, and whether lvsnap has forgotten
     // snapshots since (whose data only a prune frees).
+    // run_tag is the random tag the snapshot carries (recorded before restic runs, so a
+    // snapshot an interrupted backup left can be found and no other); remote_pending is 1
+    // while the repository may still hold a snapshot lvsnap means to forget.
     "ALTER TABLE backups ADD COLUMN remote_id TEXT;
     ALTER TABLE backups ADD COLUMN bytes_added INTEGER;
+    ALTER TABLE backups ADD COLUMN run_tag TEXT;
+    ALTER TABLE backups ADD COLUMN remote_pending INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE repository_prunes (
         repository TEXT PRIMARY KEY,
         pruned_at INTEGER,

@@ -23,7 +23,9 @@ pub fn json(states: &[GroupState], cap: &Capacity, now: DateTime<Utc>) -> Value 
                 "next": g.next.map(utc), "bytes": g.bytes, "max_fill_percent": g.max_fill, "invalid": g.invalid,
                 "last_run": g.last.as_ref().map(|r| utc(r.at)), "last_error": g.last.as_ref().and_then(|r| r.error.clone()),
                 "rollback_pending": g.merging,
-                "newest_backup": g.backup.as_ref().and_then(|(n, _)| n.as_ref().map(|(l, _)| l)),
+                "newest_backup": g.backup.as_ref().and_then(|b| b.newest.as_ref().map(|n| &n.label)),
+                "backup_failed": g.backup.as_ref().and_then(|b| b.failed.as_ref().map(|(l, why)| json!({"backup": l, "error": why}))),
+                "backup_verified": g.backup.as_ref().and_then(|b| b.verified.as_ref().map(|(l, at, ok)| json!({"backup": l, "at": utc(*at), "ok": ok}))),
                 "future": g.future.iter().map(|(n, t)| json!({"name": n, "time": utc(*t)})).collect::<Vec<_>>(),
             })
         })
@@ -105,14 +107,25 @@ pub fn text(
                 g.volume
             )?;
         }
-        if let Some((newest, next)) = &g.backup {
-            let newest = newest.as_ref().map_or("none yet".to_owned(), |(label, t)| {
-                format!("{label} ({})", age(*t, now))
+        if let Some(b) = &g.backup {
+            let newest = b.newest.as_ref().map_or("none yet".to_owned(), |n| {
+                format!("{} ({})", n.label, age(n.snapshot_time, now))
             });
-            let next = next
+            let next = b
+                .next
                 .map(|n| format!(", next {}", local(n, tz)))
                 .unwrap_or_default();
             writeln!(out, "  backup    {newest}{next}")?;
+            if let Some((label, why)) = &b.failed {
+                writeln!(
+                    out,
+                    "  backup    FAILED: {label}: {}",
+                    why.lines().next().unwrap_or("")
+                )?;
+            }
+            if let Some((label, at, false)) = &b.verified {
+                writeln!(out, "  verify    FAILED: {label} ({})", age(*at, now))?;
+            }
         }
     }
     for (vg, size, free) in &cap.vgs {

@@ -191,7 +191,7 @@ impl Engine<'_> {
                         // restic restores only what is asked for (and the parents), with its
                         // owners, modes, times, attributes and hard links; a dry run too, as
                         // restic has no outline of a tree to give.
-                        "restic" => self.restore_restic(b, &data, &root, paths),
+                        "restic" => self.restore_restic(b, &root, paths),
                         _ => unpack(&data, &root, paths, outline_only),
                     });
                 if let Err(e) = filled {
@@ -203,12 +203,10 @@ impl Engine<'_> {
         }
     }
 
-    /// Restores `paths` of a restic backup (whose record is `record`) into `root`, from the
-    /// repository its policy names.
+    /// Restores `paths` of a restic backup into `root`, from the repository its policy names.
     fn restore_restic(
         &self,
         b: &BackupRecord,
-        record: &Path,
         root: &Path,
         paths: &[PathBuf],
     ) -> Result<(), RunError> {
@@ -222,17 +220,9 @@ impl Engine<'_> {
                     b.policy
                 ))
             })?;
-        let id = match &b.remote_id {
-            Some(id) => id.clone(),
-            None => {
-                crate::backup::restic::read_record(record)
-                    .map_err(RunError::Refused)?
-                    .summary
-                    .id
-            }
-        };
         let restic = crate::backup::restic::Restic::open(repo, &self.config.settings.state_dir())
             .map_err(RunError::Refused)?;
+        let id = restic.snapshot_of(b).map_err(RunError::Refused)?;
         restic
             .restore(&id, root, paths, &std::sync::atomic::AtomicBool::new(false))
             .map_err(RunError::Refused)

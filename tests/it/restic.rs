@@ -69,8 +69,18 @@ fn a_backup_is_one_tagged_restic_snapshot_at_the_snapshots_time_and_is_recorded(
     assert!(
         backup.starts_with(&format!(
             "--password-file {d}/restic.pass --cache-dir {d}/restic-cache --quiet backup --json --host web01 --time 2026-03-02 01:00:00 \
-             --tag lvsnap,lvsnap-policy=home,lvsnap-volume=vg0/home,lvsnap-snapshot=home-lvsnap-20260302T010000Z,lvsnap-backup=1 --one-file-system --exclude="
+             --tag lvsnap,lvsnap-policy=home,lvsnap-volume=vg0/home,lvsnap-snapshot=home-lvsnap-20260302T010000Z,lvsnap-run="
         )),
+        "{backup}"
+    );
+    // The run tag is random, recorded before restic ran.
+    let tag = h.catalog().backups(None).unwrap()[0]
+        .run_tag
+        .clone()
+        .unwrap();
+    assert_eq!(tag.len(), 32, "{tag}");
+    assert!(
+        backup.contains(&format!("lvsnap-run={tag} --one-file-system --exclude=")),
         "{backup}"
     );
     // Excludes are anchored at the mount point and match one path each.
@@ -171,10 +181,11 @@ fn a_recorded_id_that_is_not_this_hosts_is_never_forgotten() {
         "{r:?}"
     );
     assert!(!calls(&fake).iter().any(|c| c.contains(" forget ")));
-    assert_eq!(
-        h.catalog().backups(None).unwrap()[0].state.as_str(),
-        "complete"
-    );
+    // The keep rules let it go, but its snapshot stays, and stays pending: each run says why.
+    let b = &h.catalog().backups(None).unwrap()[0];
+    assert_eq!(b.state.as_str(), "removed");
+    assert!(b.remote_pending);
+    assert!(snapshots(&fake).contains(&id(1)));
 }
 
 #[test]
@@ -241,7 +252,8 @@ fn a_stale_lock_of_a_dead_restic_on_this_host_is_removed_and_the_command_retried
     // A pid that is not running: above the kernel's limit.
     std::fs::write(
         fake.join("fail-forget"),
-        format!("unable to create lock in backend: repository is already locked by PID 4194305 on {this} by root (UID 0, GID 0)\n"),
+        // The wording of an exclusive lock (forget, prune, check), which a killed forget leaves.
+        format!("unable to create lock in backend: repository is already locked exclusively by PID 4194305 on {this} by root (UID 0, GID 0)\n"),
     )
     .unwrap();
     // The stand-in's `unlock` must remove the failure for the retry to pass.
@@ -299,4 +311,162 @@ fn restic_keys_are_checked_with_the_engine() {
     ] {
         assert!(all.contains(want), "lacks {want:?}:\n{all}");
     }
+}
+
+#[test]
+fn backups_are_watched_by_check_status_and_the_metrics() {
+    let (h, fake) = host("keep = { last = 2 }");
+    let prom = h.dir.path().join("lvsnap.prom");
+    let cfg = h.dir.path().join("lvsnap.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[settings]\n",
+        &format!("[settings]\nmetrics-file = \"{}\"\n", prom.display()),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let labels = "{policy=\"home\",volume=\"vg0/home\",engine=\"restic\"}";
+    h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
+    let m = std::fs::read_to_string(&prom).unwrap();
+    for want in [
+        format!("lvsnap_backup_newest_age_seconds{labels} 0"),
+        // (the time it finished, by the real clock)
+        format!("lvsnap_backup_last_success_timestamp_seconds{labels} "),
+        format!("lvsnap_backup_added_bytes{labels} 1345"),
+        format!("lvsnap_backup_failed{labels} 0"),
+    ] {
+        assert!(m.contains(&want), "lacks {want}:\n{m}");
+    }
+    let (code, out) = h.lvsnap(&["check"], "2026-03-02T02:10:00Z");
+    assert_eq!(code, 0, "{out}");
+    // The next night the repository cannot be reached: recorded, and critical at once.
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/restic/unreachable.stderr"
+        ),
+        fake.join("fail-cat"),
+    )
+    .unwrap();
+    let (code, out) = h.lvsnap(&["run"], "2026-03-03T02:00:00Z");
+    assert_eq!(code, 1, "{out}");
+    let m = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        m.contains(&format!("lvsnap_backup_failed{labels} 1")),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("lvsnap_backup_newest_age_seconds{labels} 86400")),
+        "{m}"
+    );
+    let (code, out) = h.lvsnap(&["check"], "2026-03-03T02:10:00Z");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("home vg0/home: backup vg0/home@20260303T020000Z failed: cannot reach restic repository rest:http://127.0.0.1:8000/"),
+        "{out}"
+    );
+    let (_, out) = h.lvsnap(&["status"], "2026-03-03T02:10:00Z");
+    assert!(
+        out.contains("backup    FAILED: vg0/home@20260303T020000Z: cannot reach"),
+        "{out}"
+    );
+    // Back the night after; a verification that fails is critical too.
+    std::fs::remove_file(fake.join("fail-cat")).unwrap();
+    let (code, out) = h.lvsnap(&["run"], "2026-03-04T02:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = h.lvsnap(&["check"], "2026-03-04T02:10:00Z");
+    assert_eq!(code, 0);
+    let manifest = h
+        .dir
+        .path()
+        .join("restic/home/vg0/home/20260304T020000Z.manifest");
+    let text = std::fs::read_to_string(&manifest).unwrap() + "# edited\n";
+    std::fs::write(&manifest, text).unwrap();
+    let (code, out) = h.lvsnap(
+        &["verify", "vg0/home@20260304T020000Z"],
+        "2026-03-04T03:00:00Z",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("manifest file altered"), "{out}");
+    let (code, out) = h.lvsnap(&["check"], "2026-03-04T03:10:00Z");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("backup vg0/home@20260304T020000Z failed verification"),
+        "{out}"
+    );
+    let (_, out) = h.lvsnap(&["run"], "2026-03-04T03:20:00Z");
+    let m = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        m.contains(&format!("lvsnap_backup_last_verify_success{labels} 0")),
+        "{out}\n{m}"
+    );
+}
+
+#[test]
+fn a_snapshot_restic_made_for_a_backup_that_then_failed_is_forgotten_and_no_other() {
+    let (h, fake) = host("keep = { last = 5 }");
+    // Same host, lvsnap's tag, another run's tag: made by another catalog under this name.
+    std::fs::write(
+        fake.join("snapshots"),
+        format!(
+            "{{\"time\":\"2026-03-01T00:00:00Z\",\"hostname\":\"web01\",\"tags\":[\"lvsnap\",\"lvsnap-policy=home\",\"lvsnap-run=0123\"],\"id\":\"{0}\",\"short_id\":\"{1}\"}}\n",
+            "aa".repeat(32),
+            "aaaaaaaa"
+        ),
+    )
+    .unwrap();
+    // restic makes the snapshot, then listing it fails: the backup fails after the fact.
+    std::fs::write(fake.join("fail-ls"), "Fatal: load tree: connection reset\n").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(r.code, 1, "{r:?}");
+    let failed = h.catalog().backups(None).unwrap()[0].clone();
+    assert_eq!(failed.state.as_str(), "failed");
+    // The same run's pruning found it by its run tag and forgot it.
+    let forgets: Vec<String> = calls(&fake)
+        .into_iter()
+        .filter(|c| c.contains(" forget "))
+        .collect();
+    assert_eq!(forgets.len(), 1, "{forgets:?}");
+    assert!(
+        forgets[0].ends_with(&format!("forget {}", id(1))),
+        "{forgets:?}"
+    );
+    let left = snapshots(&fake);
+    assert!(
+        left.contains(&"aa".repeat(32)),
+        "another run's snapshot was forgotten"
+    );
+    assert!(!h.catalog().backups(None).unwrap()[0].remote_pending);
+}
+
+#[test]
+fn a_password_in_the_repository_url_is_never_shown() {
+    let (h, fake) = host("keep = { last = 2 }");
+    let cfg = h.dir.path().join("lvsnap.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "rest:http://127.0.0.1:8000/",
+        "rest:http://web01:s3cr/t@127.0.0.1:8000/",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(
+        fake.join("fail-cat"),
+        "Fatal: unable to open config file: client.Head: Head \"http://web01:s3cr/t@127.0.0.1:8000/config\": dial tcp 127.0.0.1:8000: connect: connection refused\n",
+    )
+    .unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.out
+            .contains("cannot reach restic repository rest:http://web01:***@127.0.0.1:8000/"),
+        "{r:?}"
+    );
+    assert!(!r.out.contains("s3cr"), "{r:?}");
+    let recorded = format!("{:?}", h.catalog().backups(None).unwrap());
+    assert!(!recorded.contains("s3cr"), "{recorded}");
+    // restic got the repository in its environment, password and all.
+    assert_eq!(
+        std::fs::read_to_string(fake.join("repository")).unwrap(),
+        "rest:http://web01:s3cr/t@127.0.0.1:8000/\n"
+    );
 }
