@@ -749,8 +749,25 @@ impl Engine<'_> {
                         "pruned: {}",
                         plan.explain_removal(d, &views, &rules).join("; ")
                     );
+                    // A backup made before the policy named another repository: lvsnap
+                    // cannot reach its snapshot any more, and says where it stays.
+                    let here = restic::shown_repository(&repo.repository);
+                    let elsewhere = engines::artifact("restic", &r.dir, &r.name)
+                        .and_then(|p| restic::read_record(&p).ok())
+                        .filter(|x| x.repository != here);
                     self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
-                    self.record(|c| c.set_remote_pending(r.id, true))?;
+                    match elsewhere {
+                        Some(x) => warnings.push(format!(
+                            "backup {} is pruned, but its restic snapshot {} stays in repository {}, which policy {} no longer names: `restic -r {} forget {}` removes it",
+                            r.label(),
+                            restic::short(&x.summary.id),
+                            x.repository,
+                            policy.name,
+                            x.repository,
+                            x.summary.id
+                        )),
+                        None => self.record(|c| c.set_remote_pending(r.id, true))?,
+                    }
                     marked.push(r.id);
                 }
                 if let Err(e) = self.forget_pending(repo, volume, cancel) {
@@ -879,6 +896,9 @@ impl Engine<'_> {
             .catalog
             .repository_prune(&restic::shown_repository(&repo.repository))
             .map_err(|e| e.to_string())?;
+        // A prune recorded while the clock ran ahead does not count: it would hold off every
+        // prune until the clock caught up with it.
+        let last = last.filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew));
         let ticks = CronTicks {
             schedule: &repo.prune_schedule,
             timezone: policy.timezone,

@@ -102,6 +102,16 @@ impl Restic<'_> {
     /// A credential file is missing, not root's, readable by others, or malformed.
     pub fn open<'a>(repo: &'a ResticRepo, state_dir: &Path) -> Result<Restic<'a>, String> {
         secret_file(&repo.password_file, "password-file")?;
+        // A REST or S3 URL may carry a password (restic 0.14 takes a REST server's only so):
+        // the policy file holding it is then a credential file too.
+        if url_password(&repo.repository).is_some() {
+            secret_file(&repo.defined_in, "policy file").map_err(|e| {
+                format!(
+                    "the repository URL {} holds a password: {e}",
+                    shown_repository(&repo.repository)
+                )
+            })?;
+        }
         let mut env = crate::tools::child_env();
         // `--time` is read in restic's local time zone.
         env.insert("TZ".to_owned(), "UTC".to_owned());

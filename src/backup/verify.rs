@@ -46,7 +46,7 @@ impl Verdict {
 
 /// The manifest of backup `b`, and whether it was altered since the backup was written (its
 /// digest is not the one the catalog holds).
-fn manifest_of(b: &BackupRecord) -> Result<(Manifest, bool), String> {
+pub(crate) fn manifest_of(b: &BackupRecord) -> Result<(Manifest, bool), String> {
     let manifest_file = engines::manifest_path(&b.dir, &b.name);
     let text = engines::read_text(&manifest_file)
         .map_err(|e| format!("cannot read the manifest {}: {e}", manifest_file.display()))?;

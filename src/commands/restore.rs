@@ -160,7 +160,7 @@ pub fn restore(ctx: &mut Ctx<'_>, a: &RestoreArgs) -> Result<i32, Error> {
         Some(_) if !a.dry_run => dest.clone(),
         _ => state_dir(ctx),
     };
-    let opened = engine.open_source(&source, &paths, &staging_parent, a.dry_run)?;
+    let opened = engine.open_source(&source, &paths, &staging_parent, a.dry_run, &ctx.cancel)?;
     let outcome = restore_from(
         ctx,
         &mut engine,
@@ -359,9 +359,9 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
         }
     };
     let tmp = state_dir(ctx);
-    let opened_a = engine.open_source(&a, &[], &tmp, false)?;
+    let opened_a = engine.open_source(&a, &[], &tmp, false, &ctx.cancel)?;
     let opened_b = match &b {
-        Some(s) => match engine.open_source(s, &[], &tmp, false) {
+        Some(s) => match engine.open_source(s, &[], &tmp, false, &ctx.cancel) {
             Ok(o) => Some(o),
             Err(e) => {
                 engine.close_source(opened_a)?;

@@ -39,6 +39,8 @@ pub struct ResticRepo {
     /// When the repository is pruned (removing the data of forgotten snapshots is expensive
     /// and locks out every other client).
     pub prune_schedule: Schedule,
+    /// The policy file that names the repository: private too when the URL holds a password.
+    pub defined_in: PathBuf,
 }
 
 /// Weekly, Sunday 04:00: after a night's backups, before Monday's.
@@ -129,6 +131,7 @@ impl FileValidator<'_> {
                         host: None,
                         prune_schedule: Schedule::parse(DEFAULT_PRUNE_SCHEDULE)
                             .expect("the default is valid"),
+                        defined_in: PathBuf::new(),
                     }))),
                     other => Err(format!("{other:?} is not an engine")),
                 },
@@ -337,6 +340,7 @@ impl FileValidator<'_> {
             env_file: env_file?,
             host: host?,
             prune_schedule: prune_schedule?,
+            defined_in: self.map.file.to_owned(),
         })
     }
 

@@ -99,8 +99,9 @@ pub fn relative_paths(
 
 impl Engine<'_> {
     /// Makes a source readable: mounts a snapshot (or reuses a browse mount of it), or finds
-    /// the backup's files. An archive's `paths` are unpacked into `staging_parent` — only their
-    /// shape, without data, when `outline_only` (a dry run plans on it).
+    /// the backup's files. An archive's `paths` are unpacked into `staging_parent`, a restic
+    /// backup's restored there (until `cancel`) — only their shape, without data, when
+    /// `outline_only` (a dry run plans on it).
     ///
     /// # Errors
     /// Mounting or unpacking failed, or the backup's files are gone.
@@ -110,6 +111,7 @@ impl Engine<'_> {
         paths: &[PathBuf],
         staging_parent: &Path,
         outline_only: bool,
+        cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Opened, RunError> {
         match source {
             Source::Snapshot(m) => {
@@ -164,9 +166,10 @@ impl Engine<'_> {
                         staging: None,
                     });
                 }
+                sweep_staging(staging_parent);
                 // A fresh name, created 0700 by mkdtemp: never one a user could have made first.
                 let staging = tempfile::Builder::new()
-                    .prefix(".lvsnap-restore.")
+                    .prefix(".lvsnap-staging.")
                     .tempdir_in(staging_parent)
                     .map_err(|e| {
                         RunError::Refused(format!(
@@ -183,15 +186,38 @@ impl Engine<'_> {
                     mounted: None,
                     staging: Some(staging.clone()),
                 };
-                let filled = crate::private::create_dir_all(&root)
+                let filled = crate::private::create_new(&staging.join(STAGING_MARK), 0o600)
+                    .and_then(|mut f| {
+                        use std::io::Write;
+                        writeln!(f, "{}", std::process::id())
+                    })
+                    .and_then(|()| crate::private::create_dir_all(&root))
                     .map_err(|e| {
                         RunError::Refused(format!("cannot create {}: {e}", root.display()))
                     })
                     .and_then(|()| match b.engine.as_str() {
+                        // A dry run asks the repository only whether it holds the snapshot.
+                        "restic" if outline_only => self
+                            .restic_snapshot(b, |restic, id| {
+                                let listed = restic.snapshots(&[id.to_owned()], None, cancel)?;
+                                if listed.iter().any(|l| l.id == id) {
+                                    Ok(())
+                                } else {
+                                    Err(format!(
+                                        "restic snapshot {} of backup {} is not in repository {}; `lvsnap verify {}` checks the backup",
+                                        crate::backup::restic::short(id),
+                                        b.label(),
+                                        crate::backup::restic::shown_repository(&restic.repo.repository),
+                                        b.label()
+                                    ))
+                                }
+                            })
+                            .and_then(|()| outline_restic(b, &root, paths)),
                         // restic restores only what is asked for (and the parents), with its
-                        // owners, modes, times, attributes and hard links; a dry run too, as
-                        // restic has no outline of a tree to give.
-                        "restic" => self.restore_restic(b, &root, paths),
+                        // owners, modes, times, attributes and hard links.
+                        "restic" => self.restic_snapshot(b, |restic, id| {
+                            restic.restore(id, &root, paths, cancel)
+                        }),
                         _ => unpack(&data, &root, paths, outline_only),
                     });
                 if let Err(e) = filled {
@@ -203,12 +229,12 @@ impl Engine<'_> {
         }
     }
 
-    /// Restores `paths` of a restic backup into `root`, from the repository its policy names.
-    fn restore_restic(
+    /// Opens the restic repository backup `b`'s policy names and runs `f` with the ID of the
+    /// backup's snapshot in it.
+    fn restic_snapshot(
         &self,
         b: &BackupRecord,
-        root: &Path,
-        paths: &[PathBuf],
+        f: impl FnOnce(&crate::backup::restic::Restic<'_>, &str) -> Result<(), String>,
     ) -> Result<(), RunError> {
         let repo = self
             .config
@@ -223,9 +249,7 @@ impl Engine<'_> {
         let restic = crate::backup::restic::Restic::open(repo, &self.config.settings.state_dir())
             .map_err(RunError::Refused)?;
         let id = restic.snapshot_of(b).map_err(RunError::Refused)?;
-        restic
-            .restore(&id, root, paths, &std::sync::atomic::AtomicBool::new(false))
-            .map_err(RunError::Refused)
+        f(&restic, &id).map_err(RunError::Refused)
     }
 
     /// Undoes [`Engine::open_source`].
@@ -246,6 +270,106 @@ impl Engine<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// The file that marks a staging directory as lvsnap's (it holds the pid that made it).
+const STAGING_MARK: &str = "lvsnap-staging";
+
+/// Removes staging directories that restores killed mid-way (`kill -9`, a power cut) left in
+/// `parent`. Restores hold lvsnap's lock, so none found here is in use; only directories this
+/// user owns, private, holding lvsnap's mark are taken: never anything lvsnap did not make.
+fn sweep_staging(parent: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.as_encoded_bytes().starts_with(b".lvsnap-staging.") {
+            continue;
+        }
+        let path = e.path();
+        let ours = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_dir() && m.uid() == me && m.permissions().mode() & 0o077 == 0)
+            && std::fs::symlink_metadata(path.join(STAGING_MARK))
+                .is_ok_and(|m| m.is_file() && m.uid() == me);
+        if !ours {
+            continue;
+        }
+        match engines::remove_path(&path) {
+            Ok(()) => {
+                tracing::info!(dir = %path.display(), "removed the staging directory of an interrupted restore")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), "cannot remove the staging directory of an interrupted restore: {e}")
+            }
+        }
+    }
+}
+
+/// The shape of what restoring `paths` (all when empty) of a restic backup would write, for a
+/// dry run to plan on, without reading the repository: from the backup's manifest, which
+/// matched restic's listing when the backup was made (restic's own listing gives no link
+/// targets and replaces bytes of names that are not UTF-8).
+fn outline_restic(b: &BackupRecord, dir: &Path, paths: &[PathBuf]) -> Result<(), RunError> {
+    use crate::manifest::Content;
+    use std::os::unix::ffi::OsStrExt;
+    let (manifest, altered) = crate::backup::verify::manifest_of(b).map_err(RunError::Refused)?;
+    if altered {
+        return Err(RunError::Refused(format!(
+            "the manifest of backup {} was changed after the backup was made (its SHA-256 is not the one recorded); a dry run cannot plan on it: `lvsnap verify {}` says more",
+            b.label(),
+            b.label()
+        )));
+    }
+    let outer = copy::outermost(paths);
+    // Each requested path with everything below it, and its parents.
+    let wanted =
+        |p: &Path| outer.is_empty() || outer.iter().any(|w| p.starts_with(w) || w.starts_with(p));
+    let made =
+        |e: std::io::Error| RunError::Refused(format!("cannot outline backup {}: {e}", b.label()));
+    for (rel, e) in &manifest.entries {
+        if rel.as_os_str().is_empty()
+            || !wanted(rel)
+            || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
+            continue;
+        }
+        let at = dir.join(rel);
+        if let Some(parent) = at.parent() {
+            crate::private::create_dir_all(parent).map_err(made)?;
+        }
+        match &e.content {
+            Content::Dir => crate::private::create_dir_all(&at).map_err(made)?,
+            Content::Symlink { target } => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &at)
+                    .map_err(made)?;
+            }
+            Content::Special if e.mode & libc::S_IFMT == libc::S_IFIFO => {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &at,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::RUSR,
+                    0,
+                )
+                .map_err(|e| made(e.into()))?;
+            }
+            // Files (sparse, of their size), devices and sockets alike: the plan needs a name
+            // and a size.
+            c => {
+                let size = match c {
+                    Content::File { size, .. } => *size,
+                    _ => 0,
+                };
+                crate::private::create_new(&at, 0o600)
+                    .and_then(|f| f.set_len(size))
+                    .map_err(made)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A thin snapshot LVM left inactive (activation skip) must be activated to be read.

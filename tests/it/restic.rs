@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::common::Host;
 
+const LATER: &str = "2026-03-02T02:00:00Z";
+
 /// vg0's `home` backed up with restic into a repository the stand-in keeps in `fake/`; the
 /// password and env files private, the env file telling the stand-in where its state is.
 fn host(extra: &str) -> (Host, PathBuf) {
@@ -163,6 +165,40 @@ fn pruning_forgets_only_this_hosts_recorded_snapshots() {
             .count(),
         1
     );
+}
+
+#[test]
+fn a_prune_recorded_while_the_clock_ran_ahead_does_not_hold_off_the_next() {
+    let (h, fake) = host("keep = { last = 1 }\nprune-schedule = \"0 * * * *\"");
+    let prunes = || {
+        calls(&fake)
+            .iter()
+            .filter(|c| c.ends_with(" prune"))
+            .count()
+    };
+    for t in ["2026-03-02T01:00:00Z", "2026-03-02T02:00:00Z"] {
+        h.lvsnap(&["snapshot", "home"], t);
+        assert_eq!(h.run(&["backup", "home"], t).code, 0);
+    }
+    assert_eq!(prunes(), 1);
+    // The clock ran decades ahead when the last prune was recorded, then was set right.
+    let future = chrono::DateTime::parse_from_rfc3339("2099-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    h.catalog()
+        .note_repository("rest:http://127.0.0.1:8000/", Some(future))
+        .unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T03:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T03:00:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        calls(&fake)
+            .iter()
+            .any(|c| c.ends_with(&format!("forget {}", id(2)))),
+        "{:?}",
+        calls(&fake)
+    );
+    assert_eq!(prunes(), 2, "a prune dated 2099 held off this one");
 }
 
 #[test]
@@ -448,13 +484,31 @@ fn a_password_in_the_repository_url_is_never_shown() {
         "rest:http://web01:s3cr/t@127.0.0.1:8000/",
     );
     std::fs::write(&cfg, text).unwrap();
+    // The policy file holds a password now: readable by others, it is refused.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.out.contains(&format!(
+            "the repository URL rest:http://web01:***@127.0.0.1:8000/ holds a password: policy file {} refused: its mode 0644 lets others read or change it; make it root's alone: chown root:root {0} && chmod 600 {0}",
+            cfg.display()
+        )),
+        "{r:?}"
+    );
+    assert!(!r.out.contains("s3cr"), "{r:?}");
+    assert!(
+        calls(&fake).is_empty(),
+        "restic was run: {:?}",
+        calls(&fake)
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(
         fake.join("fail-cat"),
         "Fatal: unable to open config file: client.Head: Head \"http://web01:s3cr/t@127.0.0.1:8000/config\": dial tcp 127.0.0.1:8000: connect: connection refused\n",
     )
     .unwrap();
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    let r = h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T01:06:00Z");
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.out
@@ -469,4 +523,159 @@ fn a_password_in_the_repository_url_is_never_shown() {
         std::fs::read_to_string(fake.join("repository")).unwrap(),
         "rest:http://web01:s3cr/t@127.0.0.1:8000/\n"
     );
+}
+
+#[test]
+fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+    let (h, fake) = host("keep = { last = 2 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    // The host's snapshot mounts are empty: the backup's manifest becomes one of a fuller tree
+    // (as if the snapshot had held it), first without the catalog's digest to match.
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    std::fs::create_dir_all(t.join("alice/real")).unwrap();
+    std::fs::write(t.join("alice/real/file"), vec![1u8; 3 << 20]).unwrap();
+    std::os::unix::fs::symlink("/etc", t.join("alice/docs")).unwrap();
+    std::fs::write(t.join(std::ffi::OsStr::from_bytes(b"bad\xffbyte")), "x").unwrap();
+    std::fs::write(t.join("other"), "not asked for").unwrap();
+    let text = lvsnap::manifest::Manifest::of_tree(t, 1).unwrap().to_text();
+    let manifest = h
+        .dir
+        .path()
+        .join("restic/home/vg0/home/20260302T010000Z.manifest");
+    std::fs::write(&manifest, &text).unwrap();
+    let gen = "vg0/home@20260302T010000Z";
+    let r = h.run(
+        &[
+            "restore",
+            gen,
+            "alice",
+            "--to",
+            "/nonexistent/x",
+            "--dry-run",
+        ],
+        LATER,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.err.contains("was changed after the backup was made"),
+        "{r:?}"
+    );
+    assert!(r.err.contains(&format!("lvsnap verify {gen}")), "{r:?}");
+    rusqlite::Connection::open(h.dir.path().join("catalog.db"))
+        .unwrap()
+        .execute(
+            "UPDATE backups SET manifest_sha256 = ?1",
+            [lvsnap::manifest::sha256_hex(text.as_bytes())],
+        )
+        .unwrap();
+    // Staging left by a restore killed mid-way is swept; a look-alike without lvsnap's mark is
+    // not lvsnap's and stays.
+    let left = h.dir.path().join(".lvsnap-staging.killed");
+    std::fs::create_dir_all(left.join("tree/big")).unwrap();
+    std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(left.join("lvsnap-staging"), "4242\n").unwrap();
+    let alike = h.dir.path().join(".lvsnap-staging.someone");
+    std::fs::create_dir_all(&alike).unwrap();
+    std::fs::set_permissions(&alike, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let before = calls(&fake).len();
+    let (code, out) = h.lvsnap(
+        &[
+            "restore",
+            gen,
+            "alice",
+            "--to",
+            "/nonexistent/x",
+            "--dry-run",
+        ],
+        LATER,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  alice/real/file\n"), "{out}");
+    assert!(
+        out.contains("  alice/docs\n"),
+        "the link is listed as itself: {out}"
+    );
+    assert!(out.contains("2 file(s), 3 MiB;"), "{out}");
+    assert!(!out.contains("other"), "{out}");
+    // The repository is asked whether it holds the snapshot, and nothing is restored from it.
+    let asked = calls(&fake)[before..].to_vec();
+    assert!(
+        asked
+            .iter()
+            .any(|c| c.ends_with(&format!("snapshots --json --no-lock {}", id(1)))),
+        "{asked:?}"
+    );
+    assert!(!asked.iter().any(|c| c.contains(" restore ")), "{asked:?}");
+    assert!(!left.exists(), "the killed restore's staging is swept");
+    assert!(
+        alike.exists(),
+        "a directory without lvsnap's mark is left alone"
+    );
+    let staged: Vec<_> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lvsnap-") && !n.ends_with("someone"))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
+    assert!(!Path::new("/nonexistent/x").exists());
+    // A snapshot the repository no longer holds is said so, before anything is planned.
+    std::fs::write(fake.join("snapshots"), "").unwrap();
+    let r = h.run(
+        &[
+            "restore",
+            gen,
+            "alice",
+            "--to",
+            "/nonexistent/x",
+            "--dry-run",
+        ],
+        LATER,
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.err.contains("restic snapshot c563fc1c of backup vg0/home@20260302T010000Z is not in repository rest:http://127.0.0.1:8000/"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_backup_in_a_repository_the_policy_no_longer_names_is_pointed_at_not_forgotten() {
+    let (h, fake) = host("keep = { last = 1 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    let config = h.dir.path().join("lvsnap.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("rest:http://127.0.0.1:8000/", "/srv/restic-new"),
+    )
+    .unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T02:05:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.out.contains(&format!(
+            "backup vg0/home@20260302T010000Z is pruned, but its restic snapshot c563fc1c stays in repository rest:http://127.0.0.1:8000/, which policy home no longer names: `restic -r rest:http://127.0.0.1:8000/ forget {}` removes it",
+            id(1)
+        )),
+        "{r:?}"
+    );
+    // The new repository is never asked to forget the old one's snapshot.
+    assert!(
+        !calls(&fake).iter().any(|c| c.contains(" forget ")),
+        "{:?}",
+        calls(&fake)
+    );
+    let old = h
+        .catalog()
+        .backups(None)
+        .unwrap()
+        .into_iter()
+        .find(|b| b.remote_id.as_deref() == Some(&*id(1)))
+        .unwrap();
+    assert_eq!(old.state.as_str(), "removed");
+    assert!(!old.remote_pending);
 }

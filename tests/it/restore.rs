@@ -576,7 +576,7 @@ fn a_dry_run_from_an_archive_plans_on_its_outline_and_writes_no_data() {
     let left: Vec<_> = std::fs::read_dir(h.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".lvsnap-restore"))
+        .filter(|n| n.starts_with(".lvsnap-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(!std::path::Path::new("/nonexistent/x").exists());
