@@ -141,6 +141,7 @@ impl Engine<'_> {
             ..BackupReport::default()
         };
         report.notes.extend(self.finish_interrupted(fleet)?);
+        report.notes.extend(self.release_stale_staging()?);
         let config = self.config;
         for policy in &config.policies {
             let Some(b) = &policy.backup else { continue };
@@ -745,33 +746,30 @@ impl Engine<'_> {
                     if r.engine != "restic" {
                         continue;
                     }
-                    let note = format!(
+                    let mut note = format!(
                         "pruned: {}",
                         plan.explain_removal(d, &views, &rules).join("; ")
                     );
-                    // A backup made before the policy named another repository: lvsnap
-                    // cannot reach its snapshot any more, and says where it stays.
+                    // A backup made before the policy named another repository (or the same
+                    // one spelled otherwise): it is forgotten if the repository holds it, and
+                    // otherwise the note says where it was made (see forget_pending).
                     let here = restic::shown_repository(&repo.repository);
-                    let elsewhere = engines::artifact("restic", &r.dir, &r.name)
+                    if let Some(x) = engines::artifact("restic", &r.dir, &r.name)
                         .and_then(|p| restic::read_record(&p).ok())
-                        .filter(|x| x.repository != here);
-                    self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
-                    match elsewhere {
-                        Some(x) => warnings.push(format!(
-                            "backup {} is pruned, but its restic snapshot {} stays in repository {}, which policy {} no longer names: `restic -r {} forget {}` removes it",
-                            r.label(),
-                            restic::short(&x.summary.id),
-                            x.repository,
-                            policy.name,
-                            x.repository,
-                            x.summary.id
-                        )),
-                        None => self.record(|c| c.set_remote_pending(r.id, true))?,
+                        .filter(|x| x.repository != here)
+                    {
+                        note.push_str(MADE_IN);
+                        note.push_str(&x.repository);
                     }
+                    self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
+                    self.record(|c| c.set_remote_pending(r.id, true))?;
                     marked.push(r.id);
                 }
-                if let Err(e) = self.forget_pending(repo, volume, cancel) {
-                    warnings.push(format!("backups of {volume}: {e}; the next run retries"));
+                match self.forget_pending(repo, volume, cancel) {
+                    Ok(w) => warnings.extend(w),
+                    Err(e) => {
+                        warnings.push(format!("backups of {volume}: {e}; the next run retries"));
+                    }
                 }
             }
         }
@@ -785,6 +783,11 @@ impl Engine<'_> {
             let data = engines::artifact(&r.engine, &r.dir, &r.name);
             let doomed = engines::partial(&r.engine, &r.dir, &r.name);
             let manifest = engines::manifest_path(&r.dir, &r.name);
+            // A restic backup of a policy that no longer backs up with restic: its snapshot
+            // stays in that repository, out of lvsnap's reach; the note and a warning say so.
+            let left_in = (r.engine == "restic" && !marked.contains(&r.id))
+                .then(|| data.as_deref().and_then(|p| restic::read_record(p).ok()))
+                .flatten();
             // The data leaves its final name at once (a rename), then the manifest goes, then
             // the data: interrupted anywhere, no final name is left on half a generation, so
             // nothing can take it for a whole one (`catalog rebuild` adopts final names only).
@@ -797,7 +800,20 @@ impl Engine<'_> {
             match removed {
                 Ok(()) => {
                     let now = self.now;
-                    let note = format!("pruned: {why}");
+                    let mut note = format!("pruned: {why}");
+                    if let Some(x) = &left_in {
+                        note.push_str(MADE_IN);
+                        note.push_str(&x.repository);
+                        warnings.push(format!(
+                            "backup {} is pruned, but its restic snapshot {} stays in repository {}, as policy {} no longer backs up with restic: `restic -r {} forget {}` removes it",
+                            r.label(),
+                            restic::short(&x.summary.id),
+                            x.repository,
+                            policy.name,
+                            x.repository,
+                            x.summary.id
+                        ));
+                    }
                     if !marked.contains(&r.id) {
                         self.record(|c| c.end_backup(r.id, BackupState::Removed, &note, now))?;
                     }
@@ -809,7 +825,7 @@ impl Engine<'_> {
         }
         if let BackupEngine::Restic(repo) = &b.engine {
             if !self.dry_run {
-                if let Err(e) = self.prune_repository(policy, repo, cancel) {
+                if let Err(e) = self.prune_repository(policy, repo, cancel, &mut warnings) {
                     warnings.push(e);
                 }
             }
@@ -825,7 +841,7 @@ impl Engine<'_> {
         repo: &crate::config::ResticRepo,
         volume: &VolumeRef,
         cancel: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
         let records: Vec<BackupRecord> = self
             .catalog
             .backups(None)
@@ -839,7 +855,7 @@ impl Engine<'_> {
             .filter(|r| matches!(r.state, BackupState::Removed | BackupState::Failed))
             .collect();
         if pending.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let restic = restic::Restic::open(repo, &self.config.settings.state_dir())?;
         let listed = restic.snapshots(&[], None, cancel)?;
@@ -868,6 +884,28 @@ impl Engine<'_> {
         ids.retain(|id| !kept.contains(&id.as_str()));
         ids.sort();
         ids.dedup();
+        // A snapshot made in another repository than this one is out of reach: said, once.
+        let here = restic::shown_repository(&repo.repository);
+        let mut warnings = Vec::new();
+        for r in &pending {
+            let (Some(id), Some(other)) = (
+                &r.remote_id,
+                r.error
+                    .as_deref()
+                    .and_then(|n| n.rsplit_once(MADE_IN))
+                    .map(|(_, o)| o),
+            ) else {
+                continue;
+            };
+            if !listed.iter().any(|l| &l.id == id) {
+                warnings.push(format!(
+                    "backup {} is pruned, but its restic snapshot {} is not in repository {here}: it was made in repository {other}, which policy {} no longer names; `restic -r {other} forget {id}` removes it there",
+                    r.label(),
+                    restic::short(id),
+                    r.policy
+                ));
+            }
+        }
         let forgot = restic.forget(&ids, &listed, cancel)?;
         for r in &pending {
             self.catalog
@@ -880,7 +918,7 @@ impl Engine<'_> {
                 .map_err(|e| e.to_string())?;
             info!(repository = %restic::shown_repository(&repo.repository), snapshots = forgot, "forgot restic snapshots");
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// Prunes the repository when its `prune-schedule` is due and lvsnap has forgotten
@@ -891,6 +929,7 @@ impl Engine<'_> {
         policy: &Policy,
         repo: &crate::config::ResticRepo,
         cancel: &AtomicBool,
+        warnings: &mut Vec<String>,
     ) -> Result<(), String> {
         let (last, pending) = self
             .catalog
@@ -898,7 +937,15 @@ impl Engine<'_> {
             .map_err(|e| e.to_string())?;
         // A prune recorded while the clock ran ahead does not count: it would hold off every
         // prune until the clock caught up with it.
-        let last = last.filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew));
+        let future = |t: &DateTime<Utc>| crate::plan::is_future(*t, self.now, policy.future_skew);
+        if let Some(t) = last.filter(|t| pending && future(t)) {
+            warnings.push(format!(
+                "the last prune of restic repository {} is recorded at {}, in the future (the clock ran ahead then); it is not counted",
+                restic::shown_repository(&repo.repository),
+                crate::units::utc(t)
+            ));
+        }
+        let last = last.filter(|t| !future(t));
         let ticks = CronTicks {
             schedule: &repo.prune_schedule,
             timezone: policy.timezone,
@@ -920,6 +967,10 @@ impl Engine<'_> {
             .map_err(|e| e.to_string())
     }
 }
+
+/// How the note of a pruned restic backup names the repository its snapshot was made in, when
+/// that is not the one its policy names now.
+const MADE_IN: &str = "; made in restic repository ";
 
 /// The newest valid snapshot of a volume that is not merging.
 /// A snapshot dated in the future is no candidate: it would be backed up again and again as
@@ -1040,11 +1091,19 @@ fn copy(
     let early = prove::EarlyReads::default();
     let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
     let rx = Mutex::new(rx);
+    // restic reads again only files changed since its parent snapshot; the manifest takes the
+    // digests of the others from the previous backup's, rather than read the whole volume.
+    let digests = dir.join(crate::manifest::cache::FILE);
+    let cache = match remote {
+        Some(_) => crate::manifest::DigestCache::load(&digests),
+        None => crate::manifest::DigestCache::default(),
+    };
+    let identities = remote.map(|_| walked.identities().clone());
     let (written, hashed) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
             let start = Instant::now();
-            let m = walked.hash(workers, Some(&progress));
-            (m, start.elapsed().as_secs_f64())
+            let (m, reused) = walked.hash_cached(workers, Some(&progress), &cache);
+            (m, reused, start.elapsed().as_secs_f64())
         });
         let readers: Vec<_> = (0..workers.div_ceil(2))
             .map(|_| {
@@ -1096,7 +1155,7 @@ fn copy(
         (written, hashed)
     });
     let copy_seconds = written?;
-    let (manifest, hash_seconds) = hashed;
+    let (manifest, reused, hash_seconds) = hashed;
     if let Some(p) = manifest.skipped.keys().find(|p| !left_out.contains_key(*p)) {
         return Err(format!(
             "{} could be opened but not read to its end in the snapshot (an I/O error?); the engine copied it, so the backup cannot be proven; check the volume",
@@ -1133,12 +1192,20 @@ fn copy(
         .map_err(|e| format!("cannot record restic snapshot {}: {e}", summary.id))?;
         let proof = prove::Proof {
             listed,
+            linked: reused,
             seconds: start.elapsed().as_secs_f64(),
             ..prove::Proof::default()
         };
         let text = manifest.to_text();
         engines::commit("restic", dir, name, &text)
             .map_err(|e| format!("cannot commit the backup in {}: {e}", dir.display()))?;
+        if let Some(ids) = &identities {
+            if let Err(e) =
+                crate::manifest::DigestCache::save(&digests, &manifest, ids, r.time.timestamp())
+            {
+                warn!(file = %digests.display(), "cannot keep the files' digests for the next backup, which will read every file: {e}");
+            }
+        }
         return Ok(Copied {
             manifest,
             text,

@@ -312,7 +312,13 @@ fn recopy(source: &Path, gen: &Path, paths: &[PathBuf]) -> Result<(), String> {
     let src = open_root(source).map_err(|e| format!("cannot open {}: {e}", source.display()))?;
     let dst = open_root(gen).map_err(|e| format!("cannot open {}: {e}", gen.display()))?;
     let plan = copy::plan(&src, Some(&dst), paths)?;
-    copy::copy(&src, &dst, &plan, true)?;
+    copy::copy(
+        &src,
+        &dst,
+        &plan,
+        true,
+        &std::sync::atomic::AtomicBool::new(false),
+    )?;
     Ok(())
 }
 

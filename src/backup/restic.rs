@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ResticRepo;
+use crate::config::{url_password, ResticRepo};
 use crate::manifest::Progress;
 use crate::names::shown;
 
@@ -102,16 +102,6 @@ impl Restic<'_> {
     /// A credential file is missing, not root's, readable by others, or malformed.
     pub fn open<'a>(repo: &'a ResticRepo, state_dir: &Path) -> Result<Restic<'a>, String> {
         secret_file(&repo.password_file, "password-file")?;
-        // A REST or S3 URL may carry a password (restic 0.14 takes a REST server's only so):
-        // the policy file holding it is then a credential file too.
-        if url_password(&repo.repository).is_some() {
-            secret_file(&repo.defined_in, "policy file").map_err(|e| {
-                format!(
-                    "the repository URL {} holds a password: {e}",
-                    shown_repository(&repo.repository)
-                )
-            })?;
-        }
         let mut env = crate::tools::child_env();
         // `--time` is read in restic's local time zone.
         env.insert("TZ".to_owned(), "UTC".to_owned());
@@ -1110,16 +1100,6 @@ pub fn shown_repository(repo: &str) -> String {
         Some(pw) => repo.replacen(&format!(":{pw}@"), ":***@", 1),
         None => repo.to_owned(),
     }
-}
-
-/// The password in a repository URL's user part (`scheme://user:PASSWORD@host/…`). The user
-/// part ends at the last `@` (a password may hold `/`, `#` or `?`, unescaped).
-fn url_password(repo: &str) -> Option<&str> {
-    let scheme = repo.find("://")?;
-    let rest = &repo[scheme + 3..];
-    let at = rest.rfind('@')?;
-    let (_, pw) = rest[..at].split_once(':')?;
-    (!pw.is_empty()).then_some(pw)
 }
 
 /// A path as a restic pattern that matches only itself: `*`, `?`, `[` and `\` escaped.

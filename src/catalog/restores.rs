@@ -2,7 +2,8 @@
 //! (which snapshot was merged into which origin, the guard snapshot taken first, and whether LVM
 //! deferred the merge until the origin's next activation).
 
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -52,6 +53,59 @@ pub struct SwapJournal {
 }
 
 impl Catalog {
+    /// Records that process `pid` is about to make the staging directory `path`.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn begin_staging(
+        &self,
+        path: &Path,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO staging (path, pid, created_at) VALUES (?1, ?2, ?3)",
+                params![path.as_os_str().as_bytes(), pid, ts(now)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that the staging directory `path` is gone.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn end_staging(&self, path: &Path) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "DELETE FROM staging WHERE path = ?1",
+                params![path.as_os_str().as_bytes()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Staging directories on record, with the process that made each.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn stagings(&self) -> Result<Vec<(PathBuf, u32)>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT path, pid FROM staging ORDER BY created_at")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    PathBuf::from(std::ffi::OsString::from_vec(r.get::<_, Vec<u8>>(0)?)),
+                    r.get::<_, u32>(1)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Records one restore.
     ///
     /// # Errors

@@ -145,4 +145,11 @@ pub const MIGRATIONS: &[&str] = &[
         pruned_at INTEGER,
         pending INTEGER NOT NULL
     );",
+    // 8: staging directories of restores (the path's bytes, the process), recorded before each
+    // is made and removed after it is gone, so that one a killed restore left is found.
+    "CREATE TABLE staging (
+        path BLOB PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
 ];

@@ -50,7 +50,11 @@ where
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if matches!(
         cli.command,
-        Command::Run(_) | Command::Prune(_) | Command::Backup(_) | Command::Rollback(_)
+        Command::Run(_)
+            | Command::Prune(_)
+            | Command::Backup(_)
+            | Command::Rollback(_)
+            | Command::Restore(_)
     ) {
         catch_signals(&cancel);
     }

@@ -18,7 +18,7 @@ use crate::names::shown;
 use crate::reconcile::Fleet;
 use crate::report;
 use crate::resolve::readable_snapshot;
-use crate::restore::{relative_paths, resolve, Source};
+use crate::restore::{relative_paths, resolve, Source, StagingParent};
 use crate::run::{Engine, RunError};
 use crate::units::local;
 
@@ -154,12 +154,13 @@ pub fn restore(ctx: &mut Ctx<'_>, a: &RestoreArgs) -> Result<i32, Error> {
     };
     let paths = relative_paths(&a.paths, live_mount.as_deref())?;
     let dest_fd = open_destination(&dest, !a.dry_run)?;
-    // Staging (archives) beside the destination; a dry run writes nothing there, so it stages
-    // in lvsnap's own state directory.
+    // Staging (archives, restic) beside the destination, reached through its descriptor; a dry
+    // run writes nothing there, so it stages in lvsnap's own state directory.
     let staging_parent = match &dest_fd {
-        Some(_) if !a.dry_run => dest.clone(),
-        _ => state_dir(ctx),
+        Some(fd) if !a.dry_run => StagingParent::open(fd, &dest),
+        _ => StagingParent::private(&state_dir(ctx)),
     };
+    engine.release_stale_staging()?;
     let opened = engine.open_source(&source, &paths, &staging_parent, a.dry_run, &ctx.cancel)?;
     let outcome = restore_from(
         ctx,
@@ -301,7 +302,7 @@ fn restore_from(
             0,
         )?;
     }
-    let copied = copy::copy(&src_fd, dest_fd, &plan, overwrite);
+    let copied = copy::copy(&src_fd, dest_fd, &plan, overwrite, &ctx.cancel);
     let files: Vec<&copy::Item> = plan.files().collect();
     let record = RestoreRecord {
         id: 0,
@@ -358,7 +359,7 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
             })?)
         }
     };
-    let tmp = state_dir(ctx);
+    let tmp = StagingParent::private(&state_dir(ctx));
     let opened_a = engine.open_source(&a, &[], &tmp, false, &ctx.cancel)?;
     let opened_b = match &b {
         Some(s) => match engine.open_source(s, &[], &tmp, false, &ctx.cancel) {

@@ -39,8 +39,6 @@ pub struct ResticRepo {
     /// When the repository is pruned (removing the data of forgotten snapshots is expensive
     /// and locks out every other client).
     pub prune_schedule: Schedule,
-    /// The policy file that names the repository: private too when the URL holds a password.
-    pub defined_in: PathBuf,
 }
 
 /// Weekly, Sunday 04:00: after a night's backups, before Monday's.
@@ -131,7 +129,6 @@ impl FileValidator<'_> {
                         host: None,
                         prune_schedule: Schedule::parse(DEFAULT_PRUNE_SCHEDULE)
                             .expect("the default is valid"),
-                        defined_in: PathBuf::new(),
                     }))),
                     other => Err(format!("{other:?} is not an engine")),
                 },
@@ -269,7 +266,27 @@ impl FileValidator<'_> {
                 );
                 None
             }
-            Some(r) => Some(r.get_ref().clone()),
+            Some(r) => {
+                // restic 0.14 takes a REST server's password only in the URL: the policy file
+                // holding it is then a credential file, readable by root alone.
+                if url_password(r.get_ref()).is_some() {
+                    if let Some(why) = readable_by_others(self.map.file) {
+                        self.error(
+                            r.span(),
+                            &k("repository"),
+                            format!(
+                                "the URL holds a password, but {} {why}",
+                                self.map.file.display()
+                            ),
+                            Some(format!(
+                                "make the file root's alone: chown root:root {0} && chmod 600 {0}",
+                                self.map.file.display()
+                            )),
+                        );
+                    }
+                }
+                Some(r.get_ref().clone())
+            }
             None => {
                 self.error(
                     table.span(),
@@ -340,7 +357,6 @@ impl FileValidator<'_> {
             env_file: env_file?,
             host: host?,
             prune_schedule: prune_schedule?,
-            defined_in: self.map.file.to_owned(),
         })
     }
 
@@ -399,4 +415,35 @@ pub fn valid_host(h: &str) -> bool {
         && h.len() <= 253
         && !h.starts_with('-')
         && h.chars().all(|c| c.is_ascii_graphic() && c != ',')
+}
+
+/// Why a policy file that holds a secret is not private (owned by lvsnap's user, readable by no
+/// one else), if it is not.
+fn readable_by_others(file: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::metadata(file) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot be checked: {e}")),
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if m.uid() != me {
+        Some(format!("is owned by uid {}", m.uid()))
+    } else if m.mode() & 0o077 != 0 {
+        Some(format!(
+            "can be read by others (mode {:04o})",
+            m.mode() & 0o7777
+        ))
+    } else {
+        None
+    }
+}
+
+/// The password in a repository URL's user part (`scheme://user:PASSWORD@host/…`). The user
+/// part ends at the last `@` (a password may hold `/`, `#` or `?`, unescaped).
+pub fn url_password(repo: &str) -> Option<&str> {
+    let scheme = repo.find("://")?;
+    let rest = &repo[scheme + 3..];
+    let at = rest.rfind('@')?;
+    let (_, pw) = rest[..at].split_once(':')?;
+    (!pw.is_empty()).then_some(pw)
 }

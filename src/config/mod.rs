@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::Duration;
 use chrono_tz::Tz;
 
-pub use backup::{BackupEngine, BackupPolicy, BackupSource, ResticRepo};
+pub use backup::{url_password, BackupEngine, BackupPolicy, BackupSource, ResticRepo};
 pub use diag::Diagnostic;
 pub use types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
 

@@ -238,12 +238,20 @@ fn walk(
 }
 
 /// Writes what `plan` says. With `overwrite`, what is in the way (not a directory) is replaced;
-/// without it, anything that appeared since planning stops the restore.
+/// without it, anything that appeared since planning stops the restore. `cancel` stops it
+/// between two entries.
 ///
 /// # Errors
-/// A side changed since planning in a way that would need a link to be followed, or a write
-/// failed; what was restored until then stays, with its directories' metadata set.
-pub fn copy(src: &OwnedFd, dest: &OwnedFd, plan: &CopyPlan, overwrite: bool) -> Result<(), String> {
+/// A side changed since planning in a way that would need a link to be followed, a write
+/// failed, or it was cancelled; what was restored until then stays, with its directories'
+/// metadata set.
+pub fn copy(
+    src: &OwnedFd,
+    dest: &OwnedFd,
+    plan: &CopyPlan,
+    overwrite: bool,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     let mut w = Writer {
         src,
         dest,
@@ -256,7 +264,15 @@ pub fn copy(src: &OwnedFd, dest: &OwnedFd, plan: &CopyPlan, overwrite: bool) -> 
     let copied = plan
         .items
         .iter()
-        .try_for_each(|item| w.item(item, &restored));
+        .try_for_each(|item| {
+            if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(format!(
+                    "interrupted by a signal before {}: what was restored until then stays; restore again to finish",
+                    shown(&item.rel)
+                ));
+            }
+            w.item(item, &restored)
+        });
     // Directories' metadata and parents' times also after a failure: a directory left root's
     // and 0700 would be taken for an existing parent by the next try, and kept so.
     let finished = w.finish();

@@ -25,9 +25,11 @@ use sha2::{Digest, Sha256};
 
 use crate::names::shown;
 
+pub mod cache;
 mod hash;
 mod walk;
 
+pub use cache::{DigestCache, Identity};
 use hash::*;
 pub use hash::{hash_reader, hex, same_content, sha256_hex, Progress};
 use walk::*;
@@ -227,6 +229,7 @@ impl Manifest {
             root: root.to_path_buf(),
             manifest: Manifest::default(),
             files: Vec::new(),
+            identities: HashMap::new(),
         };
         let mut inodes = HashMap::new();
         walker.walk(Path::new(""), &mut out, &mut inodes);

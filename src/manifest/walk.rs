@@ -28,6 +28,7 @@ pub struct Walked {
     pub(super) root: PathBuf,
     pub(super) manifest: Manifest,
     pub(super) files: Vec<PathBuf>,
+    pub(super) identities: HashMap<PathBuf, Identity>,
 }
 
 impl Walked {
@@ -44,6 +45,55 @@ impl Walked {
     /// Bytes the files hold: the total a progress bar counts to.
     pub fn bytes(&self) -> u64 {
         self.manifest.totals().1
+    }
+
+    /// Each file's inode and change time, as the walk found them.
+    pub fn identities(&self) -> &HashMap<PathBuf, Identity> {
+        &self.identities
+    }
+
+    /// Hashes the files but those `cache` holds unchanged (same inode, change time, size and
+    /// mtime as when they were read); returns the manifest and how many came from the cache.
+    pub fn hash_cached(
+        mut self,
+        workers: usize,
+        progress: Option<&Progress>,
+        cache: &DigestCache,
+    ) -> (Manifest, u64) {
+        if cache.is_empty() {
+            return (self.hash(workers, progress), 0);
+        }
+        let (mut read, mut reused, mut reused_bytes) = (Vec::new(), 0, 0);
+        for rel in std::mem::take(&mut self.files) {
+            let entry = self.manifest.entries.get_mut(&rel);
+            let found = match (entry, self.identities.get(&rel)) {
+                (Some(e), Some(id)) => {
+                    let known = match (&e.content, &e.meta) {
+                        (Content::File { size, .. }, Some(m)) => cache
+                            .get(&rel, *id, *size, m.mtime)
+                            .map(|sha256| (*size, sha256.to_owned())),
+                        _ => None,
+                    };
+                    known.map(|(size, sha256)| {
+                        e.content = Content::File { size, sha256 };
+                        size
+                    })
+                }
+                _ => None,
+            };
+            match found {
+                Some(size) => {
+                    reused += 1;
+                    reused_bytes += size;
+                }
+                None => read.push(rel),
+            }
+        }
+        self.files = read;
+        if let Some(p) = progress {
+            p.done.fetch_add(reused_bytes, Ordering::Relaxed);
+        }
+        (self.hash(workers, progress), reused)
     }
 
     /// Hashes the files but those whose size and digest are `known` (proven another way);
@@ -175,6 +225,13 @@ impl Walker<'_> {
                 open_file(&path)?;
             }
             out.files.push(rel.to_path_buf());
+            out.identities.insert(
+                rel.to_path_buf(),
+                Identity {
+                    ino: meta.ino(),
+                    ctime: (meta.ctime(), u32::try_from(meta.ctime_nsec()).unwrap_or(0)),
+                },
+            );
             Content::File {
                 size: meta.len(),
                 sha256: String::new(),

@@ -41,7 +41,7 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                 let lost = skipped.values().filter(|s| s.loses_data()).count();
                 writeln!(
                     out,
-                    "{head}: {} restic snapshot {} ({name}) from {snapshot}: {files} files, {}; {} new, {} changed, {} unchanged; added {} to the repository; backed up in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s, listing matched for {} entries",
+                    "{head}: {} restic snapshot {} ({name}) from {snapshot}: {files} files, {}; {} new, {} changed, {} unchanged; added {} to the repository; backed up in {copy_seconds:.1}s, hashed in {hash_seconds:.1}s ({} unchanged files' digests kept from the previous backup), listing matched for {} entries",
                     if lost > 0 { "PARTIAL, made" } else { "made" },
                     crate::backup::restic::short(&sum.id),
                     format_size(*bytes),
@@ -49,6 +49,7 @@ pub fn write_report(out: &mut dyn Write, r: &BackupReport, json: bool) -> std::i
                     sum.files_changed,
                     sum.files_unmodified,
                     format_size(sum.data_added),
+                    proof.linked,
                     proof.listed,
                 )?;
                 write_skipped(out, skipped)?;

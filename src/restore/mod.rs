@@ -61,7 +61,46 @@ pub fn resolve(
 pub struct Opened {
     pub root: PathBuf,
     mounted: Option<Mounted>,
-    staging: Option<PathBuf>,
+    staging: Option<Staging>,
+}
+
+/// Where a restore stages what it unpacks from an archive or restores from restic.
+#[derive(Debug, Clone)]
+pub struct StagingParent {
+    /// The directory as lvsnap and its tools reach it. For a destination, its open descriptor
+    /// (`/proc/PID/fd/N`): whoever owns a directory above it could otherwise rename it away
+    /// and put a link to anywhere in its place while restic or tar writes, as root, below it.
+    pub at: PathBuf,
+    /// Its path, as recorded in the catalog and shown.
+    pub named: PathBuf,
+}
+
+impl StagingParent {
+    /// A directory only root can reach (the state directory), used by its path.
+    pub fn private(dir: &Path) -> Self {
+        StagingParent {
+            at: dir.to_owned(),
+            named: dir.to_owned(),
+        }
+    }
+
+    /// The open directory `fd`, known as `named`.
+    pub fn open(fd: &impl std::os::fd::AsRawFd, named: &Path) -> Self {
+        StagingParent {
+            at: PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                fd.as_raw_fd()
+            )),
+            named: named.to_owned(),
+        }
+    }
+}
+
+/// A staging directory: as reached, and as recorded.
+struct Staging {
+    at: PathBuf,
+    recorded: PathBuf,
 }
 
 /// Turns the paths an administrator typed into paths relative to the volume's root: a leading
@@ -109,7 +148,7 @@ impl Engine<'_> {
         &mut self,
         source: &Source,
         paths: &[PathBuf],
-        staging_parent: &Path,
+        staging_parent: &StagingParent,
         outline_only: bool,
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Opened, RunError> {
@@ -166,32 +205,16 @@ impl Engine<'_> {
                         staging: None,
                     });
                 }
-                sweep_staging(staging_parent);
-                // A fresh name, created 0700 by mkdtemp: never one a user could have made first.
-                let staging = tempfile::Builder::new()
-                    .prefix(".lvsnap-staging.")
-                    .tempdir_in(staging_parent)
-                    .map_err(|e| {
-                        RunError::Refused(format!(
-                            "cannot create a staging directory in {}: {e}",
-                            staging_parent.display()
-                        ))
-                    })?
-                    .keep();
+                let staging = self.make_staging(staging_parent)?;
                 // Unpacked one level down: unpacking the volume's root would give the staging
                 // directory itself the root's owner and mode.
-                let root = staging.join("tree");
+                let root = staging.at.join("tree");
                 let opened = Opened {
                     root: root.clone(),
                     mounted: None,
-                    staging: Some(staging.clone()),
+                    staging: Some(staging),
                 };
-                let filled = crate::private::create_new(&staging.join(STAGING_MARK), 0o600)
-                    .and_then(|mut f| {
-                        use std::io::Write;
-                        writeln!(f, "{}", std::process::id())
-                    })
-                    .and_then(|()| crate::private::create_dir_all(&root))
+                let filled = crate::private::create_dir_all(&root)
                     .map_err(|e| {
                         RunError::Refused(format!("cannot create {}: {e}", root.display()))
                     })
@@ -252,58 +275,106 @@ impl Engine<'_> {
         f(&restic, &id).map_err(RunError::Refused)
     }
 
+    /// Makes a private staging directory of a fresh, unpredictable name in `parent`, recorded
+    /// in the catalog first: killed at any point, the next restore or run finds and removes it.
+    fn make_staging(&mut self, parent: &StagingParent) -> Result<Staging, RunError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let refused = |e: &dyn std::fmt::Display| {
+            RunError::Refused(format!(
+                "cannot create a staging directory in {}: {e}",
+                parent.named.display()
+            ))
+        };
+        for _ in 0..16 {
+            let name = format!(
+                ".lvsnap-staging.{}",
+                crate::backup::restic::run_tag().map_err(|e| refused(&e))?
+            );
+            let staging = Staging {
+                at: parent.at.join(&name),
+                recorded: parent.named.join(&name),
+            };
+            let (pid, now) = (std::process::id(), self.now);
+            self.record(|c| c.begin_staging(&staging.recorded, pid, now))?;
+            match std::fs::DirBuilder::new().mode(0o700).create(&staging.at) {
+                Ok(()) => return Ok(staging),
+                Err(e) => {
+                    self.record(|c| c.end_staging(&staging.recorded))?;
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        return Err(refused(&e));
+                    }
+                }
+            }
+        }
+        Err(refused(&"no free name"))
+    }
+
+    /// Removes the staging directories restores that were killed left (their process gone),
+    /// as the catalog records them; returns what was done. A path that is no longer a private
+    /// directory of lvsnap's user is left alone: it is not what lvsnap made there.
+    ///
+    /// # Errors
+    /// The catalog failed.
+    pub fn release_stale_staging(&mut self) -> Result<Vec<String>, RunError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let me = rustix::process::geteuid().as_raw();
+        let mut notes = Vec::new();
+        for (path, pid) in self.catalog.stagings()? {
+            if crate::lock::lvsnap_alive(pid) {
+                continue;
+            }
+            if self.dry_run {
+                notes.push(format!(
+                    "would remove the staging directory a killed restore left at {}",
+                    path.display()
+                ));
+                continue;
+            }
+            match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(m) if m.is_dir() && m.uid() == me && m.permissions().mode() & 0o077 == 0 => {
+                    if let Err(e) = engines::remove_path(&path) {
+                        notes.push(format!(
+                            "cannot remove the staging directory a killed restore left at {}: {e}",
+                            path.display()
+                        ));
+                        continue;
+                    }
+                    notes.push(format!(
+                        "removed the staging directory a killed restore left at {}",
+                        path.display()
+                    ));
+                }
+                _ => notes.push(format!(
+                    "left {} alone: it is not the private directory a killed restore made there",
+                    path.display()
+                )),
+            }
+            self.record(|c| c.end_staging(&path))?;
+        }
+        for n in &notes {
+            tracing::info!("{n}");
+        }
+        Ok(notes)
+    }
+
     /// Undoes [`Engine::open_source`].
     ///
     /// # Errors
     /// Unmounting failed (the next run retries) or the staging directory cannot be removed.
     pub fn close_source(&mut self, o: Opened) -> Result<(), RunError> {
         if let Some(s) = &o.staging {
-            engines::remove_path(s).map_err(|e| {
+            engines::remove_path(&s.at).map_err(|e| {
                 RunError::Refused(format!(
                     "cannot remove staging directory {}: {e}",
-                    s.display()
+                    s.recorded.display()
                 ))
             })?;
+            self.record(|c| c.end_staging(&s.recorded))?;
         }
         match &o.mounted {
             Some(m) => self.unmount(m),
             None => Ok(()),
-        }
-    }
-}
-
-/// The file that marks a staging directory as lvsnap's (it holds the pid that made it).
-const STAGING_MARK: &str = "lvsnap-staging";
-
-/// Removes staging directories that restores killed mid-way (`kill -9`, a power cut) left in
-/// `parent`. Restores hold lvsnap's lock, so none found here is in use; only directories this
-/// user owns, private, holding lvsnap's mark are taken: never anything lvsnap did not make.
-fn sweep_staging(parent: &Path) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    let me = rustix::process::geteuid().as_raw();
-    for e in entries.flatten() {
-        let name = e.file_name();
-        if !name.as_encoded_bytes().starts_with(b".lvsnap-staging.") {
-            continue;
-        }
-        let path = e.path();
-        let ours = std::fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_dir() && m.uid() == me && m.permissions().mode() & 0o077 == 0)
-            && std::fs::symlink_metadata(path.join(STAGING_MARK))
-                .is_ok_and(|m| m.is_file() && m.uid() == me);
-        if !ours {
-            continue;
-        }
-        match engines::remove_path(&path) {
-            Ok(()) => {
-                tracing::info!(dir = %path.display(), "removed the staging directory of an interrupted restore")
-            }
-            Err(e) => {
-                tracing::warn!(dir = %path.display(), "cannot remove the staging directory of an interrupted restore: {e}")
-            }
         }
     }
 }
@@ -316,14 +387,42 @@ fn outline_restic(b: &BackupRecord, dir: &Path, paths: &[PathBuf]) -> Result<(),
     use crate::manifest::Content;
     use std::os::unix::ffi::OsStrExt;
     let (manifest, altered) = crate::backup::verify::manifest_of(b).map_err(RunError::Refused)?;
-    if altered {
+    if altered || b.manifest_sha256.is_none() {
         return Err(RunError::Refused(format!(
-            "the manifest of backup {} was changed after the backup was made (its SHA-256 is not the one recorded); a dry run cannot plan on it: `lvsnap verify {}` says more",
+            "the manifest of backup {} {} (its SHA-256 is not the one recorded); a dry run cannot plan on it: `lvsnap verify {}` says more",
             b.label(),
+            if altered { "was changed after the backup was made" } else { "cannot be checked" },
             b.label()
         )));
     }
     let outer = copy::outermost(paths);
+    // As from an archive: a path through a link is refused, never followed.
+    for p in &outer {
+        for a in p.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
+            if let Some(crate::manifest::Entry {
+                content: Content::Symlink { target },
+                ..
+            }) = manifest.entries.get(a)
+            {
+                return Err(RunError::BadRequest(format!(
+                    "{} goes through {}, a symbolic link (to {}) in the backup; lvsnap restores links as links and never follows them: restore {} itself, or name the path it points to",
+                    crate::names::shown(p),
+                    crate::names::shown(a),
+                    crate::names::shown(Path::new(std::ffi::OsStr::from_bytes(target))),
+                    crate::names::shown(a)
+                )));
+            }
+        }
+    }
+    // An entry is outlined only below directories the outline holds: never through a link it
+    // made itself.
+    let is_dir = |p: &Path| {
+        p.as_os_str().is_empty()
+            || manifest
+                .entries
+                .get(p)
+                .is_some_and(|e| matches!(e.content, Content::Dir))
+    };
     // Each requested path with everything below it, and its parents.
     let wanted =
         |p: &Path| outer.is_empty() || outer.iter().any(|w| p.starts_with(w) || w.starts_with(p));
@@ -333,6 +432,7 @@ fn outline_restic(b: &BackupRecord, dir: &Path, paths: &[PathBuf]) -> Result<(),
         if rel.as_os_str().is_empty()
             || !wanted(rel)
             || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+            || !rel.ancestors().skip(1).all(is_dir)
         {
             continue;
         }

@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use lvsnap::confine::copy::{copy, plan};
 use lvsnap::confine::open_root;
@@ -53,7 +54,22 @@ fn restore(t: &Trees, paths: &[&str], force: bool) -> Result<(), String> {
     if !force && p.conflicts().count() > 0 {
         return Err("conflicts".to_owned());
     }
-    copy(&src, &dest, &p, force)
+    copy(&src, &dest, &p, force, &AtomicBool::new(false))
+}
+
+#[test]
+fn a_cancelled_copy_stops_before_the_next_entry_and_says_so() {
+    let t = trees();
+    let src = open_root(&t.src).unwrap();
+    let dest = open_root(&t.dest).unwrap();
+    let p = plan(&src, Some(&dest), &[PathBuf::from("alice")]).unwrap();
+    assert!(p.items.len() > 1);
+    let e = copy(&src, &dest, &p, false, &AtomicBool::new(true)).unwrap_err();
+    assert!(
+        e.starts_with("interrupted by a signal before alice:"),
+        "{e}"
+    );
+    assert!(!t.dest.join("alice").exists());
 }
 
 /// Every file below `dir`, by content: no canary anywhere.
@@ -237,7 +253,7 @@ fn hostile_names_restore_by_their_exact_bytes() {
         let src = open_root(&t.src).unwrap();
         let dest = open_root(&t.dest).unwrap();
         let p = plan(&src, Some(&dest), std::slice::from_ref(&rel)).unwrap();
-        copy(&src, &dest, &p, false).unwrap();
+        copy(&src, &dest, &p, false, &AtomicBool::new(false)).unwrap();
         assert_eq!(std::fs::read(t.dest.join(&rel)).unwrap(), n);
     }
 }

@@ -199,6 +199,24 @@ fn a_prune_recorded_while_the_clock_ran_ahead_does_not_hold_off_the_next() {
         calls(&fake)
     );
     assert_eq!(prunes(), 2, "a prune dated 2099 held off this one");
+    assert!(
+        r.out.contains("the last prune of restic repository rest:http://127.0.0.1:8000/ is recorded at 2099-01-01T00:00:00Z, in the future (the clock ran ahead then); it is not counted"),
+        "{r:?}"
+    );
+    // A prune in the current period still holds off the next one (the engine's clock is the
+    // real one after a backup: the two runs fall in the same hour).
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T04:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T04:00:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        calls(&fake)
+            .iter()
+            .any(|c| c.ends_with(&format!("forget {}", id(3)))),
+        "{:?}",
+        calls(&fake)
+    );
+    assert_eq!(prunes(), 2, "pruned twice in one period");
+    assert!(!r.out.contains("in the future"), "{r:?}");
 }
 
 #[test]
@@ -484,19 +502,19 @@ fn a_password_in_the_repository_url_is_never_shown() {
         "rest:http://web01:s3cr/t@127.0.0.1:8000/",
     );
     std::fs::write(&cfg, text).unwrap();
-    // The policy file holds a password now: readable by others, it is refused.
+    // The policy file holds a password now: readable by others, it is refused as a whole,
+    // at the key, before anything runs (`config check` says the same).
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    let r = h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
-    assert_eq!(r.code, 1, "{r:?}");
+    let r = h.run(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(r.code, 2, "{r:?}");
     assert!(
-        r.out.contains(&format!(
-            "the repository URL rest:http://web01:***@127.0.0.1:8000/ holds a password: policy file {} refused: its mode 0644 lets others read or change it; make it root's alone: chown root:root {0} && chmod 600 {0}",
+        r.err.contains(&format!(
+            "{0}:16:14: policy.home.backup.repository: the URL holds a password, but {0} can be read by others (mode 0644)\n    hint: make the file root's alone: chown root:root {0} && chmod 600 {0}",
             cfg.display()
         )),
         "{r:?}"
     );
-    assert!(!r.out.contains("s3cr"), "{r:?}");
+    assert!(!r.err.contains("s3cr"), "{r:?}");
     assert!(
         calls(&fake).is_empty(),
         "restic was run: {:?}",
@@ -508,6 +526,7 @@ fn a_password_in_the_repository_url_is_never_shown() {
         "Fatal: unable to open config file: client.Head: Head \"http://web01:s3cr/t@127.0.0.1:8000/config\": dial tcp 127.0.0.1:8000: connect: connection refused\n",
     )
     .unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
     let r = h.run(&["backup", "home"], "2026-03-02T01:06:00Z");
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
@@ -537,10 +556,19 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
     let t = tree.path();
     std::fs::create_dir_all(t.join("alice/real")).unwrap();
     std::fs::write(t.join("alice/real/file"), vec![1u8; 3 << 20]).unwrap();
-    std::os::unix::fs::symlink("/etc", t.join("alice/docs")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), t.join("alice/docs")).unwrap();
     std::fs::write(t.join(std::ffi::OsStr::from_bytes(b"bad\xffbyte")), "x").unwrap();
     std::fs::write(t.join("other"), "not asked for").unwrap();
-    let text = lvsnap::manifest::Manifest::of_tree(t, 1).unwrap().to_text();
+    let mut text = lvsnap::manifest::Manifest::of_tree(t, 1).unwrap().to_text();
+    // A manifest naming an entry below a link (no walk writes one): never outlined through it.
+    let planted = text
+        .lines()
+        .find(|l| l.ends_with(" alice/real/file"))
+        .unwrap()
+        .replace(" alice/real/file", " alice/docs/planted");
+    text.push_str(&planted);
+    text.push('\n');
     let manifest = h
         .dir
         .path()
@@ -571,15 +599,6 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
             [lvsnap::manifest::sha256_hex(text.as_bytes())],
         )
         .unwrap();
-    // Staging left by a restore killed mid-way is swept; a look-alike without lvsnap's mark is
-    // not lvsnap's and stays.
-    let left = h.dir.path().join(".lvsnap-staging.killed");
-    std::fs::create_dir_all(left.join("tree/big")).unwrap();
-    std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::write(left.join("lvsnap-staging"), "4242\n").unwrap();
-    let alike = h.dir.path().join(".lvsnap-staging.someone");
-    std::fs::create_dir_all(&alike).unwrap();
-    std::fs::set_permissions(&alike, std::fs::Permissions::from_mode(0o700)).unwrap();
     let before = calls(&fake).len();
     let (code, out) = h.lvsnap(
         &[
@@ -609,18 +628,46 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
         "{asked:?}"
     );
     assert!(!asked.iter().any(|c| c.contains(" restore ")), "{asked:?}");
-    assert!(!left.exists(), "the killed restore's staging is swept");
-    assert!(
-        alike.exists(),
-        "a directory without lvsnap's mark is left alone"
+    assert!(!out.contains("planted"), "{out}");
+    assert!(!outside.path().join("planted").exists());
+    // A path through a link is refused, as from any backup; a name that is not UTF-8 is
+    // planned on byte for byte.
+    let r = h.run(
+        &[
+            "restore",
+            gen,
+            "alice/docs/planted",
+            "--to",
+            "/nonexistent/x",
+            "--dry-run",
+        ],
+        LATER,
     );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.err
+            .contains("alice/docs/planted goes through alice/docs, a symbolic link"),
+        "{r:?}"
+    );
+    let os = std::ffi::OsStr::new;
+    let args = [
+        os("restore"),
+        os(gen),
+        std::ffi::OsStr::from_bytes(b"bad\xffbyte"),
+        os("--to"),
+        os("/nonexistent/x"),
+        os("--dry-run"),
+    ];
+    let (code, out) = h.lvsnap_os(&args, LATER);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 file(s), 1 B;"), "{out}");
     let staged: Vec<_> = std::fs::read_dir(h.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".lvsnap-") && !n.ends_with("someone"))
+        .filter(|n| n.starts_with(".lvsnap-"))
         .collect();
     assert!(staged.is_empty(), "{staged:?}");
-    assert!(!Path::new("/nonexistent/x").exists());
+    assert!(h.catalog().stagings().unwrap().is_empty());
     // A snapshot the repository no longer holds is said so, before anything is planned.
     std::fs::write(fake.join("snapshots"), "").unwrap();
     let r = h.run(
@@ -641,29 +688,37 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
     );
 }
 
-#[test]
-fn a_backup_in_a_repository_the_policy_no_longer_names_is_pointed_at_not_forgotten() {
+/// vg0/home backed up once into the stand-in's repository, then the policy's repository
+/// string replaced by `to` and a second backup made, which prunes the first (keep last 1).
+fn moved_repository(
+    to: &str,
+    new_repository_is_empty: bool,
+) -> (Host, PathBuf, crate::common::Ran) {
     let (h, fake) = host("keep = { last = 1 }");
     h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
     assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
     let config = h.dir.path().join("lvsnap.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("rest:http://127.0.0.1:8000/", "/srv/restic-new"),
-    )
-    .unwrap();
+    std::fs::write(&config, text.replace("rest:http://127.0.0.1:8000/", to)).unwrap();
+    if new_repository_is_empty {
+        std::fs::write(fake.join("snapshots"), "").unwrap();
+    }
     h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
     let r = h.run(&["backup", "home"], "2026-03-02T02:05:00Z");
     assert_eq!(r.code, 0, "{r:?}");
+    (h, fake, r)
+}
+
+#[test]
+fn a_backup_in_a_repository_the_policy_no_longer_names_is_pointed_at_not_forgotten() {
+    let (h, fake, r) = moved_repository("/srv/restic-new", true);
     assert!(
         r.out.contains(&format!(
-            "backup vg0/home@20260302T010000Z is pruned, but its restic snapshot c563fc1c stays in repository rest:http://127.0.0.1:8000/, which policy home no longer names: `restic -r rest:http://127.0.0.1:8000/ forget {}` removes it",
+            "backup vg0/home@20260302T010000Z is pruned, but its restic snapshot c563fc1c is not in repository /srv/restic-new: it was made in repository rest:http://127.0.0.1:8000/, which policy home no longer names; `restic -r rest:http://127.0.0.1:8000/ forget {}` removes it there",
             id(1)
         )),
         "{r:?}"
     );
-    // The new repository is never asked to forget the old one's snapshot.
     assert!(
         !calls(&fake).iter().any(|c| c.contains(" forget ")),
         "{:?}",
@@ -677,5 +732,190 @@ fn a_backup_in_a_repository_the_policy_no_longer_names_is_pointed_at_not_forgott
         .find(|b| b.remote_id.as_deref() == Some(&*id(1)))
         .unwrap();
     assert_eq!(old.state.as_str(), "removed");
-    assert!(!old.remote_pending);
+    // The record keeps where the snapshot was made.
+    assert!(
+        old.error
+            .as_deref()
+            .unwrap()
+            .ends_with("; made in restic repository rest:http://127.0.0.1:8000/"),
+        "{old:?}"
+    );
+}
+
+#[test]
+fn the_same_repository_spelled_otherwise_still_has_its_snapshots_forgotten() {
+    let (_h, fake, r) = moved_repository("rest:http://127.0.0.1:8000", false);
+    assert!(!r.out.contains("stays"), "{r:?}");
+    assert!(!r.out.contains("is not in repository"), "{r:?}");
+    assert!(
+        calls(&fake)
+            .iter()
+            .any(|c| c.ends_with(&format!("forget {}", id(1)))),
+        "{:?}",
+        calls(&fake)
+    );
+}
+
+#[test]
+fn pruning_after_the_engine_changed_says_where_the_restic_snapshots_stay() {
+    let (h, fake) = host("keep = { last = 1 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    let config = h.dir.path().join("lvsnap.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let start = text.find("engine = \"restic\"").unwrap();
+    let end = text[start..].find("exclude").unwrap() + start;
+    let rsync = format!("engine = \"rsync\"\ntarget = \"{}/backup\"\n", h.path());
+    std::fs::write(
+        &config,
+        format!("{}{rsync}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T02:05:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.out.contains(&format!(
+            "backup vg0/home@20260302T010000Z is pruned, but its restic snapshot c563fc1c stays in repository rest:http://127.0.0.1:8000/, as policy home no longer backs up with restic: `restic -r rest:http://127.0.0.1:8000/ forget {}` removes it",
+            id(1)
+        )),
+        "{r:?}"
+    );
+    assert!(!calls(&fake).iter().any(|c| c.contains(" forget ")));
+}
+
+#[test]
+fn staging_a_killed_restore_left_is_removed_by_the_next_restore_or_run() {
+    let (h, _fake) = host("keep = { last = 2 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    let dest = h.dir.path().join("out");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let t = chrono::Utc::now();
+    // What a restore killed after recording its staging left (its process is gone): the
+    // directory with half a tree in it, or none at all (killed before it was made).
+    let killed = dest.join(".lvsnap-staging.0123");
+    std::fs::create_dir_all(killed.join("tree/etc")).unwrap();
+    std::fs::write(killed.join("tree/etc/passwd"), "half\n").unwrap();
+    std::fs::set_permissions(&killed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let never_made = dest.join(".lvsnap-staging.4567");
+    // A recorded path that is now someone else's: not the directory lvsnap made there.
+    let replaced = dest.join(".lvsnap-staging.89ab");
+    std::fs::create_dir(&replaced).unwrap();
+    std::fs::set_permissions(&replaced, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // One of lvsnap's look-alikes that the catalog does not know: never touched.
+    let unknown = dest.join(".lvsnap-staging.cdef");
+    std::fs::create_dir(&unknown).unwrap();
+    std::fs::set_permissions(&unknown, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let c = h.catalog();
+    for p in [&killed, &never_made, &replaced] {
+        c.begin_staging(p, 4_000_000, t).unwrap();
+    }
+    // A live restore's staging waits for it: a process that goes by lvsnap's name stands in.
+    let live = dest.join(".lvsnap-staging.live");
+    std::fs::create_dir(&live).unwrap();
+    std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let twin = h.dir.path().join(comm.trim_end());
+    std::fs::copy("/bin/sleep", &twin).unwrap();
+    let mut running = std::process::Command::new(&twin).arg("30").spawn().unwrap();
+    c.begin_staging(&live, running.id(), t).unwrap();
+    drop(c);
+    let r = h.run(&["run"], "2026-03-02T02:00:00Z");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!killed.exists(), "{r:?}");
+    assert!(replaced.exists() && unknown.exists() && live.exists());
+    assert!(
+        r.out.contains(&format!(
+            "removed the staging directory a killed restore left at {}",
+            killed.display()
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r.out.contains(&format!(
+            "left {} alone: it is not the private directory a killed restore made there",
+            replaced.display()
+        )),
+        "{r:?}"
+    );
+    let left: Vec<PathBuf> = h
+        .catalog()
+        .stagings()
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(left, vec![live.clone()]);
+    // Once that process is gone, the next restore removes it before anything else.
+    running.kill().unwrap();
+    running.wait().unwrap();
+    let r = h.run(
+        &[
+            "restore",
+            "vg0/home@20260302T010000Z",
+            "etc",
+            "--to",
+            "/nonexistent/x",
+            "--dry-run",
+        ],
+        "2026-03-02T02:00:00Z",
+    );
+    assert!(!live.exists(), "{r:?}");
+    assert!(h.catalog().stagings().unwrap().is_empty());
+}
+
+#[test]
+fn a_destination_moved_away_during_a_restic_restore_cannot_redirect_it() {
+    let (h, fake) = host("keep = { last = 2 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    // The destination's parent belongs to a user, who swaps the destination for a link to a
+    // directory of their choosing while restic, as root, restores below it.
+    let parent = h.dir.path().join("home-of-alice");
+    let dest = parent.join("out");
+    let elsewhere = h.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(
+        fake.join("restore-swap"),
+        format!("{} {}\n", dest.display(), elsewhere.display()),
+    )
+    .unwrap();
+    let r = h.run(
+        &[
+            "restore",
+            "vg0/home@20260302T010000Z",
+            "data/file",
+            "--to",
+            dest.to_str().unwrap(),
+        ],
+        LATER,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let restore = calls(&fake)
+        .into_iter()
+        .find(|c| c.contains(" restore "))
+        .unwrap();
+    assert!(restore.contains(" --target /proc/"), "{restore}");
+    // restic wrote into the staging directory lvsnap made, wherever that directory went, and
+    // lvsnap copied from there into the directory it was given: nothing went elsewhere.
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "the restore was redirected"
+    );
+    let moved = parent.join("out.moved");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("data/file")).unwrap(),
+        "restored\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(&moved)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("data")]);
+    assert!(h.catalog().stagings().unwrap().is_empty());
 }
