@@ -431,19 +431,47 @@ impl Engine<'_> {
         if let Some(l) = opts.lock {
             l.release();
         }
+        // The previous backup is restic's parent, and its files' digests the manifest's, unless
+        // the volume was rolled back since its snapshot: a merge brings back earlier inodes and
+        // change times with the content they had then, which neither may take as unchanged.
+        let previous_remote = self
+            .catalog
+            .backups(Some(&policy.name))
+            .ok()
+            .and_then(|all| {
+                all.into_iter().rfind(|x| {
+                    x.vg == volume.vg
+                        && x.origin == volume.lv
+                        && x.engine == "restic"
+                        && x.state.is_usable()
+                        && x.remote_id.is_some()
+                })
+            });
+        let rolled_back = previous_remote.as_ref().is_some_and(|p| {
+            self.catalog.rollbacks(false).is_ok_and(|all| {
+                all.iter().any(|r| {
+                    r.vg == volume.vg
+                        && r.origin == volume.lv
+                        && (r.requested >= p.snapshot_time || r.completed.is_none())
+                })
+            })
+        });
+        if rolled_back {
+            info!(volume = %volume, "rolled back since the previous backup: restic and the manifest read every file");
+        }
+        // The snapshot's time as LVM recorded it too: the earlier of the two bounds which files
+        // may have changed after the snapshot within the same clock tick.
+        let taken = managed
+            .lv
+            .as_ref()
+            .map_or(managed.record.time, |l| l.time.min(managed.record.time));
         let remote = repository.map(|r| Remote {
             restic: r,
-            parent: self
-                .catalog
-                .backups(Some(&policy.name))
-                .ok()
-                .and_then(|all| {
-                    all.into_iter()
-                        .filter(|x| x.vg == volume.vg && x.origin == volume.lv)
-                        .filter(|x| x.engine == "restic" && x.state.is_usable())
-                        .filter_map(|x| x.remote_id)
-                        .next_back()
-                }),
+            parent: previous_remote
+                .filter(|_| !rolled_back)
+                .and_then(|p| p.remote_id),
+            reread_all: rolled_back,
+            taken,
             time: managed.record.time,
             tags: vec![
                 restic::TAG.to_owned(),
@@ -765,7 +793,7 @@ impl Engine<'_> {
                     self.record(|c| c.set_remote_pending(r.id, true))?;
                     marked.push(r.id);
                 }
-                match self.forget_pending(repo, volume, cancel) {
+                match self.forget_pending(&policy.name, repo, volume, cancel) {
                     Ok(w) => warnings.extend(w),
                     Err(e) => {
                         warnings.push(format!("backups of {volume}: {e}; the next run retries"));
@@ -838,13 +866,16 @@ impl Engine<'_> {
     /// failed (found by the backup's random `lvsnap-run=` tag). Nothing else is forgotten.
     fn forget_pending(
         &mut self,
+        policy: &str,
         repo: &crate::config::ResticRepo,
         volume: &VolumeRef,
         cancel: &AtomicBool,
     ) -> Result<Vec<String>, String> {
+        // This policy's records only: another policy backing up the volume has a repository of
+        // its own, where its pending snapshots are forgotten by its own prune.
         let records: Vec<BackupRecord> = self
             .catalog
-            .backups(None)
+            .backups(Some(policy))
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|r| r.vg == volume.vg && r.origin == volume.lv && r.engine == "restic")
@@ -1004,6 +1035,10 @@ struct Remote<'a> {
     restic: &'a restic::Restic<'a>,
     /// The restic snapshot of the newest complete backup of the volume.
     parent: Option<String>,
+    /// Read every file again (restic's `--force`, no digests kept from before).
+    reread_all: bool,
+    /// The earliest time the snapshot may have been taken at.
+    taken: DateTime<Utc>,
     time: DateTime<Utc>,
     tags: Vec<String>,
 }
@@ -1061,6 +1096,7 @@ fn copy(
         probe: true,
         no_sockets: matches!(b.engine, BackupEngine::Archive),
         as_patterns: true,
+        identities: remote.is_some(),
     };
     let walked = Manifest::walk(&mounted.dir, &walk)
         .map_err(|e| format!("cannot read the snapshot {}: {e}", mounted.dir.display()))?;
@@ -1095,8 +1131,8 @@ fn copy(
     // digests of the others from the previous backup's, rather than read the whole volume.
     let digests = dir.join(crate::manifest::cache::FILE);
     let cache = match remote {
-        Some(_) => crate::manifest::DigestCache::load(&digests),
-        None => crate::manifest::DigestCache::default(),
+        Some(r) if !r.reread_all => crate::manifest::DigestCache::load(&digests),
+        _ => crate::manifest::DigestCache::default(),
     };
     let identities = remote.map(|_| walked.identities().clone());
     let (written, hashed) = std::thread::scope(|s| {
@@ -1136,6 +1172,7 @@ fn copy(
                         tags: &r.tags,
                         exclude: job.exclude,
                         parent: r.parent.as_deref(),
+                        reread_all: r.reread_all,
                     },
                     opts.cancel,
                     &restic_progress,
@@ -1200,9 +1237,13 @@ fn copy(
         engines::commit("restic", dir, name, &text)
             .map_err(|e| format!("cannot commit the backup in {}: {e}", dir.display()))?;
         if let Some(ids) = &identities {
-            if let Err(e) =
-                crate::manifest::DigestCache::save(&digests, &manifest, ids, r.time.timestamp())
-            {
+            if let Err(e) = crate::manifest::DigestCache::save(
+                &digests,
+                &manifest,
+                ids,
+                r.taken.timestamp(),
+                cache.round() + 1,
+            ) {
                 warn!(file = %digests.display(), "cannot keep the files' digests for the next backup, which will read every file: {e}");
             }
         }

@@ -46,6 +46,8 @@ pub struct Source<'a> {
     pub exclude: &'a [PathBuf],
     /// The restic snapshot of the volume's previous backup.
     pub parent: Option<&'a str>,
+    /// Read every file, whatever the parent says (`--force`).
+    pub reread_all: bool,
 }
 
 /// What `restic backup` reported at its end.
@@ -366,6 +368,7 @@ impl Restic<'_> {
             tags,
             exclude,
             parent,
+            reread_all,
         } = *what;
         let mut args: Vec<OsString> = vec![
             "backup".into(),
@@ -384,6 +387,9 @@ impl Restic<'_> {
         // inodes; no one can set a ctime back, so a file rewritten in place is read again).
         if let Some(p) = parent {
             args.extend(["--parent".into(), p.into()]);
+        }
+        if reread_all {
+            args.push("--force".into());
         }
         // Excludes are arguments, not an exclude file: restic expands `$NAME` in the lines of
         // one, and a name may hold a `$`. Anchored at the mount point and escaped, each matches

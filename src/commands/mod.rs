@@ -146,7 +146,13 @@ pub(crate) fn parse_window(s: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), St
 }
 
 /// Asks on the terminal; without one, only `--yes` agrees.
-pub(crate) fn confirm(out: &mut dyn Write, yes: bool, what: &str) -> Result<bool, Error> {
+pub(crate) fn confirm(
+    out: &mut dyn Write,
+    yes: bool,
+    what: &str,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<bool, Error> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
     if yes {
         return Ok(true);
     }
@@ -157,9 +163,29 @@ pub(crate) fn confirm(out: &mut dyn Write, yes: bool, what: &str) -> Result<bool
     }
     write!(out, "{what}? [y/N] ")?;
     out.flush()?;
+    // Ctrl-C only sets `cancel` (the command cleans up before it exits), and the read would go
+    // on waiting: the terminal is watched and the flag checked in turn.
+    let stdin = std::io::stdin();
+    loop {
+        if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            writeln!(out)?;
+            return Ok(false);
+        }
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        match poll(&mut fds, Some(&tick)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+    }
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    stdin.lock().read_line(&mut answer)?;
+    Ok(!cancel.load(std::sync::atomic::Ordering::SeqCst)
+        && matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// A pinned snapshot of the origin's current state, taken before something overwrites it; a

@@ -153,6 +153,9 @@ pub fn restore(ctx: &mut Ctx<'_>, a: &RestoreArgs) -> Result<i32, Error> {
         }
     };
     let paths = relative_paths(&a.paths, live_mount.as_deref())?;
+    // Absolute: the catalog records staging by it, and a later run resolves it from `/`.
+    let dest = std::path::absolute(&dest)
+        .map_err(|e| Error::Usage(format!("cannot use {}: {e}", shown(&dest))))?;
     let dest_fd = open_destination(&dest, !a.dry_run)?;
     // Staging (archives, restic) beside the destination, reached through its descriptor; a dry
     // run writes nothing there, so it stages in lvsnap's own state directory.
@@ -160,7 +163,9 @@ pub fn restore(ctx: &mut Ctx<'_>, a: &RestoreArgs) -> Result<i32, Error> {
         Some(fd) if !a.dry_run => StagingParent::open(fd, &dest),
         _ => StagingParent::private(&state_dir(ctx)),
     };
-    engine.release_stale_staging()?;
+    if !a.dry_run {
+        engine.release_stale_staging()?;
+    }
     let opened = engine.open_source(&source, &paths, &staging_parent, a.dry_run, &ctx.cancel)?;
     let outcome = restore_from(
         ctx,
@@ -286,7 +291,12 @@ fn restore_from(
     let dest_fd = dest_fd.ok_or_else(|| refused(format!("{} does not exist", shown(dest))))?;
     if a.in_place {
         report::restore::plan(ctx.out, &label, dest, &plan, a.dry_run, a.json)?;
-        if !confirm(ctx.out, a.yes, "restore these files into the live volume")? {
+        if !confirm(
+            ctx.out,
+            a.yes,
+            "restore these files into the live volume",
+            &ctx.cancel,
+        )? {
             writeln!(ctx.out, "nothing restored")?;
             return Ok(exit::USAGE);
         }

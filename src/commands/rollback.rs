@@ -159,7 +159,12 @@ fn rollback_to(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Error> {
             mounted_at.map(|p| format!(" (mounted at {})", p.display())).unwrap_or_default()
         )?;
     }
-    if !confirm(ctx.out, yes, &format!("roll back {vg}/{lv} to {name}"))? {
+    if !confirm(
+        ctx.out,
+        yes,
+        &format!("roll back {vg}/{lv} to {name}"),
+        &ctx.cancel,
+    )? {
         writeln!(ctx.out, "nothing changed")?;
         return Ok(exit::USAGE);
     }
@@ -280,7 +285,12 @@ fn swap_in_detached(
         "rollback of {vg}/{lv} to {name} (taken {}):\n  1. {vg}/{lv} as it is now becomes the guard snapshot {guard} (renamed and pinned): `lvsnap rollback {guard}` undoes this rollback\n  2. {name} becomes {vg}/{lv} (renamed; LVM cannot merge a thin snapshot an earlier rollback detached)\n  3. {guard} is deactivated and kept from activating at boot: it carries the same filesystem UUID as {vg}/{lv}",
         local(m.record.time, ctx.config.settings.timezone)
     )?;
-    if !confirm(ctx.out, yes, &format!("roll back {vg}/{lv} to {name}"))? {
+    if !confirm(
+        ctx.out,
+        yes,
+        &format!("roll back {vg}/{lv} to {name}"),
+        &ctx.cancel,
+    )? {
         writeln!(ctx.out, "nothing changed")?;
         return Ok(exit::USAGE);
     }

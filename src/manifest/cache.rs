@@ -5,8 +5,14 @@
 //! [`RACY_SECONDS`] of their snapshot are not kept: a change time is only as fine as the
 //! kernel's clock tick (or a whole second on some filesystems), so a second write in the same
 //! tick, after the snapshot, could leave all four as they were.
-//! A digest taken from here that is wrong all the same shows as a difference at
-//! `verify --read-data`, never as a silent loss.
+//!
+//! restic decides what to read again by the same four, so a file they fail to tell changed
+//! would be wrong in restic and here alike, and `verify --read-data` could not see it. Hence:
+//! each backup reads one share of the cached files again all the same (a different share each
+//! time, so that every file is read at least once in [`ROUNDS`] backups and a wrong digest is
+//! found); after a rollback, which brings back earlier inodes and change times with their
+//! earlier content, the backup reads everything, restic included; and the cut-off for recent
+//! changes is the earliest time the snapshot may have been taken.
 
 use super::*;
 
@@ -24,6 +30,9 @@ pub const RACY_SECONDS: i64 = 2;
 /// The file that holds a volume's cache, in its backups' directory.
 pub const FILE: &str = ".digests";
 
+/// Every cached file is read again at least once in this many backups.
+pub const ROUNDS: u64 = 16;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Known {
     identity: Identity,
@@ -36,9 +45,11 @@ struct Known {
 #[derive(Debug, Default)]
 pub struct DigestCache {
     known: HashMap<PathBuf, Known>,
+    /// Counts the backups that wrote the cache in turn: which share is read again.
+    round: u64,
 }
 
-const HEADER: &str = "# lvsnap digests v1";
+const HEADER: &str = "# lvsnap digests v1 round ";
 
 impl DigestCache {
     /// The cache in `path`; empty when there is none or it cannot be read whole (it is only a
@@ -48,9 +59,13 @@ impl DigestCache {
             return DigestCache::default();
         };
         let mut lines = text.lines();
-        if lines.next() != Some(HEADER) {
+        let Some(round) = lines
+            .next()
+            .and_then(|l| l.strip_prefix(HEADER))
+            .and_then(|r| r.parse().ok())
+        else {
             return DigestCache::default();
-        }
+        };
         let mut known = HashMap::new();
         for line in lines {
             match parse(line) {
@@ -60,7 +75,7 @@ impl DigestCache {
                 None => return DigestCache::default(),
             }
         }
-        DigestCache { known }
+        DigestCache { known, round }
     }
 
     pub fn len(&self) -> usize {
@@ -71,7 +86,13 @@ impl DigestCache {
         self.known.is_empty()
     }
 
-    /// The digest of `rel` if it is unchanged since it was read.
+    /// The round of the backup that wrote it (0 for none).
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// The digest of `rel` if it is unchanged since it was read, unless its share is read
+    /// again this round.
     pub fn get(
         &self,
         rel: &Path,
@@ -79,14 +100,18 @@ impl DigestCache {
         size: u64,
         mtime: (i64, u32),
     ) -> Option<&str> {
+        if share(rel) == (self.round + 1) % ROUNDS {
+            return None;
+        }
         self.known
             .get(rel)
             .filter(|k| k.identity == identity && k.size == size && k.mtime == mtime)
             .map(|k| k.sha256.as_str())
     }
 
-    /// Writes the files of `manifest` (a snapshot's, taken at `taken` seconds since the epoch)
-    /// with their `identities` to `path`, private, replacing the old cache in one rename.
+    /// Writes the files of `manifest` (of a snapshot taken no earlier than `taken`, seconds
+    /// since the epoch) with their `identities` to `path` as round `round`, private, replacing
+    /// the old cache in one rename.
     ///
     /// # Errors
     /// Writing or renaming failed; the old cache is then left as it was.
@@ -95,30 +120,9 @@ impl DigestCache {
         manifest: &Manifest,
         identities: &HashMap<PathBuf, Identity>,
         taken: i64,
+        round: u64,
     ) -> io::Result<()> {
         use std::io::Write;
-        let mut out = String::from(HEADER);
-        out.push('\n');
-        for (rel, e) in &manifest.entries {
-            let (Content::File { size, sha256 }, Some(m), Some(id)) =
-                (&e.content, &e.meta, identities.get(rel))
-            else {
-                continue;
-            };
-            if sha256.is_empty() || id.ctime.0 >= taken - RACY_SECONDS {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "{} {}.{:09} {size} {}.{:09} {sha256} {}",
-                id.ino,
-                id.ctime.0,
-                id.ctime.1,
-                m.mtime.0,
-                m.mtime.1,
-                escape(rel.as_os_str().as_bytes())
-            );
-        }
         let dir = path.parent().unwrap_or(Path::new("."));
         // Backups of one volume never run at once: a temporary file here is a killed one's.
         if let Ok(entries) = fs::read_dir(dir) {
@@ -131,9 +135,30 @@ impl DigestCache {
             }
         }
         let tmp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-        let written = crate::private::create_new(&tmp, 0o600).and_then(|mut f| {
-            f.write_all(out.as_bytes())?;
-            f.sync_all()
+        let written = crate::private::create_new(&tmp, 0o600).and_then(|f| {
+            let mut out = io::BufWriter::new(f);
+            writeln!(out, "{HEADER}{round}")?;
+            for (rel, e) in &manifest.entries {
+                let (Content::File { size, sha256 }, Some(m), Some(id)) =
+                    (&e.content, &e.meta, identities.get(rel))
+                else {
+                    continue;
+                };
+                if sha256.is_empty() || id.ctime.0 >= taken - RACY_SECONDS {
+                    continue;
+                }
+                writeln!(
+                    out,
+                    "{} {}.{:09} {size} {}.{:09} {sha256} {}",
+                    id.ino,
+                    id.ctime.0,
+                    id.ctime.1,
+                    m.mtime.0,
+                    m.mtime.1,
+                    escape(rel.as_os_str().as_bytes())
+                )?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
         });
         match written.and_then(|()| fs::rename(&tmp, path)) {
             Ok(()) => Ok(()),
@@ -143,6 +168,16 @@ impl DigestCache {
             }
         }
     }
+}
+
+/// Which of the [`ROUNDS`] shares a path is in, the same in every process (FNV-1a).
+fn share(rel: &Path) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rel.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % ROUNDS
 }
 
 fn parse(line: &str) -> Option<(PathBuf, Known)> {
@@ -184,8 +219,15 @@ mod tests {
     use std::ffi::OsStr;
     use std::os::unix::fs::PermissionsExt;
 
+    fn with_identities() -> Walk<'static> {
+        Walk {
+            identities: true,
+            ..Walk::default()
+        }
+    }
+
     fn manifest_of(root: &Path) -> (Manifest, HashMap<PathBuf, Identity>) {
-        let walked = Manifest::walk(root, &Walk::default()).unwrap();
+        let walked = Manifest::walk(root, &with_identities()).unwrap();
         let ids = walked.identities().clone();
         (walked.hash(1, None), ids)
     }
@@ -197,19 +239,25 @@ mod tests {
         fs::create_dir_all(root.join("d")).unwrap();
         fs::write(root.join("d/same"), "same\n").unwrap();
         fs::write(root.join("changed"), "before\n").unwrap();
-        fs::write(root.join(OsStr::from_bytes(b"odd\nname\xff")), "odd\n").unwrap();
+        let odd = Path::new(OsStr::from_bytes(b"odd\nname\xff"));
+        fs::write(root.join(odd), "odd\n").unwrap();
         let (m, ids) = manifest_of(&root);
         let cache = t.path().join(FILE);
-        // Taken long after the files changed: all of them are kept.
+        // Taken long after the files changed: all of them are kept. The round is one whose
+        // share read again holds none of the three.
         let later = chrono::Utc::now().timestamp() + 60;
-        DigestCache::save(&cache, &m, &ids, later).unwrap();
+        let names = [Path::new("d/same"), Path::new("changed"), odd];
+        let round = (0..ROUNDS)
+            .find(|r| names.iter().all(|p| share(p) != (r + 1) % ROUNDS))
+            .unwrap();
+        DigestCache::save(&cache, &m, &ids, later, round).unwrap();
         assert_eq!(
             fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
             0o600
         );
         let loaded = DigestCache::load(&cache);
-        assert_eq!(loaded.len(), 3);
-        // Same bytes, size and mtime, but written again: the change time says so.
+        assert_eq!((loaded.len(), loaded.round()), (3, round));
+        // Same size and mtime, other bytes: the change time says it was written.
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mtime = fs::metadata(root.join("changed"))
             .unwrap()
@@ -222,10 +270,43 @@ mod tests {
             .unwrap()
             .set_modified(mtime)
             .unwrap();
-        let walked = Manifest::walk(&root, &Walk::default()).unwrap();
+        let walked = Manifest::walk(&root, &with_identities()).unwrap();
         let (again, reused) = walked.hash_cached(1, None, &loaded);
         assert_eq!(reused, 2);
         assert_eq!(again, Manifest::of_tree(&root, 1).unwrap());
+    }
+
+    #[test]
+    fn every_cached_file_is_read_again_within_the_rounds() {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..64 {
+            fs::write(t.path().join(format!("f{i}")), format!("{i}")).unwrap();
+        }
+        let (m, ids) = manifest_of(t.path());
+        let cache = t.path().join(FILE);
+        let later = chrono::Utc::now().timestamp() + 60;
+        let mut read = std::collections::HashSet::new();
+        for round in 0..ROUNDS {
+            DigestCache::save(&cache, &m, &ids, later, round).unwrap();
+            let loaded = DigestCache::load(&cache);
+            let mut cached = 0;
+            for (rel, e) in &m.entries {
+                let (Content::File { size, .. }, Some(meta)) = (&e.content, &e.meta) else {
+                    continue;
+                };
+                match loaded.get(rel, ids[rel], *size, meta.mtime) {
+                    Some(_) => cached += 1,
+                    None => {
+                        read.insert(rel.clone());
+                    }
+                }
+            }
+            assert!(
+                cached > 40,
+                "round {round}: only {cached} of 64 from the cache"
+            );
+        }
+        assert_eq!(read.len(), 64, "some files were never read again");
     }
 
     #[test]
@@ -234,7 +315,7 @@ mod tests {
         fs::write(t.path().join("f"), "x").unwrap();
         let (m, ids) = manifest_of(t.path());
         let cache = t.path().join("cache");
-        DigestCache::save(&cache, &m, &ids, chrono::Utc::now().timestamp()).unwrap();
+        DigestCache::save(&cache, &m, &ids, chrono::Utc::now().timestamp(), 1).unwrap();
         assert!(DigestCache::load(&cache).is_empty());
     }
 
@@ -243,16 +324,17 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let cache = t.path().join(FILE);
         let line = format!("5 1.000000000 3 2.000000000 {} f\n", "a".repeat(64));
-        fs::write(&cache, format!("{HEADER}\n{line}")).unwrap();
+        fs::write(&cache, format!("{HEADER}3\n{line}")).unwrap();
         assert_eq!(DigestCache::load(&cache).len(), 1);
         for bad in [
-            format!("{HEADER}\n{line}garbage\n"),
-            format!("# lvsnap digests v9\n{line}"),
+            format!("{HEADER}3\n{line}garbage\n"),
+            format!("# lvsnap digests v9 round 3\n{line}"),
+            format!("{HEADER}\n{line}"),
             format!(
-                "{HEADER}\n5 1.000000000 3 2.000000000 {} /etc/f\n",
+                "{HEADER}3\n5 1.000000000 3 2.000000000 {} /etc/f\n",
                 "a".repeat(64)
             ),
-            format!("{HEADER}\n5 1.000000000 3 2.000000000 xyz f\n"),
+            format!("{HEADER}3\n5 1.000000000 3 2.000000000 xyz f\n"),
         ] {
             fs::write(&cache, bad).unwrap();
             assert!(DigestCache::load(&cache).is_empty());

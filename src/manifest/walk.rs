@@ -20,6 +20,8 @@ pub struct Walk<'a> {
     /// Measure paths against the budget as rsync exclude patterns: a path with a wildcard
     /// character has `*`, `?`, `[` and `\` escaped, each one byte longer.
     pub as_patterns: bool,
+    /// Keep each file's inode and change time (for a [`DigestCache`]).
+    pub identities: bool,
 }
 
 /// A walked tree: every entry but the files' digests, which [`Walked::hash`] adds.
@@ -225,13 +227,15 @@ impl Walker<'_> {
                 open_file(&path)?;
             }
             out.files.push(rel.to_path_buf());
-            out.identities.insert(
-                rel.to_path_buf(),
-                Identity {
-                    ino: meta.ino(),
-                    ctime: (meta.ctime(), u32::try_from(meta.ctime_nsec()).unwrap_or(0)),
-                },
-            );
+            if self.how.identities {
+                out.identities.insert(
+                    rel.to_path_buf(),
+                    Identity {
+                        ino: meta.ino(),
+                        ctime: (meta.ctime(), u32::try_from(meta.ctime_nsec()).unwrap_or(0)),
+                    },
+                );
+            }
             Content::File {
                 size: meta.len(),
                 sha256: String::new(),

@@ -316,7 +316,6 @@ impl Engine<'_> {
     /// # Errors
     /// The catalog failed.
     pub fn release_stale_staging(&mut self) -> Result<Vec<String>, RunError> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let me = rustix::process::geteuid().as_raw();
         let mut notes = Vec::new();
         for (path, pid) in self.catalog.stagings()? {
@@ -330,25 +329,23 @@ impl Engine<'_> {
                 ));
                 continue;
             }
-            match std::fs::symlink_metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Ok(m) if m.is_dir() && m.uid() == me && m.permissions().mode() & 0o077 == 0 => {
-                    if let Err(e) = engines::remove_path(&path) {
-                        notes.push(format!(
-                            "cannot remove the staging directory a killed restore left at {}: {e}",
-                            path.display()
-                        ));
-                        continue;
-                    }
-                    notes.push(format!(
-                        "removed the staging directory a killed restore left at {}",
-                        path.display()
-                    ));
-                }
-                _ => notes.push(format!(
+            match remove_staging(&path, me) {
+                Ok(Some(true)) => notes.push(format!(
+                    "removed the staging directory a killed restore left at {}",
+                    path.display()
+                )),
+                Ok(Some(false)) => notes.push(format!(
                     "left {} alone: it is not the private directory a killed restore made there",
                     path.display()
                 )),
+                Ok(None) => {}
+                Err(e) => {
+                    notes.push(format!(
+                        "cannot remove the staging directory a killed restore left at {}: {e}",
+                        path.display()
+                    ));
+                    continue;
+                }
             }
             self.record(|c| c.end_staging(&path))?;
         }
@@ -470,6 +467,37 @@ fn outline_restic(b: &BackupRecord, dir: &Path, paths: &[PathBuf]) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Removes the staging directory recorded as `path`, reached from `/` without following any
+/// link and checked to be a private directory of `owner` (its name, 128 random bits, is
+/// lvsnap's own): `Some(true)` when removed, `Some(false)` when something else is there, `None`
+/// when nothing is (or the way to it is gone or leads through a link).
+fn remove_staging(path: &Path, owner: u32) -> std::io::Result<Option<bool>> {
+    use std::os::fd::AsRawFd;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(None);
+    };
+    let Ok(rel) = parent.strip_prefix("/") else {
+        return Ok(None);
+    };
+    let root = crate::confine::open_root(Path::new("/"))?;
+    let Ok(dir) = crate::confine::open_dir(&root, rel) else {
+        return Ok(None);
+    };
+    let st = match crate::confine::lstat(&dir, name)? {
+        Some(st) => st,
+        None => return Ok(None),
+    };
+    let ours =
+        st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_uid == owner && st.st_mode & 0o077 == 0;
+    if !ours {
+        return Ok(Some(false));
+    }
+    // Through the directory already opened: the walk above is not done again by name.
+    let at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    engines::remove_path(&at)?;
+    Ok(Some(true))
 }
 
 /// A thin snapshot LVM left inactive (activation skip) must be activated to be read.

@@ -808,8 +808,16 @@ fn staging_a_killed_restore_left_is_removed_by_the_next_restore_or_run() {
     let unknown = dest.join(".lvsnap-staging.cdef");
     std::fs::create_dir(&unknown).unwrap();
     std::fs::set_permissions(&unknown, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A recorded path whose parent became a link: the link is not followed, whatever is
+    // behind it stays.
+    let real = h.dir.path().join("real");
+    let behind = real.join(".lvsnap-staging.feed");
+    std::fs::create_dir_all(&behind).unwrap();
+    std::fs::set_permissions(&behind, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&real, h.dir.path().join("via-link")).unwrap();
+    let through_link = h.dir.path().join("via-link/.lvsnap-staging.feed");
     let c = h.catalog();
-    for p in [&killed, &never_made, &replaced] {
+    for p in [&killed, &never_made, &replaced, &through_link] {
         c.begin_staging(p, 4_000_000, t).unwrap();
     }
     // A live restore's staging waits for it: a process that goes by lvsnap's name stands in.
@@ -825,7 +833,7 @@ fn staging_a_killed_restore_left_is_removed_by_the_next_restore_or_run() {
     let r = h.run(&["run"], "2026-03-02T02:00:00Z");
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!killed.exists(), "{r:?}");
-    assert!(replaced.exists() && unknown.exists() && live.exists());
+    assert!(replaced.exists() && unknown.exists() && live.exists() && behind.exists());
     assert!(
         r.out.contains(&format!(
             "removed the staging directory a killed restore left at {}",
@@ -848,20 +856,25 @@ fn staging_a_killed_restore_left_is_removed_by_the_next_restore_or_run() {
         .map(|(p, _)| p)
         .collect();
     assert_eq!(left, vec![live.clone()]);
-    // Once that process is gone, the next restore removes it before anything else.
+    // Once that process is gone, the next restore removes it before anything else (a dry run
+    // changes nothing, this neither).
     running.kill().unwrap();
     running.wait().unwrap();
-    let r = h.run(
-        &[
+    let restore = |extra: &[&str]| {
+        let to = h.dir.path().join("to");
+        let mut args = vec![
             "restore",
             "vg0/home@20260302T010000Z",
             "etc",
             "--to",
-            "/nonexistent/x",
-            "--dry-run",
-        ],
-        "2026-03-02T02:00:00Z",
-    );
+            to.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        h.run(&args, "2026-03-02T02:00:00Z")
+    };
+    let r = restore(&["--dry-run"]);
+    assert!(live.exists(), "{r:?}");
+    let r = restore(&[]);
     assert!(!live.exists(), "{r:?}");
     assert!(h.catalog().stagings().unwrap().is_empty());
 }
@@ -918,4 +931,47 @@ fn a_destination_moved_away_during_a_restic_restore_cannot_redirect_it() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("data")]);
     assert!(h.catalog().stagings().unwrap().is_empty());
+}
+
+#[test]
+fn after_a_rollback_restic_and_the_manifest_read_every_file_again() {
+    let (h, fake) = host("keep = { last = 5 }");
+    let backup_at = |t: &str| {
+        h.lvsnap(&["snapshot", "home"], t);
+        let r = h.run(&["backup", "home"], t);
+        assert_eq!(r.code, 0, "{r:?}");
+        calls(&fake)
+            .into_iter()
+            .rfind(|c| c.contains(" backup "))
+            .unwrap()
+    };
+    backup_at("2026-03-02T01:00:00Z");
+    // An ordinary incremental backup builds on the previous one.
+    let second = backup_at("2026-03-02T02:00:00Z");
+    assert!(second.contains(&format!(" --parent {} ", id(1))), "{second}");
+    assert!(!second.contains("--force"), "{second}");
+    // The volume is rolled back to its first snapshot: earlier inodes and change times come
+    // back with their earlier content, which neither restic nor the digests may take as known.
+    let c = h.catalog();
+    let first = c.all_snapshots().unwrap().into_iter().next().unwrap();
+    c.record_rollback(&lvsnap::catalog::RollbackRecord {
+        id: 0,
+        snapshot_id: first.id,
+        vg: "vg0".into(),
+        origin: "home".into(),
+        snapshot: first.name.clone(),
+        guard: None,
+        requested: "2026-03-02T02:30:00Z".parse().unwrap(),
+        deferred: false,
+        completed: Some("2026-03-02T02:30:00Z".parse().unwrap()),
+        swap: None,
+    })
+    .unwrap();
+    drop(c);
+    let third = backup_at("2026-03-02T03:00:00Z");
+    assert!(third.contains(" --force "), "{third}");
+    assert!(!third.contains("--parent"), "{third}");
+    // The next one builds on that again.
+    let fourth = backup_at("2026-03-02T04:00:00Z");
+    assert!(fourth.contains(&format!(" --parent {} ", id(3))), "{fourth}");
 }
