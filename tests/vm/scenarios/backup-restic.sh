@@ -97,9 +97,11 @@ added=$(echo "$out" | sed -n 's/.*"data_added":\([0-9]*\).*/\1/p')
 [ "$added" -ge 1048576 ] || fail "the second backup added only $added bytes for 1 MiB of random data"
 # restic compared with the previous snapshot: the files it had already are not read again.
 assert_contains "$out" '"files_new":1,"files_changed":0,"files_unmodified":44'
-# Nor does lvsnap read them for the manifest: their digests are the previous backup's (verify
-# --read-data below compares every one with what restic stored).
-assert_contains "$out" '"linked":44,'
+# Nor does lvsnap read most of them for the manifest: their digests are the previous backup's
+# but for a sixteenth read again each backup (verify --read-data below compares every digest
+# with what restic stored).
+linked=$(echo "$out" | sed -n 's/.*"linked":\([0-9]*\).*/\1/p')
+[ "$linked" -ge 36 ] && [ "$linked" -lt 44 ] || fail "$linked of 44 unchanged files' digests kept, not 36-43"
 
 step "restore from restic: a name with a newline, a hard-linked pair"
 out=$("$LVSNAP" backups --json)
