@@ -201,13 +201,8 @@ fn state_dir(ctx: &Ctx<'_>) -> PathBuf {
 /// running lvsnap: a directory someone else owns could be changed under the restore.
 fn open_destination(dest: &Path, create: bool) -> Result<Option<OwnedFd>, Error> {
     match std::fs::symlink_metadata(dest) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !create {
-                return Ok(None);
-            }
-            crate::private::create_dir_all(dest)
-                .map_err(|e| Error::Usage(format!("cannot create {}: {e}", shown(dest))))?;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::Usage(format!("cannot use {}: {e}", shown(dest)))),
         Ok(m) if m.file_type().is_symlink() => {
             return Err(Error::Usage(format!(
@@ -221,8 +216,8 @@ fn open_destination(dest: &Path, create: bool) -> Result<Option<OwnedFd>, Error>
         }
         Ok(_) => {}
     }
-    let fd = confine::open_root(dest)
-        .map_err(|e| Error::Usage(format!("cannot open {}: {e}", shown(dest))))?;
+    // From `/`, never through a link a user could have planted on the way (created as needed).
+    let fd = confine::open_named_dir(dest, create).map_err(Error::Usage)?;
     let st = rustix::fs::fstat(&fd)
         .map_err(|e| Error::Usage(format!("cannot stat {}: {e}", shown(dest))))?;
     let me = rustix::process::getuid().as_raw();

@@ -174,3 +174,101 @@ mod tests {
         assert!(open_root(&t.path().join("l")).is_err());
     }
 }
+
+/// Opens `path`, a directory an administrator named (a restore's destination), from `/` one
+/// component at a time, creating missing ones (0700) when `create`. A symbolic link on the way
+/// is followed only where no one but root could have put it there — in a directory root owns
+/// that no one else may write to, or root's own link in a sticky one such as `/tmp` — because
+/// a user who can change a directory on the path could otherwise swap a component for a link
+/// and send everything lvsnap writes, as root, elsewhere. The directory returned is the one
+/// lvsnap writes into, whatever is renamed afterwards.
+///
+/// # Errors
+/// A component is missing (and not to be created), not a directory, `..`, a link a user could
+/// have planted, or a loop of links; the message names the component and the fix.
+pub fn open_named_dir(path: &Path, create: bool) -> Result<OwnedFd, String> {
+    use crate::names::shown;
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", shown(path)));
+    }
+    let root = || {
+        rustix::fs::open("/", dir_flags(), Mode::empty()).map_err(|e| format!("cannot open /: {e}"))
+    };
+    let components = |p: &Path| -> Result<Vec<OsString>, String> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(Ok(n.to_owned())),
+                Component::ParentDir => Some(Err(format!(
+                    "{} holds \"..\"; give the directory's own path",
+                    shown(path)
+                ))),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut queue: VecDeque<OsString> = components(path)?.into();
+    let mut cur = root()?;
+    // Where the walk is, as a path, for messages.
+    let mut at = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = queue.pop_front() {
+        let here = at.join(&name);
+        let st = match rustix::fs::statat(&cur, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Some(st),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => return Err(format!("cannot use {}: {e}", shown(&here))),
+        };
+        match st {
+            None if create => {
+                match rustix::fs::mkdirat(&cur, &name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(format!("cannot create {}: {e}", shown(&here))),
+                }
+                queue.push_front(name);
+                continue;
+            }
+            None => return Err(format!("{} does not exist", shown(&here))),
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                let dir = rustix::fs::fstat(&cur)
+                    .map_err(|e| format!("cannot use {}: {e}", shown(&at)))?;
+                let sticky = dir.st_mode & 0o1000 != 0;
+                let trusted =
+                    dir.st_uid == 0 && (dir.st_mode & 0o022 == 0 || (sticky && st.st_uid == 0));
+                let target = rustix::fs::readlinkat(&cur, &name, Vec::new())
+                    .map(|t| PathBuf::from(OsString::from_vec(t.into_bytes())))
+                    .map_err(|e| format!("cannot read the link {}: {e}", shown(&here)))?;
+                if !trusted {
+                    return Err(format!(
+                        "{} goes through {}, a symbolic link (to {}) in a directory that uid {} can change: whoever can change it could send the restore elsewhere; give the real path of the directory",
+                        shown(path),
+                        shown(&here),
+                        shown(&target),
+                        dir.st_uid
+                    ));
+                }
+                links += 1;
+                if links > 40 {
+                    return Err(format!("{} goes through too many links", shown(path)));
+                }
+                let mut rest: VecDeque<OsString> = components(&target)?.into();
+                rest.extend(queue.drain(..));
+                queue = rest;
+                if target.is_absolute() {
+                    cur = root()?;
+                    at = PathBuf::from("/");
+                }
+            }
+            Some(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+                return Err(format!("{} is not a directory", shown(&here)));
+            }
+            Some(_) => {
+                cur = rustix::fs::openat(&cur, &name, dir_flags(), Mode::empty())
+                    .map_err(|e| format!("cannot open {}: {e}", shown(&here)))?;
+                at = here;
+            }
+        }
+    }
+    Ok(cur)
+}

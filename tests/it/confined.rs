@@ -296,3 +296,61 @@ fn sparse_files_stay_sparse_and_metadata_is_kept() {
     let src = std::fs::metadata(&f).unwrap();
     assert_eq!((m.mtime(), m.mtime_nsec()), (src.mtime(), src.mtime_nsec()));
 }
+
+/// A destination is opened from `/`: through links only root could have made, never through
+/// one in a directory a user can change (who could otherwise send the restore elsewhere).
+#[test]
+fn a_destination_is_never_reached_through_a_link_a_user_could_plant() {
+    use lvsnap::confine::open_named_dir;
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path();
+    let target = base.join("target");
+    std::fs::create_dir(&target).unwrap();
+    // alice's directory, with a link in it to a directory of root's.
+    let alice = base.join("alice");
+    std::fs::create_dir(&alice).unwrap();
+    symlink(&target, alice.join("x")).unwrap();
+    std::os::unix::fs::lchown(alice.join("x"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&alice, Some(65534), Some(65534)).unwrap();
+    let e = open_named_dir(&alice.join("x/out"), true).unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "goes through {}, a symbolic link (to {}) in a directory that uid 65534 can change",
+            alice.join("x").display(),
+            target.display()
+        )),
+        "{e}"
+    );
+    assert!(!target.join("out").exists(), "created through the link");
+    // The same link in a directory only root can change is root's doing: followed.
+    let roots = base.join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
+    symlink(&target, roots.join("x")).unwrap();
+    let fd = open_named_dir(&roots.join("x/new/out"), true).unwrap();
+    assert!(target.join("new/out").is_dir());
+    let st = rustix::fs::fstat(&fd).unwrap();
+    assert_eq!(
+        st.st_ino,
+        std::fs::metadata(target.join("new/out")).unwrap().ino()
+    );
+    assert_eq!(
+        std::fs::metadata(target.join("new"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    // A directory that anyone may write to is no better than alice's.
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(open_named_dir(&roots.join("x"), false).is_err());
+    // Missing, without creating; `..`; relative.
+    assert!(open_named_dir(&base.join("none"), false)
+        .unwrap_err()
+        .ends_with("does not exist"));
+    assert!(open_named_dir(&base.join("target/../target"), false)
+        .unwrap_err()
+        .contains("\"..\""));
+    assert!(open_named_dir(Path::new("rel"), false).is_err());
+}

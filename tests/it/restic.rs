@@ -948,7 +948,10 @@ fn after_a_rollback_restic_and_the_manifest_read_every_file_again() {
     backup_at("2026-03-02T01:00:00Z");
     // An ordinary incremental backup builds on the previous one.
     let second = backup_at("2026-03-02T02:00:00Z");
-    assert!(second.contains(&format!(" --parent {} ", id(1))), "{second}");
+    assert!(
+        second.contains(&format!(" --parent {} ", id(1))),
+        "{second}"
+    );
     assert!(!second.contains("--force"), "{second}");
     // The volume is rolled back to its first snapshot: earlier inodes and change times come
     // back with their earlier content, which neither restic nor the digests may take as known.
@@ -973,5 +976,8 @@ fn after_a_rollback_restic_and_the_manifest_read_every_file_again() {
     assert!(!third.contains("--parent"), "{third}");
     // The next one builds on that again.
     let fourth = backup_at("2026-03-02T04:00:00Z");
-    assert!(fourth.contains(&format!(" --parent {} ", id(3))), "{fourth}");
+    assert!(
+        fourth.contains(&format!(" --parent {} ", id(3))),
+        "{fourth}"
+    );
 }
