@@ -137,44 +137,6 @@ pub fn split(rel: &Path) -> (PathBuf, Option<&OsStr>) {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn a_link_on_the_way_is_named_not_followed() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("root/a/b")).unwrap();
-        symlink("/etc", t.path().join("root/a/docs")).unwrap();
-        symlink("../../..", t.path().join("root/a/up")).unwrap();
-        let root = open_root(&t.path().join("root")).unwrap();
-        assert!(open_dir(&root, Path::new("a/b")).is_ok());
-        match open_dir(&root, Path::new("a/docs/ssh")) {
-            Err(WalkError::Link { at, target }) => {
-                assert_eq!(at, Path::new("a/docs"));
-                assert_eq!(target, Path::new("/etc"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            open_dir(&root, Path::new("a/up")),
-            Err(WalkError::Link { .. })
-        ));
-        assert!(matches!(
-            open_dir(&root, Path::new("a/nope/x")),
-            Err(WalkError::Missing { .. })
-        ));
-    }
-
-    #[test]
-    fn a_root_that_is_a_link_is_refused() {
-        let t = tempfile::tempdir().unwrap();
-        symlink("/etc", t.path().join("l")).unwrap();
-        assert!(open_root(&t.path().join("l")).is_err());
-    }
-}
-
 /// Opens `path`, a directory an administrator named (a restore's destination), from `/` one
 /// component at a time, creating missing ones (0700) when `create`. A symbolic link on the way
 /// is followed only where no one but root could have put it there — in a directory root owns
@@ -271,4 +233,42 @@ pub fn open_named_dir(path: &Path, create: bool) -> Result<OwnedFd, String> {
         }
     }
     Ok(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_link_on_the_way_is_named_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("root/a/b")).unwrap();
+        symlink("/etc", t.path().join("root/a/docs")).unwrap();
+        symlink("../../..", t.path().join("root/a/up")).unwrap();
+        let root = open_root(&t.path().join("root")).unwrap();
+        assert!(open_dir(&root, Path::new("a/b")).is_ok());
+        match open_dir(&root, Path::new("a/docs/ssh")) {
+            Err(WalkError::Link { at, target }) => {
+                assert_eq!(at, Path::new("a/docs"));
+                assert_eq!(target, Path::new("/etc"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            open_dir(&root, Path::new("a/up")),
+            Err(WalkError::Link { .. })
+        ));
+        assert!(matches!(
+            open_dir(&root, Path::new("a/nope/x")),
+            Err(WalkError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn a_root_that_is_a_link_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("/etc", t.path().join("l")).unwrap();
+        assert!(open_root(&t.path().join("l")).is_err());
+    }
 }
