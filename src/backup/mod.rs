@@ -447,17 +447,22 @@ impl Engine<'_> {
                         && x.remote_id.is_some()
                 })
             });
+        // Read everything when in doubt: a catalog that cannot say counts as rolled back.
         let rolled_back = previous_remote.as_ref().is_some_and(|p| {
-            self.catalog.rollbacks(false).is_ok_and(|all| {
+            self.catalog.rollbacks(false).map_or(true, |all| {
                 all.iter().any(|r| {
                     r.vg == volume.vg
                         && r.origin == volume.lv
-                        && (r.requested >= p.snapshot_time || r.completed.is_none())
+                        && (r.requested >= p.snapshot_time
+                            || r.completed.is_none_or(|c| c >= p.snapshot_time))
                 })
             })
         });
-        if rolled_back {
-            info!(volume = %volume, "rolled back since the previous backup: restic and the manifest read every file");
+        // A backup that found content its cached digests did not match asked for this.
+        let asked = dir.join(crate::manifest::cache::READ_ALL).exists();
+        let reread_all = rolled_back || asked;
+        if reread_all {
+            info!(volume = %volume, "{}: restic and the manifest read every file", if rolled_back { "rolled back since the previous backup" } else { "the previous backup found files restic's change test missed" });
         }
         // The snapshot's time as LVM recorded it too: the earlier of the two bounds which files
         // may have changed after the snapshot within the same clock tick.
@@ -468,9 +473,9 @@ impl Engine<'_> {
         let remote = repository.map(|r| Remote {
             restic: r,
             parent: previous_remote
-                .filter(|_| !rolled_back)
+                .filter(|_| !reread_all)
                 .and_then(|p| p.remote_id),
-            reread_all: rolled_back,
+            reread_all,
             taken,
             time: managed.record.time,
             tags: vec![
@@ -1130,16 +1135,29 @@ fn copy(
     // restic reads again only files changed since its parent snapshot; the manifest takes the
     // digests of the others from the previous backup's, rather than read the whole volume.
     let digests = dir.join(crate::manifest::cache::FILE);
+    // Without a parent (the first backup, or one that reads everything) nothing in a cache can
+    // be trusted to describe this volume.
     let cache = match remote {
-        Some(r) if !r.reread_all => crate::manifest::DigestCache::load(&digests),
-        _ => crate::manifest::DigestCache::default(),
+        Some(r) if !r.reread_all && r.parent.is_some() => {
+            crate::manifest::DigestCache::load(&digests)
+        }
+        Some(_) => {
+            // Gone before anything is read: killed after this, no later backup may take it.
+            match std::fs::remove_file(&digests) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", digests.display())),
+            }
+            crate::manifest::DigestCache::default()
+        }
+        None => crate::manifest::DigestCache::default(),
     };
     let identities = remote.map(|_| walked.identities().clone());
     let (written, hashed) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
             let start = Instant::now();
-            let (m, reused) = walked.hash_cached(workers, Some(&progress), &cache);
-            (m, reused, start.elapsed().as_secs_f64())
+            let (m, reused, stale) = walked.hash_cached(workers, Some(&progress), &cache);
+            (m, reused, stale, start.elapsed().as_secs_f64())
         });
         let readers: Vec<_> = (0..workers.div_ceil(2))
             .map(|_| {
@@ -1192,7 +1210,7 @@ fn copy(
         (written, hashed)
     });
     let copy_seconds = written?;
-    let (manifest, reused, hash_seconds) = hashed;
+    let (manifest, reused, stale, hash_seconds) = hashed;
     if let Some(p) = manifest.skipped.keys().find(|p| !left_out.contains_key(*p)) {
         return Err(format!(
             "{} could be opened but not read to its end in the snapshot (an I/O error?); the engine copied it, so the backup cannot be proven; check the volume",
@@ -1214,6 +1232,29 @@ fn copy(
                 diffs.len(),
                 diffs.iter().take(10).cloned().collect::<Vec<_>>().join("; "),
                 if diffs.len() > 10 { "; …" } else { "" }
+            ));
+        }
+        if !stale.is_empty() {
+            // restic decides what to read again by the signs the cache is keyed by: it kept the
+            // earlier content of these files. This snapshot is not a backup of the volume; the
+            // next one reads every file.
+            let _ = std::fs::remove_file(&digests);
+            match crate::private::create_new(&dir.join(crate::manifest::cache::READ_ALL), 0o600) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot ask the next backup to read every file: {e}"
+                    ))
+                }
+            }
+            let names: Vec<String> = stale.iter().take(10).map(|p| shown(p)).collect();
+            return Err(format!(
+                "{} file(s) hold other content than their unchanged inode, change time, size and mtime say ({}{}), so restic kept their earlier content in snapshot {}; the backup is failed and the next one reads every file (restic --force)",
+                stale.len(),
+                names.join(", "),
+                if stale.len() > 10 { ", …" } else { "" },
+                restic::short(&summary.id)
             ));
         }
         let record = restic::Record {
@@ -1244,7 +1285,12 @@ fn copy(
                 r.taken.timestamp(),
                 cache.round() + 1,
             ) {
+                // An older cache must not stay behind a newer backup.
+                let _ = std::fs::remove_file(&digests);
                 warn!(file = %digests.display(), "cannot keep the files' digests for the next backup, which will read every file: {e}");
+            }
+            if r.reread_all {
+                let _ = std::fs::remove_file(dir.join(crate::manifest::cache::READ_ALL));
             }
         }
         return Ok(Copied {

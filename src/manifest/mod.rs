@@ -29,7 +29,7 @@ pub mod cache;
 mod hash;
 mod walk;
 
-pub use cache::{DigestCache, Identity};
+pub use cache::{DigestCache, Identity, Lookup};
 use hash::*;
 pub use hash::{hash_reader, hex, same_content, sha256_hex, Progress};
 use walk::*;

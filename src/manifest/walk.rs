@@ -55,25 +55,35 @@ impl Walked {
     }
 
     /// Hashes the files but those `cache` holds unchanged (same inode, change time, size and
-    /// mtime as when they were read); returns the manifest and how many came from the cache.
+    /// mtime as when they were read); returns the manifest, how many came from the cache, and
+    /// the files read again although unchanged by every sign whose content is not what the
+    /// cache says (`stale`: restic, which decides by the same signs, kept their old content).
     pub fn hash_cached(
         mut self,
         workers: usize,
         progress: Option<&Progress>,
         cache: &DigestCache,
-    ) -> (Manifest, u64) {
+    ) -> (Manifest, u64, Vec<PathBuf>) {
         if cache.is_empty() {
-            return (self.hash(workers, progress), 0);
+            return (self.hash(workers, progress), 0, Vec::new());
         }
         let (mut read, mut reused, mut reused_bytes) = (Vec::new(), 0, 0);
+        let mut expected = Vec::new();
         for rel in std::mem::take(&mut self.files) {
             let entry = self.manifest.entries.get_mut(&rel);
             let found = match (entry, self.identities.get(&rel)) {
                 (Some(e), Some(id)) => {
                     let known = match (&e.content, &e.meta) {
-                        (Content::File { size, .. }, Some(m)) => cache
-                            .get(&rel, *id, *size, m.mtime)
-                            .map(|sha256| (*size, sha256.to_owned())),
+                        (Content::File { size, .. }, Some(m)) => {
+                            match cache.look_up(&rel, *id, *size, m.mtime) {
+                                Lookup::Unchanged(d) => Some((*size, d.to_owned())),
+                                Lookup::ReadAgain(d) => {
+                                    expected.push((rel.clone(), d.to_owned()));
+                                    None
+                                }
+                                Lookup::Unknown => None,
+                            }
+                        }
                         _ => None,
                     };
                     known.map(|(size, sha256)| {
@@ -95,7 +105,16 @@ impl Walked {
         if let Some(p) = progress {
             p.done.fetch_add(reused_bytes, Ordering::Relaxed);
         }
-        (self.hash(workers, progress), reused)
+        let m = self.hash(workers, progress);
+        let stale = expected
+            .into_iter()
+            .filter(|(rel, d)| {
+                matches!(m.entries.get(rel).map(|e| &e.content),
+                    Some(Content::File { sha256, .. }) if sha256 != d)
+            })
+            .map(|(rel, _)| rel)
+            .collect();
+        (m, reused, stale)
     }
 
     /// Hashes the files but those whose size and digest are `known` (proven another way);

@@ -84,16 +84,19 @@ impl StagingParent {
         }
     }
 
-    /// The open directory `fd`, known as `named`.
+    /// The open directory `fd`, known as `named` (recorded by the path the kernel gives it,
+    /// without links or `..`, so that a later run finds it by a walk that follows neither).
     pub fn open(fd: &impl std::os::fd::AsRawFd, named: &Path) -> Self {
-        StagingParent {
-            at: PathBuf::from(format!(
-                "/proc/{}/fd/{}",
-                std::process::id(),
-                fd.as_raw_fd()
-            )),
-            named: named.to_owned(),
-        }
+        let at = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            fd.as_raw_fd()
+        ));
+        let real = std::fs::read_link(&at)
+            .ok()
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| named.to_owned());
+        StagingParent { at, named: real }
     }
 }
 
@@ -471,19 +474,24 @@ fn outline_restic(b: &BackupRecord, dir: &Path, paths: &[PathBuf]) -> Result<(),
 
 /// Removes the staging directory recorded as `path`, reached from `/` without following any
 /// link and checked to be a private directory of `owner` (its name, 128 random bits, is
-/// lvsnap's own): `Some(true)` when removed, `Some(false)` when something else is there, `None`
-/// when nothing is (or the way to it is gone or leads through a link).
+/// lvsnap's own): `Some(true)` when removed, `Some(false)` when something else is there (or
+/// the way there leads through a link), `None` when nothing is.
 fn remove_staging(path: &Path, owner: u32) -> std::io::Result<Option<bool>> {
     use std::os::fd::AsRawFd;
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok(None);
     };
+    // A path that is not absolute, or leads through a link or a file now, is not the way to
+    // what lvsnap made: left alone (and said so); an error reading the way is tried again.
     let Ok(rel) = parent.strip_prefix("/") else {
-        return Ok(None);
+        return Ok(Some(false));
     };
     let root = crate::confine::open_root(Path::new("/"))?;
-    let Ok(dir) = crate::confine::open_dir(&root, rel) else {
-        return Ok(None);
+    let dir = match crate::confine::open_dir(&root, rel) {
+        Ok(d) => d,
+        Err(crate::confine::WalkError::Missing { .. }) => return Ok(None),
+        Err(crate::confine::WalkError::Io { source, .. }) => return Err(source),
+        Err(_) => return Ok(Some(false)),
     };
     let st = match crate::confine::lstat(&dir, name)? {
         Some(st) => st,

@@ -981,3 +981,30 @@ fn after_a_rollback_restic_and_the_manifest_read_every_file_again() {
         "{fourth}"
     );
 }
+
+#[test]
+fn a_backup_that_found_a_file_restic_missed_makes_the_next_one_read_everything() {
+    let (h, fake) = host("keep = { last = 5 }");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:00:00Z").code, 0);
+    // What a backup leaves when a file read again holds other content than its unchanged
+    // signs say (the host's snapshot mounts are empty, so the mark is planted).
+    let dir = h.dir.path().join("restic/home/vg0/home");
+    std::fs::write(dir.join(".read-all"), "").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T02:00:00Z").code, 0);
+    let last = calls(&fake)
+        .into_iter()
+        .rfind(|c| c.contains(" backup "))
+        .unwrap();
+    assert!(last.contains(" --force "), "{last}");
+    assert!(!last.contains("--parent"), "{last}");
+    assert!(!dir.join(".read-all").exists(), "asked once, done once");
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T03:00:00Z");
+    assert_eq!(h.run(&["backup", "home"], "2026-03-02T03:00:00Z").code, 0);
+    let last = calls(&fake)
+        .into_iter()
+        .rfind(|c| c.contains(" backup "))
+        .unwrap();
+    assert!(last.contains(" --parent "), "{last}");
+}
