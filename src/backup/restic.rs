@@ -93,6 +93,10 @@ pub enum Failure {
     Unreachable(String),
     /// Locked by another restic: (pid, host) when restic says.
     Locked(Option<(u32, String)>),
+    /// The repository's storage is full (restic's line saying so).
+    Full(String),
+    /// The repository's storage cannot be written (restic's line saying so).
+    ReadOnly(String),
     Interrupted,
     Other(String),
 }
@@ -315,6 +319,12 @@ impl Restic<'_> {
             Failure::Locked(None) => {
                 format!("restic repository {repo} is locked by another restic; lvsnap retries on its next run")
             }
+            Failure::Full(why) => format!(
+                "restic repository {repo} is full ({why}); free space there (a prune of forgotten snapshots frees some: `restic -r {repo} prune`), and the next run retries"
+            ),
+            Failure::ReadOnly(why) => format!(
+                "restic repository {repo} cannot be written ({why}); make its storage writable again, and the next run retries"
+            ),
             Failure::Interrupted => "interrupted: restic stopped by a signal".to_owned(),
             Failure::Other(_) => {
                 let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -1059,6 +1069,30 @@ fn classify(stderr: &str) -> Failure {
     }
     if stderr.contains("Is there a repository at the following location?") {
         return Failure::NoRepository;
+    }
+    // restic names the file it could not write, as the kernel or the server refused it.
+    let line_with = |needles: &[&str]| {
+        stderr
+            .lines()
+            .find(|l| needles.iter().any(|n| l.contains(n)))
+            .map(|l| {
+                let l = l.trim_start_matches("Fatal: ").trim();
+                // "Save(<lock/…>) returned error, retrying after 1.2s: open …: read-only …"
+                l.split_once(": open ")
+                    .filter(|(head, _)| head.contains("returned error"))
+                    .map_or(l, |(_, rest)| rest)
+                    .to_owned()
+            })
+    };
+    if let Some(l) = line_with(&[
+        "no space left on device",
+        "disk quota exceeded",
+        "Insufficient Storage",
+    ]) {
+        return Failure::Full(l);
+    }
+    if let Some(l) = line_with(&["read-only file system"]) {
+        return Failure::ReadOnly(l);
     }
     Failure::Other(stderr.to_owned())
 }

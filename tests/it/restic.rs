@@ -294,6 +294,28 @@ fn restics_failures_name_the_repository_and_the_fix() {
         assert!(r.out.contains(want), "{file}: {r:?}");
         assert!(h.catalog().open_mounts().unwrap().is_empty());
     }
+    // Storage that is full or read-only, as restic 0.14 says it (a local repository on a
+    // tmpfs, full, then remounted read-only): the backup fails, saying which and what to do,
+    // and is recorded failed.
+    let cases = [
+        ("full.stderr", "restic repository rest:http://127.0.0.1:8000/ is full (unable to save snapshot: write /tmp/tfs/repo/data/61/615a82f7446284fc275cdd39a50a1acb4d90117aab483fadcec1a25db8ab9741-tmp-2715275755: no space left on device); free space there"),
+        ("read-only.stderr", "restic repository rest:http://127.0.0.1:8000/ cannot be written (/tmp/tfs/repo/locks/138778d6bc0e1fe4d986c631553328ca69845b7781cbe196fa316e548059e7de-tmp-3870142646: read-only file system); make its storage writable again"),
+    ];
+    for (file, want) in cases {
+        let (h, fake) = host("keep = { last = 2 }");
+        std::fs::copy(format!("{fixtures}/{file}"), fake.join("fail-backup")).unwrap();
+        h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+        let r = h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
+        assert_eq!(r.code, 1, "{file}: {r:?}");
+        assert!(r.out.contains(want), "{file}: {r:?}");
+        assert!(h.catalog().open_mounts().unwrap().is_empty());
+        let b = &h.catalog().backups(None).unwrap()[0];
+        assert_eq!(b.state.as_str(), "failed", "{file}");
+        assert!(
+            b.error.as_deref().unwrap_or_default().contains(want),
+            "{file}: {b:?}"
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@
 # byte-identical; verify --read-data passes, then fails after one byte of a pack is flipped; an
 # edited manifest is caught; bad credentials are refused before anything is mounted; a stopped
 # server fails the backup (exit 1) while the other policies' snapshots are still taken; kill -9
-# mid-backup is cleaned up by the next run, the dead restic's lock removed.
+# mid-backup is cleaned up by the next run, the dead restic's lock removed; a full repository
+# fails the backup, saying so.
 run lvcreate -q -y -L 40M -n home vg0
 run lvcreate -q -y -L 96M -T vg0/pool
 run lvcreate -q -y -V 320M -T vg0/pool -n mail
@@ -198,4 +199,18 @@ assert_eq "$(tagged_lvs | grep -c mail-lvsnap || true)" "$mail_snaps" "snapshots
 state=$("$LVSNAP" backups --all --json --policy mail)
 assert_contains "$state" '"state":"failed"'
 assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by the killed backup"
+
+step "a full repository: the backup fails saying so, and is recorded failed"
+mkdir -p /srv/small && mount -t tmpfs -o size=3m tmpfs /srv/small
+run restic -r /srv/small init > /dev/null
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db | sed 's|repository = "/srv/local"|repository = "/srv/small"|')"
+head -c 4M /dev/urandom > /mnt/mail/data/big; sync
+out=$("$LVSNAP" backup mail 2>&1) && fail "a backup into a full repository passed: $out"
+echo "$out"
+assert_contains "$out" "restic repository /srv/small is full ("
+assert_contains "$out" "no space left on device); free space there"
+assert_contains "$("$LVSNAP" backups --all --json --policy mail)" '"state":"failed"'
+assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by the failed backup"
+umount /srv/small
+write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
 kill $SERVER
