@@ -1222,6 +1222,36 @@ fn copy(
         // What restic stored is listed back and compared with the manifest (types, modes,
         // owners, sizes, times); its content is read back by `verify --read-data`.
         let start = Instant::now();
+        if !stale.is_empty() {
+            // restic decides what to read again by the signs the cache is keyed by: it kept the
+            // earlier content of these files. This snapshot is not a backup of the volume; the
+            // next one reads every file. The mark is made (and synced) before the cache goes:
+            // without it, the cache stays and the next backup finds the same files again.
+            let names: Vec<String> = stale.iter().take(10).map(|p| shown(p)).collect();
+            let found = format!(
+                "{} file(s) hold other content than their unchanged inode, change time, size and mtime say ({}{}), so restic kept their earlier content in snapshot {}",
+                stale.len(),
+                names.join(", "),
+                if stale.len() > 10 { ", …" } else { "" },
+                restic::short(&summary.id)
+            );
+            let mark = dir.join(crate::manifest::cache::READ_ALL);
+            let marked = match crate::private::create_new(&mark, 0o600) {
+                Ok(f) => f.sync_all(),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(e),
+            }
+            .and_then(|()| std::fs::File::open(dir)?.sync_all());
+            if let Err(e) = marked {
+                return Err(format!(
+                    "{found}; the backup is failed, and the next one finds them again (cannot ask it to read every file: {e})"
+                ));
+            }
+            let _ = std::fs::remove_file(&digests);
+            return Err(format!(
+                "{found}; the backup is failed and the next one reads every file (restic --force); backups since these files were last read may hold their earlier content too: `lvsnap verify --read-data` tells"
+            ));
+        }
         let (listed, diffs) = r
             .restic
             .compare_listing(&summary.id, &manifest, opts.cancel)?;
@@ -1232,29 +1262,6 @@ fn copy(
                 diffs.len(),
                 diffs.iter().take(10).cloned().collect::<Vec<_>>().join("; "),
                 if diffs.len() > 10 { "; …" } else { "" }
-            ));
-        }
-        if !stale.is_empty() {
-            // restic decides what to read again by the signs the cache is keyed by: it kept the
-            // earlier content of these files. This snapshot is not a backup of the volume; the
-            // next one reads every file.
-            let _ = std::fs::remove_file(&digests);
-            match crate::private::create_new(&dir.join(crate::manifest::cache::READ_ALL), 0o600) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(format!(
-                        "cannot ask the next backup to read every file: {e}"
-                    ))
-                }
-            }
-            let names: Vec<String> = stale.iter().take(10).map(|p| shown(p)).collect();
-            return Err(format!(
-                "{} file(s) hold other content than their unchanged inode, change time, size and mtime say ({}{}), so restic kept their earlier content in snapshot {}; the backup is failed and the next one reads every file (restic --force)",
-                stale.len(),
-                names.join(", "),
-                if stale.len() > 10 { ", …" } else { "" },
-                restic::short(&summary.id)
             ));
         }
         let record = restic::Record {

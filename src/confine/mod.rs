@@ -152,87 +152,138 @@ pub fn open_named_dir(path: &Path, create: bool) -> Result<OwnedFd, String> {
     use crate::names::shown;
     use std::collections::VecDeque;
     use std::ffi::OsString;
+    /// One step of the walk: a name to go into, or `..` from a link's target (back to the
+    /// directory already opened above, never `openat("..")`).
+    enum Step {
+        Into(OsString),
+        Up,
+    }
     if !path.is_absolute() {
         return Err(format!("{} is not an absolute path", shown(path)));
     }
-    let root = || {
-        rustix::fs::open("/", dir_flags(), Mode::empty()).map_err(|e| format!("cannot open /: {e}"))
-    };
-    let components = |p: &Path| -> Result<Vec<OsString>, String> {
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "{} holds \"..\"; give the directory's own path",
+            shown(path)
+        ));
+    }
+    let steps = |p: &Path| -> VecDeque<Step> {
         p.components()
             .filter_map(|c| match c {
-                Component::Normal(n) => Some(Ok(n.to_owned())),
-                Component::ParentDir => Some(Err(format!(
-                    "{} holds \"..\"; give the directory's own path",
-                    shown(path)
-                ))),
+                Component::Normal(n) => Some(Step::Into(n.to_owned())),
+                Component::ParentDir => Some(Step::Up),
                 _ => None,
             })
             .collect()
     };
-    let mut queue: VecDeque<OsString> = components(path)?.into();
-    let mut cur = root()?;
-    // Where the walk is, as a path, for messages.
-    let mut at = PathBuf::from("/");
+    let root = rustix::fs::open("/", dir_flags(), Mode::empty())
+        .map_err(|e| format!("cannot open /: {e}"))?;
+    let mut queue = steps(path);
+    // The directories opened so far, `/` first, with their paths (for messages).
+    let mut stack: Vec<(OwnedFd, PathBuf)> = vec![(root, PathBuf::from("/"))];
     let mut links = 0;
-    while let Some(name) = queue.pop_front() {
+    while let Some(step) = queue.pop_front() {
+        let name = match step {
+            Step::Up => {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            Step::Into(name) => name,
+        };
+        let (cur, at) = stack.last().expect("/ stays");
         let here = at.join(&name);
-        let st = match rustix::fs::statat(&cur, &name, AtFlags::SYMLINK_NOFOLLOW) {
+        let st = match rustix::fs::statat(cur, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(st),
             Err(rustix::io::Errno::NOENT) => None,
             Err(e) => return Err(format!("cannot use {}: {e}", shown(&here))),
         };
         match st {
             None if create => {
-                match rustix::fs::mkdirat(&cur, &name, Mode::from_raw_mode(0o700)) {
+                match rustix::fs::mkdirat(cur, &name, Mode::from_raw_mode(0o700)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(format!("cannot create {}: {e}", shown(&here))),
                 }
-                queue.push_front(name);
-                continue;
+                queue.push_front(Step::Into(name));
             }
             None => return Err(format!("{} does not exist", shown(&here))),
             Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                let dir = rustix::fs::fstat(&cur)
-                    .map_err(|e| format!("cannot use {}: {e}", shown(&at)))?;
-                let sticky = dir.st_mode & 0o1000 != 0;
-                let trusted =
-                    dir.st_uid == 0 && (dir.st_mode & 0o022 == 0 || (sticky && st.st_uid == 0));
-                let target = rustix::fs::readlinkat(&cur, &name, Vec::new())
+                let target = rustix::fs::readlinkat(cur, &name, Vec::new())
                     .map(|t| PathBuf::from(OsString::from_vec(t.into_bytes())))
                     .map_err(|e| format!("cannot read the link {}: {e}", shown(&here)))?;
-                if !trusted {
+                if let Some(who) = untrusted_link_dir(cur, st.st_uid) {
                     return Err(format!(
-                        "{} goes through {}, a symbolic link (to {}) in a directory that uid {} can change: whoever can change it could send the restore elsewhere; give the real path of the directory",
+                        "{} goes through {}, a symbolic link (to {}) {who}: whoever can change it could send the restore elsewhere; give the real path of the directory",
                         shown(path),
                         shown(&here),
                         shown(&target),
-                        dir.st_uid
                     ));
                 }
                 links += 1;
                 if links > 40 {
                     return Err(format!("{} goes through too many links", shown(path)));
                 }
-                let mut rest: VecDeque<OsString> = components(&target)?.into();
+                if target.is_absolute() {
+                    stack.truncate(1);
+                }
+                let mut rest = steps(&target);
                 rest.extend(queue.drain(..));
                 queue = rest;
-                if target.is_absolute() {
-                    cur = root()?;
-                    at = PathBuf::from("/");
-                }
             }
             Some(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
                 return Err(format!("{} is not a directory", shown(&here)));
             }
             Some(_) => {
-                cur = rustix::fs::openat(&cur, &name, dir_flags(), Mode::empty())
-                    .map_err(|e| format!("cannot open {}: {e}", shown(&here)))?;
-                at = here;
+                let fd = rustix::fs::openat(cur, &name, dir_flags(), Mode::empty()).map_err(
+                    |e| match e {
+                        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                            format!("{} changed while it was being opened", shown(&here))
+                        }
+                        e => format!("cannot open {}: {e}", shown(&here)),
+                    },
+                )?;
+                stack.push((fd, here));
             }
         }
     }
-    Ok(cur)
+    Ok(stack.pop().expect("/ stays").0)
+}
+
+/// Why a link of uid `link_owner` in directory `dir` may have been put there by someone other
+/// than root, if it may: the directory is not root's, others may write to it (a sticky one
+/// only for their own links), or it is on a filesystem users can mount (`nosuid`: a stick,
+/// an image, FUSE), where "root's" is only what its maker wrote.
+fn untrusted_link_dir(dir: &OwnedFd, link_owner: u32) -> Option<String> {
+    let st = match rustix::fs::fstat(dir) {
+        Ok(st) => st,
+        Err(e) => return Some(format!("in a directory that cannot be checked ({e})")),
+    };
+    let sticky = st.st_mode & 0o1000 != 0;
+    if st.st_uid != 0 {
+        return Some(format!("in a directory that uid {} owns", st.st_uid));
+    }
+    if st.st_mode & 0o022 != 0 && !(sticky && link_owner == 0) {
+        return Some(if sticky {
+            format!(
+                "of uid {link_owner} in a directory everyone may add to (mode {:o})",
+                st.st_mode & 0o7777
+            )
+        } else {
+            format!(
+                "in a directory others may write to (mode {:o})",
+                st.st_mode & 0o7777
+            )
+        });
+    }
+    match rustix::fs::fstatvfs(dir) {
+        Ok(v) if v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID) => Some(
+            "on a filesystem mounted nosuid, as users' own media are (its owners are what its maker wrote)"
+                .to_owned(),
+        ),
+        Ok(_) => None,
+        Err(e) => Some(format!("on a filesystem that cannot be checked ({e})")),
+    }
 }
 
 #[cfg(test)]

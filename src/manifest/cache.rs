@@ -43,6 +43,9 @@ struct Known {
     size: u64,
     mtime: (i64, u32),
     sha256: String,
+    /// Changed just before its snapshot: always read again, and compared with this digest
+    /// (restic, which has no such rule, may have kept content written in the same tick).
+    racy: bool,
 }
 
 /// What a cache knows of a file.
@@ -116,12 +119,13 @@ impl DigestCache {
         let known = self
             .known
             .get(rel)
-            .filter(|k| k.identity == identity && k.size == size && k.mtime == mtime)
-            .map(|k| k.sha256.as_str());
+            .filter(|k| k.identity == identity && k.size == size && k.mtime == mtime);
         match known {
             None => Lookup::Unknown,
-            Some(d) if share(rel) == (self.round + 1) % ROUNDS => Lookup::ReadAgain(d),
-            Some(d) => Lookup::Unchanged(d),
+            Some(k) if k.racy || share(rel) == (self.round + 1) % ROUNDS => {
+                Lookup::ReadAgain(&k.sha256)
+            }
+            Some(k) => Lookup::Unchanged(&k.sha256),
         }
     }
 
@@ -175,12 +179,17 @@ impl DigestCache {
                 else {
                     continue;
                 };
-                if sha256.is_empty() || id.ctime.0 >= taken - RACY_SECONDS {
+                if sha256.is_empty() {
                     continue;
                 }
+                let racy = if id.ctime.0 >= taken - RACY_SECONDS {
+                    "?"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "{} {}.{:09} {size} {}.{:09} {sha256} {}",
+                    "{} {}.{:09} {size} {}.{:09} {racy}{sha256} {}",
                     id.ino,
                     id.ctime.0,
                     id.ctime.1,
@@ -218,6 +227,10 @@ fn parse(line: &str) -> Option<(PathBuf, Known)> {
     let size = f.next()?.parse().ok()?;
     let mtime = time(f.next()?)?;
     let sha256 = f.next()?;
+    let (racy, sha256) = match sha256.strip_prefix('?') {
+        Some(d) => (true, d),
+        None => (false, sha256),
+    };
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -232,6 +245,7 @@ fn parse(line: &str) -> Option<(PathBuf, Known)> {
             size,
             mtime,
             sha256: sha256.to_owned(),
+            racy,
         },
     ))
 }
@@ -375,13 +389,18 @@ mod tests {
     }
 
     #[test]
-    fn files_changed_just_before_the_snapshot_are_not_kept() {
+    fn files_changed_just_before_the_snapshot_are_read_again_and_compared() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("f"), "x").unwrap();
         let (m, ids) = manifest_of(t.path());
         let cache = t.path().join("cache");
         DigestCache::save(&cache, &m, &ids, chrono::Utc::now().timestamp(), 1).unwrap();
-        assert!(DigestCache::load(&cache).is_empty());
+        let loaded = DigestCache::load(&cache);
+        let meta = m.entries[Path::new("f")].meta.clone().unwrap();
+        assert!(matches!(
+            loaded.look_up(Path::new("f"), ids[Path::new("f")], 1, meta.mtime),
+            Lookup::ReadAgain(_)
+        ));
     }
 
     #[test]

@@ -104,6 +104,25 @@ assert_contains "$out" '"files_new":1,"files_changed":0,"files_unmodified":44'
 linked=$(echo "$out" | sed -n 's/.*"linked":\([0-9]*\).*/\1/p')
 [ "$linked" -ge 36 ] && [ "$linked" -lt 44 ] || fail "$linked of 44 unchanged files' digests kept, not 36-43"
 
+step "a file whose content changed under unchanged signs fails the backup; the next reads all"
+# What restic's change test (and the digest cache's) cannot see, made visible: the cache says
+# data/f1 held other bytes, to be read again ("?"). The backup reads it, finds the difference,
+# fails, and asks the next backup to read every file, restic with --force.
+digests=/var/lib/lvsnap/restic/home/vg0/home/.digests
+grep -q ' data/f1$' $digests || fail "data/f1 is not in the digest cache"
+sed -i -E "s/^([0-9]+ [0-9.]+ [0-9]+ [0-9.]+ )\??[0-9a-f]{64}( data\/f1)\$/\1?$(printf '0%.0s' $(seq 64))\2/" $digests
+grep -q " ?0000000000000000000000000000000000000000000000000000000000000000 data/f1$" $digests || fail "the cache edit did not take"
+lvsnap snapshot home > /dev/null; sleep 1
+out=$("$LVSNAP" backup home 2>&1) && fail "a backup with a stale file passed: $out"
+echo "$out"
+assert_contains "$out" "1 file(s) hold other content than their unchanged inode, change time, size and mtime say (data/f1)"
+[ -e /var/lib/lvsnap/restic/home/vg0/home/.read-all ] || fail "no mark for the next backup"
+[ -e $digests ] && fail "the cache outlived the failure"
+out=$("$LVSNAP" backup home --json); echo "$out"
+assert_contains "$out" '"status":"done"'
+assert_contains "$out" '"files_unmodified":0'
+[ -e /var/lib/lvsnap/restic/home/vg0/home/.read-all ] && fail "the mark outlived the backup that read everything"
+
 step "restore from restic: a name with a newline, a hard-linked pair"
 out=$("$LVSNAP" backups --json)
 GEN=$(echo "$out" | grep -o '"backup":"vg0/home@[0-9TZ-]*"' | tail -1 | cut -d'"' -f4)
