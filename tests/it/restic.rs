@@ -31,6 +31,14 @@ fn host(extra: &str) -> (Host, PathBuf) {
     (h, fake)
 }
 
+/// A snapshot of home at `snap`, backed up at `at`, which must succeed.
+#[track_caller]
+fn snapshot_and_back_up(h: &Host, snap: &str, at: &str) {
+    h.lvsnap(&["snapshot", "home"], snap);
+    let r = h.run(&["backup", "home"], at);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
 fn private(p: &Path, text: &str) {
     std::fs::write(p, text).unwrap();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -570,8 +578,7 @@ fn a_password_in_the_repository_url_is_never_shown() {
 fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
     use std::os::unix::ffi::OsStrExt;
     let (h, fake) = host("keep = { last = 2 }");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T01:00:00Z", "2026-03-02T01:05:00Z");
     // The host's snapshot mounts are empty: the backup's manifest becomes one of a fuller tree
     // (as if the snapshot had held it), first without the catalog's digest to match.
     let tree = tempfile::tempdir().unwrap();
@@ -597,17 +604,21 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
         .join("restic/home/vg0/home/20260302T010000Z.manifest");
     std::fs::write(&manifest, &text).unwrap();
     let gen = "vg0/home@20260302T010000Z";
-    let r = h.run(
-        &[
-            "restore",
-            gen,
-            "alice",
-            "--to",
-            "/nonexistent/x",
-            "--dry-run",
-        ],
-        LATER,
-    );
+    // The dry run of `alice`, into a destination that does not exist (and never will).
+    let dry_run_alice = || {
+        h.run(
+            &[
+                "restore",
+                gen,
+                "alice",
+                "--to",
+                "/nonexistent/x",
+                "--dry-run",
+            ],
+            LATER,
+        )
+    };
+    let r = dry_run_alice();
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.err.contains("was changed after the backup was made"),
@@ -622,17 +633,8 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
         )
         .unwrap();
     let before = calls(&fake).len();
-    let (code, out) = h.lvsnap(
-        &[
-            "restore",
-            gen,
-            "alice",
-            "--to",
-            "/nonexistent/x",
-            "--dry-run",
-        ],
-        LATER,
-    );
+    let r = dry_run_alice();
+    let (code, out) = (r.code, r.out);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("  alice/real/file\n"), "{out}");
     assert!(
@@ -692,17 +694,7 @@ fn a_dry_run_restore_plans_on_the_manifest_and_restores_nothing() {
     assert!(h.catalog().stagings().unwrap().is_empty());
     // A snapshot the repository no longer holds is said so, before anything is planned.
     std::fs::write(fake.join("snapshots"), "").unwrap();
-    let r = h.run(
-        &[
-            "restore",
-            gen,
-            "alice",
-            "--to",
-            "/nonexistent/x",
-            "--dry-run",
-        ],
-        LATER,
-    );
+    let r = dry_run_alice();
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.err.contains("restic snapshot c563fc1c of backup vg0/home@20260302T010000Z is not in repository rest:http://127.0.0.1:8000/"),
@@ -717,8 +709,7 @@ fn moved_repository(
     new_repository_is_empty: bool,
 ) -> (Host, PathBuf, crate::common::Ran) {
     let (h, fake) = host("keep = { last = 1 }");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T01:00:00Z", "2026-03-02T01:05:00Z");
     let config = h.dir.path().join("lvsnap.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("rest:http://127.0.0.1:8000/", to)).unwrap();
@@ -781,8 +772,7 @@ fn the_same_repository_spelled_otherwise_still_has_its_snapshots_forgotten() {
 #[test]
 fn pruning_after_the_engine_changed_says_where_the_restic_snapshots_stay() {
     let (h, fake) = host("keep = { last = 1 }");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T01:00:00Z", "2026-03-02T01:05:00Z");
     let config = h.dir.path().join("lvsnap.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let start = text.find("engine = \"restic\"").unwrap();
@@ -809,9 +799,13 @@ fn pruning_after_the_engine_changed_says_where_the_restic_snapshots_stay() {
 #[test]
 fn staging_a_killed_restore_left_is_removed_by_the_next_restore_or_run() {
     let (h, _fake) = host("keep = { last = 2 }");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
-    let dest = h.dir.path().join("out");
+    snapshot_and_back_up(&h, "2026-03-02T01:00:00Z", "2026-03-02T01:05:00Z");
+    // A destination whose name holds a newline and a byte that is not UTF-8: recorded and
+    // found again byte for byte.
+    let dest = h
+        .dir
+        .path()
+        .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"out\n\xff"));
     std::fs::create_dir(&dest).unwrap();
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o700)).unwrap();
     let t = chrono::Utc::now();
@@ -904,8 +898,7 @@ fn staging_a_killed_restore_left_is_removed_by_the_next_restore_or_run() {
 #[test]
 fn a_destination_moved_away_during_a_restic_restore_cannot_redirect_it() {
     let (h, fake) = host("keep = { last = 2 }");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:05:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T01:00:00Z", "2026-03-02T01:05:00Z");
     // The destination's parent belongs to a user, who swaps the destination for a link to a
     // directory of their choosing while restic, as root, restores below it.
     let parent = h.dir.path().join("home-of-alice");
@@ -1007,14 +1000,12 @@ fn after_a_rollback_restic_and_the_manifest_read_every_file_again() {
 #[test]
 fn a_backup_that_found_a_file_restic_missed_makes_the_next_one_read_everything() {
     let (h, fake) = host("keep = { last = 5 }");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T01:00:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T01:00:00Z", "2026-03-02T01:00:00Z");
     // What a backup leaves when a file read again holds other content than its unchanged
     // signs say (the host's snapshot mounts are empty, so the mark is planted).
     let dir = h.dir.path().join("restic/home/vg0/home");
     std::fs::write(dir.join(".read-all"), "").unwrap();
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T02:00:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T02:00:00Z", "2026-03-02T02:00:00Z");
     let last = calls(&fake)
         .into_iter()
         .rfind(|c| c.contains(" backup "))
@@ -1022,8 +1013,7 @@ fn a_backup_that_found_a_file_restic_missed_makes_the_next_one_read_everything()
     assert!(last.contains(" --force "), "{last}");
     assert!(!last.contains("--parent"), "{last}");
     assert!(!dir.join(".read-all").exists(), "asked once, done once");
-    h.lvsnap(&["snapshot", "home"], "2026-03-02T03:00:00Z");
-    assert_eq!(h.run(&["backup", "home"], "2026-03-02T03:00:00Z").code, 0);
+    snapshot_and_back_up(&h, "2026-03-02T03:00:00Z", "2026-03-02T03:00:00Z");
     let last = calls(&fake)
         .into_iter()
         .rfind(|c| c.contains(" backup "))
