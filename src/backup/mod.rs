@@ -48,7 +48,16 @@ pub struct BackupOptions<'a> {
     pub progress: bool,
     /// The run lock, let go of while a backup copies (none in a dry run).
     pub lock: Option<&'a crate::lock::Held>,
+    /// Repositories being opened since before the survey ([`Engine::open_ahead`]).
+    pub openings: Option<&'a Openings>,
 }
+
+/// restic opening repositories ahead, by policy: `run` starts them before the snapshot cycle
+/// and `backup` before the survey, so that restic's key derivation runs beside LVM's work
+/// instead of after it. Each is awaited before anything is mounted, as a check made then would
+/// be; one that is not needed is killed.
+#[derive(Default)]
+pub struct Openings(std::cell::RefCell<BTreeMap<String, restic::Opening>>);
 
 /// What happened to one volume's backup.
 #[derive(Debug, Clone)]
@@ -218,21 +227,10 @@ impl Engine<'_> {
                 live.label()
             )));
         }
-        if opts.due_only {
-            // A backup started while the clock ran ahead does not hold off the next one.
-            let last = complete()
-                .map(|r| r.started)
-                .filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew))
-                .max();
-            let ticks = CronTicks {
-                schedule: &b.schedule,
-                timezone: policy.timezone,
-            };
-            if !is_due(&ticks, self.now, last) {
-                return Ok(Outcome::NotDue(
-                    "the newest backup is from the current period".to_owned(),
-                ));
-            }
+        if opts.due_only && !self.backup_due(policy, b, &of_volume) {
+            return Ok(Outcome::NotDue(
+                "the newest backup is from the current period".to_owned(),
+            ));
         }
         if inv.find(&volume.vg, &volume.lv).is_some_and(|o| o.merging) {
             return Ok(Outcome::Skipped(format!(
@@ -244,8 +242,17 @@ impl Engine<'_> {
         // see it like any other failure.
         let repository = match &b.engine {
             BackupEngine::Restic(r) if !self.dry_run => {
-                let opened = restic::Restic::open(r, &self.config.settings.state_dir())
-                    .and_then(|x| x.reachable(opts.cancel).map(|()| x));
+                let ahead = opts
+                    .openings
+                    .and_then(|o| o.0.borrow_mut().remove(&policy.name));
+                let opened =
+                    restic::Restic::open(r, &self.config.settings.state_dir()).and_then(|x| {
+                        match ahead {
+                            Some(o) => x.opened(o, opts.cancel),
+                            None => x.reachable(opts.cancel),
+                        }
+                        .map(|()| x)
+                    });
                 match opened {
                     Ok(x) => Some(x),
                     Err(why) => {
@@ -326,6 +333,60 @@ impl Engine<'_> {
             }
         }
         result
+    }
+
+    /// Whether `volume`'s backup is due by its schedule, given its backups `of_volume`.
+    fn backup_due(&self, policy: &Policy, b: &BackupPolicy, of_volume: &[&BackupRecord]) -> bool {
+        // A backup started while the clock ran ahead does not hold off the next one.
+        let last = of_volume
+            .iter()
+            .filter(|r| r.state.is_usable())
+            .map(|r| r.started)
+            .filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew))
+            .max();
+        let ticks = CronTicks {
+            schedule: &b.schedule,
+            timezone: policy.timezone,
+        };
+        is_due(&ticks, self.now, last)
+    }
+
+    /// Starts opening the restic repository of each of `policies` (all when empty) that backs
+    /// up with restic and, when `due_only`, has a volume whose backup is due. A repository that
+    /// cannot even be started on is left to the backup, which reports it.
+    pub fn open_ahead(&self, policies: &[String], due_only: bool) -> Openings {
+        let openings = Openings::default();
+        if self.dry_run {
+            return openings;
+        }
+        let history = self.catalog.backups(None).unwrap_or_default();
+        for policy in &self.config.policies {
+            let Some(b) = &policy.backup else { continue };
+            let BackupEngine::Restic(r) = &b.engine else {
+                continue;
+            };
+            if !policies.is_empty() && !policies.contains(&policy.name) {
+                continue;
+            }
+            let due = || {
+                policy.volumes.iter().any(|v| {
+                    let of_volume: Vec<&BackupRecord> = history
+                        .iter()
+                        .filter(|x| x.policy == policy.name && x.vg == v.vg && x.origin == v.lv)
+                        .collect();
+                    self.backup_due(policy, b, &of_volume)
+                })
+            };
+            if due_only && !due() {
+                continue;
+            }
+            if let Ok(o) = restic::Restic::open(r, &self.config.settings.state_dir())
+                .and_then(|x| x.start_opening())
+            {
+                openings.0.borrow_mut().insert(policy.name.clone(), o);
+            }
+        }
+        openings
     }
 
     /// Records a backup that was refused before it started (no snapshot was read): failed,
@@ -1218,7 +1279,7 @@ fn copy(
         ));
     }
     let early = early.into_inner().expect("reads");
-    if let (Some(r), Some(summary)) = (remote, &summary) {
+    if let (Some(r), Some(mut summary)) = (remote, summary) {
         // What restic stored is listed back and compared with the manifest (types, modes,
         // owners, sizes, times); its content is read back by `verify --read-data`.
         let start = Instant::now();
@@ -1252,9 +1313,26 @@ fn copy(
                 "{found}; the backup is failed and the next one reads every file (restic --force); backups since these files were last read may hold their earlier content too: `lvsnap verify --read-data` tells"
             ));
         }
-        let (listed, diffs) = r
+        let listing = r
             .restic
             .compare_listing(&summary.id, &manifest, opts.cancel)?;
+        // The snapshot listed is the one this backup made: its ID, this host, this run's tags.
+        if !listing.id.starts_with(&summary.id)
+            || listing.host != r.restic.host
+            || !r.tags.iter().all(|t| listing.tags.contains(t))
+        {
+            return Err(format!(
+                "restic listed snapshot {} (host {}, tags {}) for the snapshot {} this backup made (host {}, tags {}); nothing is recorded as backed up",
+                listing.id,
+                listing.host,
+                listing.tags.join(","),
+                summary.id,
+                r.restic.host,
+                r.tags.join(",")
+            ));
+        }
+        summary.id = listing.id;
+        let (listed, diffs) = (listing.matched, listing.diffs);
         if !diffs.is_empty() {
             return Err(format!(
                 "restic snapshot {} differs from the snapshot it was made of ({} difference(s)): {}{}",
@@ -1306,7 +1384,7 @@ fn copy(
             copy_seconds,
             hash_seconds,
             proof,
-            restic: Some(summary.clone()),
+            restic: Some(summary),
         });
     }
     let proof = prove::prove(

@@ -184,6 +184,19 @@ impl Restic<'_> {
         cancel: &AtomicBool,
         consume: &mut dyn FnMut(&mut dyn std::io::Read) -> std::io::Result<()>,
     ) -> Result<(), (Failure, String)> {
+        let start = std::time::Instant::now();
+        let result = self.run_reading_timed(args, cwd, cancel, consume);
+        tracing::debug!(command = %format!("restic {}", args.first().map(|a| a.to_string_lossy()).unwrap_or_default()), ok = result.is_ok(), ms = start.elapsed().as_millis(), "ran");
+        result
+    }
+
+    fn run_reading_timed(
+        &self,
+        args: &[OsString],
+        cwd: Option<&Path>,
+        cancel: &AtomicBool,
+        consume: &mut dyn FnMut(&mut dyn std::io::Read) -> std::io::Result<()>,
+    ) -> Result<(), (Failure, String)> {
         let program =
             crate::tools::path_of("restic").map_err(|e| (Failure::Other(e.clone()), e))?;
         let argv = self.argv(args);
@@ -466,19 +479,8 @@ impl Restic<'_> {
                     .join("; ")
             ));
         }
-        let mut s = summary.ok_or("restic backup ended without its summary")?;
-        // restic 0.14 reports the short ID; the catalog keeps the full one.
-        let listed = self.snapshots(&[s.id.clone()], None, cancel)?;
-        s.id = match listed.as_slice() {
-            [one] => one.id.clone(),
-            _ => {
-                return Err(format!(
-                    "restic backup reported snapshot {}, which restic snapshots cannot find",
-                    s.id
-                ))
-            }
-        };
-        Ok(s)
+        // restic 0.14 reports the short ID: the listing that proves the backup reads the full one.
+        summary.ok_or_else(|| "restic backup ended without its summary".to_owned())
     }
 
     /// Whether the repository opens: reachable, initialised, the password right.
@@ -486,13 +488,58 @@ impl Restic<'_> {
     /// # Errors
     /// It does not, with the reason and the fix.
     pub fn reachable(&self, cancel: &AtomicBool) -> Result<(), String> {
-        self.run(
-            &["cat".into(), "config".into(), "--no-lock".into()],
-            None,
-            cancel,
-            &mut |_| {},
+        self.opened(self.start_opening()?, cancel)
+    }
+
+    /// Starts restic opening the repository (`cat config`, which derives the key from the
+    /// password: half a second of CPU and more) without waiting for it, so that it runs while
+    /// lvsnap does other work; [`Restic::opened`] waits for it.
+    ///
+    /// # Errors
+    /// restic cannot be found or started.
+    pub fn start_opening(&self) -> Result<Opening, String> {
+        let program = crate::tools::path_of("restic")?;
+        duct::cmd(
+            &program,
+            self.argv(&["cat".into(), "config".into(), "--no-lock".into()]),
         )
-        .map_err(|(_, why)| why)
+        .full_env(&self.env)
+        .stdin_null()
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .before_spawn(super::engines::dies_with_lvsnap)
+        .start()
+        .map(|h| Opening(h, std::time::Instant::now()))
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))
+    }
+
+    /// Waits for an opening [`Restic::start_opening`] started.
+    ///
+    /// # Errors
+    /// The repository does not open, with the reason and the fix; or a signal came first.
+    pub fn opened(&self, opening: Opening, cancel: &AtomicBool) -> Result<(), String> {
+        let output = loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err("interrupted: restic stopped by a signal".to_owned());
+            }
+            match opening.0.try_wait() {
+                Ok(Some(o)) => break o.clone(),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(format!("restic: {e}")),
+            }
+        };
+        tracing::debug!(
+            command = "restic cat",
+            ok = output.status.success(),
+            ms = opening.1.elapsed().as_millis(),
+            "ran"
+        );
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(self.explain(&classify(&stderr), output.status.code(), &stderr))
     }
 
     /// `restic snapshots --json`: of `ids`, or all of `host` (all when `None`).
@@ -569,9 +616,10 @@ impl Restic<'_> {
         id: &str,
         manifest: &crate::manifest::Manifest,
         cancel: &AtomicBool,
-    ) -> Result<(u64, Vec<String>), String> {
+    ) -> Result<Listing, String> {
         let mut nodes = BTreeMap::new();
         let mut unreadable = 0u64;
+        let mut snapshot = None;
         self.run(
             &["ls".into(), "--json".into(), "--no-lock".into(), id.into()],
             None,
@@ -581,11 +629,15 @@ impl Restic<'_> {
                     let rel = n.path.trim_start_matches('/').to_owned();
                     nodes.insert(rel, n);
                 }
+                Ok(n) if n.struct_type == "snapshot" && snapshot.is_none() => snapshot = Some(n),
                 Ok(_) => {}
                 Err(_) => unreadable += 1,
             },
         )
         .map_err(|(_, why)| why)?;
+        let snapshot = snapshot.ok_or_else(|| {
+            format!("restic lists no snapshot {id}: the repository does not hold it")
+        })?;
         let mut diffs = Vec::new();
         if unreadable > 0 {
             diffs.push(format!(
@@ -667,7 +719,13 @@ impl Restic<'_> {
                 short(id)
             ));
         }
-        Ok((matched, diffs))
+        Ok(Listing {
+            matched,
+            diffs,
+            id: snapshot.id,
+            host: snapshot.hostname,
+            tags: snapshot.tags,
+        })
     }
 
     /// Reads snapshot `id` back whole, streamed (`restic dump --archive tar ID /`: restic checks
@@ -870,6 +928,24 @@ struct Node {
     #[serde(default)]
     mode: u64,
     mtime: Option<DateTime<chrono::FixedOffset>>,
+    /// The snapshot line's.
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    hostname: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// A snapshot's listing compared with a manifest.
+pub struct Listing {
+    /// Entries that matched.
+    pub matched: u64,
+    pub diffs: Vec<String>,
+    /// The snapshot as restic lists it first: its full ID, host and tags.
+    pub id: String,
+    pub host: String,
+    pub tags: Vec<String>,
 }
 
 /// A name in restic's tar (`sub/`, `./a`, `/a`) as a path relative to the volume's root.
@@ -931,6 +1007,16 @@ fn unix_mode(go: u64) -> u32 {
 }
 
 /// The first 8 hex digits, as restic shows IDs.
+/// restic opening a repository, started by [`Restic::start_opening`]; killed if dropped
+/// unawaited (the backup it was for did not happen).
+pub struct Opening(duct::Handle, std::time::Instant);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }

@@ -100,7 +100,7 @@ pub fn verify_restic(
 ) -> Result<Verdict, String> {
     let (expected, manifest_altered) = manifest_of(b)?;
     let id = restic.snapshot_of(b)?;
-    let (_, mut found) = restic.compare_listing(&id, &expected, cancel)?;
+    let mut found = restic.compare_listing(&id, &expected, cancel)?.diffs;
     if let Some(share) = read_data {
         let (_, content) = restic.compare_content(&id, &expected, cancel, None)?;
         found.extend(content);

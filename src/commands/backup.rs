@@ -43,9 +43,10 @@ pub fn backup(ctx: &mut Ctx<'_>, a: &BackupArgs) -> Result<i32, Error> {
     let held = if dry_run { None } else { Some(ctx.hold()?) };
     let mut catalog = ctx.catalog(!dry_run)?;
     let mut engine = ctx.engine(&mut catalog, dry_run);
+    let policies = [policy.to_owned()];
+    let openings = engine.open_ahead(&policies, false);
     let (inv, mut fleet) = engine.survey()?;
     let mut space = Space::from(&inv);
-    let policies = [policy.to_owned()];
     let opts = BackupOptions {
         policies: &policies,
         volume: volume.as_ref(),
@@ -54,6 +55,7 @@ pub fn backup(ctx: &mut Ctx<'_>, a: &BackupArgs) -> Result<i32, Error> {
         cancel: &ctx.cancel,
         progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         lock: held.as_ref(),
+        openings: Some(&openings),
     };
     let report = engine.backups(&opts, &inv, &mut fleet, &mut space)?;
     engine.flush()?;

@@ -147,6 +147,11 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
             .rollbacks(true)?
             .iter()
             .any(|r| r.swap.is_some());
+    let openings = if opts.snapshot {
+        engine.open_ahead(&opts.policies, true)
+    } else {
+        Default::default()
+    };
     let mut report = engine.run(opts)?;
     report.notes.splice(0..0, resumed);
     let backups = if opts.snapshot && !report.interrupted {
@@ -161,6 +166,7 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
                 cancel: &ctx.cancel,
                 progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 lock: held.as_ref(),
+                openings: Some(&openings),
             },
             &inv,
             &mut fleet,

@@ -76,6 +76,8 @@ impl Runner for SystemRunner {
                 argv: inv.to_string(),
                 source,
             })?;
+        // `-vv` shows each command and what it cost: where a slow run spends its time.
+        tracing::debug!(command = %inv, status = out.status.code().unwrap_or(-1), ms = start.elapsed().as_millis(), "ran");
         Ok(Completed {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

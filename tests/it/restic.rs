@@ -102,8 +102,15 @@ fn a_backup_is_one_tagged_restic_snapshot_at_the_snapshots_time_and_is_recorded(
         std::fs::read_to_string(fake.join("repository")).unwrap(),
         "rest:http://127.0.0.1:8000/\n"
     );
-    // The repository is opened (password, reachability) before anything else happens.
+    // The repository is opened (password, reachability) before anything else happens; the
+    // backup's listing, compared with the manifest, names the snapshot's full ID: three restic
+    // runs in all.
     assert!(calls[0].ends_with("cat config --no-lock"), "{calls:?}");
+    let verbs: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split(' ').nth(5).unwrap_or_default())
+        .collect();
+    assert_eq!(verbs, ["cat", "backup", "ls"], "{calls:?}");
     let b = &h.catalog().backups(None).unwrap()[0];
     assert_eq!(b.engine, "restic");
     assert_eq!(b.remote_id.as_deref(), Some(&*id(1)));
@@ -1019,4 +1026,68 @@ fn a_backup_that_found_a_file_restic_missed_makes_the_next_one_read_everything()
         .rfind(|c| c.contains(" backup "))
         .unwrap();
     assert!(last.contains(" --parent "), "{last}");
+}
+
+#[test]
+fn a_listing_of_another_snapshot_than_the_one_made_fails_the_backup() {
+    let (h, fake) = host("keep = { last = 2 }");
+    // restic lists the snapshot as another host's: not what this backup made.
+    std::fs::write(fake.join("ls-hostname"), "web02").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.out
+            .contains(&format!("restic listed snapshot {} (host web02", id(1))),
+        "{r:?}"
+    );
+    let b = &h.catalog().backups(None).unwrap()[0];
+    assert_eq!(b.state, lvsnap::catalog::BackupState::Failed, "{b:?}");
+    assert_eq!(b.remote_id, None, "{b:?}");
+    // And a snapshot restic does not hold (restic 0.14 then lists nothing and exits 0).
+    std::fs::remove_file(fake.join("ls-hostname")).unwrap();
+    std::fs::write(fake.join("ls-none"), "").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
+    let r = h.run(&["backup", "home"], "2026-03-02T02:05:00Z");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.out.contains(&format!(
+            "restic lists no snapshot {}: the repository does not hold it",
+            &id(2)[..8]
+        )),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn run_opens_the_repository_only_when_a_backup_is_due() {
+    let (h, fake) = host("keep = { last = 2 }");
+    // 01:00: a snapshot is due, the nightly backup (02:00) is not, and it is not the first:
+    // one backup made at 02:00 the day before.
+    snapshot_and_back_up(&h, "2026-03-01T01:00:00Z", "2026-03-01T02:00:00Z");
+    std::fs::remove_file(fake.join("argv")).unwrap();
+    let (code, out) = h.lvsnap(&["run"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(calls(&fake), Vec::<String>::new(), "{out}");
+    // 02:00: due; the repository cannot be opened, and the run says so with nothing mounted.
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/restic/unreachable.stderr"
+        ),
+        fake.join("fail-cat"),
+    )
+    .unwrap();
+    let before = h.lvm.invocations().len();
+    let (code, out) = h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot reach restic repository"), "{out}");
+    let lvm = h.lvm.invocations().split_off(before);
+    assert!(lvm.iter().any(|c| c.starts_with("lvcreate")), "{lvm:?}");
+    assert!(!lvm.iter().any(|c| c.starts_with("mount")), "{lvm:?}");
+    let verbs: Vec<String> = calls(&fake)
+        .iter()
+        .map(|c| c.split(' ').nth(5).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(verbs, ["cat"], "{out}");
 }
