@@ -87,11 +87,13 @@ pub struct RunReport {
     pub inventory: Inventory,
     /// Stopped early by a shutdown; what was done is recorded.
     pub interrupted: bool,
+    /// What space pressure removed, before anything else.
+    pub relief: crate::pressure::Relief,
 }
 
 impl RunReport {
     pub fn failed(&self) -> bool {
-        self.groups.iter().any(|g| !g.errors.is_empty())
+        self.groups.iter().any(|g| !g.errors.is_empty()) || !self.relief.errors.is_empty()
     }
 
     pub fn held_back(&self) -> bool {
@@ -109,6 +111,12 @@ pub struct Take<'a> {
     /// A thick snapshot's smallest size in bytes (a rollback's guard must hold everything the
     /// merge writes), above the policy's size.
     pub at_least: u64,
+    /// Not held to `max-thick-per-origin` and `max-per-pool`: a rollback's guard, a backup's
+    /// temporary snapshot (both short-lived, and refusing them would refuse what they protect).
+    pub beyond_caps: bool,
+    /// Snapshots of the group that the same run's prune removes once this one exists: they do
+    /// not count against the caps.
+    pub leaving: u32,
 }
 
 impl Engine<'_> {
@@ -120,11 +128,36 @@ impl Engine<'_> {
     pub fn run(&mut self, opts: &Options) -> Result<RunReport, RunError> {
         let config = self.config;
         let (inv, mut fleet) = self.survey()?;
+        let notes = fleet.notes.clone();
+        // Space pressure goes first: a full pool harms every volume in it, now.
+        let (mut relief, relieved) = if opts.prune {
+            self.relieve(&inv, &mut fleet, &opts.policies)?
+        } else {
+            (crate::pressure::Relief::default(), inv)
+        };
+        // What was removed changed the figures everything after goes by: read them again (a
+        // dry run goes by what relief says it would free).
+        let (inv, mut fleet) = if !self.dry_run && !relief.removed.is_empty() {
+            match self.survey() {
+                Ok(again) => again,
+                Err(e) => {
+                    let last = relief.removed.last().cloned().expect("not empty");
+                    relief.errors.push(crate::pressure::Removal {
+                        why: format!("reading LVM again after removing for space failed: {e}"),
+                        ..last
+                    });
+                    (relieved, fleet)
+                }
+            }
+        } else {
+            (relieved, fleet)
+        };
         let mut state = Space::from(&inv);
         let mut report = RunReport {
             dry_run: self.dry_run,
-            notes: fleet.notes.clone(),
+            notes,
             strays: fleet.strays.iter().map(Lv::path).collect(),
+            relief,
             ..RunReport::default()
         };
         let groups: Vec<(&Policy, &VolumeRef)> = config
@@ -144,13 +177,23 @@ impl Engine<'_> {
                 ..GroupReport::default()
             };
             if opts.snapshot {
-                match self.take_if_due(policy, volume, &inv, &mut fleet, &mut state) {
+                match self.take_if_due(policy, volume, &inv, &mut fleet, &mut state, opts) {
                     Ok(Taken::Created(name)) => g.created = Some(name),
                     Ok(Taken::NotDue(why)) => g.not_due = Some(why),
                     Err(e) => self.group_error(&mut g, "snapshot", &e),
                 }
             }
             report.groups.push(g);
+        }
+        // A removal for space that failed is its group's failure, recorded as such.
+        for e in &report.relief.errors {
+            if let Some(g) = report
+                .groups
+                .iter_mut()
+                .find(|g| g.policy == e.policy && g.volume == e.volume)
+            {
+                g.errors.push(format!("space: {}: {}", e.name, e.why));
+            }
         }
         if opts.prune {
             for ((policy, volume), g) in groups.iter().zip(report.groups.iter_mut()) {
@@ -199,6 +242,7 @@ impl Engine<'_> {
         g.errors.push(format!("{what} failed: {e}"));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn take_if_due(
         &mut self,
         policy: &Policy,
@@ -206,6 +250,7 @@ impl Engine<'_> {
         inv: &Inventory,
         fleet: &mut Fleet,
         space: &mut Space,
+        opts: &Options,
     ) -> Result<Taken, RunError> {
         // A snapshot dated in the future does not count: it would hold off every snapshot
         // until that date (the plan reports it).
@@ -229,8 +274,33 @@ impl Engine<'_> {
                 "not due: newest snapshot is from the current period; next at {next}"
             )));
         }
-        self.take(policy, volume, inv, fleet, space, &Take::default())
+        // What this run's prune removes once the new snapshot exists does not count against
+        // the caps: the origin has one snapshot more only until then.
+        let leaving = if opts.prune && !inv.find(&volume.vg, &volume.lv).is_some_and(|o| o.merging)
+        {
+            self.leaving(policy, volume, fleet, opts.force)
+        } else {
+            0
+        };
+        let how = Take {
+            leaving,
+            ..Take::default()
+        };
+        self.take(policy, volume, inv, fleet, space, &how)
             .map(Taken::Created)
+    }
+
+    /// How many of the group's snapshots its plan removes once a snapshot taken now exists.
+    fn leaving(&self, policy: &Policy, volume: &VolumeRef, fleet: &Fleet, force: bool) -> u32 {
+        let mut views: Vec<_> = fleet
+            .group(&volume.vg, &volume.lv)
+            .map(Managed::view)
+            .collect();
+        let existing = views.len();
+        views.push(crate::plan::SnapshotView::new("", self.now));
+        let plan = plan_retention(self.now, &Rules::from(policy), &views);
+        let n = plan.removals(force).filter(|d| d.index < existing).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     /// Takes one snapshot of `volume` now, after the space guards.
@@ -250,9 +320,14 @@ impl Engine<'_> {
             pin,
             note,
             at_least,
+            beyond_caps,
+            leaving,
         } = *how;
         let origin = find_origin(inv, volume)?;
         let thin = origin.kind == LvKind::ThinVolume;
+        if !beyond_caps {
+            space.check_caps(policy, volume, origin, leaving)?;
+        }
         let taken = |n: &str| {
             inv.find(&volume.vg, n).is_some()
                 || fleet
@@ -296,6 +371,13 @@ impl Engine<'_> {
         };
         if self.dry_run {
             info!(policy = %policy.name, volume = %volume, snapshot = %name, "would create");
+            // Counted as a run would, so that the next group's verdict is the run's too.
+            if thin {
+                space.add_thin(&volume.vg, origin.pool.as_deref().unwrap_or_default());
+            } else {
+                space.take(&volume.vg, size);
+                space.add_thick(&volume.vg, &volume.lv);
+            }
             let record = new.record(-1);
             fleet.managed.push(Managed { record, lv: None });
             return Ok(name);
@@ -326,7 +408,7 @@ impl Engine<'_> {
                 )));
             }
         }
-        let created = self.create(&new, &inv_cmd, fleet, space);
+        let created = self.create(&new, &inv_cmd, origin.pool.as_deref(), fleet, space);
         let post_failure = self.post_hook(policy, &env(Phase::Post, Some(created.is_ok())));
         self.flush()?;
         created?;
@@ -350,6 +432,7 @@ impl Engine<'_> {
         &mut self,
         new: &NewSnapshot<'_>,
         inv_cmd: &crate::lvm::Invocation,
+        pool: Option<&str>,
         fleet: &mut Fleet,
         space: &mut Space,
     ) -> Result<(), RunError> {
@@ -367,8 +450,11 @@ impl Engine<'_> {
             c.set_state(id, State::Present, None, now)?;
             c.resolve(intent, "created", now)
         })?;
-        if !new.thin {
+        if new.thin {
+            space.add_thin(new.vg, pool.unwrap_or_default());
+        } else {
             space.take(new.vg, new.size);
+            space.add_thick(new.vg, new.origin);
         }
         info!(policy = %new.policy, volume = %format!("{}/{}", new.vg, new.origin), snapshot = %new.name, kind = if new.thin { "thin" } else { "thick" }, size = %format_size(new.size), "created");
         fleet.managed.push(Managed {
@@ -447,12 +533,7 @@ impl Engine<'_> {
             }
             match self.remove(m, &why.join("; ")) {
                 Ok(()) => {
-                    if !m.record.thin {
-                        space.give_back(
-                            &m.record.vg,
-                            m.lv.as_ref().map_or(m.record.size, |l| l.size),
-                        );
-                    }
+                    space.removed(m, inv);
                     info!(policy = %policy.name, volume = %volume, snapshot = %m.record.name, reason = %why.join("; "), "removed");
                     g.removed.push((m.record.name.clone(), why));
                 }
@@ -473,7 +554,7 @@ impl Engine<'_> {
         let (id, now) = (m.record.id, self.now);
         let intent = self.record(|c| {
             let intent = c.begin("remove", id, now)?;
-            c.set_state(id, State::Removing, None, now)?;
+            c.set_state(id, State::Removing, Some(reason), now)?;
             Ok(intent)
         })?;
         match self.exec(&commands::remove(&m.record.vg, &m.record.name)) {
@@ -613,16 +694,31 @@ fn check_pool(
     Ok(())
 }
 
-/// Free space per volume group, kept current through a run so that one inventory suffices.
+/// Free space per volume group, and how many snapshots each thick origin and each thin pool
+/// has, kept current through a run so that one inventory suffices.
 pub struct Space {
     vgs: BTreeMap<String, crate::lvm::VgInfo>,
+    /// Thick snapshots by (VG, origin), anyone's.
+    thick: BTreeMap<(String, String), u32>,
+    /// Thin snapshots by (VG, pool), anyone's.
+    thin: BTreeMap<(String, String), u32>,
 }
 
 impl From<&Inventory> for Space {
     fn from(inv: &Inventory) -> Self {
-        Space {
+        let mut space = Space {
             vgs: inv.vgs.clone(),
+            thick: BTreeMap::new(),
+            thin: BTreeMap::new(),
+        };
+        for lv in &inv.lvs {
+            match (lv.kind, &lv.origin, &lv.pool) {
+                (LvKind::ThickSnapshot, Some(o), _) => space.add_thick(&lv.vg, o),
+                (LvKind::ThinSnapshot, _, Some(p)) => space.add_thin(&lv.vg, p),
+                _ => {}
+            }
         }
+        space
     }
 }
 
@@ -641,10 +737,93 @@ impl Space {
         }
     }
 
-    fn give_back(&mut self, vg: &str, bytes: u64) {
-        if let Some(v) = self.vgs.get_mut(vg) {
-            v.free += bytes;
+    fn add_thick(&mut self, vg: &str, origin: &str) {
+        *self
+            .thick
+            .entry((vg.to_owned(), origin.to_owned()))
+            .or_default() += 1;
+    }
+
+    fn add_thin(&mut self, vg: &str, pool: &str) {
+        *self
+            .thin
+            .entry((vg.to_owned(), pool.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// `m` was removed: its space and its place under the caps are free again.
+    fn removed(&mut self, m: &Managed, inv: &Inventory) {
+        let vg = m.record.vg.clone();
+        let counter = if m.record.thin {
+            let pool =
+                m.lv.as_ref()
+                    .and_then(|l| l.pool.clone())
+                    .or_else(|| inv.find(&vg, &m.record.origin)?.pool.clone())
+                    .unwrap_or_default();
+            self.thin.get_mut(&(vg, pool))
+        } else {
+            let bytes = m.lv.as_ref().map_or(m.record.size, |l| l.size);
+            if let Some(v) = self.vgs.get_mut(&vg) {
+                v.free += bytes;
+            }
+            self.thick.get_mut(&(vg, m.record.origin.clone()))
+        };
+        if let Some(n) = counter {
+            *n = n.saturating_sub(1);
         }
+    }
+
+    /// How many snapshots count against the cap a new snapshot of `origin` is held to, and
+    /// that cap: (count, cap, key, where).
+    fn cap_of(
+        &self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        origin: &Lv,
+    ) -> (u32, u32, &'static str, String) {
+        match &origin.pool {
+            Some(pool) if origin.kind == LvKind::ThinVolume => (
+                self.thin
+                    .get(&(volume.vg.clone(), pool.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                policy.max_per_pool,
+                "max-per-pool",
+                format!("thin pool {}/{pool}", volume.vg),
+            ),
+            _ => (
+                self.thick
+                    .get(&(volume.vg.clone(), volume.lv.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                policy.max_thick_per_origin,
+                "max-thick-per-origin",
+                volume.to_string(),
+            ),
+        }
+    }
+
+    /// Refuses a snapshot of `origin` that would pass the policy's cap on thick snapshots per
+    /// origin or thin snapshots per pool.
+    fn check_caps(
+        &self,
+        policy: &Policy,
+        volume: &VolumeRef,
+        origin: &Lv,
+        leaving: u32,
+    ) -> Result<(), RunError> {
+        let (count, cap, key, place) = self.cap_of(policy, volume, origin);
+        if count.saturating_sub(leaving) < cap {
+            return Ok(());
+        }
+        let why = if key == "max-per-pool" {
+            format!("{place} holds {count} thin snapshots, and {key} of policy {} is {cap} (thin_check at boot slows with each)", policy.name)
+        } else {
+            format!("{place} has {count} thick snapshots, and {key} of policy {} is {cap} (each thick snapshot copies every write to {place} once more)", policy.name)
+        };
+        Err(RunError::Refused(format!(
+            "{why}; no snapshot of {volume} taken\n    hint: keep fewer (lower the keep rules, then `lvsnap prune`; unpin what need not stay), or raise {key}"
+        )))
     }
 
     /// Extents for a thick snapshot of `origin`, checked against free space and keep-free.

@@ -19,6 +19,7 @@ pub mod mount;
 pub mod names;
 pub mod naming;
 pub mod plan;
+pub mod pressure;
 pub mod private;
 pub mod reconcile;
 pub mod report;

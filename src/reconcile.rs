@@ -114,11 +114,22 @@ pub fn reconcile(
             let (state, note) = match record.state {
                 State::Creating => (
                     State::Failed,
-                    "was never created (interrupted before lvcreate finished)",
+                    "was never created (interrupted before lvcreate finished)".to_owned(),
                 ),
-                State::Removing => (State::Removed, "removal confirmed after an interruption"),
-                _ => (State::Vanished, "vanished: removed outside lvsnap"),
+                // Why it was being removed (recorded with the intent) stays the reason.
+                State::Removing => (
+                    State::Removed,
+                    match &record.reason {
+                        Some(why) => format!("{why}; removal confirmed after an interruption"),
+                        None => "removal confirmed after an interruption".to_owned(),
+                    },
+                ),
+                _ => (
+                    State::Vanished,
+                    "vanished: removed outside lvsnap".to_owned(),
+                ),
             };
+            let note = note.as_str();
             set(record.id, state, note)?;
             fleet
                 .notes

@@ -35,6 +35,23 @@ pub struct GroupState {
     pub merging: Option<String>,
     /// Its backups, when the policy has a backup table.
     pub backup: Option<BackupHealth>,
+    /// Snapshots removed for space in the last day: (name, when), oldest first.
+    pub space_removed: Vec<(String, DateTime<Utc>)>,
+}
+
+/// How long a removal for space keeps `check` at WARNING.
+pub const SPACE_WARNING_HOURS: i64 = 24;
+
+/// Sets each group's removals for space from the catalog's `removed` (since
+/// [`SPACE_WARNING_HOURS`] ago).
+pub fn note_space_removals(states: &mut [GroupState], removed: &[crate::catalog::SpaceRemoval]) {
+    for g in states {
+        g.space_removed = removed
+            .iter()
+            .filter(|r| r.policy == g.policy && format!("{}/{}", r.vg, r.origin) == g.volume)
+            .map(|r| (r.name.clone(), r.at))
+            .collect();
+    }
 }
 
 /// A group's backups, as `status`, `check` and the metrics tell them, for every engine.
@@ -171,6 +188,7 @@ fn group(
             .find(|m| m.lv.as_ref().is_some_and(|l| l.merging))
             .map(|m| m.record.name.clone()),
         backup: None,
+        space_removed: Vec::new(),
     }
 }
 
@@ -304,6 +322,16 @@ pub fn check(
             problems.push((
                 Level::Warning,
                 format!("{head}: {} invalid snapshot(s)", g.invalid),
+            ));
+        }
+        if let Some((name, at)) = g.space_removed.last() {
+            problems.push((
+                Level::Warning,
+                format!(
+                    "{head}: {} snapshot(s) removed for space in the last {SPACE_WARNING_HOURS} h, the newest {name} at {}: its pool or volume group fills faster than retention prunes (extend it, or keep fewer)",
+                    g.space_removed.len(),
+                    crate::units::utc(*at)
+                ),
             ));
         }
         if let (Some(health), Some(b)) = (&g.backup, &policy.backup) {
@@ -497,6 +525,15 @@ pub fn metrics(
         "gauge",
         "Invalid (overflowed) snapshots of the group.",
         states.iter().map(|g| (gl(g), g.invalid as f64)).collect(),
+    );
+    family(
+        "lvsnap_space_removals",
+        "gauge",
+        "Snapshots of the group removed under space pressure in the last 24 hours.",
+        states
+            .iter()
+            .map(|g| (gl(g), g.space_removed.len() as f64))
+            .collect(),
     );
     family(
         "lvsnap_group_failed",

@@ -283,6 +283,8 @@ impl Engine<'_> {
             BackupSource::Fresh => {
                 let how = crate::cycle::Take {
                     note: Some(TEMPORARY_NOTE),
+                    beyond_caps: true,
+                    leaving: 0,
                     ..crate::cycle::Take::default()
                 };
                 let name = self.take(policy, volume, inv, fleet, space, &how)?;

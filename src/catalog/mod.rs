@@ -16,7 +16,9 @@ use chrono::{DateTime, TimeZone, Utc};
 pub use events::{Event, GroupResult, RunTotals};
 pub use restores::{RestoreRecord, RollbackRecord, SwapJournal};
 use rusqlite::{Connection, OpenFlags};
-pub use snapshots::{NewSnapshot, OpenIntent, SnapshotRecord, State, StateChange, TEMPORARY_NOTE};
+pub use snapshots::{
+    NewSnapshot, OpenIntent, SnapshotRecord, SpaceRemoval, State, StateChange, TEMPORARY_NOTE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

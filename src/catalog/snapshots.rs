@@ -81,6 +81,16 @@ pub struct SnapshotRecord {
     pub note: Option<String>,
 }
 
+/// A snapshot removed under space pressure.
+#[derive(Debug, Clone)]
+pub struct SpaceRemoval {
+    pub policy: String,
+    pub vg: String,
+    pub origin: String,
+    pub name: String,
+    pub at: DateTime<Utc>,
+}
+
 /// The note of a snapshot taken for one backup (`source = "fresh"`) and removed after it.
 pub const TEMPORARY_NOTE: &str = "temporary, for a backup";
 
@@ -169,6 +179,37 @@ impl Catalog {
             "WHERE state IN ('creating','present','invalid','removing') ORDER BY created_at, name",
             [],
         )
+    }
+
+    /// Snapshots removed for space (reason `space: …`) since `since`, oldest first.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn removed_for_space(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SpaceRemoval>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT policy, vg, origin, name, updated_at FROM snapshots \
+                 WHERE state = 'removed' AND reason LIKE 'space:%' AND updated_at >= ?1 \
+                 ORDER BY updated_at, name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([ts(since)], |r| {
+                Ok(SpaceRemoval {
+                    policy: r.get(0)?,
+                    vg: r.get(1)?,
+                    origin: r.get(2)?,
+                    name: r.get(3)?,
+                    at: from_ts(r.get(4)?),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Every snapshot ever recorded, oldest first.

@@ -68,6 +68,10 @@ pub async fn run_daemon(
         let shared = shared.clone();
         async move { run_policies(&shared, None).await }
     });
+    tokio::spawn({
+        let shared = shared.clone();
+        async move { watch_space(&shared).await }
+    });
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -169,24 +173,55 @@ async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, gene
     }
 }
 
-/// `run` for one policy (or all), on a blocking thread; jobs take turns on the run lock.
-async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
-    let _running = shared.busy.read().await;
-    if shared.cancel.load(Ordering::SeqCst) {
-        return;
+/// Space pressure between runs: every `space-poll`, when a policy sets an emergency threshold,
+/// the pools and volume groups are measured and relieved as a run would first.
+async fn watch_space(shared: &Arc<Shared>) {
+    loop {
+        let poll = {
+            let cfg = shared.config.read().expect("config lock");
+            cfg.settings
+                .space_poll
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(60))
+        };
+        tokio::time::sleep(poll).await;
+        let _running = shared.busy.read().await;
+        if shared.cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        if !crate::pressure::watched(&shared.config.read().expect("config lock")) {
+            continue;
+        }
+        let result = with_ctx(shared, commands::cycle::relieve).await;
+        match result {
+            Ok((Ok(r), _)) => {
+                if !r.removed.is_empty() {
+                    info!(
+                        removed = r.removed.len(),
+                        "space poll: removed snapshots for space"
+                    );
+                }
+                for e in &r.errors {
+                    error!(policy = %e.policy, volume = %e.volume, snapshot = %e.name, "space poll: {}", e.why);
+                }
+            }
+            Ok((Err(e), _)) => error!("space poll failed: {e}"),
+            Err(e) => error!("space poll panicked: {e}"),
+        }
     }
+}
+
+/// Runs `f` on a blocking thread (LVM work never stalls the runtime) with a command context
+/// of the current configuration; returns its result and what it printed.
+async fn with_ctx<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&mut Ctx<'_>) -> T + Send + 'static,
+) -> Result<(T, String), tokio::task::JoinError> {
     let config = shared.config.read().expect("config lock").clone();
     let runner = shared.runner.clone();
     let cancel = shared.cancel.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        let opts = Options {
-            policies: policy.into_iter().collect(),
-            snapshot: true,
-            prune: true,
-            cancel: Some(cancel.clone()),
-            ..Options::default()
-        };
         let mut ctx = Ctx {
             cancel,
             config: &config,
@@ -195,8 +230,27 @@ async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
             now: Utc::now().trunc_subsecs(0),
             out: &mut out,
         };
-        let status = commands::cycle::cycle(&mut ctx, &opts, false, false);
-        (status, String::from_utf8_lossy(&out).into_owned())
+        let result = f(&mut ctx);
+        (result, String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+}
+
+/// `run` for one policy (or all), on a blocking thread; jobs take turns on the run lock.
+async fn run_policies(shared: &Arc<Shared>, policy: Option<String>) {
+    let _running = shared.busy.read().await;
+    if shared.cancel.load(Ordering::SeqCst) {
+        return;
+    }
+    let opts = Options {
+        policies: policy.into_iter().collect(),
+        snapshot: true,
+        prune: true,
+        cancel: Some(shared.cancel.clone()),
+        ..Options::default()
+    };
+    let result = with_ctx(shared, move |ctx| {
+        commands::cycle::cycle(ctx, &opts, false, false)
     })
     .await;
     match result {

@@ -61,7 +61,20 @@ pub fn simulate(ctx: &mut Ctx<'_>, args: &SimulateArgs) -> Result<i32, Error> {
         to: args.to,
         every: args.every,
         down: args.down.clone(),
+        pool: match (args.pool_start, args.fill_rate) {
+            (_, None) => None,
+            (start, Some(rate)) => Some(simulate::PoolModel {
+                start: start.unwrap_or(0.0),
+                per_snapshot: rate,
+            }),
+        },
     };
+    if args.pool_start.is_some() && args.fill_rate.is_none() {
+        return Err(Error::Usage(
+            "--pool-start needs --fill-rate (the share of the pool each snapshot comes to hold)"
+                .to_owned(),
+        ));
+    }
     let outcome = simulate::simulate(policy, &req);
     if args.json {
         writeln!(out, "{}", report::simulate_json(&outcome))?;
@@ -106,7 +119,22 @@ pub struct SimulateArgs {
     /// A window START..END (RFC 3339) in which the host is down; repeatable.
     #[arg(long, value_name = "START..END", value_parser = parse_window)]
     pub down: Vec<(DateTime<Utc>, DateTime<Utc>)>,
-    /// Print JSON: {"kept":[{"time":…,"reasons":[…]}],"taken":N,"removed":N}.
+    /// Model a thin pool too: each snapshot comes to hold this share of it alone (percent;
+    /// what the volume rewrites between two snapshots), and the policy's pool-data-emergency
+    /// removes the oldest as `run` would.
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub fill_rate: Option<f64>,
+    /// With --fill-rate: how full the pool is without snapshots (percent; default 0).
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub pool_start: Option<f64>,
+    /// Print JSON: {"kept":[{"time":…,"reasons":[…]}],"taken":N,"removed":N,"pool":…}.
     #[arg(long)]
     pub json: bool,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
+    }
 }

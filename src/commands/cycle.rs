@@ -229,6 +229,38 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
     Ok(run_status(&report))
 }
 
+/// The daemon's space poll: one inventory, and space pressure relieved as a run would first
+/// (nothing else). Does nothing when no policy sets an emergency threshold.
+///
+/// # Errors
+/// The lock, the inventory or the catalog failed.
+pub fn relieve(ctx: &mut Ctx<'_>) -> Result<crate::pressure::Relief, Error> {
+    if !crate::pressure::watched(ctx.config) {
+        return Ok(crate::pressure::Relief::default());
+    }
+    ctx.tools()?;
+    let _held = ctx.hold()?;
+    let mut catalog = ctx.catalog(true)?;
+    let mut engine = ctx.engine(&mut catalog, false);
+    // Like a run, nothing before an interrupted rollback is finished.
+    let stuck = !engine
+        .catalog
+        .rollbacks(true)?
+        .iter()
+        .all(|r| r.swap.is_none());
+    if stuck {
+        return Ok(crate::pressure::Relief::default());
+    }
+    let (inv, mut fleet) = engine.survey()?;
+    let (relief, _) = engine.relieve(&inv, &mut fleet, &[])?;
+    engine.flush()?;
+    if !relief.removed.is_empty() {
+        let (inv, fleet) = engine.survey()?;
+        write_metrics(ctx, &catalog, &fleet, &inv)?;
+    }
+    Ok(relief)
+}
+
 /// Writes the Prometheus textfile, when `settings.metrics-file` names one.
 fn write_metrics(
     ctx: &Ctx<'_>,
@@ -239,13 +271,15 @@ fn write_metrics(
     let Some(path) = &ctx.config.settings.metrics_file else {
         return Ok(());
     };
-    let states = status::groups(
+    let mut states = status::groups(
         ctx.config,
         fleet,
         &catalog.group_results()?,
         &catalog.backups(None)?,
         ctx.now,
     );
+    let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
+    status::note_space_removals(&mut states, &catalog.removed_for_space(since)?);
     let text = status::metrics(
         &states,
         &status::capacity(ctx.config, inv),

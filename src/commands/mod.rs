@@ -222,6 +222,8 @@ pub(crate) fn guard_snapshot(
         pin: true,
         note: Some(note),
         at_least,
+        beyond_caps: true,
+        leaving: 0,
     };
     let name = engine.take(policy, &volume, inv, fleet, &mut space, &how)?;
     writeln!(

@@ -41,13 +41,13 @@ fn survey_states(
     let (mut catalog, damaged) = ctx.catalog_or_lvm_only()?;
     let results = catalog.group_results()?;
     let backups = catalog.backups(None)?;
+    let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
+    let space = catalog.removed_for_space(since)?;
     let mut engine = ctx.engine(&mut catalog, true);
     let (inv, fleet) = engine.survey()?;
-    Ok((
-        status::groups(ctx.config, &fleet, &results, &backups, ctx.now),
-        status::capacity(ctx.config, &inv),
-        damaged,
-    ))
+    let mut states = status::groups(ctx.config, &fleet, &results, &backups, ctx.now);
+    status::note_space_removals(&mut states, &space);
+    Ok((states, status::capacity(ctx.config, &inv), damaged))
 }
 
 /// A damaged catalog, said first: on the output for a person, on stderr beside JSON.
@@ -156,6 +156,8 @@ pub fn snapshot(ctx: &mut Ctx<'_>, a: &SnapshotArgs) -> Result<i32, Error> {
             pin,
             note,
             at_least: 0,
+            beyond_caps: false,
+            leaving: 0,
         };
         match engine.take(policy, v, &inv, &mut fleet, &mut space, &how) {
             Ok(name) => writeln!(

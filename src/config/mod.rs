@@ -31,6 +31,11 @@ pub const DEFAULT_POOL_MAX_PERCENT: u8 = 80;
 pub const DEFAULT_EXTEND_AT_PERCENT: u8 = 80;
 pub const DEFAULT_EXTEND_BY_PERCENT: u8 = 20;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_SPACE_POLL_SECS: i64 = 60;
+/// Each thick snapshot of an origin copies every write to it once more (snapm's limit too).
+pub const DEFAULT_MAX_THICK_PER_ORIGIN: u32 = 5;
+/// `thin_check` at boot slows with the number of thin volumes in a pool (snapm's limit too).
+pub const DEFAULT_MAX_PER_POOL: u32 = 1000;
 
 /// Everything lvsnap was configured with.
 #[derive(Debug, Clone)]
@@ -88,6 +93,35 @@ pub struct Settings {
     pub metrics_file: Option<PathBuf>,
     /// Directories searched for external programs before the system ones (`tool-path`).
     pub tool_path: Vec<PathBuf>,
+    /// How often the daemon looks at space pressure, when a policy sets a threshold.
+    pub space_poll: Duration,
+}
+
+impl Config {
+    /// What `config check` points out in valid policy files: settings that work but cost.
+    pub fn advice(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.policies {
+            let cap = p.max_thick_per_origin;
+            if cap > DEFAULT_MAX_THICK_PER_ORIGIN {
+                out.push(format!(
+                    "policy {}: max-thick-per-origin = {cap}: each thick snapshot copies every write to its origin once more, so writes to a thick origin with {cap} snapshots cost up to {} times as much; thin volumes share blocks instead",
+                    p.name,
+                    cap + 1
+                ));
+            }
+            let most = p.keep.most();
+            if most.is_none_or(|n| n > cap) {
+                out.push(format!(
+                    "policy {}: its keep rules keep {} snapshots of a volume, but max-thick-per-origin is {cap}: for a thick volume, once {cap} exist and the rules keep them all, the next snapshot is refused; keep fewer, raise max-thick-per-origin, or use thin volumes (a thin volume is held to max-per-pool = {} instead)",
+                    p.name,
+                    most.map_or("any number of".to_owned(), |n| format!("up to {n}")),
+                    p.max_per_pool
+                ));
+            }
+        }
+        out
+    }
 }
 
 impl Settings {
@@ -99,6 +133,7 @@ impl Settings {
             lock_timeout: Duration::seconds(DEFAULT_LOCK_TIMEOUT_SECS),
             metrics_file: None,
             tool_path: Vec::new(),
+            space_poll: Duration::seconds(DEFAULT_SPACE_POLL_SECS),
         }
     }
 
@@ -136,6 +171,18 @@ pub struct Policy {
     /// A thick snapshot this full (percent) is extended by `extend_by` percent of its size.
     pub extend_at: u8,
     pub extend_by: u8,
+    /// Space pressure: when a thin pool holding the policy's volumes is this full (percent), or
+    /// its volume group has less than this free, the policy's oldest snapshots there are removed
+    /// before anything else, until it is not. Off when `None`.
+    pub pool_data_emergency: Option<u8>,
+    pub pool_metadata_emergency: Option<u8>,
+    pub vg_free_emergency: Option<FreeSpace>,
+    /// Space pressure may remove a group's newest snapshot too, as the very last resort.
+    pub emergency_removes_newest: bool,
+    /// Thick snapshots an origin may have (all of them, lvsnap's or not).
+    pub max_thick_per_origin: u32,
+    /// Thin snapshots a pool may hold (all of them, lvsnap's or not).
+    pub max_per_pool: u32,
     /// Command (argv) run before each snapshot; a failure skips the snapshot.
     pub pre: Option<Vec<String>>,
     /// Command (argv) run after each snapshot whose `pre` ran.

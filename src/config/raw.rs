@@ -36,6 +36,7 @@ pub struct RawSettings {
     pub lock_timeout: Option<Spanned<String>>,
     pub metrics_file: Option<Spanned<String>>,
     pub tool_path: Option<Spanned<Vec<Spanned<String>>>>,
+    pub space_poll: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -55,6 +56,12 @@ pub struct RawPolicy {
     pub pool_metadata_max: Option<Spanned<i64>>,
     pub extend_at: Option<Spanned<i64>>,
     pub extend_by: Option<Spanned<i64>>,
+    pub pool_data_emergency: Option<Spanned<i64>>,
+    pub pool_metadata_emergency: Option<Spanned<i64>>,
+    pub vg_free_emergency: Option<Spanned<String>>,
+    pub emergency_removes_newest: Option<Spanned<bool>>,
+    pub max_thick_per_origin: Option<Spanned<i64>>,
+    pub max_per_pool: Option<Spanned<i64>>,
     pub pre: Option<Spanned<Vec<Spanned<String>>>>,
     pub post: Option<Spanned<Vec<Spanned<String>>>>,
     pub hook_timeout: Option<Spanned<String>>,

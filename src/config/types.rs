@@ -429,6 +429,27 @@ impl Keep {
         self.last.is_none() && self.within.is_none() && self.periods.iter().all(Option::is_none)
     }
 
+    /// The most snapshots of one group these rules can keep at once (the newest included), or
+    /// `None` when they can keep any number (`"all"`, `within`).
+    pub fn most(&self) -> Option<u32> {
+        if self.within.is_some() {
+            return None;
+        }
+        // Every rule's count includes the newest: it adds nothing of its own.
+        let mut n: u32 = 0;
+        for c in std::iter::once(self.last).chain(self.periods.iter().copied()) {
+            match c {
+                None => {}
+                Some(Count::All) => return None,
+                Some(Count::N(k)) => n = n.saturating_add(k),
+            }
+        }
+        // A calendar rule whose count is not used up keeps the oldest as well: one snapshot,
+        // whichever rules do.
+        let calendar = u32::from(self.periods.iter().any(Option::is_some));
+        Some(n.saturating_add(calendar).max(1))
+    }
+
     /// The rules in words, one clause each, for `config check`.
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();

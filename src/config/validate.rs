@@ -146,6 +146,26 @@ impl<'a> FileValidator<'a> {
                 );
             }
         }
+        let default_poll = chrono::Duration::seconds(super::DEFAULT_SPACE_POLL_SECS);
+        let space_poll = match raw.space_poll.as_ref() {
+            None => default_poll,
+            Some(t) => match self
+                .span_or(Some(t), "settings.space-poll", Span::default())
+                .map(|s| s.fixed())
+            {
+                Some(Some(d)) if d >= chrono::Duration::seconds(1) => d,
+                Some(_) => {
+                    self.error(
+                        t.span(),
+                        "settings.space-poll",
+                        "must be a fixed length of a second or more (s, min, h)".to_owned(),
+                        Some("the daemon measures the pools and volume groups this often; the default is 1min".to_owned()),
+                    );
+                    default_poll
+                }
+                None => default_poll,
+            },
+        };
         Settings {
             catalog,
             timezone,
@@ -153,6 +173,7 @@ impl<'a> FileValidator<'a> {
             lock_timeout,
             metrics_file,
             tool_path,
+            space_poll,
         }
     }
 
@@ -190,6 +211,37 @@ impl<'a> FileValidator<'a> {
             }
             Some(v) => Some(*v.get_ref() as u8),
             None => Some(default),
+        }
+    }
+
+    fn optional_percent(
+        &mut self,
+        raw: Option<&Spanned<i64>>,
+        key: &str,
+        hint: &str,
+    ) -> Option<Option<u8>> {
+        match raw {
+            None => Some(None),
+            Some(_) => self.percent(raw, key, 0, hint).map(Some),
+        }
+    }
+
+    /// A limit on a number of snapshots: a whole number from 1.
+    fn count_limit(&mut self, raw: Option<&Spanned<i64>>, key: &str, default: u32) -> Option<u32> {
+        match raw {
+            None => Some(default),
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    self.error(
+                        v.span(),
+                        key,
+                        format!("{} is not a number of snapshots from 1", v.get_ref()),
+                        Some(format!("the default is {default}")),
+                    );
+                    None
+                }
+            },
         }
     }
 
@@ -349,6 +401,31 @@ impl<'a> FileValidator<'a> {
             super::DEFAULT_EXTEND_BY_PERCENT,
             "the share of its size a full snapshot grows by; the default is 20",
         );
+        let emergency_hint = "space pressure: at this fill (percent) lvsnap removes the policy's oldest snapshots in the pool until it is below; leave it out to never do so";
+        let pool_data_emergency = self.optional_percent(
+            raw.pool_data_emergency.as_ref(),
+            &p("pool-data-emergency"),
+            emergency_hint,
+        );
+        let pool_metadata_emergency = self.optional_percent(
+            raw.pool_metadata_emergency.as_ref(),
+            &p("pool-metadata-emergency"),
+            emergency_hint,
+        );
+        let vg_free_emergency = match raw.vg_free_emergency.as_ref() {
+            Some(v) => self.free_space(Some(v), &p("vg-free-emergency")).map(Some),
+            None => Some(None),
+        };
+        let max_thick_per_origin = self.count_limit(
+            raw.max_thick_per_origin.as_ref(),
+            &p("max-thick-per-origin"),
+            super::DEFAULT_MAX_THICK_PER_ORIGIN,
+        );
+        let max_per_pool = self.count_limit(
+            raw.max_per_pool.as_ref(),
+            &p("max-per-pool"),
+            super::DEFAULT_MAX_PER_POOL,
+        );
         let pre = self.hook(raw.pre.as_ref(), &p("pre"));
         let post = self.hook(raw.post.as_ref(), &p("post"));
         let hook_timeout = match raw.hook_timeout.as_ref() {
@@ -388,6 +465,15 @@ impl<'a> FileValidator<'a> {
             pool_metadata_max: pool_metadata_max?,
             extend_at: extend_at?,
             extend_by: extend_by?,
+            pool_data_emergency: pool_data_emergency?,
+            pool_metadata_emergency: pool_metadata_emergency?,
+            vg_free_emergency: vg_free_emergency?,
+            emergency_removes_newest: raw
+                .emergency_removes_newest
+                .as_ref()
+                .is_some_and(|b| *b.get_ref()),
+            max_thick_per_origin: max_thick_per_origin?,
+            max_per_pool: max_per_pool?,
             name: name.get_ref().clone(),
             volumes: volumes?,
             schedule: schedule?,

@@ -205,7 +205,9 @@ impl FakeLvm {
         self.with(|s| s.clock = t);
     }
 
-    /// Data fill of a snapshot, thin volume or pool, in percent; metadata fill for a pool.
+    /// Data fill of a snapshot, thin volume or pool, in percent; metadata fill for a pool. A
+    /// thin snapshot's stands for the share of its pool only it holds: removing it lowers the
+    /// pool's data fill by that much.
     pub fn set_fill(&self, vg: &str, name: &str, data: f64, metadata: f64) {
         self.with(|s| {
             if let Some(lv) = s.lvs.iter_mut().find(|l| l.vg == vg && l.name == name) {
@@ -431,7 +433,18 @@ impl State {
                         format!("  Logical volume {target} contains a filesystem in use.\n"),
                     ));
                 }
-                self.lvs.remove(i);
+                let gone = self.lvs.remove(i);
+                // A thin snapshot's fill stands for the share of its pool's data only it holds
+                // (what its removal frees); real LVM does not report that.
+                if let (Kind::Thin, Some(_), Some(pool)) = (gone.kind, &gone.origin, &gone.pool) {
+                    if let Some(p) = self
+                        .lvs
+                        .iter_mut()
+                        .find(|l| l.vg == gone.vg && l.name == *pool)
+                    {
+                        p.fill = (p.fill - gone.fill).max(0.0);
+                    }
+                }
                 Ok(String::new())
             }
             Tool::Lvextend => {

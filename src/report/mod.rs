@@ -50,6 +50,9 @@ pub fn config_summary(out: &mut dyn Write, cfg: &Config, now: DateTime<Utc>) -> 
     )?;
     writeln!(out, "catalog   {}", cfg.settings.catalog.display())?;
     writeln!(out, "time zone {}", cfg.settings.timezone)?;
+    for a in cfg.advice() {
+        writeln!(out, "warning: {a}")?;
+    }
     for p in &cfg.policies {
         writeln!(out)?;
         writeln!(
@@ -145,6 +148,7 @@ pub fn config_json(cfg: &Config, now: DateTime<Utc>) -> Value {
         "files": cfg.files,
         "catalog": cfg.settings.catalog,
         "timezone": cfg.settings.timezone.name(),
+        "warnings": cfg.advice(),
         "policies": policies,
     })
 }
@@ -175,7 +179,12 @@ pub fn simulate_json(o: &Outcome) -> Value {
         .iter()
         .map(|k| json!({"time": utc(k.time), "reasons": k.reasons.names().collect::<Vec<_>>()}))
         .collect();
-    json!({"kept": kept, "taken": o.taken, "removed": o.removed})
+    let mut v = json!({"kept": kept, "taken": o.taken, "removed": o.removed});
+    // Only with --fill-rate: the shape without it stays as scripts know it.
+    if let Some(p) = &o.pool {
+        v["pool"] = json!({"removed_for_space": p.removed_for_space, "peak_percent": p.peak, "end_percent": p.end, "full_at": p.full_at.map(utc)});
+    }
+    v
 }
 
 /// `simulate` for a terminal.
@@ -238,6 +247,28 @@ pub fn simulate_text(
             "note: {} prune(s) were stopped by the max-remove-percent guard, as `run` without --force would be",
             o.blocked
         )?;
+    }
+    if let (Some(pool), Some(m)) = (&o.pool, &req.pool) {
+        writeln!(
+            out,
+            "pool: {:.0}% without snapshots, each snapshot holding {:.1}% alone: at most {:.1}%, {:.1}% at the end; {} snapshot(s) removed for space{}",
+            m.start,
+            m.per_snapshot,
+            pool.peak,
+            pool.end,
+            pool.removed_for_space,
+            match p.pool_data_emergency {
+                Some(l) => format!(" (pool-data-emergency = {l})"),
+                None => " (the policy sets no pool-data-emergency)".to_owned(),
+            }
+        )?;
+        if let Some(t) = pool.full_at {
+            writeln!(
+                out,
+                "warning: the pool is full at {}: every thin volume in it stops; keep fewer, set pool-data-emergency, or extend the pool",
+                utc(t)
+            )?;
+        }
     }
     Ok(())
 }

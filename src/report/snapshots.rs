@@ -18,6 +18,27 @@ pub fn run_text(out: &mut dyn Write, r: &RunReport, detail: bool, tz: Tz) -> io:
     for note in &r.notes {
         writeln!(out, "reconciled: {note}")?;
     }
+    let space = &r.relief;
+    for x in &space.removed {
+        writeln!(
+            out,
+            "{} {}: {would}remove {} for space: {}",
+            x.policy, x.volume, x.name, x.why
+        )?;
+    }
+    if space.estimated {
+        writeln!(out, "space: a dry run cannot tell what removing a thin snapshot frees; a run removes in this order, measures after each, and stops once below")?;
+    }
+    for l in &space.left {
+        writeln!(out, "space: warning: {l}")?;
+    }
+    for e in &space.errors {
+        writeln!(
+            out,
+            "{} {}: space: error: {}: {}",
+            e.policy, e.volume, e.name, e.why
+        )?;
+    }
     for g in &r.groups {
         let head = format!("{} {}:", g.policy, g.volume);
         if let Some(name) = &g.created {
@@ -98,7 +119,14 @@ pub fn run_json(r: &RunReport) -> Value {
             })
         })
         .collect();
-    json!({"dry_run": r.dry_run, "ok": !r.failed(), "groups": groups, "reconciled": r.notes, "unmanaged": r.strays, "lvm_commands": r.lvm_commands})
+    let space = &r.relief;
+    let space = json!({
+        "removed": space.removed.iter().map(|x| json!({"policy": x.policy, "volume": x.volume, "name": x.name, "why": x.why})).collect::<Vec<_>>(),
+        "estimated": space.estimated,
+        "left": space.left,
+        "errors": space.errors.iter().map(|x| json!({"policy": x.policy, "volume": x.volume, "name": x.name, "error": x.why})).collect::<Vec<_>>(),
+    });
+    json!({"dry_run": r.dry_run, "ok": !r.failed(), "space": space, "groups": groups, "reconciled": r.notes, "unmanaged": r.strays, "lvm_commands": r.lvm_commands})
 }
 
 /// One line of `lvsnap list`.

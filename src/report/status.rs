@@ -27,6 +27,7 @@ pub fn json(states: &[GroupState], cap: &Capacity, now: DateTime<Utc>) -> Value 
                 "backup_failed": g.backup.as_ref().and_then(|b| b.failed.as_ref().map(|(l, why)| json!({"backup": l, "error": why}))),
                 "backup_verified": g.backup.as_ref().and_then(|b| b.verified.as_ref().map(|(l, at, ok)| json!({"backup": l, "at": utc(*at), "ok": ok}))),
                 "future": g.future.iter().map(|(n, t)| json!({"name": n, "time": utc(*t)})).collect::<Vec<_>>(),
+                "space_removed": g.space_removed.iter().map(|(n, t)| json!({"name": n, "at": utc(*t)})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -99,6 +100,14 @@ pub fn text(
                 r.error.as_deref().unwrap_or("?")
             )?,
             None => writeln!(out, "  last run  never")?,
+        }
+        if let Some((name, at)) = g.space_removed.last() {
+            writeln!(
+                out,
+                "  space     {} snapshot(s) removed for space in the last day, the newest {name} {}",
+                g.space_removed.len(),
+                age(*at, now)
+            )?;
         }
         if let Some(name) = &g.merging {
             writeln!(

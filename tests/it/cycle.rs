@@ -68,7 +68,7 @@ fn run_takes_tagged_snapshots_with_one_inventory_call() {
 
 #[test]
 fn hourly_runs_for_two_days_keep_what_simulate_keeps() {
-    let policy = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 3, hourly = 6, daily = 2 }\n";
+    let policy = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 3, hourly = 6, daily = 2 }\nmax-thick-per-origin = 20\n";
     let w = Host::standard(policy);
     let start = t("2026-03-01T00:00:00Z");
     for h in 0..48 {
@@ -390,7 +390,7 @@ fn catalog_rebuild_restores_management() {
 
 #[test]
 fn breaker_holds_pruning_until_forced() {
-    let w = Host::standard("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 10 }\n");
+    let w = Host::standard("[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 10 }\nmax-thick-per-origin = 10\n");
     for h in 0..6 {
         w.lvsnap(&["run"], &format!("2026-03-01T{h:02}:00:00Z"));
     }

@@ -149,3 +149,62 @@ async fn shutdown_mid_run_finishes_the_command_in_flight_and_records_it() {
     assert!(cat.open_intents().unwrap().is_empty(), "no stray intent");
     assert_eq!(cat.live_snapshots().unwrap().len(), 1, "and recorded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_relieves_space_pressure_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lvm = Arc::new(FakeLvm::new());
+    lvm.add_vg("vg0", 8 * GIB)
+        .add_thin_pool("vg0", "pool", 2 * GIB)
+        .add_thin_lv("vg0", "pool", "data", GIB);
+    // Scheduled once a year: only the catch-up at start snapshots; the poll does the rest.
+    std::fs::write(
+        dir.path().join("lvsnap.toml"),
+        settings(dir.path()).replace("[settings]\n", "[settings]\nspace-poll = \"1s\"\n")
+            + "[policy.db]\nvolumes = [\"vg0/data\"]\nschedule = \"0 0 1 1 *\"\nkeep = { last = 2 }\npool-data-emergency = 90\nemergency-removes-newest = true\n",
+    )
+    .unwrap();
+    let (_reload, stop, handle) = start(dir.path(), lvm.clone());
+    let mut taken = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        taken = snapshots(&lvm, "data");
+        if !taken.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(taken.len(), 1, "the catch-up snapshot");
+    // A writer fills the pool past 90%; the snapshot alone holds 10% of it.
+    lvm.set_fill("vg0", &taken[0], 10.0, 0.0);
+    lvm.set_fill("vg0", "pool", 95.0, 10.0);
+    let mut left = taken.clone();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = snapshots(&lvm, "data");
+        if left.is_empty() {
+            break;
+        }
+    }
+    assert!(left.is_empty(), "removed within two polls: {left:?}");
+    let creates = lvm
+        .invocations()
+        .iter()
+        .filter(|c| c.starts_with("lvcreate"))
+        .count();
+    assert_eq!(creates, 1, "no run came between: {:?}", lvm.invocations());
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let gone = catalog
+        .all_snapshots()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == taken[0])
+        .unwrap();
+    assert!(
+        gone.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("space: thin pool vg0/pool data is 95.0% full")),
+        "{gone:?}"
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}

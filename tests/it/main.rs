@@ -11,6 +11,7 @@ mod confined;
 mod cycle;
 mod daemon;
 mod layout;
+mod pressure;
 mod restic;
 mod restore;
 mod retention;

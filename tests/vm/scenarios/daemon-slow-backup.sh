@@ -29,7 +29,8 @@ keep = { last = 3 }
 volumes = ["vg0/fast"]
 schedule = "*/4 * * * * *"
 size = "8M"
-keep = { last = 20 }'
+keep = { last = 20 }
+max-thick-per-origin = 20'
 "$LVSNAP" daemon > daemon.log 2>&1 &
 pid=$!
 # The catch-up run at start takes slow's first snapshot and starts its backup.
