@@ -813,7 +813,15 @@ impl Space {
         leaving: u32,
     ) -> Result<(), RunError> {
         let (count, cap, key, place) = self.cap_of(policy, volume, origin);
-        if count.saturating_sub(leaving) < cap {
+        // Past the cap already (others' snapshots, or a prune that failed): what this run
+        // prunes does not count then, so a removal that keeps failing cannot let the count
+        // grow run by run.
+        let left = if count > cap {
+            count
+        } else {
+            count.saturating_sub(leaving)
+        };
+        if left < cap {
             return Ok(());
         }
         let why = if key == "max-per-pool" {
@@ -821,8 +829,13 @@ impl Space {
         } else {
             format!("{place} has {count} thick snapshots, and {key} of policy {} is {cap} (each thick snapshot copies every write to {place} once more)", policy.name)
         };
+        let over = if count > cap {
+            "; other tools' snapshots count too, and a removal that failed leaves one more (`lvsnap catalog events`)"
+        } else {
+            ""
+        };
         Err(RunError::Refused(format!(
-            "{why}; no snapshot of {volume} taken\n    hint: keep fewer (lower the keep rules, then `lvsnap prune`; unpin what need not stay), or raise {key}"
+            "{why}{over}; no snapshot of {volume} taken\n    hint: keep fewer (lower the keep rules, then `lvsnap prune`; unpin what need not stay), or raise {key}"
         )))
     }
 

@@ -313,7 +313,7 @@ fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<St
                 .collect();
             let rest = if stalled.contains(&here) {
                 format!(
-                    "removing {STALL} snapshots in a row freed nothing there, so the volumes themselves fill it and lvsnap stopped removing"
+                    "removing {STALL} snapshots in a row freed nothing there, so the volumes themselves fill it; lvsnap removes no more there until it is below the threshold"
                 )
             } else if holds.is_empty() {
                 format!("policy {} has no snapshot there that may go", policy.name)
@@ -331,6 +331,35 @@ fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<St
         }
     }
     left
+}
+
+/// A place as the catalog keeps it: "VG/POOL", or "VG" for thick snapshots' volume group.
+fn key(here: &(String, Option<String>)) -> String {
+    match &here.1 {
+        Some(pool) => format!("{}/{pool}", here.0),
+        None => here.0.clone(),
+    }
+}
+
+fn unkey(key: &str) -> (String, Option<String>) {
+    match key.split_once('/') {
+        Some((vg, pool)) => (vg.to_owned(), Some(pool.to_owned())),
+        None => (key.to_owned(), None),
+    }
+}
+
+/// Whether any policy's threshold is crossed at `here`.
+fn over_anywhere(config: &Config, inv: &Inventory, here: &(String, Option<String>)) -> bool {
+    let gauges: &[Gauge] = if here.1.is_some() {
+        &[Gauge::PoolData, Gauge::PoolMetadata]
+    } else {
+        &[Gauge::VgFree]
+    };
+    config.policies.iter().any(|p| {
+        gauges
+            .iter()
+            .any(|g| crossed(p, *g, &here.0, here.1.as_deref(), inv).is_some())
+    })
 }
 
 /// A pool's data and metadata fill, to tell whether a removal freed anything.
@@ -374,7 +403,17 @@ impl Engine<'_> {
             rollbacks: pending.iter().map(|r| r.snapshot_id).collect(),
         };
         let mut skip: Vec<i64> = Vec::new();
+        // A place stays stalled across runs (and daemon polls) until it is below threshold.
         let mut stalled: Vec<(String, Option<String>)> = Vec::new();
+        for (key, _) in self.catalog.space_stalls()? {
+            let here = unkey(&key);
+            if over_anywhere(self.config, &inv, &here) {
+                stalled.push(here);
+            } else if !self.dry_run {
+                let now = self.now;
+                self.record(|c| c.set_space_stall(&key, false, now))?;
+            }
+        }
         let mut idle: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
         loop {
             let scene = Scene {
@@ -424,6 +463,18 @@ impl Engine<'_> {
                 forget(&mut inv, &m);
                 continue;
             }
+            // Only the gauges that are over tell whether the removal helped.
+            let over: Vec<Gauge> = self
+                .config
+                .policy(&m.record.policy)
+                .map(|p| {
+                    gauges(&m)
+                        .iter()
+                        .copied()
+                        .filter(|g| crossed(p, *g, &here.0, here.1.as_deref(), &inv).is_some())
+                        .collect()
+                })
+                .unwrap_or_default();
             let before = fills(&inv, &here.0, here.1.as_deref());
             match self.inventory() {
                 Ok(now) => inv = now,
@@ -441,11 +492,17 @@ impl Engine<'_> {
                 }
             }
             let after = fills(&inv, &here.0, here.1.as_deref());
-            let freed = after.0 < before.0 || after.1 < before.1;
+            let freed = over.iter().any(|g| match g {
+                Gauge::PoolData => after.0 < before.0,
+                Gauge::PoolMetadata => after.1 < before.1,
+                Gauge::VgFree => true,
+            });
             let n = idle.entry(here.clone()).or_default();
             *n = if freed { 0 } else { *n + 1 };
             if *n >= STALL {
-                warn!(pool = %format!("{}/{}", here.0, here.1.as_deref().unwrap_or_default()), "{STALL} removals in a row freed nothing: space pressure stops there");
+                warn!(place = %key(&here), "{STALL} removals in a row freed nothing: space pressure stops there until it is below threshold");
+                let now = self.now;
+                self.record(|c| c.set_space_stall(&key(&here), true, now))?;
                 stalled.push(here);
             }
         }

@@ -152,4 +152,10 @@ pub const MIGRATIONS: &[&str] = &[
         pid INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 9: pools (or volume groups) where removing snapshots for space freed nothing: "VG" or
+    // "VG/POOL", from when. Space pressure leaves them alone until they are below threshold.
+    "CREATE TABLE space_stalls (
+        place TEXT PRIMARY KEY,
+        since INTEGER NOT NULL
+    );",
 ];

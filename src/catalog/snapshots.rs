@@ -181,24 +181,25 @@ impl Catalog {
         )
     }
 
-    /// Snapshots removed for space (reason `space: …`) since `since`, oldest first.
+    /// Snapshots removed for space (reason `space: …`) from `since` to `until`, oldest first.
     ///
     /// # Errors
     /// SQLite failed.
     pub fn removed_for_space(
         &self,
         since: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<Vec<SpaceRemoval>, CatalogError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT policy, vg, origin, name, updated_at FROM snapshots \
-                 WHERE state = 'removed' AND reason LIKE 'space:%' AND updated_at >= ?1 \
+                 WHERE state = 'removed' AND reason LIKE 'space:%' AND updated_at >= ?1 AND updated_at <= ?2 \
                  ORDER BY updated_at, name",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([ts(since)], |r| {
+            .query_map([ts(since), ts(until)], |r| {
                 Ok(SpaceRemoval {
                     policy: r.get(0)?,
                     vg: r.get(1)?,
@@ -209,6 +210,43 @@ impl Catalog {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Places where space pressure stalled (removals freed nothing), with since when.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn space_stalls(&self) -> Result<Vec<(String, DateTime<Utc>)>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT place, since FROM space_stalls ORDER BY place")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, from_ts(r.get(1)?))))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records (`stalled`) or clears a place's stall.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn set_space_stall(
+        &self,
+        place: &str,
+        stalled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
+        let sql = if stalled {
+            "INSERT OR IGNORE INTO space_stalls (place, since) VALUES (?1, ?2)"
+        } else {
+            "DELETE FROM space_stalls WHERE place = ?1 AND ?2 IS NOT NULL"
+        };
+        self.conn
+            .execute(sql, params![place, ts(now)])
+            .map(|_| ())
             .map_err(|e| self.err(e))
     }
 

@@ -176,6 +176,8 @@ async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, gene
 /// Space pressure between runs: every `space-poll`, when a policy sets an emergency threshold,
 /// the pools and volume groups are measured and relieved as a run would first.
 async fn watch_space(shared: &Arc<Shared>) {
+    // Pressure that is left is told when it changes, not at every poll.
+    let mut told: Vec<String> = Vec::new();
     loop {
         let poll = {
             let cfg = shared.config.read().expect("config lock");
@@ -203,6 +205,12 @@ async fn watch_space(shared: &Arc<Shared>) {
                 }
                 for e in &r.errors {
                     error!(policy = %e.policy, volume = %e.volume, snapshot = %e.name, "space poll: {}", e.why);
+                }
+                if r.left != told {
+                    for l in &r.left {
+                        warn!("space poll: {l}");
+                    }
+                    told = r.left;
                 }
             }
             Ok((Err(e), _)) => error!("space poll failed: {e}"),

@@ -242,15 +242,6 @@ pub fn relieve(ctx: &mut Ctx<'_>) -> Result<crate::pressure::Relief, Error> {
     let _held = ctx.hold()?;
     let mut catalog = ctx.catalog(true)?;
     let mut engine = ctx.engine(&mut catalog, false);
-    // Like a run, nothing before an interrupted rollback is finished.
-    let stuck = !engine
-        .catalog
-        .rollbacks(true)?
-        .iter()
-        .all(|r| r.swap.is_none());
-    if stuck {
-        return Ok(crate::pressure::Relief::default());
-    }
     let (inv, mut fleet) = engine.survey()?;
     let (relief, _) = engine.relieve(&inv, &mut fleet, &[])?;
     engine.flush()?;
@@ -279,7 +270,7 @@ fn write_metrics(
         ctx.now,
     );
     let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
-    status::note_space_removals(&mut states, &catalog.removed_for_space(since)?);
+    status::note_space_removals(&mut states, &catalog.removed_for_space(since, ctx.now)?);
     let text = status::metrics(
         &states,
         &status::capacity(ctx.config, inv),

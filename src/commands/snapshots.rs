@@ -42,7 +42,7 @@ fn survey_states(
     let results = catalog.group_results()?;
     let backups = catalog.backups(None)?;
     let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
-    let space = catalog.removed_for_space(since)?;
+    let space = catalog.removed_for_space(since, ctx.now)?;
     let mut engine = ctx.engine(&mut catalog, true);
     let (inv, fleet) = engine.survey()?;
     let mut states = status::groups(ctx.config, &fleet, &results, &backups, ctx.now);

@@ -118,6 +118,11 @@ impl Config {
                     most.map_or("any number of".to_owned(), |n| format!("up to {n}")),
                     p.max_per_pool
                 ));
+            } else if !p.min_age.is_zero() {
+                out.push(format!(
+                    "policy {}: min-age = {} keeps every snapshot younger than that besides what the keep rules keep; for a thick volume, max-thick-per-origin ({cap}) counts them too",
+                    p.name, p.min_age
+                ));
             }
         }
         out

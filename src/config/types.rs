@@ -444,10 +444,9 @@ impl Keep {
                 Some(Count::N(k)) => n = n.saturating_add(k),
             }
         }
-        // A calendar rule whose count is not used up keeps the oldest as well: one snapshot,
-        // whichever rules do.
-        let calendar = u32::from(self.periods.iter().any(Option::is_some));
-        Some(n.saturating_add(calendar).max(1))
+        // A calendar rule whose count is not used up also keeps the oldest, but then it kept
+        // fewer than its count: the sum still bounds it.
+        Some(n.max(1))
     }
 
     /// The rules in words, one clause each, for `config check`.

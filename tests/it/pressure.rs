@@ -126,26 +126,31 @@ fn only_policies_that_set_a_threshold_lose_snapshots_for_space() {
          [policy.logs]\nvolumes = [\"vg0/logs\"]\nschedule = \"0 * * * *\"\nkeep = { last = 48 }\n",
     );
     h.lvm.add_thin_lv("vg0", "pool", "logs", 1 << 30);
-    for hour in 0..3 {
+    for hour in 0..5 {
         h.lvsnap(&["run"], &at(hour, 0));
     }
-    for hour in 0..3 {
+    for hour in 0..5 {
         h.lvm.set_fill("vg0", &snap("data", hour), 3.0, 0.0);
         h.lvm.set_fill("vg0", &snap("logs", hour), 3.0, 0.0);
     }
     h.lvm.set_fill("vg0", "pool", 95.0, 20.0);
-    let (code, out) = h.lvsnap(&["run"], &at(2, 30));
+    let (code, out) = h.lvsnap(&["run"], &at(4, 30));
     assert_eq!(code, 0, "{out}");
     let names = h.snapshot_names();
+    // logs keeps all five; db loses its two oldest (95% → 92% → 89%) and no more.
     assert_eq!(
         names.iter().filter(|n| n.starts_with("logs-")).count(),
-        3,
+        5,
         "{names:?}"
     );
     assert_eq!(
-        names.iter().filter(|n| n.starts_with("data-")).count(),
-        1,
-        "{names:?}"
+        names
+            .iter()
+            .filter(|n| n.starts_with("data-"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        [snap("data", 2), snap("data", 3), snap("data", 4)],
+        "{out}"
     );
 }
 
@@ -202,7 +207,7 @@ fn the_sixth_thick_snapshot_is_refused_unless_the_rules_let_the_oldest_go() {
     );
     let (_, out) = h.lvsnap(&["config", "check"], &at(0, 0));
     assert!(
-        out.contains("warning: policy home: its keep rules keep up to 25 snapshots of a volume, but max-thick-per-origin is 5"),
+        out.contains("warning: policy home: its keep rules keep up to 24 snapshots of a volume, but max-thick-per-origin is 5"),
         "{out}"
     );
     for hour in 0..5 {
@@ -401,7 +406,25 @@ fn removals_that_free_nothing_stop_after_three() {
         "{out}"
     );
     assert!(
-        out.contains("removing 3 snapshots in a row freed nothing there, so the volumes themselves fill it and lvsnap stopped removing"),
+        out.contains("removing 3 snapshots in a row freed nothing there, so the volumes themselves fill it; lvsnap removes no more there until it is below the threshold"),
+        "{out}"
+    );
+    // The next run (or daemon poll) remembers: nothing more goes while the pool stays over.
+    let (code, out) = h.lvsnap(&["run"], &at(5, 40));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(h.snapshot_names().len(), 3, "{out}");
+    assert!(out.contains("lvsnap removes no more there"), "{out}");
+    // Below the threshold once, the stall is forgotten; over it again, removals resume.
+    h.lvm.set_fill("vg0", "pool", 50.0, 20.0);
+    h.lvsnap(&["run"], &at(5, 45));
+    assert!(h.catalog().space_stalls().unwrap().is_empty());
+    h.lvm.set_fill("vg0", &snap("data", 3), 10.0, 0.0);
+    h.lvm.set_fill("vg0", "pool", 95.0, 20.0);
+    let (code, out) = h.lvsnap(&["run"], &at(5, 50));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        h.snapshot_names(),
+        [snap("data", 4), snap("data", 5)],
         "{out}"
     );
 }

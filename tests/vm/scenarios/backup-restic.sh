@@ -50,7 +50,8 @@ run restic -r /srv/local init > /dev/null
 
 policies() {  # HOST CATALOG
   printf '[settings]\ntimezone = "UTC"\ncatalog = "%s"\ntool-path = ["/usr/local/sbin"]\n\n' "$2"
-  printf '[policy.home]\nvolumes = ["vg0/home"]\nschedule = "0 * * * *"\nsize = "16M"\nkeep = { last = 5 }\n'
+  # Two catalogs ("hosts") keep snapshots of the one home: more thick ones than the default 5.
+  printf '[policy.home]\nvolumes = ["vg0/home"]\nschedule = "0 * * * *"\nsize = "16M"\nkeep = { last = 5 }\nmax-thick-per-origin = 12\n'
   printf '[policy.home.backup]\nschedule = "0 2 * * *"\nengine = "restic"\nrepository = "%s"\n' $REST
   printf 'password-file = "/etc/lvsnap/restic.pass"\nhost = "%s"\nexclude = ["tmp"]\nkeep = { last = 2 }\n\n' "$1"
   printf '[policy.mail]\nvolumes = ["vg0/mail"]\nschedule = "0 * * * *"\nkeep = { last = 5 }\n'

@@ -3,7 +3,11 @@
 # pinned one or the newest — and the writer never sees an I/O error; the daemon does the same
 # within its poll; metadata pressure from many snapshots likewise. Then the sixth thick snapshot
 # of an origin is refused (max-thick-per-origin).
-name() { echo "db-lvsnap-$(date -u -d "$(utc_at "$1")" +%Y%m%dT%H%M%SZ)"; }
+# The db snapshots are dated within the last ten hours of the real clock, which the daemon and
+# check go by.
+base=$(( $(date +%s) / 3600 * 3600 - 10 * 3600 ))
+at() { date -u -d "@$(( base + $1 * 3600 + ${2:-0} * 60 ))" +%Y-%m-%dT%H:%M:%SZ; }
+name() { echo "db-lvsnap-$(date -u -d "$(at "$1")" +%Y%m%dT%H%M%SZ)"; }
 fill() { lvs --noheadings -o "$1" vg0/pool | tr -d ' '; }
 # write REGION: the writer overwrites 8 MiB region REGION of db, synchronously.
 write() { dd if=/dev/urandom of=/dev/vg0/db bs=1M count=8 seek=$(( $1 * 8 )) oflag=direct conv=fsync status=none || fail "the writer saw an I/O error"; }
@@ -26,7 +30,7 @@ policy "0 * * * *" ""
 
 step "five snapshots, each followed by the writer overwriting a region of its own"
 for i in 0 1 2 3 4; do
-  out=$("$LVSNAP" run --now "$(utc_at "$i")" 2>&1) || fail "$out"
+  out=$("$LVSNAP" run --now "$(at "$i")" 2>&1) || fail "$out"
   echo "$out"
   write "$i"
   echo "pool data $(fill data_percent)%"
@@ -36,7 +40,7 @@ assert_eq "$(fill data_percent)" "83.33" "pool data after the writer"
 policy "0 * * * *" "pool-data-emergency = 70"
 
 step "the dry run lists what may go, oldest first; nothing is removed"
-out=$("$LVSNAP" run --dry-run --now "$(date -u -d "$(utc_at 4) 30 minutes" +%Y-%m-%dT%H:%M:%SZ)" 2>&1)
+out=$("$LVSNAP" run --dry-run --now "$(at 4 30)" 2>&1)
 echo "$out"
 assert_contains "$out" "db vg0/db: would remove $(name 0) for space: thin pool vg0/pool data is 83.3% full, at or above 70% (pool-data-emergency of policy db)"
 assert_contains "$out" "would remove $(name 2) for space"
@@ -45,7 +49,7 @@ assert_not_contains "$out" "would remove $(name 4) for space"
 assert_eq "$(tagged_lvs | wc -l)" 5 "snapshots after the dry run"
 
 step "the run removes the two oldest and stops below 70%"
-out=$("$LVSNAP" run --now "$(date -u -d "$(utc_at 4) 30 minutes" +%Y-%m-%dT%H:%M:%SZ)" 2>&1) || fail "$out"
+out=$("$LVSNAP" run --now "$(at 4 30)" 2>&1) || fail "$out"
 echo "$out"
 assert_contains "$out" "db vg0/db: remove $(name 0) for space: thin pool vg0/pool data is 83.3% full"
 assert_contains "$out" "db vg0/db: remove $(name 1) for space: thin pool vg0/pool data is 75.0% full"
@@ -55,7 +59,7 @@ assert_eq "$(tagged_lvs | tr '\n' ' ')" "$(name 2) $(name 3) $(name 4) " "snapsh
 step "filled again past all that may go: the pinned one and the newest stay, and the run says so"
 write 0; write 1
 echo "pool data $(fill data_percent)%"
-out=$("$LVSNAP" run --now "$(date -u -d "$(utc_at 4) 40 minutes" +%Y-%m-%dT%H:%M:%SZ)" 2>&1) || fail "$out"
+out=$("$LVSNAP" run --now "$(at 4 40)" 2>&1) || fail "$out"
 echo "$out"
 assert_contains "$out" "remove $(name 2) for space"
 assert_contains "$out" "space: warning: thin pool vg0/pool data is"
@@ -63,7 +67,7 @@ assert_contains "$out" "what is left of policy db may not go: $(name 3) (pinned)
 assert_eq "$(tagged_lvs | tr '\n' ' ')" "$(name 3) $(name 4) " "snapshots left"
 
 step "the daemon relieves within its poll, between runs"
-policy "0 0 1 1 *" "pool-data-emergency = 70"   # not due: the catch-up run at start takes nothing
+policy "0 0 1 1 *" "pool-data-emergency = 70"   # not due (but on 1 January before 10:00)
 "$LVSNAP" -v daemon > daemon.log 2>&1 &
 pid=$!
 # Once the catch-up run is over, the pinned snapshot may go: only the poll can see it.
@@ -83,10 +87,9 @@ cat daemon.log
 assert_no_lv "vg0/$(name 3)"
 assert_lv_exists "vg0/$(name 4)"
 assert_contains "$(cat daemon.log)" "space poll: removed snapshots for space"
-# (check counts the last day by the real clock: the daemon's removal, not the runs' at --now.)
 out=$("$LVSNAP" check 2>&1 || true)
 echo "$out"
-assert_contains "$out" "db vg0/db: 1 snapshot(s) removed for space in the last 24 h, the newest $(name 3)"
+assert_contains "$out" "db vg0/db: 4 snapshot(s) removed for space in the last 24 h, the newest $(name 3)"
 if dmesg | grep -i "thin" | grep -iE "error|no free space|out of data"; then
   fail "the pool reported errors"
 fi
@@ -122,7 +125,8 @@ after=$(lvs --noheadings -o metadata_percent vg0/mpool | tr -d ' ')
 left=$(lvs --noheadings -o lv_name,lv_tags vg0 | awk '$1 ~ /^meta-lvsnap-/ && $2 ~ /lvsnap/' | wc -l)
 echo "pool metadata ${after}% after; $left snapshots left of 10"
 awk -v a="$after" -v l="$limit" 'BEGIN { exit !(a < l) }' || fail "metadata still at ${after}%"
-[ "$left" -ge 1 ] && [ "$left" -le 9 ] || fail "$left snapshots left"
+# Each removal frees about 0.3%, and the first reading is under limit + 1: a few go, not all.
+[ "$left" -ge 6 ] && [ "$left" -le 9 ] || fail "$left snapshots left"
 
 step "the sixth thick snapshot of an origin is refused"
 run lvcreate -q -y -L 32M -n home vg0
