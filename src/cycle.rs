@@ -378,6 +378,7 @@ impl Engine<'_> {
                 space.take(&volume.vg, size);
                 space.add_thick(&volume.vg, &volume.lv);
             }
+            space.taken_now(volume, origin, leaving);
             let record = new.record(-1);
             fleet.managed.push(Managed { record, lv: None });
             return Ok(name);
@@ -412,6 +413,7 @@ impl Engine<'_> {
         let post_failure = self.post_hook(policy, &env(Phase::Post, Some(created.is_ok())));
         self.flush()?;
         created?;
+        space.taken_now(volume, origin, leaving);
         match post_failure {
             Some(why) => Err(RunError::Refused(format!(
                 "snapshot {name} was taken, but the post {why}"
@@ -702,6 +704,17 @@ pub struct Space {
     thick: BTreeMap<(String, String), u32>,
     /// Thin snapshots by (VG, pool), anyone's.
     thin: BTreeMap<(String, String), u32>,
+    /// This run's snapshots by cap (see [`cap_key`]): how many it took, and how many of the
+    /// older ones its prune is still to remove.
+    run: BTreeMap<String, (u32, u32)>,
+}
+
+/// What a snapshot of `origin` counts against: its pool's thin snapshots, or its own thick ones.
+fn cap_key(vg: &str, origin: &str, pool: Option<&str>) -> String {
+    match pool {
+        Some(p) => format!("thin {vg}/{p}"),
+        None => format!("thick {vg}/{origin}"),
+    }
 }
 
 impl From<&Inventory> for Space {
@@ -710,6 +723,7 @@ impl From<&Inventory> for Space {
             vgs: inv.vgs.clone(),
             thick: BTreeMap::new(),
             thin: BTreeMap::new(),
+            run: BTreeMap::new(),
         };
         for lv in &inv.lvs {
             match (lv.kind, &lv.origin, &lv.pool) {
@@ -771,6 +785,30 @@ impl Space {
         if let Some(n) = counter {
             *n = n.saturating_sub(1);
         }
+        let pool = m.record.thin.then(|| {
+            m.lv.as_ref()
+                .and_then(|l| l.pool.clone())
+                .or_else(|| inv.find(&m.record.vg, &m.record.origin)?.pool.clone())
+                .unwrap_or_default()
+        });
+        let key = cap_key(&m.record.vg, &m.record.origin, pool.as_deref());
+        if let Some((_, pending)) = self.run.get_mut(&key) {
+            *pending = pending.saturating_sub(1);
+        }
+    }
+
+    /// A snapshot of `origin` was taken in this run; its prune is to remove `leaving` more.
+    fn taken_now(&mut self, volume: &VolumeRef, origin: &Lv, leaving: u32) {
+        let pool = origin
+            .pool
+            .as_deref()
+            .filter(|_| origin.kind == LvKind::ThinVolume);
+        let entry = self
+            .run
+            .entry(cap_key(&volume.vg, &volume.lv, pool))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += leaving;
     }
 
     /// How many snapshots count against the cap a new snapshot of `origin` is held to, and
@@ -813,24 +851,35 @@ impl Space {
         leaving: u32,
     ) -> Result<(), RunError> {
         let (count, cap, key, place) = self.cap_of(policy, volume, origin);
-        // Past the cap already (others' snapshots, or a prune that failed): what this run
-        // prunes does not count then, so a removal that keeps failing cannot let the count
-        // grow run by run.
-        let left = if count > cap {
+        let pool = origin
+            .pool
+            .as_deref()
+            .filter(|_| origin.kind == LvKind::ThinVolume);
+        let (taken, pending) = self
+            .run
+            .get(&cap_key(&volume.vg, &volume.lv, pool))
+            .copied()
+            .unwrap_or_default();
+        // Past the cap before this run (others' snapshots, or a prune that failed): what the
+        // run prunes does not count then, so a removal that keeps failing cannot let the count
+        // grow run by run. Else what this run's prunes are to remove does not count.
+        let before = count.saturating_sub(taken);
+        let left = if before > cap {
             count
         } else {
-            count.saturating_sub(leaving)
+            count.saturating_sub(pending + leaving)
         };
         if left < cap {
             return Ok(());
         }
+        let count = if before > cap { before } else { count };
         let why = if key == "max-per-pool" {
             format!("{place} holds {count} thin snapshots, and {key} of policy {} is {cap} (thin_check at boot slows with each)", policy.name)
         } else {
             format!("{place} has {count} thick snapshots, and {key} of policy {} is {cap} (each thick snapshot copies every write to {place} once more)", policy.name)
         };
-        let over = if count > cap {
-            "; other tools' snapshots count too, and a removal that failed leaves one more (`lvsnap catalog events`)"
+        let over = if before > cap {
+            "; it was past the limit before this run (a limit lowered, other tools' snapshots, or a removal that failed: `lvsnap catalog events`)"
         } else {
             ""
         };

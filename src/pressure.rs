@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tracing::{error, warn};
 
+use crate::catalog::SpaceStall;
 use crate::config::{Config, Policy};
 use crate::lvm::Inventory;
 use crate::reconcile::{Fleet, Managed};
@@ -55,12 +56,19 @@ pub struct Removal {
 pub struct Relief {
     pub removed: Vec<Removal>,
     /// Pressure that is left, each with why nothing more was removed.
-    pub left: Vec<String>,
+    pub left: Vec<Left>,
     /// Removals that failed, and a failure to measure again (then relief stopped).
     pub errors: Vec<Removal>,
     /// A dry run cannot tell how much a thin snapshot's removal frees: it lists every snapshot
     /// a real run might remove, and a real run stops as soon as the pool is below.
     pub estimated: bool,
+}
+
+/// Pressure a relief left: where ("VG/POOL", "VG", or "" for all), and what holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Left {
+    pub place: String,
+    pub text: String,
 }
 
 /// Whether any policy asks for space pressure to be watched.
@@ -270,7 +278,11 @@ fn next_removal(
 }
 
 /// What is still over a threshold, each with what holds the policy's snapshots there.
-fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<String> {
+fn still_over(
+    scene: &Scene<'_>,
+    stalled: &[(String, Option<String>)],
+    only_stalled: bool,
+) -> Vec<Left> {
     let Scene {
         config,
         policies,
@@ -278,7 +290,7 @@ fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<St
         fleet,
         ..
     } = *scene;
-    let mut left: Vec<String> = Vec::new();
+    let mut left: Vec<Left> = Vec::new();
     for policy in &config.policies {
         if !policies.is_empty() && !policies.contains(&policy.name) {
             continue;
@@ -289,7 +301,7 @@ fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<St
                 .find(&volume.vg, &volume.lv)
                 .and_then(|o| o.pool.clone());
             let here = (volume.vg.clone(), pool.clone());
-            if seen.contains(&here) {
+            if seen.contains(&here) || (only_stalled && !stalled.contains(&here)) {
                 continue;
             }
             seen.push(here.clone());
@@ -313,7 +325,7 @@ fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<St
                 .collect();
             let rest = if stalled.contains(&here) {
                 format!(
-                    "removing {STALL} snapshots in a row freed nothing there, so the volumes themselves fill it; lvsnap removes no more there until it is below the threshold"
+                    "removing {STALL} snapshots in a row freed nothing there, so the volumes themselves fill it; lvsnap removes no more there until it is below the thresholds of the policies with volumes there, or a point fuller than when it stopped"
                 )
             } else if holds.is_empty() {
                 format!("policy {} has no snapshot there that may go", policy.name)
@@ -324,10 +336,13 @@ fn still_over(scene: &Scene<'_>, stalled: &[(String, Option<String>)]) -> Vec<St
                     holds.join(", ")
                 )
             };
-            left.push(format!(
-                "{}; {rest}; other policies' snapshots, or the volumes themselves, hold the rest (extend the pool or volume group, or free space in it)",
-                whys.join("; ")
-            ));
+            left.push(Left {
+                place: key(&here),
+                text: format!(
+                    "{}; {rest}; other policies' snapshots, or the volumes themselves, hold the rest (extend the pool or volume group, or free space in it)",
+                    whys.join("; ")
+                ),
+            });
         }
     }
     left
@@ -348,18 +363,39 @@ fn unkey(key: &str) -> (String, Option<String>) {
     }
 }
 
-/// Whether any policy's threshold is crossed at `here`.
-fn over_anywhere(config: &Config, inv: &Inventory, here: &(String, Option<String>)) -> bool {
+/// The policies with a volume whose snapshots take their space at `here`.
+fn policies_at<'c>(
+    config: &'c Config,
+    inv: &Inventory,
+    here: &(String, Option<String>),
+) -> Vec<&'c Policy> {
+    config
+        .policies
+        .iter()
+        .filter(|p| {
+            p.volumes.iter().any(|v| {
+                v.vg == here.0 && inv.find(&v.vg, &v.lv).and_then(|o| o.pool.clone()) == here.1
+            })
+        })
+        .collect()
+}
+
+/// The gauges over the threshold of a policy with volumes at `here`.
+fn over_here(config: &Config, inv: &Inventory, here: &(String, Option<String>)) -> Vec<Gauge> {
     let gauges: &[Gauge] = if here.1.is_some() {
         &[Gauge::PoolData, Gauge::PoolMetadata]
     } else {
         &[Gauge::VgFree]
     };
-    config.policies.iter().any(|p| {
-        gauges
-            .iter()
-            .any(|g| crossed(p, *g, &here.0, here.1.as_deref(), inv).is_some())
-    })
+    let at = policies_at(config, inv, here);
+    gauges
+        .iter()
+        .copied()
+        .filter(|g| {
+            at.iter()
+                .any(|p| crossed(p, *g, &here.0, here.1.as_deref(), inv).is_some())
+        })
+        .collect()
 }
 
 /// A pool's data and metadata fill, to tell whether a removal freed anything.
@@ -389,29 +425,48 @@ impl Engine<'_> {
     ) -> Result<(Relief, Inventory), RunError> {
         let mut relief = Relief::default();
         let mut inv = inv.clone();
+        let stalls = self.catalog.space_stalls()?;
         if !watched(self.config) {
+            // Thresholds set again later start afresh.
+            if !self.dry_run && !stalls.is_empty() {
+                self.record(|c| {
+                    stalls
+                        .iter()
+                        .try_for_each(|x| c.clear_space_stall(&x.place))
+                })?;
+            }
             return Ok((relief, inv));
         }
         let pending = self.catalog.rollbacks(true)?;
         // A name swap a crash interrupted has volumes in between names: nothing goes until
         // it is finished.
         if pending.iter().any(|r| r.swap.is_some()) {
-            relief.left.push("a rollback's name swap is unfinished (`lvsnap run` finishes it first): space pressure waits".to_owned());
+            relief.left.push(Left {
+                place: String::new(),
+                text: "a rollback's name swap is unfinished (`lvsnap run` finishes it first): space pressure waits".to_owned(),
+            });
             return Ok((relief, inv));
         }
         let busy = Busy {
             rollbacks: pending.iter().map(|r| r.snapshot_id).collect(),
         };
         let mut skip: Vec<i64> = Vec::new();
-        // A place stays stalled across runs (and daemon polls) until it is below threshold.
+        // A place stays stalled across runs (and daemon polls) while it is over threshold and
+        // no fuller than a point above where it stalled: filling on, it is tried again.
         let mut stalled: Vec<(String, Option<String>)> = Vec::new();
-        for (key, _) in self.catalog.space_stalls()? {
-            let here = unkey(&key);
-            if over_anywhere(self.config, &inv, &here) {
+        for x in &stalls {
+            let here = unkey(&x.place);
+            let over = over_here(self.config, &inv, &here);
+            let (data, metadata) = fills(&inv, &here.0, here.1.as_deref());
+            let fuller = over.iter().any(|g| match g {
+                Gauge::PoolData => data >= x.data + 1.0,
+                Gauge::PoolMetadata => metadata >= x.metadata + 1.0,
+                Gauge::VgFree => true,
+            });
+            if !over.is_empty() && !fuller {
                 stalled.push(here);
             } else if !self.dry_run {
-                let now = self.now;
-                self.record(|c| c.set_space_stall(&key, false, now))?;
+                self.record(|c| c.clear_space_stall(&x.place))?;
             }
         }
         let mut idle: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
@@ -500,26 +555,27 @@ impl Engine<'_> {
             let n = idle.entry(here.clone()).or_default();
             *n = if freed { 0 } else { *n + 1 };
             if *n >= STALL {
-                warn!(place = %key(&here), "{STALL} removals in a row freed nothing: space pressure stops there until it is below threshold");
-                let now = self.now;
-                self.record(|c| c.set_space_stall(&key(&here), true, now))?;
+                warn!(place = %key(&here), "{STALL} removals in a row freed nothing: space pressure stops there");
+                let stall = SpaceStall {
+                    place: key(&here),
+                    since: self.now,
+                    data: after.0,
+                    metadata: after.1,
+                };
+                self.record(|c| c.set_space_stall(&stall))?;
                 stalled.push(here);
             }
         }
-        if !relief.estimated {
-            let scene = Scene {
-                config: self.config,
-                policies,
-                inv: &inv,
-                fleet,
-                busy: &busy,
-                now: self.now,
-            };
-            relief.left = still_over(&scene, &stalled);
-            for l in &relief.left {
-                warn!("space pressure left: {l}");
-            }
-        }
+        // A dry run that cannot tell what thin removals free says only what is stalled.
+        let scene = Scene {
+            config: self.config,
+            policies,
+            inv: &inv,
+            fleet,
+            busy: &busy,
+            now: self.now,
+        };
+        relief.left = still_over(&scene, &stalled, relief.estimated);
         Ok((relief, inv))
     }
 }

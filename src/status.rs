@@ -85,6 +85,8 @@ pub struct Capacity {
     pub vgs: Vec<(String, u64, u64)>,
     /// (pool path, data %, metadata %)
     pub pools: Vec<(String, f64, f64)>,
+    /// Pools where space pressure stopped: removing snapshots freed nothing.
+    pub stalls: Vec<crate::catalog::SpaceStall>,
 }
 
 /// The state of every configured group.
@@ -223,7 +225,11 @@ pub fn capacity(config: &Config, inv: &Inventory) -> Capacity {
             }
         }
     }
-    Capacity { vgs, pools }
+    Capacity {
+        vgs,
+        pools,
+        stalls: Vec::new(),
+    }
 }
 
 /// Nagios plugin states.
@@ -414,6 +420,16 @@ pub fn check(
         }
         perf.push(format!("'pool_{pool}_data'={data:.1}%;;{max}"));
         perf.push(format!("'pool_{pool}_metadata'={meta:.1}%;;{max}"));
+    }
+    for x in &cap.stalls {
+        problems.push((
+            Level::Warning,
+            format!(
+                "thin pool {}: removing snapshots for space freed nothing, so lvsnap stopped at {}: the volumes themselves fill it (extend it, or free space in them)",
+                x.place,
+                crate::units::utc(x.since)
+            ),
+        ));
     }
     let level = problems.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
     problems.sort_by_key(|p| std::cmp::Reverse(p.0));
@@ -659,6 +675,15 @@ pub fn metrics(
         cap.pools
             .iter()
             .map(|(p, _, m)| (format!("{{pool=\"{}\"}}", esc(p)), *m))
+            .collect(),
+    );
+    family(
+        "lvsnap_space_stalled",
+        "gauge",
+        "1 for a pool where removing snapshots for space freed nothing (lvsnap stopped there).",
+        cap.stalls
+            .iter()
+            .map(|x| (format!("{{pool=\"{}\"}}", esc(&x.place)), 1.0))
             .collect(),
     );
     family(

@@ -17,7 +17,8 @@ pub use events::{Event, GroupResult, RunTotals};
 pub use restores::{RestoreRecord, RollbackRecord, SwapJournal};
 use rusqlite::{Connection, OpenFlags};
 pub use snapshots::{
-    NewSnapshot, OpenIntent, SnapshotRecord, SpaceRemoval, State, StateChange, TEMPORARY_NOTE,
+    NewSnapshot, OpenIntent, SnapshotRecord, SpaceRemoval, SpaceStall, State, StateChange,
+    TEMPORARY_NOTE,
 };
 
 #[derive(Debug, thiserror::Error)]

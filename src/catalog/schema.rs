@@ -158,4 +158,8 @@ pub const MIGRATIONS: &[&str] = &[
         place TEXT PRIMARY KEY,
         since INTEGER NOT NULL
     );",
+    // 10: the fill a place stalled at (data and metadata percent): filling on from there, it
+    // is tried again.
+    "ALTER TABLE space_stalls ADD COLUMN data REAL;
+    ALTER TABLE space_stalls ADD COLUMN metadata REAL;",
 ];

@@ -91,6 +91,17 @@ pub struct SpaceRemoval {
     pub at: DateTime<Utc>,
 }
 
+/// A place where removing snapshots for space freed nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceStall {
+    /// "VG/POOL".
+    pub place: String,
+    pub since: DateTime<Utc>,
+    /// The pool's data and metadata fill (percent) when it stalled.
+    pub data: f64,
+    pub metadata: f64,
+}
+
 /// The note of a snapshot taken for one backup (`source = "fresh"`) and removed after it.
 pub const TEMPORARY_NOTE: &str = "temporary, for a backup";
 
@@ -213,39 +224,52 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    /// Places where space pressure stalled (removals freed nothing), with since when.
+    /// Places where space pressure stalled (removals freed nothing): where, since when, and
+    /// the data and metadata fill then.
     ///
     /// # Errors
     /// SQLite failed.
-    pub fn space_stalls(&self) -> Result<Vec<(String, DateTime<Utc>)>, CatalogError> {
+    pub fn space_stalls(&self) -> Result<Vec<SpaceStall>, CatalogError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT place, since FROM space_stalls ORDER BY place")
+            .prepare("SELECT place, since, data, metadata FROM space_stalls ORDER BY place")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, from_ts(r.get(1)?))))
+            .query_map([], |r| {
+                Ok(SpaceStall {
+                    place: r.get(0)?,
+                    since: from_ts(r.get(1)?),
+                    data: r.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+                    metadata: r.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+                })
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))
     }
 
-    /// Records (`stalled`) or clears a place's stall.
+    /// Records a place's stall (a stall already recorded keeps its start, takes the new fill).
     ///
     /// # Errors
     /// SQLite failed.
-    pub fn set_space_stall(
-        &self,
-        place: &str,
-        stalled: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), CatalogError> {
-        let sql = if stalled {
-            "INSERT OR IGNORE INTO space_stalls (place, since) VALUES (?1, ?2)"
-        } else {
-            "DELETE FROM space_stalls WHERE place = ?1 AND ?2 IS NOT NULL"
-        };
+    pub fn set_space_stall(&self, stall: &SpaceStall) -> Result<(), CatalogError> {
         self.conn
-            .execute(sql, params![place, ts(now)])
+            .execute(
+                "INSERT INTO space_stalls (place, since, data, metadata) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (place) DO UPDATE SET data = excluded.data, metadata = excluded.metadata",
+                params![stall.place, ts(stall.since), stall.data, stall.metadata],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets a place's stall.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn clear_space_stall(&self, place: &str) -> Result<(), CatalogError> {
+        self.conn
+            .execute("DELETE FROM space_stalls WHERE place = ?1", [place])
             .map(|_| ())
             .map_err(|e| self.err(e))
     }

@@ -176,7 +176,8 @@ async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, gene
 /// Space pressure between runs: every `space-poll`, when a policy sets an emergency threshold,
 /// the pools and volume groups are measured and relieved as a run would first.
 async fn watch_space(shared: &Arc<Shared>) {
-    // Pressure that is left is told when it changes, not at every poll.
+    // Pressure that is left is told when a place comes under it or leaves it, not at every
+    // poll (its fill changes every time).
     let mut told: Vec<String> = Vec::new();
     loop {
         let poll = {
@@ -206,12 +207,14 @@ async fn watch_space(shared: &Arc<Shared>) {
                 for e in &r.errors {
                     error!(policy = %e.policy, volume = %e.volume, snapshot = %e.name, "space poll: {}", e.why);
                 }
-                if r.left != told {
-                    for l in &r.left {
-                        warn!("space poll: {l}");
-                    }
-                    told = r.left;
+                let places: Vec<String> = r.left.iter().map(|l| l.place.clone()).collect();
+                for l in r.left.iter().filter(|l| !told.contains(&l.place)) {
+                    warn!("space poll: {}", l.text);
                 }
+                for place in told.iter().filter(|p| !places.contains(p)) {
+                    info!(place = %place, "space poll: no space pressure left there");
+                }
+                told = places;
             }
             Ok((Err(e), _)) => error!("space poll failed: {e}"),
             Err(e) => error!("space poll panicked: {e}"),

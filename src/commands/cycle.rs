@@ -271,12 +271,9 @@ fn write_metrics(
     );
     let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
     status::note_space_removals(&mut states, &catalog.removed_for_space(since, ctx.now)?);
-    let text = status::metrics(
-        &states,
-        &status::capacity(ctx.config, inv),
-        &catalog.run_totals()?,
-        ctx.now,
-    );
+    let mut cap = status::capacity(ctx.config, inv);
+    cap.stalls = catalog.space_stalls()?;
+    let text = status::metrics(&states, &cap, &catalog.run_totals()?, ctx.now);
     // The snapshots are taken by now: a metrics file that cannot be written is worth a warning,
     // not a failed run.
     if let Err(e) = status::write_atomically(path, &text) {

@@ -43,11 +43,14 @@ fn survey_states(
     let backups = catalog.backups(None)?;
     let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
     let space = catalog.removed_for_space(since, ctx.now)?;
+    let catalog_stalls = catalog.space_stalls()?;
     let mut engine = ctx.engine(&mut catalog, true);
     let (inv, fleet) = engine.survey()?;
     let mut states = status::groups(ctx.config, &fleet, &results, &backups, ctx.now);
     status::note_space_removals(&mut states, &space);
-    Ok((states, status::capacity(ctx.config, &inv), damaged))
+    let mut cap = status::capacity(ctx.config, &inv);
+    cap.stalls = catalog_stalls;
+    Ok((states, cap, damaged))
 }
 
 /// A damaged catalog, said first: on the output for a person, on stderr beside JSON.

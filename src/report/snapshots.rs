@@ -30,7 +30,7 @@ pub fn run_text(out: &mut dyn Write, r: &RunReport, detail: bool, tz: Tz) -> io:
         writeln!(out, "space: a dry run cannot tell what removing a thin snapshot frees; a run removes in this order, measures after each, and stops once below")?;
     }
     for l in &space.left {
-        writeln!(out, "space: warning: {l}")?;
+        writeln!(out, "space: warning: {}", l.text)?;
     }
     for e in &space.errors {
         writeln!(
@@ -123,7 +123,7 @@ pub fn run_json(r: &RunReport) -> Value {
     let space = json!({
         "removed": space.removed.iter().map(|x| json!({"policy": x.policy, "volume": x.volume, "name": x.name, "why": x.why})).collect::<Vec<_>>(),
         "estimated": space.estimated,
-        "left": space.left,
+        "left": space.left.iter().map(|l| json!({"place": l.place, "warning": l.text})).collect::<Vec<_>>(),
         "errors": space.errors.iter().map(|x| json!({"policy": x.policy, "volume": x.volume, "name": x.name, "error": x.why})).collect::<Vec<_>>(),
     });
     json!({"dry_run": r.dry_run, "ok": !r.failed(), "space": space, "groups": groups, "reconciled": r.notes, "unmanaged": r.strays, "lvm_commands": r.lvm_commands})

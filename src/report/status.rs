@@ -41,7 +41,12 @@ pub fn json(states: &[GroupState], cap: &Capacity, now: DateTime<Utc>) -> Value 
         .iter()
         .map(|(p, d, m)| json!({"pool": p, "data_percent": d, "metadata_percent": m}))
         .collect();
-    json!({"groups": groups, "volume_groups": vgs, "pools": pools})
+    let stalls: Vec<_> = cap
+        .stalls
+        .iter()
+        .map(|x| json!({"pool": x.place, "since": utc(x.since), "data_percent": x.data, "metadata_percent": x.metadata}))
+        .collect();
+    json!({"groups": groups, "volume_groups": vgs, "pools": pools, "space_stalled": stalls})
 }
 
 /// `status`.
@@ -150,6 +155,16 @@ pub fn text(
         writeln!(
             out,
             "thin pool {pool}: data {data:.1}%, metadata {meta:.1}%"
+        )?;
+    }
+    for x in &cap.stalls {
+        writeln!(
+            out,
+            "thin pool {}: space pressure STOPPED {}: removing snapshots freed nothing (at {:.1}% data, {:.1}% metadata); it starts again a point fuller or below the thresholds",
+            x.place,
+            age(x.since, now),
+            x.data,
+            x.metadata
         )?;
     }
     Ok(())

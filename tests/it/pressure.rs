@@ -414,6 +414,15 @@ fn removals_that_free_nothing_stop_after_three() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(h.snapshot_names().len(), 3, "{out}");
     assert!(out.contains("lvsnap removes no more there"), "{out}");
+    // status, check and the JSON say so.
+    let (code, out) = h.lvsnap(&["check"], &at(5, 41));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("thin pool vg0/pool: removing snapshots for space freed nothing, so lvsnap stopped at 2026-03-01T05:30:00Z"),
+        "{out}"
+    );
+    let v = h.json(&["status", "--json"], &at(5, 41));
+    assert_eq!(v["space_stalled"][0]["pool"], "vg0/pool", "{v}");
     // Below the threshold once, the stall is forgotten; over it again, removals resume.
     h.lvm.set_fill("vg0", "pool", 50.0, 20.0);
     h.lvsnap(&["run"], &at(5, 45));
@@ -427,6 +436,28 @@ fn removals_that_free_nothing_stop_after_three() {
         [snap("data", 4), snap("data", 5)],
         "{out}"
     );
+}
+
+#[test]
+fn a_stalled_pool_a_point_fuller_is_tried_again() {
+    let h = db("", 6, 0.0, 95.0);
+    h.lvsnap(&["run"], &at(5, 30));
+    assert_eq!(h.snapshot_names().len(), 3);
+    // Half a point fuller: still stalled.
+    h.lvm.set_fill("vg0", &snap("data", 3), 10.0, 0.0);
+    h.lvm.set_fill("vg0", "pool", 95.5, 20.0);
+    h.lvsnap(&["run"], &at(5, 35));
+    assert_eq!(h.snapshot_names().len(), 3);
+    // A point fuller: tried again, and this time a removal frees space.
+    h.lvm.set_fill("vg0", "pool", 96.0, 20.0);
+    let (code, out) = h.lvsnap(&["run"], &at(5, 40));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        h.snapshot_names(),
+        [snap("data", 4), snap("data", 5)],
+        "{out}"
+    );
+    assert!(h.catalog().space_stalls().unwrap().is_empty());
 }
 
 #[test]
@@ -444,4 +475,42 @@ fn pruning_one_policy_leaves_the_others_space_pressure_alone() {
     let (code, out) = h.lvsnap(&["prune", "--policy", "db"], &at(2, 30));
     assert_eq!(code, 0, "{out}");
     assert!(!h.snapshot_names().contains(&snap("data", 0)), "{out}");
+}
+
+#[test]
+fn origins_sharing_a_pool_at_its_limit_each_take_their_next_snapshot() {
+    let h = Host::standard(
+        "[policy.db]\nvolumes = [\"vg0/data\", \"vg0/logs\"]\nschedule = \"0 * * * *\"\nkeep = { last = 2 }\nmax-per-pool = 4\n",
+    );
+    h.lvm.add_thin_lv("vg0", "pool", "logs", 1 << 30);
+    for hour in 0..2 {
+        let (code, out) = h.lvsnap(&["run"], &at(hour, 0));
+        assert_eq!(code, 0, "{out}");
+    }
+    // Four thin snapshots in the pool: each origin's next one is taken, as the run's prune
+    // then removes each origin's oldest.
+    let (code, out) = h.lvsnap(&["run"], &at(2, 0));
+    assert_eq!(code, 0, "{out}");
+    let mut names = h.snapshot_names();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            snap("data", 1),
+            snap("data", 2),
+            snap("logs", 1),
+            snap("logs", 2)
+        ],
+        "{out}"
+    );
+    // With the limit lowered under what is there, none is taken, and the run says why.
+    h.write_config(
+        "[policy.db]\nvolumes = [\"vg0/data\", \"vg0/logs\"]\nschedule = \"0 * * * *\"\nkeep = { last = 2 }\nmax-per-pool = 3\n",
+    );
+    let (code, out) = h.lvsnap(&["run"], &at(3, 0));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("thin pool vg0/pool holds 4 thin snapshots, and max-per-pool of policy db is 3 (thin_check at boot slows with each); it was past the limit before this run"),
+        "{out}"
+    );
 }
