@@ -103,6 +103,38 @@ pub fn config_summary(out: &mut dyn Write, cfg: &Config, now: DateTime<Utc>) -> 
                 crate::config::InvalidAction::Keep => "kept",
             }
         )?;
+        writeln!(
+            out,
+            "  limits    at most {} thick snapshots per origin, {} thin snapshots per pool",
+            p.max_thick_per_origin, p.max_per_pool
+        )?;
+        let mut pressure = Vec::new();
+        if let Some(x) = p.pool_data_emergency {
+            pressure.push(format!("thin pool data ≥ {x}%"));
+        }
+        if let Some(x) = p.pool_metadata_emergency {
+            pressure.push(format!("thin pool metadata ≥ {x}%"));
+        }
+        if let Some(x) = p.vg_free_emergency {
+            pressure.push(format!("volume group free < {}", free_words(x)));
+        }
+        writeln!(
+            out,
+            "  space     {}",
+            if pressure.is_empty() {
+                "never removes snapshots for space (no *-emergency key)".to_owned()
+            } else {
+                format!(
+                    "its oldest snapshots go first when {} (never pinned or busy ones; {})",
+                    pressure.join(", "),
+                    if p.emergency_removes_newest {
+                        "a group's newest last"
+                    } else {
+                        "nor a group's newest"
+                    }
+                )
+            }
+        )?;
     }
     Ok(())
 }
@@ -140,6 +172,12 @@ pub fn config_json(cfg: &Config, now: DateTime<Utc>) -> Value {
                 "min_age": p.min_age.to_string(),
                 "max_remove_percent": p.max_remove_percent,
                 "invalid": match p.invalid { crate::config::InvalidAction::Remove => "remove", crate::config::InvalidAction::Keep => "keep" },
+                "max_thick_per_origin": p.max_thick_per_origin,
+                "max_per_pool": p.max_per_pool,
+                "pool_data_emergency": p.pool_data_emergency,
+                "pool_metadata_emergency": p.pool_metadata_emergency,
+                "vg_free_emergency": p.vg_free_emergency.map(free_words),
+                "emergency_removes_newest": p.emergency_removes_newest,
             })
         })
         .collect();
@@ -151,6 +189,14 @@ pub fn config_json(cfg: &Config, now: DateTime<Utc>) -> Value {
         "warnings": cfg.advice(),
         "policies": policies,
     })
+}
+
+/// A free-space amount as written in a policy file.
+fn free_words(f: crate::config::FreeSpace) -> String {
+    match f {
+        crate::config::FreeSpace::Bytes(b) => format_size(b),
+        crate::config::FreeSpace::Percent(p) => format!("{p}%"),
+    }
 }
 
 fn count_json(c: crate::config::Count) -> Value {

@@ -210,6 +210,13 @@ fn the_sixth_thick_snapshot_is_refused_unless_the_rules_let_the_oldest_go() {
         out.contains("warning: policy home: its keep rules keep up to 24 snapshots of a volume, but max-thick-per-origin is 5"),
         "{out}"
     );
+    assert!(
+        out.contains("  limits    at most 5 thick snapshots per origin, 1000 thin snapshots per pool\n  space     never removes snapshots for space (no *-emergency key)"),
+        "{out}"
+    );
+    let v = h.json(&["config", "check", "--json"], &at(0, 0));
+    assert_eq!(v["policies"][0]["max_thick_per_origin"], 5, "{v}");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1, "{v}");
     for hour in 0..5 {
         let (code, out) = h.lvsnap(&["run"], &at(hour, 0));
         assert_eq!(code, 0, "{out}");
