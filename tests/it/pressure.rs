@@ -521,3 +521,38 @@ fn origins_sharing_a_pool_at_its_limit_each_take_their_next_snapshot() {
         "{out}"
     );
 }
+
+#[test]
+fn a_removal_for_space_cut_off_by_kill_9_keeps_its_reason() {
+    let h = db("", 3, 3.0, 50.0);
+    let name = snap("data", 0);
+    let id = h
+        .catalog()
+        .all_snapshots()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+        .id;
+    // What a run leaves when killed between lvremove and its record: the intent with its
+    // reason, and the volume gone.
+    let now = "2026-03-01T02:30:00Z".parse().unwrap();
+    h.catalog()
+        .set_state(
+            id,
+            lvsnap::catalog::State::Removing,
+            Some("space: thin pool vg0/pool data is 95.0% full"),
+            now,
+        )
+        .unwrap();
+    h.lvm.remove_behind_back("vg0", &name);
+    let (code, out) = h.lvsnap(&["run"], &at(2, 40));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        reason(&h, &name),
+        "space: thin pool vg0/pool data is 95.0% full; removal confirmed after an interruption"
+    );
+    // It still counts as removed for space.
+    let (_, out) = h.lvsnap(&["check"], &at(2, 50));
+    assert!(out.contains("1 snapshot(s) removed for space"), "{out}");
+}

@@ -58,6 +58,18 @@ fn id(n: u64) -> String {
     format!("{:08x}{n:056x}", 0xc563_fc1b + n)
 }
 
+/// The stand-in's `cat config` fails as restic does when its server does not answer.
+fn unreachable(fake: &Path) {
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/restic/unreachable.stderr"
+        ),
+        fake.join("fail-cat"),
+    )
+    .unwrap();
+}
+
 fn snapshots(fake: &Path) -> String {
     std::fs::read_to_string(fake.join("snapshots")).unwrap_or_default()
 }
@@ -430,14 +442,7 @@ fn backups_are_watched_by_check_status_and_the_metrics() {
     let (code, out) = h.lvsnap(&["check"], "2026-03-02T02:10:00Z");
     assert_eq!(code, 0, "{out}");
     // The next night the repository cannot be reached: recorded, and critical at once.
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/restic/unreachable.stderr"
-        ),
-        fake.join("fail-cat"),
-    )
-    .unwrap();
+    unreachable(&fake);
     let (code, out) = h.lvsnap(&["run"], "2026-03-03T02:00:00Z");
     assert_eq!(code, 1, "{out}");
     let m = std::fs::read_to_string(&prom).unwrap();
@@ -1070,14 +1075,7 @@ fn run_opens_the_repository_only_when_a_backup_is_due() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(calls(&fake), Vec::<String>::new(), "{out}");
     // 02:00: due; the repository cannot be opened, and the run says so with nothing mounted.
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/restic/unreachable.stderr"
-        ),
-        fake.join("fail-cat"),
-    )
-    .unwrap();
+    unreachable(&fake);
     let before = h.lvm.invocations().len();
     let (code, out) = h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
     assert_eq!(code, 1, "{out}");
