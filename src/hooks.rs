@@ -34,6 +34,9 @@ pub struct HookEnv<'a> {
     pub phase: Phase,
     /// For `post`: whether the snapshot was taken.
     pub taken: Option<bool>,
+    /// A snapshot set's identity; `volume` and `snapshot` then list every member, space
+    /// separated, in the policy's order.
+    pub set: Option<&'a str>,
 }
 
 /// How a hook ended.
@@ -122,6 +125,9 @@ pub fn run_hook(argv: &[String], limit: Duration, env: &HookEnv<'_>) -> HookRun 
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if let Some(set) = env.set {
+        vars.insert("LVSNAP_SET".to_owned(), set.to_owned());
+    }
     if let Some(taken) = env.taken {
         vars.insert(
             "LVSNAP_TAKEN".to_owned(),
@@ -217,6 +223,7 @@ mod tests {
             snapshot: "pg-lvsnap-20260301T000000Z",
             phase,
             taken: None,
+            set: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub mod report;
 pub mod resolve;
 pub mod restore;
 pub mod run;
+pub mod sets;
 pub mod simulate;
 pub mod status;
 pub mod tools;

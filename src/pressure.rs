@@ -232,6 +232,26 @@ fn held(m: &Managed, policy: &Policy, scene: &Scene<'_>) -> Option<&'static str>
     }
 }
 
+/// The other members of `m`'s snapshot set (none outside a set).
+fn set_mates<'f>(m: &Managed, fleet: &'f Fleet) -> Vec<&'f Managed> {
+    let Some(id) = m.record.set.as_deref() else {
+        return Vec::new();
+    };
+    fleet
+        .managed
+        .iter()
+        .filter(|x| x.record.set.as_deref() == Some(id) && x.record.id != m.record.id)
+        .collect()
+}
+
+/// Why another member of `m`'s set holds the whole set, if one does: a set goes as a whole.
+fn set_held(m: &Managed, scene: &Scene<'_>) -> Option<String> {
+    set_mates(m, scene.fleet).into_iter().find_map(|x| {
+        let policy = scene.config.policy(&x.record.policy)?;
+        held(x, policy, scene).map(|h| format!("{} of its set is {h}", x.record.name))
+    })
+}
+
 /// Where a snapshot's space is measured: (VG, pool).
 fn place(m: &Managed, inv: &Inventory) -> (String, Option<String>) {
     (m.record.vg.clone(), pool_of(m, inv))
@@ -262,8 +282,7 @@ fn next_removal(
         .filter_map(|(i, m)| {
             let policy = in_scope(m, config, policies)?;
             let why = pressed(m, policy, inv)?;
-            held(m, policy, scene)
-                .is_none()
+            (held(m, policy, scene).is_none() && set_held(m, scene).is_none())
                 .then_some((i, m, policy, why))
         })
         .min_by_key(|(_, m, policy, _)| {
@@ -483,39 +502,60 @@ impl Engine<'_> {
                 break;
             };
             let m = fleet.managed[i].clone();
-            let reason = format!("{REASON}: {why}");
-            let removal = Removal {
-                policy: m.record.policy.clone(),
-                volume: format!("{}/{}", m.record.vg, m.record.origin),
-                name: m.record.name.clone(),
-                why: why.clone(),
-            };
+            // A set goes as a whole: the member under pressure first, then the others.
+            let mut batch = vec![m.clone()];
+            batch.extend(set_mates(&m, fleet).into_iter().cloned());
             let here = place(&m, &inv);
-            if self.dry_run {
-                relief.removed.push(removal);
-                if m.record.thin {
-                    relief.estimated = true;
-                    skip.push(m.record.id);
+            let mut thin_gone = false;
+            for x in &batch {
+                let why = if x.record.id == m.record.id {
+                    why.clone()
                 } else {
-                    fleet.managed.remove(i);
-                    forget(&mut inv, &m);
+                    format!(
+                        "{why}; set {} goes as a whole",
+                        x.record.set.as_deref().unwrap_or_default()
+                    )
+                };
+                let reason = format!("{REASON}: {why}");
+                let removal = Removal {
+                    policy: x.record.policy.clone(),
+                    volume: format!("{}/{}", x.record.vg, x.record.origin),
+                    name: x.record.name.clone(),
+                    why,
+                };
+                if self.dry_run {
+                    relief.removed.push(removal);
+                    if x.record.thin {
+                        relief.estimated = true;
+                        skip.push(x.record.id);
+                    } else {
+                        fleet.managed.retain(|y| y.record.id != x.record.id);
+                        forget(&mut inv, x);
+                    }
+                    continue;
                 }
-                continue;
+                if let Err(e) = self.remove(x, &reason) {
+                    error!(snapshot = %format!("{}/{}", x.record.vg, x.record.name), "removing for space failed: {e}");
+                    relief.errors.push(Removal {
+                        why: format!("removing it for space failed: {e}"),
+                        ..removal
+                    });
+                    // The rest of its set stays: half a set is worse than a set held back.
+                    for y in &batch {
+                        skip.push(y.record.id);
+                    }
+                    break;
+                }
+                warn!(policy = %removal.policy, volume = %removal.volume, snapshot = %removal.name, reason = %reason, "removed for space");
+                relief.removed.push(removal);
+                fleet.managed.retain(|y| y.record.id != x.record.id);
+                if x.record.thin {
+                    thin_gone = true;
+                } else {
+                    forget(&mut inv, x);
+                }
             }
-            if let Err(e) = self.remove(&m, &reason) {
-                error!(snapshot = %format!("{}/{}", m.record.vg, m.record.name), "removing for space failed: {e}");
-                relief.errors.push(Removal {
-                    why: format!("removing it for space failed: {e}"),
-                    ..removal
-                });
-                skip.push(m.record.id);
-                continue;
-            }
-            warn!(policy = %removal.policy, volume = %removal.volume, snapshot = %removal.name, reason = %reason, "removed for space");
-            relief.removed.push(removal);
-            fleet.managed.remove(i);
-            if !m.record.thin {
-                forget(&mut inv, &m);
+            if self.dry_run || !thin_gone || skip.contains(&m.record.id) {
                 continue;
             }
             // Only the gauges that are over tell whether the removal helped.

@@ -30,8 +30,11 @@ fi
 
 start=$(date +%s)
 if [ $VM = 1 ]; then
-  # Provision first, so that a missing package or a refused download stops here, clearly.
+  # Provision first, so that a missing package or a refused download stops here, clearly: the
+  # guest of the Debian release's kernel, and the one of its backports kernel (for the
+  # scenarios that need Linux 6.6 or later, tests/vm/scenarios-newer-kernel/).
   tests/vm/provision.sh > /dev/null
+  env $(tests/vm/newer-kernel.sh) tests/vm/provision.sh --no-install > /dev/null
   # The VM runs the release build, as administrators do.
   cargo build --locked --release --bin lvsnap
   LVSNAP_VM_BINARY=$PWD/target/release/lvsnap cargo test --locked --no-fail-fast --features vm-tests

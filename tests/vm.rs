@@ -1,6 +1,8 @@
 //! The real-LVM suite: boots one qemu VM (tests/vm/run-vm.sh), runs every scenario in
 //! tests/vm/scenarios/ against a fresh volume group with the freshly built lvsnap, and reports
-//! each scenario as a test. A scenario that fails, or that never reported because the guest
+//! each scenario as a test. Scenarios in tests/vm/scenarios-newer-kernel/ need a newer kernel
+//! than the Debian release's (tests/vm/newer-kernel.sh): they run in a second boot, of Debian's
+//! backports kernel. A scenario that fails, or that never reported because the guest
 //! panicked or hung, fails here with the tail of its log and of the guest's console.
 //!
 //! The harness tests itself too: a deliberately failing scenario must be reported as failed,
@@ -33,8 +35,13 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 fn run_vm(args: &[&str], console: &Path) -> (Option<i32>, f64) {
+    run_vm_with(args, console, &[])
+}
+
+fn run_vm_with(args: &[&str], console: &Path, env: &[(String, String)]) -> (Option<i32>, f64) {
     let start = Instant::now();
     let status = Command::new(Path::new(ROOT).join("tests/vm/run-vm.sh"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["--share", ROOT, "--console"])
         .arg(console)
         .args(shares_for_binary())
@@ -56,15 +63,68 @@ fn shares_for_binary() -> Vec<String> {
     }
 }
 
-fn scenarios() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("tests/vm/scenarios"))
-        .expect("tests/vm/scenarios exists")
+fn scenarios_in(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "sh"))
         .collect();
     files.sort();
+    files
+}
+
+fn scenarios() -> Vec<PathBuf> {
+    let mut files = scenarios_in("tests/vm/scenarios");
     files.push(Path::new(ROOT).join(format!("tests/vm/selftest/{SELFTEST}.sh")));
     files
+}
+
+/// The environment that boots the backports kernel (see tests/vm/newer-kernel.sh).
+fn newer_kernel_env() -> Result<Vec<(String, String)>, String> {
+    let out = Command::new(Path::new(ROOT).join("tests/vm/newer-kernel.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("tests/vm/newer-kernel.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tests/vm/newer-kernel.sh exited {:?}",
+            out.status.code()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// Boots one VM for `chosen` (with `env`), logging into `results`; the VM's exit status.
+fn boot(chosen: &[&PathBuf], results: &Path, tag: &str, env: &[(String, String)]) -> Option<i32> {
+    let console = results.join(format!("console{tag}.log"));
+    let runner = Path::new(ROOT).join("tests/vm/guest/run-scenarios.sh");
+    let mut vm_args: Vec<String> = vec![
+        "--timeout".into(),
+        "1500".into(),
+        "--".into(),
+        "bash".into(),
+    ];
+    vm_args.push(runner.display().to_string());
+    vm_args.push(results.display().to_string());
+    vm_args.push(lvsnap_binary());
+    vm_args.extend(chosen.iter().map(|f| f.display().to_string()));
+    let refs: Vec<&str> = vm_args.iter().map(String::as_str).collect();
+    let (code, secs) = run_vm_with(&refs, &console, env);
+    eprintln!(
+        "vm{tag}: {} scenario(s) in one boot, {secs:.1} s wall, exit {code:?}; logs in {}",
+        chosen.len(),
+        results.display()
+    );
+    for f in chosen {
+        let name = name_of(f);
+        let ms = std::fs::read_to_string(results.join(format!("{name}.ms"))).unwrap_or_default();
+        eprintln!("vm{tag}:   {name:<40} {:>8} ms", ms.trim());
+    }
+    code
 }
 
 fn name_of(p: &Path) -> String {
@@ -85,47 +145,57 @@ fn selected(args: &Arguments, name: &str) -> bool {
 fn main() {
     let args = Arguments::from_args();
     let files = scenarios();
+    let newer = scenarios_in("tests/vm/scenarios-newer-kernel");
     let mut trials: Vec<Trial> = Vec::new();
     let names: Vec<String> = files.iter().map(|f| name_of(f)).collect();
+    let newer_names: Vec<String> = newer.iter().map(|f| name_of(f)).collect();
     let chosen: Vec<&PathBuf> = files
         .iter()
         .filter(|f| selected(&args, &name_of(f)))
         .collect();
+    let chosen_newer: Vec<&PathBuf> = newer
+        .iter()
+        .filter(|f| selected(&args, &name_of(f)))
+        .collect();
 
-    if !args.list && !chosen.is_empty() {
+    let anything = !chosen.is_empty() || !chosen_newer.is_empty();
+    if !args.list && anything {
         let results = Path::new(ROOT).join(format!("target/lvm-vm/results/{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&results);
         std::fs::create_dir_all(&results).expect("results directory");
-        let console = results.join("console.log");
-        let runner = Path::new(ROOT).join("tests/vm/guest/run-scenarios.sh");
-        let mut vm_args: Vec<String> = vec![
-            "--timeout".into(),
-            "1500".into(),
-            "--".into(),
-            "bash".into(),
-        ];
-        vm_args.push(runner.display().to_string());
-        vm_args.push(results.display().to_string());
-        vm_args.push(lvsnap_binary());
-        vm_args.extend(chosen.iter().map(|f| f.display().to_string()));
-        let refs: Vec<&str> = vm_args.iter().map(String::as_str).collect();
-        let (code, secs) = run_vm(&refs, &console);
-        eprintln!(
-            "vm: {} scenario(s) in one boot, {secs:.1} s wall, exit {code:?}; logs in {}",
-            chosen.len(),
-            results.display()
-        );
-        for f in &chosen {
-            let name = name_of(f);
-            let ms =
-                std::fs::read_to_string(results.join(format!("{name}.ms"))).unwrap_or_default();
-            eprintln!("vm:   {name:<40} {:>8} ms", ms.trim());
+        if !chosen.is_empty() {
+            let code = boot(&chosen, &results, "", &[]);
+            for name in &names {
+                trials.push(scenario_trial(name, &results, code, "console.log"));
+            }
         }
-        for name in &names {
-            trials.push(scenario_trial(name, &results, code));
+        if !chosen_newer.is_empty() {
+            match newer_kernel_env() {
+                Ok(env) => {
+                    let code = boot(&chosen_newer, &results, "-newer-kernel", &env);
+                    for name in &newer_names {
+                        trials.push(scenario_trial(
+                            name,
+                            &results,
+                            code,
+                            "console-newer-kernel.log",
+                        ));
+                    }
+                }
+                Err(e) => {
+                    for name in &newer_names {
+                        let e = e.clone();
+                        trials.push(Trial::test(name.clone(), move || {
+                            Err(Failed::from(format!(
+                                "the newer kernel could not be provisioned: {e}"
+                            )))
+                        }));
+                    }
+                }
+            }
         }
     } else {
-        for name in &names {
+        for name in names.iter().chain(&newer_names) {
             trials.push(Trial::test(name.clone(), || Ok(())));
         }
     }
@@ -140,10 +210,10 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn scenario_trial(name: &str, results: &Path, vm_code: Option<i32>) -> Trial {
+fn scenario_trial(name: &str, results: &Path, vm_code: Option<i32>, console: &str) -> Trial {
     let status_file = results.join(format!("{name}.status"));
     let log = results.join(format!("{name}.log"));
-    let console = results.join("console.log");
+    let console = results.join(console);
     let is_selftest = name == SELFTEST;
     Trial::test(name.to_owned(), move || {
         let status = std::fs::read_to_string(&status_file)

@@ -336,6 +336,7 @@ mod tests {
             size: 64 << 20,
             pinned: false,
             note: None,
+            set: None,
         }
     }
 

@@ -162,4 +162,7 @@ pub const MIGRATIONS: &[&str] = &[
     // is tried again.
     "ALTER TABLE space_stalls ADD COLUMN data REAL;
     ALTER TABLE space_stalls ADD COLUMN metadata REAL;",
+    // 11: the snapshot set a snapshot belongs to ("POLICY.TIME"), as its `lvsnap-set` tag says:
+    // members of one set were taken together and are kept, removed and rolled back together.
+    "ALTER TABLE snapshots ADD COLUMN set_id TEXT;",
 ];

@@ -79,6 +79,8 @@ pub struct SnapshotRecord {
     pub reason: Option<String>,
     pub pinned: bool,
     pub note: Option<String>,
+    /// The snapshot set it belongs to ("POLICY.TIME"), if any.
+    pub set: Option<String>,
 }
 
 /// A snapshot removed under space pressure.
@@ -124,6 +126,7 @@ pub struct NewSnapshot<'a> {
     pub size: u64,
     pub pinned: bool,
     pub note: Option<&'a str>,
+    pub set: Option<&'a str>,
 }
 
 /// One entry of a snapshot's state history: when, the new state, and why.
@@ -146,6 +149,7 @@ impl NewSnapshot<'_> {
             reason: None,
             pinned: self.pinned,
             note: self.note.map(str::to_owned),
+            set: self.set.map(str::to_owned),
         }
     }
 }
@@ -160,7 +164,7 @@ pub struct OpenIntent {
 }
 
 const SNAPSHOT_COLUMNS: &str =
-    "id, lv_uuid, vg, name, origin, policy, created_at, thin, size, state, reason, pinned, note";
+    "id, lv_uuid, vg, name, origin, policy, created_at, thin, size, state, reason, pinned, note, set_id";
 
 fn snapshot_from_row(r: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
     Ok(SnapshotRecord {
@@ -177,6 +181,7 @@ fn snapshot_from_row(r: &Row<'_>) -> rusqlite::Result<SnapshotRecord> {
         reason: r.get(10)?,
         pinned: r.get(11)?,
         note: r.get(12)?,
+        set: r.get(13)?,
     })
 }
 
@@ -274,6 +279,42 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether any snapshot, in any state, was ever recorded in set `id`.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn set_known(&self, id: &str) -> Result<bool, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM snapshots WHERE set_id = ?1 LIMIT 1",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Snapshot sets of which a member was never created (state `failed`), or that were given
+    /// up after their members were created (a freeze that outlasted its timeout, and removing
+    /// them was cut short): what is left of them is no state that ever existed.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn broken_sets(&self) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT set_id FROM snapshots WHERE set_id IS NOT NULL \
+                 AND (state = 'failed' OR (state IN ('present','invalid','removing') AND reason LIKE 'set % given up: %')) \
+                 ORDER BY set_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Every snapshot ever recorded, oldest first.
     ///
     /// # Errors
@@ -326,9 +367,9 @@ impl Catalog {
         let e = |source| CatalogError::sqlite(&path, source);
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
-            "INSERT INTO snapshots (vg, name, origin, policy, created_at, thin, size, state, pinned, note, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'creating', ?8, ?9, ?10)",
-            params![s.vg, s.name, s.origin, s.policy, ts(s.time), s.thin, s.size as i64, s.pinned, s.note, ts(now)],
+            "INSERT INTO snapshots (vg, name, origin, policy, created_at, thin, size, state, pinned, note, updated_at, set_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'creating', ?8, ?9, ?10, ?11)",
+            params![s.vg, s.name, s.origin, s.policy, ts(s.time), s.thin, s.size as i64, s.pinned, s.note, ts(now), s.set],
         )
         .map_err(e)?;
         let id = tx.last_insert_rowid();

@@ -74,6 +74,7 @@ pub fn rebuild(ctx: &mut Ctx<'_>, a: &RebuildArgs) -> Result<i32, Error> {
             size: lv.size,
             pinned: lv.has_tag(PINNED_TAG),
             note: None,
+            set: lv.tag_value(crate::sets::SET_TAG),
         };
         if !dry_run {
             let id = engine.catalog.adopt(&new, &lv.uuid, ctx.now)?;

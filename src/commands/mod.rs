@@ -23,6 +23,8 @@ pub mod config;
 pub mod cycle;
 pub mod restore;
 pub mod rollback;
+mod rollback_set;
+mod set_access;
 pub mod snapshots;
 
 /// What every snapshot command works with.

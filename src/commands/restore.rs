@@ -33,6 +33,9 @@ pub fn mount(ctx: &mut Ctx<'_>, a: &MountArgs) -> Result<i32, Error> {
     let mut catalog = ctx.catalog(true)?;
     let mut engine = ctx.engine(&mut catalog, false);
     let (inv, fleet) = engine.survey()?;
+    if super::set_access::is_set(&fleet, spec) {
+        return super::set_access::mount_set(ctx, &mut engine, &inv, &fleet, spec, dir);
+    }
     let m = readable_snapshot(&fleet, &inv, spec)?.clone();
     let label = format!("{}/{}", m.record.vg, m.record.name);
     if let Some(existing) = engine
@@ -92,6 +95,36 @@ pub fn umount(ctx: &mut Ctx<'_>, a: &UmountArgs) -> Result<i32, Error> {
     let _lock = ctx.lock()?;
     let mut catalog = ctx.catalog(true)?;
     let open = catalog.open_mounts()?;
+    let members: Vec<(String, String)> = catalog
+        .live_snapshots()?
+        .into_iter()
+        .filter(|s| s.set.as_deref() == Some(spec))
+        .map(|s| (s.vg, s.name))
+        .collect();
+    if !members.is_empty() {
+        let mut mine: Vec<_> = open
+            .iter()
+            .filter(|r| members.iter().any(|(vg, n)| *vg == r.vg && *n == r.lv))
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            return Err(Error::Usage(format!("no member of set {spec} is mounted")));
+        }
+        // The deepest first: a member may be mounted inside another.
+        mine.sort_by_key(|r| std::cmp::Reverse(r.dir.components().count()));
+        let mut engine = ctx.engine(&mut catalog, false);
+        for r in &mine {
+            engine.unmount(&mount::Mounted::from(r))?;
+            writeln!(
+                ctx.out,
+                "unmounted {}/{} from {}",
+                r.vg,
+                r.lv,
+                r.dir.display()
+            )?;
+        }
+        return Ok(exit::OK);
+    }
     let as_dir = std::fs::canonicalize(spec).ok();
     let rec = open.iter().find(|r| {
         r.lv == spec
@@ -136,7 +169,13 @@ pub fn restore(ctx: &mut Ctx<'_>, a: &RestoreArgs) -> Result<i32, Error> {
     let backups = catalog.backups(None)?;
     let mut engine = ctx.engine(&mut catalog, false);
     let (inv, mut fleet) = engine.survey()?;
-    let source = resolve(&a.source, &fleet, &inv, &backups)?;
+    // A set: the member whose origin holds the paths.
+    let spec = if super::set_access::is_set(&fleet, &a.source) {
+        super::set_access::member_for_paths(&fleet, &a.source, &a.paths)?
+    } else {
+        a.source.clone()
+    };
+    let source = resolve(&spec, &fleet, &inv, &backups)?;
     let (vg, lv) = source.origin();
     let live_mount = mount::mount_point_of(&vg, &lv);
     let dest: PathBuf = match (a.to.as_deref(), a.in_place) {
@@ -346,6 +385,38 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
     let mut catalog = ctx.catalog(true)?;
     let mut engine = ctx.engine(&mut catalog, false);
     let (inv, fleet) = engine.survey()?;
+    // A set: each member against the live origin, or against the member of the same origin
+    // in the second set.
+    if super::set_access::is_set(&fleet, old) {
+        let pairs = super::set_access::diff_pairs(&fleet, old, new)?;
+        let mut all = Vec::new();
+        for (a, b) in pairs {
+            let a = Source::Snapshot(readable_snapshot(&fleet, &inv, &a)?.clone());
+            let b = match b {
+                Some(n) => Some(Source::Snapshot(
+                    readable_snapshot(&fleet, &inv, &n)?.clone(),
+                )),
+                None => None,
+            };
+            all.push(compare(ctx, &mut engine, &a, b.as_ref())?);
+        }
+        if json {
+            let members: Vec<_> = all
+                .iter()
+                .map(|(from, to, d)| report::restore::diff_json(from, to, d))
+                .collect();
+            writeln!(
+                ctx.out,
+                "{}",
+                serde_json::json!({"set": old, "members": members})
+            )?;
+        } else {
+            for (from, to, d) in &all {
+                report::restore::diff_text(ctx.out, from, to, d)?;
+            }
+        }
+        return Ok(exit::OK);
+    }
     let a = Source::Snapshot(readable_snapshot(&fleet, &inv, old)?.clone());
     let b = match new {
         Some(n) => Some(Source::Snapshot(
@@ -353,6 +424,22 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
         )),
         None => None,
     };
+    let (from, to, d) = compare(ctx, &mut engine, &a, b.as_ref())?;
+    if json {
+        writeln!(ctx.out, "{}", report::restore::diff_json(&from, &to, &d))?;
+    } else {
+        report::restore::diff_text(ctx.out, &from, &to, &d)?;
+    }
+    Ok(exit::OK)
+}
+
+/// What changed from snapshot `a` to snapshot `b` (or the live origin): (from, to, changes).
+fn compare(
+    ctx: &Ctx<'_>,
+    engine: &mut Engine<'_>,
+    a: &Source,
+    b: Option<&Source>,
+) -> Result<(String, String, crate::manifest::Differences), Error> {
     let live = match &b {
         Some(_) => None,
         None => {
@@ -365,7 +452,7 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
         }
     };
     let tmp = StagingParent::private(&state_dir(ctx));
-    let opened_a = engine.open_source(&a, &[], &tmp, false, &ctx.cancel)?;
+    let opened_a = engine.open_source(a, &[], &tmp, false, &ctx.cancel)?;
     let opened_b = match &b {
         Some(s) => match engine.open_source(s, &[], &tmp, false, &ctx.cancel) {
             Ok(o) => Some(o),
@@ -409,21 +496,13 @@ pub fn diff(ctx: &mut Ctx<'_>, a: &DiffArgs) -> Result<i32, Error> {
             root_b.display()
         ),
     };
-    if json {
-        writeln!(
-            ctx.out,
-            "{}",
-            report::restore::diff_json(&a.label(), &other, &d)
-        )?;
-    } else {
-        report::restore::diff_text(ctx.out, &a.label(), &other, &d)?;
-    }
-    Ok(exit::OK)
+    Ok((a.label(), other, d))
 }
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// The snapshot (NAME or VG/NAME, as `lvsnap list` shows it).
+    /// The snapshot (NAME or VG/NAME, as `lvsnap list` shows it), or a snapshot set
+    /// (POLICY.TIME): every member then, each at its origin's mount point under DIR.
     pub snapshot: String,
     /// An empty directory to mount on.
     pub dir: Option<PathBuf>,
@@ -431,13 +510,14 @@ pub struct MountArgs {
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {
-    /// The snapshot, or the directory it is mounted on.
+    /// The snapshot, a snapshot set, or the directory it is mounted on.
     pub target: String,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A snapshot or a backup generation.
+    /// A snapshot, a snapshot set (the member whose origin's mount point holds the paths), or
+    /// a backup generation.
     pub source: String,
     /// Files or directories to restore (any bytes: a name that is not UTF-8 is given as it
     /// is, for example bash's $'bad\xffname', the form lvsnap prints it in).
@@ -470,9 +550,10 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The older state.
+    /// The older state: a snapshot, or a snapshot set (compared member by member).
     pub snapshot: String,
-    /// The newer state (default: the origin as it is now, where it is mounted).
+    /// The newer state (default: the origin as it is now, where it is mounted); for a set,
+    /// another set.
     pub snapshot2: Option<String>,
     /// Print JSON.
     #[arg(long)]

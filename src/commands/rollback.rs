@@ -90,6 +90,9 @@ fn rollback_to(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Error> {
         )));
     }
     let (inv, mut fleet) = engine.survey()?;
+    if super::set_access::is_set(&fleet, spec) {
+        return super::rollback_set::rollback_set(ctx, &mut engine, &inv, &mut fleet, spec, yes);
+    }
     let m = crate::resolve::readable_snapshot(&fleet, &inv, spec)?.clone();
     let (vg, lv, name) = (
         m.record.vg.clone(),
@@ -225,7 +228,8 @@ fn rollback_to(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Error> {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The snapshot to go back to.
+    /// The snapshot to go back to, or a snapshot set (`POLICY.TIME`, as `lvsnap list` shows
+    /// it): every member then goes back together.
     #[arg(required_unless_present = "resume")]
     pub snapshot: Option<String>,
     /// Do not ask.

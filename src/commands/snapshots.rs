@@ -154,6 +154,37 @@ pub fn snapshot(ctx: &mut Ctx<'_>, a: &SnapshotArgs) -> Result<i32, Error> {
     let (inv, mut fleet) = engine.survey()?;
     let mut space = Space::from(&inv);
     let mut status = exit::OK;
+    if policy.set && volume.is_none() {
+        let how = crate::cycle::Take {
+            pin,
+            note,
+            ..crate::cycle::Take::default()
+        };
+        match engine.take_set(policy, &inv, &mut fleet, &mut space, &how, &[], &[]) {
+            Ok(set) => {
+                let frozen = set
+                    .frozen
+                    .map(|f| format!(", frozen {} ms", f.as_millis()))
+                    .unwrap_or_default();
+                writeln!(
+                    ctx.out,
+                    "{}: created set {}{}{frozen}",
+                    policy.name,
+                    set.id,
+                    if pin { " (pinned)" } else { "" }
+                )?;
+                for (v, name) in &set.members {
+                    writeln!(ctx.out, "  {v}: {name}")?;
+                }
+            }
+            Err(e) => {
+                writeln!(ctx.out, "{}: set failed: {e}", policy.name)?;
+                status = exit::FAILED;
+            }
+        }
+        engine.flush()?;
+        return Ok(status);
+    }
     for v in volumes {
         let how = crate::cycle::Take {
             pin,
@@ -202,15 +233,14 @@ pub fn list(ctx: &mut Ctx<'_>, a: &ListArgs) -> Result<i32, Error> {
         .filter(|p| policy.is_none_or(|n| n == p.name))
     {
         for v in &p.volumes {
-            let (members, plan) = engine.plan_group(p, v, &fleet);
-            let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+            let plan = engine.plan_group(p, v, &fleet, false);
             for d in &plan.decisions {
                 let why = if d.keep {
                     d.reasons.to_string()
                 } else {
-                    plan.explain_removal(d, &views, &p.into()).join("; ")
+                    plan.why_not[d.index].join("; ")
                 };
-                rows.push(row(members[d.index], d.keep, why));
+                rows.push(row(plan.members[d.index], d.keep, why));
             }
         }
     }
@@ -297,6 +327,7 @@ fn row(m: &Managed, keep: bool, why: String) -> ListRow {
         },
         pinned: m.record.pinned,
         note: m.record.note.clone(),
+        set: m.record.set.clone(),
         why: if merging {
             format!(
                 "rollback pending: merges into {}/{} at its next activation",

@@ -31,6 +31,7 @@ pub const DEFAULT_POOL_MAX_PERCENT: u8 = 80;
 pub const DEFAULT_EXTEND_AT_PERCENT: u8 = 80;
 pub const DEFAULT_EXTEND_BY_PERCENT: u8 = 20;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_FREEZE_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_SPACE_POLL_SECS: i64 = 60;
 /// Each thick snapshot of an origin copies every write to it once more (snapm's limit too).
 pub const DEFAULT_MAX_THICK_PER_ORIGIN: u32 = 5;
@@ -193,6 +194,14 @@ pub struct Policy {
     /// Command (argv) run after each snapshot whose `pre` ran.
     pub post: Option<Vec<String>>,
     pub hook_timeout: std::time::Duration,
+    /// The policy's volumes form one snapshot set: taken together between one `pre` and one
+    /// `post` hook, kept and removed together.
+    pub set: bool,
+    /// A set's mounted filesystems are frozen (FIFREEZE) while its snapshots are created.
+    pub freeze: bool,
+    /// The longest a set's filesystems stay frozen: past it they are thawed whatever LVM is
+    /// doing, and the set is given up.
+    pub freeze_timeout: std::time::Duration,
     /// The `[policy.NAME.backup]` table, if the policy backs its snapshots up.
     pub backup: Option<BackupPolicy>,
     pub file: PathBuf,

@@ -65,6 +65,9 @@ pub struct RawPolicy {
     pub pre: Option<Spanned<Vec<Spanned<String>>>>,
     pub post: Option<Spanned<Vec<Spanned<String>>>>,
     pub hook_timeout: Option<Spanned<String>>,
+    pub set: Option<Spanned<bool>>,
+    pub freeze: Option<Spanned<bool>>,
+    pub freeze_timeout: Option<Spanned<String>>,
     pub backup: Option<Spanned<RawBackup>>,
 }
 

@@ -449,10 +449,48 @@ impl<'a> FileValidator<'a> {
                 super::DEFAULT_HOOK_TIMEOUT_SECS,
             )),
         };
+        let set = raw.set.as_ref().is_some_and(|b| *b.get_ref());
+        let freeze = raw.freeze.as_ref().is_some_and(|b| *b.get_ref());
+        if let Some(f) = raw.freeze.as_ref().filter(|f| *f.get_ref() && !set) {
+            self.error(
+                f.span(),
+                &p("freeze"),
+                "freezes the filesystems of a snapshot set, and this policy is no set".to_owned(),
+                Some("add set = true (the policy's volumes are then snapshotted together), or remove freeze: a single snapshot is consistent on its own, LVM suspends its origin while taking it".to_owned()),
+            );
+        }
+        let freeze_timeout = match raw.freeze_timeout.as_ref() {
+            Some(t) => match self
+                .span_or(Some(t), &p("freeze-timeout"), Span::default())
+                .map(|s| s.fixed())
+            {
+                Some(Some(d))
+                    if d > chrono::Duration::zero() && d <= chrono::Duration::seconds(60) =>
+                {
+                    d.to_std().ok()
+                }
+                Some(_) => {
+                    self.error(
+                        t.span(),
+                        &p("freeze-timeout"),
+                        "must be a fixed length above zero and at most 60s".to_owned(),
+                        Some("writers wait while the filesystems are frozen, and a service manager stopping lvsnap kills it (and the process that thaws) after its own timeout".to_owned()),
+                    );
+                    None
+                }
+                None => None,
+            },
+            None => Some(std::time::Duration::from_secs(
+                super::DEFAULT_FREEZE_TIMEOUT_SECS,
+            )),
+        };
         if self.diags.len() > before {
             return None;
         }
         Some(Policy {
+            set,
+            freeze,
+            freeze_timeout: freeze_timeout?,
             backup: match backup {
                 Some(b) => Some(b?),
                 None => None,

@@ -108,6 +108,20 @@ pub fn config_summary(out: &mut dyn Write, cfg: &Config, now: DateTime<Utc>) -> 
             "  limits    at most {} thick snapshots per origin, {} thin snapshots per pool",
             p.max_thick_per_origin, p.max_per_pool
         )?;
+        if p.set {
+            writeln!(
+                out,
+                "  set       the volumes are one snapshot set: taken together (one pre/post hook{}), kept and removed together",
+                if p.freeze {
+                    format!(
+                        ", filesystems frozen meanwhile for at most {} s",
+                        p.freeze_timeout.as_secs()
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
+        }
         let mut pressure = Vec::new();
         if let Some(x) = p.pool_data_emergency {
             pressure.push(format!("thin pool data ≥ {x}%"));
@@ -178,6 +192,9 @@ pub fn config_json(cfg: &Config, now: DateTime<Utc>) -> Value {
                 "pool_metadata_emergency": p.pool_metadata_emergency,
                 "vg_free_emergency": p.vg_free_emergency.map(free_words),
                 "emergency_removes_newest": p.emergency_removes_newest,
+                "set": p.set,
+                "freeze": p.freeze,
+                "freeze_timeout_seconds": p.freeze_timeout.as_secs(),
             })
         })
         .collect();

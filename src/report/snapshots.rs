@@ -42,7 +42,12 @@ pub fn run_text(out: &mut dyn Write, r: &RunReport, detail: bool, tz: Tz) -> io:
     for g in &r.groups {
         let head = format!("{} {}:", g.policy, g.volume);
         if let Some(name) = &g.created {
-            writeln!(out, "{head} {would}create {name}")?;
+            let set = match (&g.set, g.frozen) {
+                (Some(id), Some(f)) => format!(" (set {id}, frozen {} ms)", f.as_millis()),
+                (Some(id), None) => format!(" (set {id})"),
+                _ => String::new(),
+            };
+            writeln!(out, "{head} {would}create {name}{set}")?;
         } else if let Some(why) = &g.not_due {
             writeln!(out, "{head} {why}")?;
         }
@@ -109,6 +114,8 @@ pub fn run_json(r: &RunReport) -> Value {
                 "policy": g.policy,
                 "volume": g.volume,
                 "created": g.created,
+                "set": g.set,
+                "frozen_ms": g.frozen.map(|f| f.as_millis()),
                 "not_due": g.not_due,
                 "removed": g.removed.iter().map(|(n, why)| json!({"name": n, "why": why})).collect::<Vec<_>>(),
                 "extended": g.extended,
@@ -143,6 +150,8 @@ pub struct ListRow {
     pub state: String,
     pub pinned: bool,
     pub note: Option<String>,
+    /// The snapshot set it belongs to.
+    pub set: Option<String>,
     /// Why the plan keeps it, or why it will go.
     pub why: String,
     pub keep: bool,
@@ -168,7 +177,54 @@ pub fn list_text(
             "NAME", "ORIGIN", "CREATED", "AGE", "KIND", "SIZE", "FILL", "STATE", "PIN"
         )?;
     }
-    for r in rows {
+    // Snapshots outside any set first, then each set (oldest first) with its members under it.
+    let mut sets: Vec<&str> = rows.iter().filter_map(|r| r.set.as_deref()).collect();
+    sets.sort_by_key(|id| {
+        let t = rows
+            .iter()
+            .filter(|r| r.set.as_deref() == Some(*id))
+            .map(|r| r.time)
+            .min();
+        (t, *id)
+    });
+    sets.dedup();
+    let singles = rows.iter().filter(|r| r.set.is_none()).map(|r| (r, ""));
+    let grouped = sets.iter().flat_map(|id| {
+        std::iter::once(None)
+            .chain(
+                rows.iter()
+                    .filter(move |r| r.set.as_deref() == Some(*id))
+                    .map(Some),
+            )
+            .map(move |r| (r, *id))
+    });
+    let mut lines: Vec<(Option<&ListRow>, &str)> = singles.map(|(r, s)| (Some(r), s)).collect();
+    lines.extend(grouped);
+    for (r, set) in lines {
+        let Some(r) = r else {
+            let members: Vec<&ListRow> = rows
+                .iter()
+                .filter(|r| r.set.as_deref() == Some(set))
+                .collect();
+            let policy = members.first().map_or("", |m| m.policy.as_str());
+            let keep = if members.iter().all(|m| m.keep) {
+                "kept"
+            } else {
+                "the next prune removes it"
+            };
+            writeln!(
+                out,
+                "set {set} (policy {policy}, {} member{}, {keep})",
+                members.len(),
+                if members.len() == 1 { "" } else { "s" }
+            )?;
+            continue;
+        };
+        let name = if set.is_empty() {
+            r.name.clone()
+        } else {
+            format!("  {}", r.name)
+        };
         let fill = r
             .fill
             .map(|f| format!("{f:.0}%"))
@@ -184,7 +240,7 @@ pub fn list_text(
         writeln!(
             out,
             "{:<40} {:<14} {:<24} {:>8} {:<5} {:>9} {:>5} {:<8} {:<3} {why}",
-            r.name,
+            name,
             format!("{}/{}", r.vg, r.origin),
             local(r.time, tz),
             age(r.time, now),
@@ -213,8 +269,25 @@ pub fn list_json(rows: &[ListRow], unmanaged: &[String]) -> Value {
                 "name": r.name, "vg": r.vg, "origin": r.origin, "policy": r.policy, "created": utc(r.time),
                 "kind": if r.thin { "thin" } else { "thick" }, "size": r.size, "fill_percent": r.fill,
                 "state": r.state, "pinned": r.pinned, "note": r.note, "keep": r.keep, "why": r.why,
+                "set": r.set,
             })
         })
         .collect();
-    json!({"snapshots": list, "unmanaged": unmanaged})
+    let mut sets: Vec<&str> = rows.iter().filter_map(|r| r.set.as_deref()).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    let sets: Vec<Value> = sets
+        .iter()
+        .map(|id| {
+            let members: Vec<&ListRow> = rows.iter().filter(|r| r.set.as_deref() == Some(*id)).collect();
+            json!({
+                "id": id,
+                "policy": members.first().map(|m| m.policy.as_str()),
+                "created": members.iter().map(|m| m.time).min().map(utc),
+                "members": members.iter().map(|m| json!({"vg": m.vg, "origin": m.origin, "name": m.name})).collect::<Vec<_>>(),
+                "keep": members.iter().all(|m| m.keep),
+            })
+        })
+        .collect();
+    json!({"snapshots": list, "sets": sets, "unmanaged": unmanaged})
 }

@@ -106,6 +106,7 @@ pub(crate) fn finish_swap(
         size: old_size,
         pinned: true,
         note: Some(&format!("guard before rollback to {name}")),
+        set: None,
     };
     let (uuid, snapshot_id, id) = (old_uuid, r.snapshot_id, r.id);
     // The guard is adopted before the rollback is marked done: a resume after a crash in

@@ -298,6 +298,7 @@ fn create_interrupted_before_the_catalog_write_is_reconciled() {
             size: 0,
             pinned: false,
             note: None,
+            set: None,
         };
         cat.begin_create(&new, t("2026-03-01T10:00:00Z")).unwrap();
         let tags = vec!["lvsnap".to_owned(), "lvsnap-policy=home".to_owned()];
@@ -340,6 +341,7 @@ fn create_interrupted_before_the_catalog_write_is_reconciled() {
         size: 0,
         pinned: false,
         note: None,
+        set: None,
     };
     cat.begin_create(&new, t("2026-03-01T11:00:00Z")).unwrap();
     let (_, out) = w.lvsnap(&["run"], "2026-03-01T11:10:00Z");

@@ -15,4 +15,5 @@ mod pressure;
 mod restic;
 mod restore;
 mod retention;
+mod sets;
 mod systemd;

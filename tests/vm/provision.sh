@@ -12,7 +12,10 @@
 # Usage: tests/vm/provision.sh [--no-install]
 #   --no-install  never call apt-get install (fail with what to install instead)
 # LVSNAP_VM_EXTRA="pkg …" adds packages to the guest (benches/vm-snapper.sh adds snapper); such
-# an image is cached separately.
+# an image is cached separately. LVSNAP_VM_KERNEL=PACKAGE boots another kernel package than the
+# one linux-image-amd64 depends on (with APT_CONFIG naming lists that hold it: the snapshot-set
+# freeze scenario boots Debian's backports kernel, see tests/vm/newer-kernel.sh); also cached
+# separately.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -66,8 +69,9 @@ done
 # ------------------------------------------------------------------ fast path
 # Unchanged scripts and unchanged apt lists mean an unchanged image: skip the apt queries.
 EXTRA=${LVSNAP_VM_EXTRA:-}
-CURRENT=$CACHE/current$(echo "$EXTRA" | tr -c 'a-z0-9\n' '-' | sed 's/^./-&/')
-FASTKEY=$( { echo "$EXTRA"; cat "$0" "$HERE/guest-init.sh"; stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null; } \
+KERNEL_WANTED=${LVSNAP_VM_KERNEL:-}
+CURRENT=$CACHE/current$(echo "$EXTRA$KERNEL_WANTED" | tr -c 'a-z0-9\n' '-' | sed 's/^./-&/')
+FASTKEY=$( { echo "$EXTRA $KERNEL_WANTED"; cat "$0" "$HERE/guest-init.sh"; stat -c '%n %Y %s' /var/lib/apt/lists/*Packages* 2>/dev/null; } \
            | sha256sum | cut -c1-16)
 if [ -f "$CURRENT" ]; then
   read -r k img < "$CURRENT" || true
@@ -83,6 +87,7 @@ versions() {
   apt-cache show --no-all-versions "$@" 2>/dev/null | awk '/^Package:/{p=$2} /^Version:/{print p, $2}'
 }
 kernel_pkg() {
+  if [ -n "$KERNEL_WANTED" ]; then echo "$KERNEL_WANTED"; return; fi
   apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'
 }
 KPKG=$(kernel_pkg)
@@ -162,17 +167,23 @@ done
 M=$R/usr/lib/modules/$KVER
 G=$W/modules/$KVER
 mkdir -p "$G"
-find "$M/kernel" -name '*.ko' > "$W/ko.idx"
+# Debian 12's kernel stores modules as .ko; newer ones (backports) as .ko.xz, which the guest's
+# insmod cannot read: those are unpacked here.
+find "$M/kernel" -name '*.ko' -o -name '*.ko.xz' > "$W/ko.idx"
 : > "$W/modlist"
 addmod() {
   local f d rel
-  f=$(grep -m1 "/$1\.ko\$" "$W/ko.idx" || grep -m1 "/${1//-/_}\.ko\$" "$W/ko.idx") \
-    || die "kernel module $1 not found in $KPKG"
-  rel=${f#"$M"/}
+  f=$(grep -m1 -E "/$1\.ko(\.xz)?\$" "$W/ko.idx" || grep -m1 -E "/${1//-/_}\.ko(\.xz)?\$" "$W/ko.idx") || {
+    # Built into a newer kernel: nothing to load.
+    grep -qE "/(${1}|${1//-/_})\.ko\$" "$M/modules.builtin" 2>/dev/null && return 0
+    die "kernel module $1 not found in $KPKG"
+  }
+  rel=${f#"$M"/}; rel=${rel%.xz}
   grep -qx "$rel" "$W/modlist" && return 0
-  for d in $(tr '\0' '\n' < "$f" | grep -a -m1 '^depends=' | cut -d= -f2 | tr ',' ' '); do addmod "$d"; done
+  mkdir -p "$G/$(dirname "$rel")"
+  case "$f" in *.xz) xz -dc "$f" > "$G/$rel" ;; *) cp "$f" "$G/$rel" ;; esac
+  for d in $(tr '\0' '\n' < "$G/$rel" | grep -a -m1 '^depends=' | cut -d= -f2 | tr ',' ' '); do addmod "$d"; done
   echo "$rel" >> "$W/modlist"
-  mkdir -p "$G/$(dirname "$rel")"; cp "$f" "$G/$rel"
 }
 for m in $MODULES; do addmod "$m"; done
 rm -rf "$M" "$R/boot" "$R/usr/share/doc" "$R/usr/share/man" "$R/usr/share/locale" "$R/usr/share/info" \

@@ -3,6 +3,8 @@
 //! the catalog, the command, then its result. A group's failure is recorded and reported; the
 //! other groups go on.
 
+pub mod set;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -13,7 +15,7 @@ use crate::config::{Policy, SnapshotSize, VolumeRef};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::lvm::{commands, Inventory, Lv, LvKind};
 use crate::naming;
-use crate::plan::{is_due, plan_retention, CronTicks, RetentionPlan, Rules};
+use crate::plan::{is_due, plan_retention, CronTicks, Rules};
 use crate::reconcile::{Fleet, Managed, OWNER_TAG, PINNED_TAG, POLICY_TAG, TIME_TAG};
 use crate::run::{Engine, RunError};
 use crate::units::format_size;
@@ -48,6 +50,10 @@ pub struct GroupReport {
     pub volume: String,
     /// Name of the snapshot taken (or that would be, in a dry run).
     pub created: Option<String>,
+    /// The snapshot set it was taken in.
+    pub set: Option<String>,
+    /// How long the set's filesystems were frozen while its snapshots were created.
+    pub frozen: Option<std::time::Duration>,
     /// Why no snapshot was taken when the group was not due.
     pub not_due: Option<String>,
     /// (name, why no rule keeps it)
@@ -152,6 +158,10 @@ impl Engine<'_> {
         } else {
             (relieved, fleet)
         };
+        let mut notes = notes;
+        if opts.prune {
+            notes.extend(self.remove_broken_sets(&mut fleet)?);
+        }
         let mut state = Space::from(&inv);
         let mut report = RunReport {
             dry_run: self.dry_run,
@@ -166,6 +176,8 @@ impl Engine<'_> {
             .filter(|p| opts.policies.is_empty() || opts.policies.contains(&p.name))
             .flat_map(|p| p.volumes.iter().map(move |v| (p, v)))
             .collect();
+        // A set is taken once, at its first volume; each member's group reports its part.
+        let mut sets: BTreeMap<&str, Result<set::SetOutcome, String>> = BTreeMap::new();
         for (policy, volume) in &groups {
             if opts.cancelled() {
                 report.interrupted = true;
@@ -176,7 +188,24 @@ impl Engine<'_> {
                 volume: volume.to_string(),
                 ..GroupReport::default()
             };
-            if opts.snapshot {
+            if opts.snapshot && policy.set {
+                let outcome = sets.entry(policy.name.as_str()).or_insert_with(|| {
+                    self.take_set_if_due(policy, &inv, &mut fleet, &mut state, opts)
+                        .map_err(|e| e.to_string())
+                });
+                match outcome {
+                    Ok(set::SetOutcome::Taken(taken)) => {
+                        g.created = taken.member(volume).map(str::to_owned);
+                        g.set = Some(taken.id.clone());
+                        g.frozen = taken.frozen;
+                    }
+                    Ok(set::SetOutcome::NotDue(why)) => g.not_due = Some(why.clone()),
+                    Err(e) => {
+                        error!(policy = %g.policy, volume = %g.volume, "snapshot set failed: {e}");
+                        g.errors.push(format!("snapshot set failed: {e}"));
+                    }
+                }
+            } else if opts.snapshot {
                 match self.take_if_due(policy, volume, &inv, &mut fleet, &mut state, opts) {
                     Ok(Taken::Created(name)) => g.created = Some(name),
                     Ok(Taken::NotDue(why)) => g.not_due = Some(why),
@@ -260,16 +289,7 @@ impl Engine<'_> {
             .map(|m| m.record.time)
             .filter(|t| !crate::plan::is_future(*t, self.now, policy.future_skew))
             .max();
-        let ticks = CronTicks {
-            schedule: &policy.schedule,
-            timezone: policy.timezone,
-        };
-        if !is_due(&ticks, self.now, newest) {
-            let next = policy
-                .schedule
-                .next(self.now, policy.timezone)
-                .map(crate::units::utc)
-                .unwrap_or_default();
+        if let Some(next) = self.next_due(policy, newest) {
             return Ok(Taken::NotDue(format!(
                 "not due: newest snapshot is from the current period; next at {next}"
             )));
@@ -290,17 +310,28 @@ impl Engine<'_> {
             .map(Taken::Created)
     }
 
+    /// When the policy is next due, if a snapshot from `newest` makes it not due now.
+    fn next_due(&self, policy: &Policy, newest: Option<DateTime<Utc>>) -> Option<String> {
+        let ticks = CronTicks {
+            schedule: &policy.schedule,
+            timezone: policy.timezone,
+        };
+        if is_due(&ticks, self.now, newest) {
+            return None;
+        }
+        Some(
+            policy
+                .schedule
+                .next(self.now, policy.timezone)
+                .map(crate::units::utc)
+                .unwrap_or_default(),
+        )
+    }
+
     /// How many of the group's snapshots its plan removes once a snapshot taken now exists.
     fn leaving(&self, policy: &Policy, volume: &VolumeRef, fleet: &Fleet, force: bool) -> u32 {
-        let mut views: Vec<_> = fleet
-            .group(&volume.vg, &volume.lv)
-            .map(Managed::view)
-            .collect();
-        let existing = views.len();
-        views.push(crate::plan::SnapshotView::new("", self.now));
-        let plan = plan_retention(self.now, &Rules::from(policy), &views);
-        let n = plan.removals(force).filter(|d| d.index < existing).count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+        let plan = self.plan_group(policy, volume, fleet, true);
+        u32::try_from(plan.removals(force).count()).unwrap_or(u32::MAX)
     }
 
     /// Takes one snapshot of `volume` now, after the space guards.
@@ -368,6 +399,7 @@ impl Engine<'_> {
             size,
             pinned: pin,
             note,
+            set: None,
         };
         if self.dry_run {
             info!(policy = %policy.name, volume = %volume, snapshot = %name, "would create");
@@ -390,6 +422,7 @@ impl Engine<'_> {
             snapshot: &name,
             phase,
             taken,
+            set: None,
         };
         if let Some(pre) = &policy.pre {
             let run = hooks::run_hook(pre, policy.hook_timeout, &env(Phase::Pre, None));
@@ -466,19 +499,117 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// The plan for one group at `now`, and the snapshots it speaks of.
+    /// The plan for one group at `now`: each of its snapshots with a verdict. In a set
+    /// policy the plan ranks whole sets (every set of the policy, whichever volumes hold its
+    /// members), so that each volume's plan removes the same sets; a snapshot outside any set
+    /// is ranked on its own. With `with_new`, a snapshot (or set) taken now is ranked too,
+    /// without a verdict of its own.
     pub fn plan_group<'f>(
         &self,
         policy: &Policy,
         volume: &'f VolumeRef,
         fleet: &'f Fleet,
-    ) -> (Vec<&'f Managed>, RetentionPlan) {
-        let members: Vec<&Managed> = fleet.group(&volume.vg, &volume.lv).collect();
-        let views: Vec<_> = members.iter().map(|m| m.view()).collect();
-        (
+        with_new: bool,
+    ) -> GroupPlan<'f> {
+        let own: Vec<&Managed> = fleet.group(&volume.vg, &volume.lv).collect();
+        // What the planner ranks: (a view, this volume's snapshot in it). A set policy has two
+        // rankings, sets and the snapshots outside them, so that a volume's extra snapshots
+        // never change which sets its plan keeps.
+        type Ranking<'m> = Vec<(crate::plan::SnapshotView, Option<&'m Managed>)>;
+        let mut rankings: Vec<Ranking<'f>> = Vec::new();
+        if policy.set {
+            let mut sets: BTreeMap<&str, Vec<&Managed>> = BTreeMap::new();
+            for m in &fleet.managed {
+                let Some(id) = m.record.set.as_deref() else {
+                    continue;
+                };
+                if m.record.is_temporary() {
+                    continue;
+                }
+                let mine = m.record.vg == volume.vg && m.record.origin == volume.lv;
+                if m.record.policy == policy.name || mine {
+                    sets.entry(id).or_default();
+                }
+            }
+            for m in &fleet.managed {
+                if let Some(members) = m.record.set.as_deref().and_then(|id| sets.get_mut(id)) {
+                    members.push(m);
+                }
+            }
+            let mut ranked: Ranking<'f> = Vec::new();
+            for (id, members) in &sets {
+                let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+                let view = crate::plan::SnapshotView {
+                    name: (*id).to_owned(),
+                    time: views.iter().map(|v| v.time).min().unwrap_or(self.now),
+                    pinned: views.iter().any(|v| v.pinned),
+                    invalid: views.iter().any(|v| v.invalid),
+                    busy: views.iter().find_map(|v| v.busy),
+                };
+                let mine = own
+                    .iter()
+                    .find(|m| m.record.set.as_deref() == Some(*id))
+                    .copied();
+                ranked.push((view, mine));
+            }
+            if with_new {
+                ranked.push((crate::plan::SnapshotView::new("", self.now), None));
+            }
+            rankings.push(ranked);
+            rankings.push(
+                own.iter()
+                    .filter(|m| m.record.set.is_none())
+                    .map(|m| (m.view(), Some(*m)))
+                    .collect(),
+            );
+        } else {
+            let mut ranked: Ranking<'f> = own.iter().map(|m| (m.view(), Some(*m))).collect();
+            if with_new {
+                ranked.push((crate::plan::SnapshotView::new("", self.now), None));
+            }
+            rankings.push(ranked);
+        }
+        let rules = Rules::from(policy);
+        let mut members = Vec::new();
+        let mut decisions = Vec::new();
+        let mut why_not = Vec::new();
+        let mut guard = None;
+        let mut warnings = Vec::new();
+        for units in &rankings {
+            if units.is_empty() {
+                continue;
+            }
+            let views: Vec<_> = units.iter().map(|(v, _)| v.clone()).collect();
+            let plan = plan_retention(self.now, &rules, &views);
+            for d in &plan.decisions {
+                let Some(m) = units[d.index].1 else { continue };
+                let mut why = if d.keep {
+                    Vec::new()
+                } else {
+                    plan.explain_removal(d, &views, &rules)
+                };
+                if let Some(id) = m.record.set.as_deref().filter(|_| policy.set) {
+                    if !d.keep {
+                        why.insert(0, format!("set {id} goes as a whole"));
+                    }
+                }
+                decisions.push(crate::plan::Decision {
+                    index: members.len(),
+                    ..d.clone()
+                });
+                members.push(m);
+                why_not.push(why);
+            }
+            guard = guard.or_else(|| plan.guard.clone());
+            warnings.extend(plan.warnings.iter().cloned());
+        }
+        GroupPlan {
             members,
-            plan_retention(self.now, &Rules::from(policy), &views),
-        )
+            decisions,
+            why_not,
+            guard,
+            warnings,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -498,8 +629,7 @@ impl Engine<'_> {
             ));
             return Ok(());
         }
-        let (members, plan) = self.plan_group(policy, volume, fleet);
-        let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+        let plan = self.plan_group(policy, volume, fleet, false);
         g.warnings.extend(plan.warnings.iter().cloned());
         if let Some(guard) = &plan.guard {
             let blocked =
@@ -510,25 +640,20 @@ impl Engine<'_> {
             }
         }
         g.kept = plan.kept().count();
-        let rules = Rules::from(policy);
         g.plan = plan
             .decisions
             .iter()
             .map(|d| Planned {
-                name: members[d.index].record.name.clone(),
-                time: members[d.index].record.time,
+                name: plan.members[d.index].record.name.clone(),
+                time: plan.members[d.index].record.time,
                 keep: d.keep,
                 reasons: d.reasons.names().collect(),
-                why_not: if d.keep {
-                    Vec::new()
-                } else {
-                    plan.explain_removal(d, &views, &rules)
-                },
+                why_not: plan.why_not[d.index].clone(),
             })
             .collect();
         for d in plan.removals(force) {
-            let m = members[d.index];
-            let why = plan.explain_removal(d, &views, &rules);
+            let m = plan.members[d.index];
+            let why = plan.why_not[d.index].clone();
             if self.dry_run {
                 g.removed.push((m.record.name.clone(), why));
                 continue;
@@ -634,6 +759,30 @@ impl Engine<'_> {
     }
 }
 
+/// A group's plan (see [`Engine::plan_group`]).
+pub struct GroupPlan<'f> {
+    /// The group's snapshots with a verdict; `decisions[i].index` points here.
+    pub members: Vec<&'f Managed>,
+    /// Valid snapshots newest first, then invalid ones.
+    pub decisions: Vec<crate::plan::Decision>,
+    /// For each member: why no rule keeps it (empty when kept).
+    pub why_not: Vec<Vec<String>>,
+    pub guard: Option<crate::plan::Guard>,
+    pub warnings: Vec<String>,
+}
+
+impl GroupPlan<'_> {
+    /// What the plan removes (nothing while a guard holds, unless forced).
+    pub fn removals(&self, force: bool) -> impl Iterator<Item = &crate::plan::Decision> {
+        let allowed = self.guard.is_none() || force;
+        self.decisions.iter().filter(move |d| allowed && !d.keep)
+    }
+
+    pub fn kept(&self) -> impl Iterator<Item = &crate::plan::Decision> {
+        self.decisions.iter().filter(|d| d.keep)
+    }
+}
+
 enum Taken {
     Created(String),
     NotDue(String),
@@ -698,6 +847,7 @@ fn check_pool(
 
 /// Free space per volume group, and how many snapshots each thick origin and each thin pool
 /// has, kept current through a run so that one inventory suffices.
+#[derive(Clone)]
 pub struct Space {
     vgs: BTreeMap<String, crate::lvm::VgInfo>,
     /// Thick snapshots by (VG, origin), anyone's.
@@ -763,6 +913,17 @@ impl Space {
             .thin
             .entry((vg.to_owned(), pool.to_owned()))
             .or_default() += 1;
+    }
+
+    /// A snapshot of `origin` of `size` bytes is (or would be) created.
+    fn count(&mut self, volume: &VolumeRef, origin: &Lv, size: u64) {
+        match origin.pool.as_deref() {
+            Some(pool) if origin.kind == LvKind::ThinVolume => self.add_thin(&volume.vg, pool),
+            _ => {
+                self.take(&volume.vg, size);
+                self.add_thick(&volume.vg, &volume.lv);
+            }
+        }
     }
 
     /// `m` was removed: its space and its place under the caps are free again.
