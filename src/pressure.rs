@@ -506,6 +506,13 @@ impl Engine<'_> {
             let mut batch = vec![m.clone()];
             batch.extend(set_mates(&m, fleet).into_iter().cloned());
             let here = place(&m, &inv);
+            if !self.dry_run && batch.len() > 1 {
+                // Marked first: what a crash or a failed removal leaves of the set is removed
+                // by the next run, pressure or not.
+                let ids: Vec<i64> = batch.iter().map(|x| x.record.id).collect();
+                let why = format!("removed for space as a whole set: {why}");
+                self.record(|c| c.give_up_set(&ids, &why))?;
+            }
             let mut thin_gone = false;
             for x in &batch {
                 let why = if x.record.id == m.record.id {
@@ -540,7 +547,8 @@ impl Engine<'_> {
                         why: format!("removing it for space failed: {e}"),
                         ..removal
                     });
-                    // The rest of its set stays: half a set is worse than a set held back.
+                    // The rest waits for the next run, which removes what is left of the set
+                    // (it is marked given up).
                     for y in &batch {
                         skip.push(y.record.id);
                     }

@@ -92,13 +92,15 @@ pub fn freeze(points: &[FreezePoint], timeout: Duration) -> Result<Frozen, Strin
         }
         fds.push(fd);
     }
+    // One clock for both: the guard's deadline is counted from here too.
+    let started = Instant::now();
     let guard = spawn_guard(&fds, timeout)?;
     let mut frozen = Frozen {
         points: points.iter().map(|p| p.path.clone()).collect(),
         frozen: vec![false; fds.len()],
         fds,
         guard: Some(guard),
-        started: Instant::now(),
+        started,
         timeout,
     };
     for i in 0..frozen.fds.len() {
@@ -272,17 +274,29 @@ unsafe fn guard_main(
     };
     let deadline = now_ms().saturating_add(timeout_ms);
     let mut buf = [0u8; 64];
+    // Past the deadline it thaws what it holds, and then goes on listening: a filesystem
+    // reported frozen later (a FIFREEZE that was still syncing) is thawed at once.
+    let mut expired = false;
     loop {
         let left = deadline - now_ms();
-        if left <= 0 {
-            break;
+        if !expired && left <= 0 {
+            for (i, fd) in fds.iter().enumerate() {
+                if marked[i] {
+                    libc::ioctl(*fd, FITHAW as _, 0);
+                }
+            }
+            expired = true;
         }
         let mut pfd = libc::pollfd {
             fd: read_end,
             events: libc::POLLIN,
             revents: 0,
         };
-        let wait = libc::c_int::try_from(left.min(60_000)).unwrap_or(60_000);
+        let wait = if expired {
+            -1
+        } else {
+            libc::c_int::try_from(left.clamp(1, 60_000)).unwrap_or(60_000)
+        };
         let r = libc::poll(&raw mut pfd, 1, wait);
         if r <= 0 {
             continue;
@@ -298,9 +312,13 @@ unsafe fn guard_main(
             let i = usize::from(b & 0x7F);
             if i < marked.len() {
                 marked[i] = b & 0x80 == 0;
+                if expired && marked[i] {
+                    libc::ioctl(fds[i], FITHAW as _, 0);
+                }
             }
         }
     }
+    // lvsnap is gone (or closed the pipe without DONE): thaw what it held.
     for (i, fd) in fds.iter().enumerate() {
         if marked[i] {
             libc::ioctl(*fd, FITHAW as _, 0);
@@ -408,13 +426,18 @@ mod tests {
         )
         .unwrap();
         let (pid, pipe) = spawn_guard(&[fd], Duration::from_secs(30)).unwrap();
-        let _ = rustix::io::write(&pipe, &[DONE]);
-        drop(pipe);
+        let _ = rustix::io::write(&pipe, &[0, 0x80, DONE]);
+        // DONE alone ends it: the pipe is still open.
         let mut status = -1;
         let t = Instant::now();
-        // SAFETY: our child.
-        unsafe { libc::waitpid(pid, &raw mut status, 0) };
+        let mut gone = 0;
+        while gone == 0 && t.elapsed() < Duration::from_secs(10) {
+            // SAFETY: our child.
+            gone = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(gone, pid, "the guard did not exit on DONE");
         assert_eq!(status, 0);
-        assert!(t.elapsed() < Duration::from_secs(10));
+        drop(pipe);
     }
 }

@@ -165,4 +165,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 11: the snapshot set a snapshot belongs to ("POLICY.TIME"), as its `lvsnap-set` tag says:
     // members of one set were taken together and are kept, removed and rolled back together.
     "ALTER TABLE snapshots ADD COLUMN set_id TEXT;",
+    // 12: a set given up as a whole (taking it failed after members were created, or space
+    // pressure removes it): set on every member before the first is removed, so that what a
+    // crash or a failed lvremove leaves of it is found and removed by the next run.
+    "ALTER TABLE snapshots ADD COLUMN set_given_up TEXT;",
 ];

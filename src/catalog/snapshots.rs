@@ -279,25 +279,44 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    /// Whether any snapshot, in any state, was ever recorded in set `id`.
+    /// Every set id ever recorded (in any state) that starts with `prefix`.
     ///
     /// # Errors
     /// SQLite failed.
-    pub fn set_known(&self, id: &str) -> Result<bool, CatalogError> {
-        self.conn
-            .query_row(
-                "SELECT 1 FROM snapshots WHERE set_id = ?1 LIMIT 1",
-                [id],
-                |_| Ok(()),
+    pub fn set_ids_from(&self, prefix: &str) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT set_id FROM snapshots WHERE substr(set_id, 1, length(?1)) = ?1",
             )
-            .optional()
-            .map(|r| r.is_some())
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([prefix], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
             .map_err(|e| self.err(e))
     }
 
+    /// Marks the snapshots `ids` as members of a set given up as a whole, `why`; before the
+    /// first of them is removed.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn give_up_set(&self, ids: &[i64], why: &str) -> Result<(), CatalogError> {
+        for id in ids {
+            self.conn
+                .execute(
+                    "UPDATE snapshots SET set_given_up = ?1 WHERE id = ?2",
+                    params![why, id],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     /// Snapshot sets of which a member was never created (state `failed`), or that were given
-    /// up after their members were created (a freeze that outlasted its timeout, and removing
-    /// them was cut short): what is left of them is no state that ever existed.
+    /// up as a whole (`give_up_set`) with members still there: what is left of them is no state
+    /// that ever existed, or was on its way out.
     ///
     /// # Errors
     /// SQLite failed.
@@ -306,7 +325,7 @@ impl Catalog {
             .conn
             .prepare(
                 "SELECT DISTINCT set_id FROM snapshots WHERE set_id IS NOT NULL \
-                 AND (state = 'failed' OR (state IN ('present','invalid','removing') AND reason LIKE 'set % given up: %')) \
+                 AND (state = 'failed' OR (state IN ('creating','present','invalid','removing') AND set_given_up IS NOT NULL)) \
                  ORDER BY set_id",
             )
             .map_err(|e| self.err(e))?;

@@ -50,6 +50,13 @@ pub(crate) fn rollback_set(
             gone.join(", ")
         )));
     }
+    // A rollback of this set that was cut short (kill -9, a power cut) left some members
+    // marked to merge, each with its record: it is carried on, with the guard set it took.
+    let recorded = engine.catalog.rollbacks(true)?;
+    let marked_before = |m: &Managed| {
+        m.lv.as_ref().is_some_and(|l| l.merging)
+            && recorded.iter().any(|r| r.snapshot_id == m.record.id)
+    };
     let mut open = Vec::new();
     let mut spaces = Vec::new();
     for m in &members {
@@ -64,6 +71,9 @@ pub(crate) fn rollback_set(
         };
         if snap.invalid {
             return refuse("is invalid (it overflowed): its data is lost".to_owned());
+        }
+        if marked_before(m) {
+            continue;
         }
         if snap.open {
             return refuse(format!(
@@ -86,7 +96,7 @@ pub(crate) fn rollback_set(
                 "cannot merge: a merge into {vg}/{lv} is already pending"
             ));
         }
-        if origin.open {
+        if in_use(inv, vg, lv) {
             open.push(format!("{vg}/{lv}"));
         }
     }
@@ -215,34 +225,90 @@ pub(crate) fn rollback_set(
         writeln!(ctx.out, "nothing changed")?;
         return Ok(exit::USAGE);
     }
-    let mut space = crate::cycle::Space::from(inv);
-    let note = format!("guard before rollback to set {id}");
-    let how = crate::cycle::Take {
-        pin: true,
-        note: Some(&note),
-        at_least: 0,
-        beyond_caps: true,
-        leaving: 0,
-    };
-    let guard = engine.take_set(&guard_policy, inv, fleet, &mut space, &how, &[], &at_least)?;
-    writeln!(
-        ctx.out,
-        "guard set {} taken (pinned; `lvsnap unpin` its members when no longer needed)",
-        guard.id
-    )?;
     let now = ctx.now;
-    let deferred = !open.is_empty();
-    // Every rollback recorded before the first merge is marked: after a crash, each member's
-    // is pending until its snapshot is gone.
-    let mut ids = Vec::new();
+    // The guard set: taken now, or (carrying on) the one the cut-short rollback took.
+    let earlier: Vec<&crate::catalog::RollbackRecord> = members
+        .iter()
+        .filter(|m| marked_before(m))
+        .filter_map(|m| recorded.iter().find(|r| r.snapshot_id == m.record.id))
+        .collect();
+    let guard = if let Some(first) = earlier.first() {
+        let guard_set = fleet
+            .managed
+            .iter()
+            .find(|g| g.record.vg == first.vg && Some(&g.record.name) == first.guard.as_ref())
+            .and_then(|g| g.record.set.clone())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "set {id} is partly marked to merge by a rollback that was cut short, and its guard set is gone; roll back the remaining members one by one (`lvsnap rollback VG/NAME`)"
+                ))
+            })?;
+        let members_of_guard: Vec<(VolumeRef, String)> = members
+            .iter()
+            .map(|m| {
+                let g = fleet.managed.iter().find(|g| {
+                    g.record.set.as_deref() == Some(guard_set.as_str())
+                        && g.record.vg == m.record.vg
+                        && g.record.origin == m.record.origin
+                });
+                (
+                    VolumeRef {
+                        vg: m.record.vg.clone(),
+                        lv: m.record.origin.clone(),
+                    },
+                    g.map(|g| g.record.name.clone()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        writeln!(
+            ctx.out,
+            "carrying on the rollback of set {id} that was cut short ({} of {} members were marked); guard set {guard_set}",
+            earlier.len(),
+            members.len()
+        )?;
+        crate::cycle::set::SetTaken {
+            id: guard_set,
+            members: members_of_guard,
+            frozen: None,
+        }
+    } else {
+        let mut space = crate::cycle::Space::from(inv);
+        let note = format!("guard before rollback to set {id}");
+        let how = crate::cycle::Take {
+            pin: true,
+            note: Some(&note),
+            at_least: 0,
+            beyond_caps: true,
+            leaving: 0,
+        };
+        let guard = engine.take_set(&guard_policy, inv, fleet, &mut space, &how, &[], &at_least)?;
+        writeln!(
+            ctx.out,
+            "guard set {} taken (pinned; `lvsnap unpin` its members when no longer needed)",
+            guard.id
+        )?;
+        guard
+    };
+    // Each merge is marked while lvsnap holds the origin open, so that LVM defers it (a thin
+    // merge into an origin not open is carried out at once, a thick one starts at once); each
+    // rollback is recorded just before its mark, so that a record never claims a merge that
+    // was not asked for.
+    let mut marked: Vec<String> = earlier
+        .iter()
+        .map(|r| format!("{}/{}", r.vg, r.origin))
+        .collect();
+    let mut ids: Vec<Option<i64>> = Vec::new();
     for (m, (_, guard_name)) in members.iter().zip(&guard.members) {
-        ids.push(begin_rollback(engine, m, guard_name, deferred, None, now)?);
-    }
-    // Each origin held open while its merge is marked: LVM then defers it (a thin merge into
-    // an origin not open is carried out at once, a thick one starts at once).
-    let mut marked = Vec::new();
-    for (i, m) in members.iter().enumerate() {
         let (vg, lv, name) = (&m.record.vg, &m.record.origin, &m.record.name);
+        if marked_before(m) {
+            ids.push(
+                recorded
+                    .iter()
+                    .find(|r| r.snapshot_id == m.record.id)
+                    .map(|r| r.id),
+            );
+            continue;
+        }
         let origin = inv.find(vg, lv).expect("checked above");
         let held = (|| -> Result<std::fs::File, Error> {
             if !origin.active {
@@ -256,42 +322,69 @@ pub(crate) fn rollback_set(
             })
         })();
         let result = held.and_then(|hold| {
+            let rid = begin_rollback(engine, m, guard_name, true, None, now)?;
             let r = engine.exec(&commands::merge(vg, name));
             drop(hold);
-            r.map_err(Error::from)
-        });
-        if let Err(e) = result {
-            for rid in &ids[i..] {
-                engine.record(|c| c.cancel_rollback(*rid))?;
+            match r {
+                Ok(_) => Ok(rid),
+                Err(e) => {
+                    // Not marked after all (LVM shows whether it is): no record claims it.
+                    let merging = engine
+                        .inventory()
+                        .ok()
+                        .and_then(|i| i.find(vg, name).map(|l| l.merging))
+                        .unwrap_or(false);
+                    if !merging {
+                        engine.record(|c| c.cancel_rollback(rid))?;
+                    }
+                    Err(Error::from(e))
+                }
             }
-            engine.flush()?;
-            let begun = if marked.is_empty() {
-                "no member is marked to merge".to_owned()
-            } else {
-                format!(
-                    "these members are marked to merge at their origin's next activation: {} — do not activate them alone; `lvsnap list` shows them pending",
-                    marked.join(", ")
-                )
-            };
-            return Err(Error::Usage(format!(
-                "member {vg}/{name} could not be marked to merge: {e}; {begun}; {} keeps the state from before",
-                guard.id
-            )));
+        });
+        match result {
+            Ok(rid) => ids.push(Some(rid)),
+            Err(e) => {
+                engine.flush()?;
+                let begun = if marked.is_empty() {
+                    "no member is marked to merge".to_owned()
+                } else {
+                    format!(
+                        "these members are marked to merge at their origin's next activation: {} — do not activate them alone; `lvsnap rollback {id}` again carries on once the cause is fixed",
+                        marked.join(", ")
+                    )
+                };
+                return Err(Error::Usage(format!(
+                    "member {vg}/{name} could not be marked to merge: {e}; {begun}; {} keeps the state from before",
+                    guard.id
+                )));
+            }
         }
         marked.push(format!("{vg}/{lv}"));
     }
-    // Carried out together: deactivate every origin, then activate them all.
+    // Carried out together: deactivate every origin, then activate them all — only if, as
+    // LVM shows it now, none is in use (an origin, or a thick snapshot of it, open).
     let all: Vec<(String, String)> = members
         .iter()
         .map(|m| (m.record.vg.clone(), m.record.origin.clone()))
         .collect();
+    let list = all
+        .iter()
+        .map(|(v, l)| format!("{v}/{l}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let fresh = engine.inventory()?;
+    let busy: Vec<String> = all
+        .iter()
+        .filter(|(vg, lv)| in_use(&fresh, vg, lv))
+        .map(|(v, l)| format!("{v}/{l}"))
+        .collect();
     let mut cycled = false;
-    if !deferred {
+    if busy.is_empty() {
         let mut down = Vec::new();
         let mut refused = None;
         for (vg, lv) in &all {
             match engine.exec(&commands::deactivate(vg, lv)) {
-                Ok(_) => down.push((vg.clone(), lv.clone())),
+                Ok(_) => down.push(format!("{vg}/{lv}")),
                 Err(e) => {
                     refused = Some(format!("{vg}/{lv} could not be deactivated ({e})"));
                     break;
@@ -300,23 +393,39 @@ pub(crate) fn rollback_set(
         }
         match refused {
             None => {
+                let mut failed = Vec::new();
                 for (vg, lv) in &all {
-                    engine.exec(&commands::activate(vg, lv))?;
+                    if let Err(e) = engine.exec(&commands::activate(vg, lv)) {
+                        failed.push(format!("{vg}/{lv} ({e})"));
+                    }
+                }
+                if !failed.is_empty() {
+                    writeln!(
+                        ctx.out,
+                        "warning: could not activate {}: activate them by hand (`lvchange -ay {list}`); their merges run then",
+                        failed.join(", ")
+                    )?;
                 }
                 cycled = true;
             }
             Some(why) => writeln!(
                 ctx.out,
                 "warning: {why}, so the merges wait for the next activation of every member (left inactive: {}); unmount what uses it, then `lvchange -an {list} && lvchange -ay {list}`",
-                down.iter().map(|(v, l)| format!("{v}/{l}")).collect::<Vec<_>>().join(", "),
-                list = all.iter().map(|(v, l)| format!("{v}/{l}")).collect::<Vec<_>>().join(" ")
+                down.join(", ")
             )?,
         }
+    } else if open.is_empty() {
+        writeln!(
+            ctx.out,
+            "warning: {} came into use meanwhile, so every merge waits: unmount it, then `lvchange -an {list} && lvchange -ay {list}`",
+            busy.join(", ")
+        )?;
     }
     // A thick merge goes on in the background after the activation: wait a little for it.
-    let mut after = engine.inventory()?;
+    let mut after = fresh;
     if cycled {
         for _ in 0..30 {
+            after = engine.inventory()?;
             if members
                 .iter()
                 .all(|m| after.find(&m.record.vg, &m.record.name).is_none())
@@ -324,7 +433,6 @@ pub(crate) fn rollback_set(
                 break;
             }
             std::thread::sleep(std::time::Duration::from_secs(1));
-            after = engine.inventory()?;
         }
     }
     let mut pending = Vec::new();
@@ -334,6 +442,7 @@ pub(crate) fn rollback_set(
             pending.push(format!("{vg}/{lv}"));
             continue;
         }
+        let Some(rid) = *rid else { continue };
         engine.record(|c| {
             c.set_state(
                 m.record.id,
@@ -341,7 +450,7 @@ pub(crate) fn rollback_set(
                 Some(&format!("merged into {vg}/{lv} by rollback of set {id}")),
                 now,
             )?;
-            c.complete_rollback(*rid, now)
+            c.complete_rollback(rid, now)
         })?;
     }
     engine.flush()?;
@@ -367,4 +476,16 @@ pub(crate) fn rollback_set(
         )?;
     }
     Ok(exit::OK)
+}
+
+/// Whether `vg/lv` is in use as LVM sees it: open, or a thick snapshot of it open (LVM will
+/// not deactivate an origin then).
+fn in_use(inv: &Inventory, vg: &str, lv: &str) -> bool {
+    inv.find(vg, lv).is_some_and(|o| o.open)
+        || inv.lvs.iter().any(|l| {
+            l.vg == vg
+                && l.origin.as_deref() == Some(lv)
+                && l.kind == crate::lvm::LvKind::ThickSnapshot
+                && l.open
+        })
 }

@@ -526,8 +526,9 @@ impl Engine<'_> {
                 if m.record.is_temporary() {
                     continue;
                 }
-                let mine = m.record.vg == volume.vg && m.record.origin == volume.lv;
-                if m.record.policy == policy.name || mine {
+                // Each set is ranked by the policy that took it, so that every volume's plan
+                // agrees on it.
+                if m.record.policy == policy.name {
                     sets.entry(id).or_default();
                 }
             }
@@ -556,9 +557,16 @@ impl Engine<'_> {
                 ranked.push((crate::plan::SnapshotView::new("", self.now), None));
             }
             rankings.push(ranked);
+            // Outside any set: snapshots of this volume alone, and members of sets whose policy
+            // is gone (a set policy still configured ranks its own sets).
+            let orphan = |m: &Managed| {
+                m.record.set.is_some()
+                    && m.record.policy != policy.name
+                    && self.config.policy(&m.record.policy).is_none_or(|p| !p.set)
+            };
             rankings.push(
                 own.iter()
-                    .filter(|m| m.record.set.is_none())
+                    .filter(|m| m.record.set.is_none() || orphan(m))
                     .map(|m| (m.view(), Some(*m)))
                     .collect(),
             );
@@ -574,6 +582,7 @@ impl Engine<'_> {
         let mut decisions = Vec::new();
         let mut why_not = Vec::new();
         let mut guard = None;
+        let mut held = Vec::new();
         let mut warnings = Vec::new();
         for units in &rankings {
             if units.is_empty() {
@@ -599,6 +608,7 @@ impl Engine<'_> {
                 });
                 members.push(m);
                 why_not.push(why);
+                held.push(plan.guard.is_some());
             }
             guard = guard.or_else(|| plan.guard.clone());
             warnings.extend(plan.warnings.iter().cloned());
@@ -608,6 +618,7 @@ impl Engine<'_> {
             decisions,
             why_not,
             guard,
+            held,
             warnings,
         }
     }
@@ -629,11 +640,23 @@ impl Engine<'_> {
             ));
             return Ok(());
         }
+        // A set's volumes prune together or not at all: one of them skipped would keep what
+        // the others remove.
+        if let Some(busy) = policy
+            .volumes
+            .iter()
+            .filter(|_| policy.set)
+            .find(|v| inv.find(&v.vg, &v.lv).is_some_and(|o| o.merging))
+        {
+            g.guard = Some(format!(
+                "a merge into {busy}, a volume of this set, is pending: pruning of the set waits until it completes"
+            ));
+            return Ok(());
+        }
         let plan = self.plan_group(policy, volume, fleet, false);
         g.warnings.extend(plan.warnings.iter().cloned());
         if let Some(guard) = &plan.guard {
-            let blocked =
-                plan.removals(force).count() == 0 && plan.decisions.iter().any(|d| !d.keep);
+            let blocked = !force && plan.decisions.iter().any(|d| !d.keep && plan.held[d.index]);
             if blocked {
                 warn!(policy = %policy.name, volume = %volume, "{guard}");
                 g.guard = Some(guard.to_string());
@@ -768,14 +791,18 @@ pub struct GroupPlan<'f> {
     /// For each member: why no rule keeps it (empty when kept).
     pub why_not: Vec<Vec<String>>,
     pub guard: Option<crate::plan::Guard>,
+    /// For each member: whether its ranking's guard holds its removal back (a set policy's
+    /// sets and its snapshots outside them are ranked, and guarded, apart).
+    pub held: Vec<bool>,
     pub warnings: Vec<String>,
 }
 
 impl GroupPlan<'_> {
-    /// What the plan removes (nothing while a guard holds, unless forced).
+    /// What the plan removes (nothing a guard holds back, unless forced).
     pub fn removals(&self, force: bool) -> impl Iterator<Item = &crate::plan::Decision> {
-        let allowed = self.guard.is_none() || force;
-        self.decisions.iter().filter(move |d| allowed && !d.keep)
+        self.decisions
+            .iter()
+            .filter(move |d| !d.keep && (force || !self.held[d.index]))
     }
 
     pub fn kept(&self) -> impl Iterator<Item = &crate::plan::Decision> {

@@ -123,12 +123,15 @@ impl Engine<'_> {
     ) -> Result<SetTaken, RunError> {
         // Unique among every set ever recorded: a failed set of the same second (a clock set
         // back, `run --now`) must not make a new one look broken.
+        let known = self
+            .catalog
+            .set_ids_from(&sets::set_id(&policy.name, self.now, |_| false))?;
         let id = sets::set_id(&policy.name, self.now, |id| {
-            fleet
-                .managed
-                .iter()
-                .any(|m| m.record.set.as_deref() == Some(id))
-                || self.catalog.set_known(id).unwrap_or(true)
+            known.iter().any(|k| k == id)
+                || fleet
+                    .managed
+                    .iter()
+                    .any(|m| m.record.set.as_deref() == Some(id))
         });
         let mut tags = vec![
             OWNER_TAG.to_owned(),
@@ -445,10 +448,8 @@ impl Engine<'_> {
         // while removing them leaves what the next run removes (`remove_broken_sets`).
         let made: Vec<Managed> = fleet.managed.split_off(fleet.managed.len() - created);
         let given_up = format!("set {id} given up: {failure}");
-        self.record(|c| {
-            made.iter()
-                .try_for_each(|m| c.set_state(m.record.id, State::Present, Some(&given_up), now))
-        })?;
+        let ids: Vec<i64> = made.iter().map(|m| m.record.id).collect();
+        self.record(|c| c.give_up_set(&ids, &given_up))?;
         let reason = given_up;
         let mut left = Vec::new();
         for m in &made {
@@ -501,7 +502,7 @@ impl Engine<'_> {
                     notes.push(format!("{what} is what is left of set {id}, whose other members were never created; it is kept because it is pinned, mounted or merging"));
                     continue;
                 }
-                let reason = format!("set {id} is incomplete: a member was never created (the run taking it was interrupted)");
+                let reason = format!("set {id} is incomplete: a member was never created, or it was given up as a whole and removing it was cut short");
                 if self.dry_run {
                     notes.push(format!("would remove {what}: {reason}"));
                     continue;

@@ -340,6 +340,38 @@ fn what_is_left_of_a_set_cut_short_is_removed_by_the_next_run() {
 }
 
 #[test]
+fn a_given_up_member_that_could_not_be_removed_goes_with_the_next_run() {
+    let h = host("keep = { last = 5 }", "");
+    h.lvm
+        .fail_next(Tool::Lvcreate, "data-lvsnap", 5, "  Insufficient free space.");
+    h.lvm.fail_next(
+        Tool::Lvremove,
+        "home-lvsnap",
+        5,
+        "  Logical volume vg0/home-lvsnap-20260301T000000Z in use.",
+    );
+    let r = h.run(&["run"], &at(0, 0));
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(
+        r.out.contains("these members could not be removed and remain: vg0/home-lvsnap-20260301T000000Z"),
+        "{}",
+        r.out
+    );
+    assert_eq!(h.snapshot_names(), vec![snap("home", 0)]);
+    // Not due for the set, but what is left of the given-up one goes.
+    let (code, out) = h.lvsnap(&["prune"], &at(0, 10));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "removed vg0/{}: set db.20260301T000000Z is incomplete",
+            snap("home", 0)
+        )),
+        "{out}"
+    );
+    assert!(h.snapshot_names().is_empty(), "{:?}", h.snapshot_names());
+}
+
+#[test]
 fn freeze_needs_a_set() {
     let h = host("", "");
     h.write_config(

@@ -79,6 +79,18 @@ check_sets() {
   done
 }
 
+# check_instant IDS…: each set's members hold numbers of one instant of the writer, which
+# writes a before b: a equals b, or is one ahead (members taken moments apart let b run ahead).
+check_instant() {
+  local id t na nb
+  for id in "$@"; do
+    t=${id#pair.}
+    na=$(member_file a-lvsnap-$t seq); nb=$(member_file b-lvsnap-$t seq)
+    echo "set $id: a holds $na, b holds $nb"
+    [ $((na - nb)) -eq 0 ] || [ $((na - nb)) -eq 1 ] || fail "set $id is no single instant: a holds $na, b holds $nb"
+  done
+}
+
 # writable SECONDS: a write to both origins ends within SECONDS (a write to a frozen filesystem
 # blocks, unkillably, until the thaw: it is watched, not timed out).
 writable() {

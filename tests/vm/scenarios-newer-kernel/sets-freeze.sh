@@ -1,6 +1,7 @@
 # A snapshot set with freeze = true, on a kernel (Debian's backports) where LVM can snapshot a
-# filesystem frozen with fsfreeze: the writer's number is the same in both members of every
-# set; the filesystems are frozen only while the lvcreates run (the window is printed beside
+# filesystem frozen with fsfreeze: with the hooks holding the writer, its number is the same in
+# both members of every set; without them, the freeze alone makes each set one instant of the
+# writer (a equals b or is one ahead); the filesystems are frozen only while the lvcreates run (the window is printed beside
 # the same two lvcreates run bare); and a failing lvcreate, a hung one (freeze-timeout) and a
 # kill -9 of lvsnap mid-set each leave the origins writable and nothing of the set behind.
 . "$(dirname "$LVSNAP_SCENARIO_LIB")/sets-lib.sh"
@@ -21,6 +22,17 @@ kill -0 $writer || fail "the writer died"
 writable 2 || fail "the origins are not writable after the sets"
 stop_writer
 check_sets 3
+
+step "no hooks, the writer running on: the freeze alone makes each set one instant"
+before=$(set_ids)
+start_writer
+pair_policy "freeze = true"
+for i in 1 2; do
+  sleep 1
+  out=$("$LVSNAP" snapshot pair 2>&1) || fail "$out"; echo "$out"
+done
+stop_writer
+check_instant $(comm -13 <(echo "$before" | sort) <(set_ids | sort))
 
 step "freeze window against bare lvcreates of the same two origins"
 bare=""
