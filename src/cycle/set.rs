@@ -379,24 +379,20 @@ impl Engine<'_> {
         } else {
             None
         };
-        // Nothing but the lvcreates while frozen: no catalog write, no hook.
-        let mut outcomes: Vec<Result<(), String>> = Vec::new();
-        let mut failure = None;
-        for m in members {
-            // Past the timeout the guard has thawed: a member created now would not be of the
-            // same instant.
-            if frozen.as_ref().is_some_and(sets::Frozen::timed_out) {
-                break;
-            }
-            match self.exec(&m.cmd) {
-                Ok(_) => outcomes.push(Ok(())),
-                Err(e) => {
-                    outcomes.push(Err(e.to_string()));
-                    failure = Some(format!("member {} could not be created: {e}", m.volume));
-                    break;
-                }
-            }
-        }
+        // Nothing but the lvcreates while frozen: no catalog write, no hook. All at once: each
+        // member's is its own command with its own status and message, and their start-ups
+        // overlap, so the window is shorter than the same commands run one after another.
+        let cmds: Vec<&Invocation> = members.iter().map(|m| &m.cmd).collect();
+        let outcomes: Vec<Result<(), String>> = self
+            .exec_all(&cmds)
+            .into_iter()
+            .map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+            .collect();
+        let mut failure = members.iter().zip(&outcomes).find_map(|(m, r)| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("member {} could not be created: {e}", m.volume))
+        });
         let mut window = None;
         if let Some(f) = frozen.as_mut() {
             let late = f.timed_out();
@@ -415,8 +411,8 @@ impl Engine<'_> {
         let mut created = 0;
         for (i, m) in members.iter().enumerate() {
             let (sid, intent) = begun[i];
-            match outcomes.get(i) {
-                Some(Ok(())) => {
+            match &outcomes[i] {
+                Ok(()) => {
                     self.record(|c| {
                         c.set_state(sid, State::Present, None, now)?;
                         c.resolve(intent, "created", now)
@@ -429,13 +425,9 @@ impl Engine<'_> {
                     });
                     created += 1;
                 }
-                other => {
-                    let why = match other {
-                        Some(Err(e)) => e.clone(),
-                        _ => "not attempted: an earlier member failed".to_owned(),
-                    };
+                Err(why) => {
                     self.record(|c| {
-                        c.set_state(sid, State::Failed, Some(&why), now)?;
+                        c.set_state(sid, State::Failed, Some(why), now)?;
                         c.resolve(intent, "failed", now)
                     })?;
                 }

@@ -342,8 +342,12 @@ fn what_is_left_of_a_set_cut_short_is_removed_by_the_next_run() {
 #[test]
 fn a_given_up_member_that_could_not_be_removed_goes_with_the_next_run() {
     let h = host("keep = { last = 5 }", "");
-    h.lvm
-        .fail_next(Tool::Lvcreate, "data-lvsnap", 5, "  Insufficient free space.");
+    h.lvm.fail_next(
+        Tool::Lvcreate,
+        "data-lvsnap",
+        5,
+        "  Insufficient free space.",
+    );
     h.lvm.fail_next(
         Tool::Lvremove,
         "home-lvsnap",
@@ -353,7 +357,9 @@ fn a_given_up_member_that_could_not_be_removed_goes_with_the_next_run() {
     let r = h.run(&["run"], &at(0, 0));
     assert_eq!(r.code, 1, "{}", r.out);
     assert!(
-        r.out.contains("these members could not be removed and remain: vg0/home-lvsnap-20260301T000000Z"),
+        r.out.contains(
+            "these members could not be removed and remain: vg0/home-lvsnap-20260301T000000Z"
+        ),
         "{}",
         r.out
     );
