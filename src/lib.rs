@@ -22,6 +22,7 @@ pub mod plan;
 pub mod pressure;
 pub mod private;
 pub mod reconcile;
+pub mod replicate;
 pub mod report;
 pub mod resolve;
 pub mod restore;

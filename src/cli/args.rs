@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{backup, catalog, config, cycle, restore, rollback, snapshots};
+use crate::commands::{backup, catalog, config, cycle, replicate, restore, rollback, snapshots};
 use crate::config::DEFAULT_CONFIG;
 
 const AFTER_HELP: &str = "\
@@ -133,6 +133,29 @@ pub enum Command {
     /// in a journal first: if lvsnap is killed or the machine stops in between, the next `run`
     /// or `lvsnap rollback --resume` finishes the swap and says what VG/LV holds.
     Rollback(rollback::RollbackArgs),
+
+    /// Write a thin snapshot as a replication stream to standard output: whole, or (with
+    /// --base) only the blocks that changed since an earlier thin snapshot of the same volume.
+    ///
+    /// The changed blocks are found in the thin pool's metadata (a reserved metadata
+    /// snapshot, released at once), not by reading the volume. The stream is versioned and
+    /// carries a SHA-256 per record and of the whole; `lvsnap receive` makes a replica of it,
+    /// here or on another host:
+    ///
+    ///   lvsnap send db-lvsnap-20261204T030000Z | lvsnap receive --pool vgbackup/replicas
+    ///
+    ///   lvsnap send vg0/db-lvsnap-20261205T030000Z --base db-lvsnap-20261204T030000Z \
+    ///     | ssh backup01 lvsnap receive --pool vgbackup/replicas
+    Send(replicate::SendArgs),
+
+    /// Make a replica in a thin pool from a stream `lvsnap send` writes, read on standard input.
+    ///
+    /// The stream goes into a scratch volume that becomes the replica (read-only, named like
+    /// its source snapshot, tagged lvsnap-replica) only when the whole stream arrived and
+    /// checked out; anything less removes it. A stream of changed blocks is refused unless the
+    /// pool's newest replica of that volume is exactly the stream's base, still read-only and
+    /// not open.
+    Receive(replicate::ReceiveArgs),
 
     /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
     /// the last error; the fill of volume groups and thin pools.

@@ -55,6 +55,8 @@ where
             | Command::Backup(_)
             | Command::Rollback(_)
             | Command::Restore(_)
+            | Command::Send(_)
+            | Command::Receive(_)
     ) {
         catch_signals(&cancel);
     }
@@ -269,6 +271,8 @@ fn dispatch(
         C::Restore(a) => restore::restore(ctx, a),
         C::Diff(a) => restore::diff(ctx, a),
         C::Rollback(a) => rollback::rollback(ctx, a),
+        C::Send(a) => commands::replicate::send(ctx, a),
+        C::Receive(a) => commands::replicate::receive(ctx, a),
         C::Config(_) | C::Daemon | C::Completions(_) | C::Man | C::Check(_) => {
             unreachable!("answered above without loading the policy files")
         }

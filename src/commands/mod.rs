@@ -21,6 +21,7 @@ pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod cycle;
+pub mod replicate;
 pub mod restore;
 pub mod rollback;
 mod rollback_set;

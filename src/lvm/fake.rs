@@ -514,6 +514,11 @@ impl State {
                 self.mounts.push(inv.args.join(" "));
                 Ok(String::new())
             }
+            // Replication reads real pool metadata; its tests run against real LVM.
+            Tool::Dmsetup | Tool::ThinDump => Err((
+                1,
+                format!("  {} is not part of the fake\n", inv.tool.name()),
+            )),
             Tool::Lvchange => {
                 let i = self
                     .find(&target)

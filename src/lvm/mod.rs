@@ -29,6 +29,10 @@ pub enum Tool {
     Blkid,
     Mount,
     Umount,
+    /// Messages to a thin pool (reserving its metadata snapshot), for replication.
+    Dmsetup,
+    /// A thin device's block map from the pool's metadata snapshot, for replication.
+    ThinDump,
 }
 
 impl Tool {
@@ -57,6 +61,8 @@ impl Tool {
             Tool::Blkid => "blkid",
             Tool::Mount => "mount",
             Tool::Umount => "umount",
+            Tool::Dmsetup => "dmsetup",
+            Tool::ThinDump => "thin_dump",
         }
     }
 
@@ -65,6 +71,8 @@ impl Tool {
         match self {
             Tool::Blkid => "util-linux",
             Tool::Mount | Tool::Umount => "mount",
+            Tool::Dmsetup => "dmsetup",
+            Tool::ThinDump => "thin-provisioning-tools",
             _ => "lvm2",
         }
     }

@@ -1,0 +1,753 @@
+//! `lvsnap send` and `lvsnap receive`: one thin snapshot, whole or as the blocks that changed
+//! since an earlier one, as a self-checking stream from one thin pool into another — on this
+//! host through a pipe, or on another through any transport (`ssh HOST lvsnap receive …`).
+//!
+//! The receiving side never holds half a replica: the stream goes into a scratch volume
+//! (tagged `lvsnap-receiving`) that becomes the replica only once the whole stream was
+//! verified, and is removed otherwise — also by the next `receive` after a crash.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal};
+use std::os::unix::fs::OpenOptionsExt;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::Error;
+use crate::exit;
+use crate::lvm::{self, commands, Inventory, Invocation, Lv, LvKind, Tool};
+use crate::replicate::map::diff;
+use crate::replicate::pool::{read_map, MetadataSnap};
+use crate::replicate::stream::{Header, SnapshotId, StreamReader, StreamWriter};
+use crate::replicate::transfer::{apply, data_bytes, send_extents, DeviceSink};
+use crate::run::RunError;
+
+/// Marks a replica: the thin volume `receive` made from a complete stream.
+pub const REPLICA_TAG: &str = "lvsnap-replica";
+/// A scratch volume a stream is being received into; removed unless it becomes a replica.
+pub const RECEIVING_TAG: &str = "lvsnap-receiving";
+/// The LVM UUID of the source volume a replica is a copy of.
+pub const REPLICA_OF_TAG: &str = "lvsnap-replica-of";
+/// The LVM UUID of the source snapshot a replica equals.
+pub const REPLICA_SNAPSHOT_TAG: &str = "lvsnap-replica-snapshot";
+/// The source snapshot's time, `YYYYmmddTHHMMSSZ`: the newest replica is the next base.
+pub const REPLICA_TIME_TAG: &str = "lvsnap-replica-time";
+/// The source volume's size in bytes (the replica may be larger: LVM rounds up to its extents).
+pub const REPLICA_SIZE_TAG: &str = "lvsnap-replica-size";
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The thin snapshot to send (`NAME` or `VG/NAME`, one of lvsnap's).
+    pub snapshot: String,
+    /// Send only what changed since this earlier thin snapshot of the same volume; the
+    /// receiver's newest replica of the volume must be of exactly this snapshot.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub base: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// The thin pool that holds the replicas, `VG/POOL`.
+    #[arg(long, value_name = "VG/POOL")]
+    pub pool: String,
+}
+
+fn refused(why: String) -> Error {
+    Error::Run(RunError::Refused(why))
+}
+
+fn inventory(ctx: &Ctx<'_>) -> Result<Inventory, Error> {
+    let inv = Invocation::new(Tool::Lvs, lvm::report::lvs_args());
+    let done = ctx.runner.run(&inv)?;
+    lvm::check(&inv, &done)?;
+    lvm::report::parse_lvs(&done.stdout).map_err(|e| refused(format!("lvs: {e}")))
+}
+
+fn thin_id(ctx: &Ctx<'_>, lv: &Lv) -> Result<u64, Error> {
+    let inv = Invocation::new(
+        Tool::Lvs,
+        [
+            "--noheadings".to_owned(),
+            "-o".to_owned(),
+            "thin_id".to_owned(),
+            lv.path(),
+        ],
+    );
+    let done = ctx.runner.run(&inv)?;
+    lvm::check(&inv, &done)?;
+    done.stdout
+        .trim()
+        .parse()
+        .map_err(|_| refused(format!("{}: LVM reports no thin device id", lv.path())))
+}
+
+fn exec(ctx: &Ctx<'_>, inv: &Invocation) -> Result<(), Error> {
+    lvm::check(inv, &ctx.runner.run(inv)?)?;
+    Ok(())
+}
+
+fn snapshot_id(lv: &Lv, time: chrono::DateTime<chrono::Utc>) -> SnapshotId {
+    SnapshotId {
+        name: lv.name.clone(),
+        uuid: lv.uuid.clone(),
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
+
+/// `lvsnap send SNAPSHOT [--base SNAPSHOT]`.
+///
+/// # Errors
+/// A snapshot that is not lvsnap's, not thin, or not of the base's volume; the pool's metadata
+/// could not be read; or the stream could not be written.
+pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
+    if std::io::stdout().is_terminal() {
+        return Err(Error::Usage(
+            "lvsnap send writes a binary stream: pipe it into `lvsnap receive --pool VG/POOL` (here or through ssh), or into a file".into(),
+        ));
+    }
+    ctx.tools()?;
+    // The lock covers finding the snapshots and reading the maps. The stream itself runs
+    // without it (a receive on this host needs it): the snapshot is open meanwhile, and LVM
+    // removes no open volume.
+    let (header, extents, block_bytes, device, activated, lv) = {
+        let _lock = ctx.lock()?;
+        let mut catalog = ctx.catalog(true)?;
+        let mut engine = ctx.engine(&mut catalog, false);
+        let (inv, fleet) = engine.survey()?;
+        let new = crate::resolve::readable_snapshot(&fleet, &inv, &a.snapshot)?;
+        let base = match &a.base {
+            Some(b) => Some(crate::resolve::readable_snapshot(&fleet, &inv, b)?),
+            None => None,
+        };
+        let lv_of = |m: &crate::reconcile::Managed| -> Result<Lv, Error> {
+            let lv = m.lv.clone().ok_or_else(|| {
+                refused(format!("{}/{} is not in LVM", m.record.vg, m.record.name))
+            })?;
+            if lv.kind != LvKind::ThinSnapshot {
+                return Err(refused(format!(
+                    "{} is a thick snapshot: only thin snapshots can be sent (their pool records which blocks changed)",
+                    lv.path()
+                )));
+            }
+            // Its map would be read now and its blocks later: nothing may write it between.
+            if lv.open {
+                return Err(refused(format!(
+                    "{} is open or mounted: unmount it (lvsnap umount) and send again",
+                    lv.path()
+                )));
+            }
+            Ok(lv)
+        };
+        let new_lv = lv_of(new)?;
+        let base_lv = base.map(lv_of).transpose()?;
+        if let (Some(b), Some(blv)) = (base, &base_lv) {
+            if b.record.vg != new.record.vg
+                || b.record.origin != new.record.origin
+                || blv.origin != new_lv.origin
+                || blv.pool != new_lv.pool
+            {
+                return Err(Error::Usage(format!(
+                    "--base {} is not a snapshot of {}/{}, the volume {} is of",
+                    blv.path(),
+                    new.record.vg,
+                    new.record.origin,
+                    new_lv.path()
+                )));
+            }
+            if b.record.time >= new.record.time {
+                return Err(Error::Usage(format!(
+                    "--base {} is not older than {}",
+                    blv.path(),
+                    new_lv.path()
+                )));
+            }
+        }
+        // The origin LVM links the snapshot to (one recreated under the same name is not it).
+        let origin = new_lv
+            .origin
+            .as_deref()
+            .and_then(|o| inv.find(&new_lv.vg, o))
+            .ok_or_else(|| {
+                refused(format!(
+                    "the origin {}/{} of {} is gone: a replica names its source volume by its UUID",
+                    new.record.vg,
+                    new.record.origin,
+                    new_lv.path()
+                ))
+            })?;
+        // Blocks a thin volume with an external origin has not written read from that origin,
+        // which the pool's map does not show.
+        if origin.kind != LvKind::ThinVolume || origin.pool != new_lv.pool {
+            return Err(refused(format!(
+                "{} is not a thin volume of pool {}: only snapshots of thin volumes without an external origin can be sent",
+                origin.path(),
+                new_lv.pool.as_deref().unwrap_or("?")
+            )));
+        }
+        let pool = new_lv.pool.clone().unwrap_or_default();
+        let state_dir = ctx.config.settings.catalog.parent().ok_or_else(|| {
+            refused(format!(
+                "the catalog {} has no directory for the pool's metadata marker",
+                ctx.config.settings.catalog.display()
+            ))
+        })?;
+        let new_id = thin_id(ctx, &new_lv)?;
+        let base_id = base_lv.as_ref().map(|l| thin_id(ctx, l)).transpose()?;
+        let held = MetadataSnap::reserve(ctx.runner, &new_lv.vg, &pool, state_dir)?;
+        let new_map = read_map(ctx.runner, &held, &new_lv.vg, &pool, new_id)?.clip(new_lv.size);
+        // Mappings past the base's end (a volume shrunk, then grown) are not its content.
+        let base_map = base_id
+            .zip(base_lv.as_ref())
+            .map(|(id, l)| {
+                read_map(ctx.runner, &held, &new_lv.vg, &pool, id).map(|m| m.clip(l.size))
+            })
+            .transpose()?;
+        held.release()?;
+        let extents = diff(base_map.as_ref().map(|m| &m.runs[..]), &new_map.runs);
+        let header = Header {
+            block_size: new_map.block_bytes,
+            data_bytes: data_bytes(&extents, new_map.block_bytes, new_lv.size),
+            volume: format!("{}/{}", origin.vg, origin.name),
+            volume_uuid: origin.uuid.clone(),
+            volume_size: new_lv.size,
+            base: base
+                .zip(base_lv.as_ref())
+                .map(|(b, l)| snapshot_id(l, b.record.time)),
+            new: snapshot_id(&new_lv, new.record.time),
+            sender: format!(
+                "lvsnap {} on {}",
+                env!("CARGO_PKG_VERSION"),
+                rustix::system::uname().nodename().to_string_lossy()
+            ),
+        };
+        let activated = !new_lv.active;
+        if activated {
+            exec(ctx, &commands::activate(&new_lv.vg, &new_lv.name))?;
+        }
+        let path = format!("/dev/{}/{}", new_lv.vg, new_lv.name);
+        // Exclusive: nothing mounts it while it is read.
+        let device = match File::options()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(&path)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                if activated {
+                    let _ = exec(ctx, &commands::deactivate(&new_lv.vg, &new_lv.name));
+                }
+                return Err(refused(format!("cannot open {path}: {e}")));
+            }
+        };
+        (
+            header,
+            extents,
+            new_map.block_bytes,
+            device,
+            activated,
+            new_lv,
+        )
+    };
+    let result = (|| -> Result<_, Error> {
+        let out = BufWriter::with_capacity(1 << 20, &mut *ctx.out);
+        let mut w = StreamWriter::new(out, &header).map_err(|e| refused(e.to_string()))?;
+        send_extents(
+            &mut w,
+            &device,
+            block_bytes,
+            &extents,
+            header.volume_size,
+            &ctx.cancel,
+            |_| (),
+        )
+        .map_err(|e| refused(e.to_string()))?;
+        let (_, summary) = w.finish().map_err(|e| refused(e.to_string()))?;
+        Ok(summary)
+    })();
+    drop(device);
+    if activated {
+        let _ = exec(ctx, &commands::deactivate(&lv.vg, &lv.name));
+    }
+    let summary = result?;
+    eprintln!(
+        "sent {}{}: {} record(s), {} of data ({} bytes)",
+        lv.path(),
+        header
+            .base
+            .as_ref()
+            .map(|b| format!(" (the blocks changed since {})", b.name))
+            .unwrap_or_default(),
+        summary.records,
+        crate::units::format_size(summary.data_bytes),
+        summary.data_bytes
+    );
+    Ok(exit::OK)
+}
+
+/// `lvsnap receive --pool VG/POOL`: reads a stream on standard input.
+///
+/// # Errors
+/// A stream that is not whole, or not for the replicas this pool holds; or LVM failed.
+pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
+    let Some((vg, pool)) = a.pool.split_once('/') else {
+        return Err(Error::Usage(format!("--pool {}: write VG/POOL", a.pool)));
+    };
+    if std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "lvsnap receive reads a stream on standard input: `lvsnap send SNAPSHOT | lvsnap receive --pool VG/POOL`".into(),
+        ));
+    }
+    ctx.tools()?;
+    let stdin = std::io::stdin().lock();
+    let mut stream = StreamReader::new(BufReader::with_capacity(1 << 20, stdin))
+        .map_err(|e| refused(e.to_string()))?;
+    let h = stream.header().clone();
+    let time = check_header(&h)
+        .map_err(|e| refused(format!("the stream's header: {e}; nothing was received")))?;
+    let (scratch, target) = prepare(ctx, vg, pool, &h)?;
+    let path = format!("/dev/{vg}/{scratch}");
+    let cancel = ctx.cancel.clone();
+    // Exclusive, and held until the scratch volume is renamed: nothing else mounts it, and no
+    // other receive takes it for one a crash left behind.
+    let opened = File::options()
+        .write(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&path)
+        .map_err(|e| refused(format!("cannot open {path}: {e}")));
+    let outcome = opened.and_then(|device| {
+        let mut sink = DeviceSink {
+            device: &device,
+            discard_block: target.discard_block,
+        };
+        apply(&mut stream, &mut sink, &cancel)
+            .map(|s| (s, device))
+            .map_err(|e| refused(e.to_string()))
+    });
+    let gone = |ctx: &mut Ctx<'_>, e: Error| -> Error {
+        let removed = ctx
+            .lock()
+            .and_then(|_lock| exec(ctx, &commands::remove(vg, &scratch)));
+        match removed {
+            Ok(()) => refused(format!("{e}; the partial copy {vg}/{scratch} was removed")),
+            Err(r) => refused(format!(
+                "{e}; the partial copy {vg}/{scratch} could not be removed ({r}): the next receive into {vg}/{pool} removes it"
+            )),
+        }
+    };
+    let (summary, device) = match outcome {
+        Ok(done) => done,
+        Err(e) => return Err(gone(ctx, e)),
+    };
+    let finished = (|| -> Result<(), Error> {
+        let _lock = ctx.lock()?;
+        drop(device);
+        exec(ctx, &commands::deactivate(vg, &scratch))?;
+        exec(ctx, &commands::rename(vg, &scratch, &h.new.name))?;
+        // One metadata update: the volume is a replica, read-only, and no longer a scratch
+        // copy, or none of these.
+        let mut args: Vec<String> = [
+            "--permission",
+            "r",
+            "--setactivationskip",
+            "y",
+            "--deltag",
+            &receiving_tag(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for tag in [
+            REPLICA_TAG.to_owned(),
+            format!("{REPLICA_OF_TAG}={}", h.volume_uuid),
+            format!("{REPLICA_SNAPSHOT_TAG}={}", h.new.uuid),
+            format!("{REPLICA_TIME_TAG}={time}"),
+            format!("{REPLICA_SIZE_TAG}={}", h.volume_size),
+        ] {
+            args.extend(["--addtag".to_owned(), tag]);
+        }
+        args.push(format!("{vg}/{}", h.new.name));
+        exec(ctx, &Invocation::new(Tool::Lvchange, args))
+    })();
+    if let Err(e) = finished {
+        return Err(refused(format!(
+            "the whole stream was received and checked, but the replica could not be finished: {e}; the copy is {vg}/{scratch} or {vg}/{}, tagged {RECEIVING_TAG}: the next receive into {vg}/{pool} removes it — send again",
+            h.new.name
+        )));
+    }
+    writeln!(
+        ctx.out,
+        "received {} of {} into {vg}/{}{}: {} record(s), {} of data",
+        h.new.name,
+        h.volume,
+        h.new.name,
+        h.base
+            .as_ref()
+            .map(|b| format!(" (on {vg}/{})", b.name))
+            .unwrap_or_else(|| " (whole)".to_owned()),
+        summary.records,
+        crate::units::format_size(summary.data_bytes)
+    )?;
+    Ok(exit::OK)
+}
+
+/// This process's mark on the scratch volume it receives into: `lvsnap-receiving=PID.BOOT`.
+fn receiving_tag() -> String {
+    format!("{RECEIVING_TAG}={}", holder())
+}
+
+fn holder() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    format!("{}.{}", std::process::id(), boot.trim())
+}
+
+/// Whether the receive that tagged a scratch volume `owner` still runs (and is not this one:
+/// a scratch volume with this process's mark, before it made its own, is an earlier process's
+/// with the same pid).
+fn receiving_elsewhere(owner: &str) -> bool {
+    let Some((pid, boot)) = owner.split_once('.') else {
+        return false;
+    };
+    let this = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    owner != holder()
+        && boot == this.trim()
+        && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What a receiver uses of a header it did not write — from another host, perhaps a hostile
+/// one — as LVM names, tags and messages: only plain LVM names and UUIDs. Gives the snapshot's
+/// time as the replica's time tag.
+fn check_header(h: &Header) -> Result<String, String> {
+    let plain = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 127
+            && !n.starts_with('-')
+            && n != "."
+            && n != ".."
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
+    };
+    let lv_name = |what: &str, n: &str| {
+        if plain(n) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} {n:?} is not a name lvsnap gives a snapshot"
+            ))
+        }
+    };
+    let uuid = |what: &str, u: &str| {
+        if !u.is_empty()
+            && u.len() <= 64
+            && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            Ok(())
+        } else {
+            Err(format!("{what} {u:?} is not an LVM UUID"))
+        }
+    };
+    lv_name("the snapshot", &h.new.name)?;
+    uuid("the snapshot's UUID", &h.new.uuid)?;
+    uuid("the volume's UUID", &h.volume_uuid)?;
+    if !h
+        .volume
+        .split_once('/')
+        .is_some_and(|(v, l)| plain(v) && plain(l))
+    {
+        return Err(format!("the volume {:?} is not VG/LV", h.volume));
+    }
+    if let Some(b) = &h.base {
+        lv_name("the base", &b.name)?;
+        uuid("the base's UUID", &b.uuid)?;
+    }
+    if h.volume_size == 0 || !h.volume_size.is_multiple_of(512) {
+        return Err(format!("a volume of {} bytes", h.volume_size));
+    }
+    if h.data_bytes > h.volume_size {
+        return Err(format!(
+            "{} bytes of data for a volume of {}",
+            h.data_bytes, h.volume_size
+        ));
+    }
+    if h.block_size == 0 || !h.block_size.is_multiple_of(512) {
+        return Err(format!("a pool block of {} bytes", h.block_size));
+    }
+    chrono::DateTime::parse_from_rfc3339(&h.new.time)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y%m%dT%H%M%SZ")
+                .to_string()
+        })
+        .map_err(|e| format!("the snapshot's time {:?}: {e}", h.new.time))
+}
+
+struct Target {
+    discard_block: u64,
+}
+
+/// Under the lock: removes what interrupted receives left, checks the stream's base against
+/// the newest replica and the pool's room, and creates and activates the scratch volume the
+/// stream goes into.
+fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(String, Target), Error> {
+    let _lock = ctx.lock()?;
+    let inv = inventory(ctx)?;
+    let Some(pool_lv) = inv.find(vg, pool).filter(|l| l.kind == LvKind::ThinPool) else {
+        return Err(Error::Usage(format!("{vg}/{pool} is not a thin pool")));
+    };
+    let settings = pool_settings(ctx, vg, pool)?;
+    for left in inv.lvs.iter().filter(|l| {
+        l.vg == vg && l.pool.as_deref() == Some(pool) && !l.open && !l.has_tag(REPLICA_TAG)
+    }) {
+        let Some(owner) = left.tag_value(RECEIVING_TAG) else {
+            continue;
+        };
+        if receiving_elsewhere(owner) {
+            continue;
+        }
+        exec(ctx, &commands::remove(vg, &left.name))?;
+        tracing::warn!(volume = %left.path(), "removed the partial copy an interrupted receive left");
+    }
+    if inv.find(vg, &h.new.name).is_some() {
+        return Err(refused(format!(
+            "{vg}/{} exists already: {} was received before (or the name is taken)",
+            h.new.name, h.new.name
+        )));
+    }
+    let replicas: Vec<&Lv> = inv
+        .lvs
+        .iter()
+        .filter(|l| l.vg == vg && l.pool.as_deref() == Some(pool) && l.has_tag(REPLICA_TAG))
+        .collect();
+    if let Some(same) = replicas
+        .iter()
+        .find(|l| l.tag_value(REPLICA_SNAPSHOT_TAG) == Some(h.new.uuid.as_str()))
+    {
+        return Err(refused(format!(
+            "{} is already a replica of the snapshot with UUID {}: nothing to receive",
+            same.path(),
+            h.new.uuid
+        )));
+    }
+    let mut chain: Vec<&Lv> = replicas
+        .into_iter()
+        .filter(|l| l.tag_value(REPLICA_OF_TAG) == Some(h.volume_uuid.as_str()))
+        .collect();
+    chain.sort_by_key(|l| l.tag_value(REPLICA_TIME_TAG).unwrap_or_default().to_owned());
+    let free = (pool_lv.size as f64 * (1.0 - pool_lv.data_percent.unwrap_or(0.0) / 100.0)) as u64;
+    if h.data_bytes > free {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool} has {} free, too little for the {} of data the stream carries: extend the pool (lvextend) or remove replicas, then send again",
+            crate::units::format_size(free),
+            crate::units::format_size(h.data_bytes)
+        )));
+    }
+    if !settings.zeroes && !h.block_size.is_multiple_of(settings.chunk) {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool} does not zero new blocks, and the sender's blocks ({1}) are not whole multiples of its blocks ({0}): the parts of a block the stream does not write would show what the pool held before; `lvchange --zero y {vg}/{pool}`",
+            crate::units::format_size(settings.chunk),
+            crate::units::format_size(h.block_size)
+        )));
+    }
+    let scratch = format!("lvsnap-receiving-{}", std::process::id());
+    let mut create = match &h.base {
+        None => Invocation::new(
+            Tool::Lvcreate,
+            [
+                "--thin".to_owned(),
+                "--virtualsize".to_owned(),
+                format!("{}b", h.volume_size),
+                "--name".to_owned(),
+                scratch.clone(),
+                format!("{vg}/{pool}"),
+            ],
+        ),
+        Some(base) => {
+            let Some(newest) = chain.last() else {
+                return Err(refused(format!(
+                    "the stream is the blocks changed since {} of {}, but {vg}/{pool} holds no replica of {}: send it whole (without --base)",
+                    base.name, h.volume, h.volume
+                )));
+            };
+            if newest.tag_value(REPLICA_SNAPSHOT_TAG) != Some(base.uuid.as_str()) {
+                return Err(refused(format!(
+                    "the stream's base is {} of {}, but the newest replica in {vg}/{pool} is {}: send the blocks changed since that one, or send whole",
+                    base.name, h.volume, newest.name
+                )));
+            }
+            if newest.attr.as_bytes().get(1) != Some(&b'r') {
+                return Err(refused(format!(
+                    "the base replica {} was made writable, so it may no longer equal {}: send whole (without --base)",
+                    newest.path(),
+                    base.name
+                )));
+            }
+            if newest.open {
+                return Err(refused(format!(
+                    "the base replica {} is open or mounted: unmount it first",
+                    newest.path()
+                )));
+            }
+            let base_size: u64 = newest
+                .tag_value(REPLICA_SIZE_TAG)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(newest.size);
+            if h.volume_size < base_size {
+                return Err(refused(format!(
+                    "{} shrank since {}: send whole (without --base)",
+                    h.volume, base.name
+                )));
+            }
+            Invocation::new(
+                Tool::Lvcreate,
+                [
+                    "--snapshot".to_owned(),
+                    "--permission".to_owned(),
+                    "rw".to_owned(),
+                    "--name".to_owned(),
+                    scratch.clone(),
+                    newest.path(),
+                ],
+            )
+        }
+    };
+    create
+        .args
+        .splice(0..0, ["--addtag".to_owned(), receiving_tag()]);
+    exec(ctx, &create)?;
+    let grow_from = h.base.as_ref().and(chain.last()).map(|l| l.size);
+    match ready(ctx, vg, &scratch, h.volume_size, grow_from) {
+        Ok(()) => Ok((
+            scratch,
+            Target {
+                discard_block: settings.chunk,
+            },
+        )),
+        Err(e) => {
+            let _ = exec(ctx, &commands::remove(vg, &scratch));
+            Err(e)
+        }
+    }
+}
+
+/// Grows the scratch volume to the stream's size if the volume grew, and activates it.
+fn ready(
+    ctx: &Ctx<'_>,
+    vg: &str,
+    scratch: &str,
+    size: u64,
+    grow_from: Option<u64>,
+) -> Result<(), Error> {
+    if grow_from.is_some_and(|s| size > s) {
+        exec(
+            ctx,
+            &Invocation::new(
+                Tool::Lvextend,
+                [
+                    "--size".to_owned(),
+                    format!("{size}b"),
+                    format!("{vg}/{scratch}"),
+                ],
+            ),
+        )?;
+    }
+    exec(ctx, &commands::activate(vg, scratch))
+}
+
+struct PoolSettings {
+    /// The pool's block size in bytes.
+    chunk: u64,
+    /// Whether the pool zeroes a block when it provisions it.
+    zeroes: bool,
+}
+
+/// The pool's block size and zeroing; a pool that ignores discards is refused: a stream's
+/// discards would be written as zeros, unsharing and filling what the source had freed.
+fn pool_settings(ctx: &Ctx<'_>, vg: &str, pool: &str) -> Result<PoolSettings, Error> {
+    let inv = Invocation::new(
+        Tool::Lvs,
+        [
+            "--noheadings",
+            "--binary",
+            "--units",
+            "b",
+            "--nosuffix",
+            "--separator",
+            ",",
+            "-o",
+            "discards,chunk_size,zero",
+            &format!("{vg}/{pool}"),
+        ],
+    );
+    let done = ctx.runner.run(&inv)?;
+    lvm::check(&inv, &done)?;
+    let fields: Vec<&str> = done.stdout.trim().split(',').map(str::trim).collect();
+    let [discards, chunk, zero] = fields[..] else {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool}: lvs reported {:?} for its discards, block size and zeroing",
+            done.stdout.trim()
+        )));
+    };
+    if discards == "ignore" {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool} ignores discards, so blocks a stream frees would be written as zeros and take space: `lvchange --discards nopassdown {vg}/{pool}`"
+        )));
+    }
+    let chunk: u64 = chunk
+        .parse()
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or_else(|| refused(format!("thin pool {vg}/{pool}: block size {chunk:?}")))?;
+    Ok(PoolSettings {
+        chunk,
+        zeroes: zero == "1",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        let id = |n: &str| SnapshotId {
+            name: n.into(),
+            uuid: "aoLlSf-ToOF-taFg-Vykw-Ptc7-6zFT-fqjTjJ".into(),
+            time: "2026-12-04T16:44:27Z".into(),
+        };
+        Header {
+            volume: "vg0/fs".into(),
+            volume_uuid: "M0bOpS-cVsa-khrO-CM4o-ybGS-gViQ-1TgJBp".into(),
+            volume_size: 256 << 20,
+            base: Some(id("fs-lvsnap-20261204T164427Z")),
+            new: id("fs-lvsnap-20261204T164528Z"),
+            block_size: 65536,
+            data_bytes: 14_090_240,
+            sender: "lvsnap 0.1.0 on db01".into(),
+        }
+    }
+
+    #[test]
+    fn a_header_from_another_host_names_only_plain_lvm_names_and_tags() {
+        assert_eq!(check_header(&header()), Ok("20261204T164427Z".to_owned()));
+        let hostile = |f: &dyn Fn(&mut Header)| {
+            let mut h = header();
+            f(&mut h);
+            check_header(&h).unwrap_err()
+        };
+        // Read by lvrename as an option, not a name.
+        let e = hostile(&|h| h.new.name = "--select=lv_name=~.*".into());
+        assert!(e.contains("is not a name lvsnap gives a snapshot"), "{e}");
+        assert!(!hostile(&|h| h.new.name = "../../dev/sda".into()).is_empty());
+        assert!(!hostile(&|h| h.base.as_mut().unwrap().name = "a b".into()).is_empty());
+        // A tag value with a comma would be two tags.
+        let e = hostile(&|h| h.volume_uuid = "x,lvsnap".into());
+        assert!(e.contains("is not an LVM UUID"), "{e}");
+        assert!(!hostile(&|h| h.new.uuid = String::new()).is_empty());
+        let e = hostile(&|h| h.volume_size = 1000);
+        assert!(e.contains("a volume of 1000 bytes"), "{e}");
+        let e = hostile(&|h| h.data_bytes = h.volume_size + 512);
+        assert!(e.contains("bytes of data for a volume of"), "{e}");
+        let e = hostile(&|h| h.volume = "vg0/fs\u{1b}[2J".into());
+        assert!(e.contains("is not VG/LV"), "{e}");
+        let e = hostile(&|h| h.new.time = "yesterday".into());
+        assert!(e.contains("the snapshot's time \"yesterday\""), "{e}");
+    }
+}

@@ -1,0 +1,369 @@
+//! Moving blocks: what a sender reads from a snapshot's device into a stream, and what a
+//! receiver does with a verified stream's records.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::map::{Change, Extent};
+use super::stream::{Record, StreamError, StreamReader, StreamWriter, Summary, MAX_DATA_RECORD};
+
+/// Writes the `extents` (in blocks of `block_bytes`) of `device` into `out`: data read from the
+/// device for writes, discards as such; nothing past `volume_size`. Data goes in records of at
+/// most [`MAX_DATA_RECORD`]; `progress` hears the bytes read so far.
+///
+/// # Errors
+/// The device could not be read, or the stream written.
+pub fn send_extents<W: Write>(
+    out: &mut StreamWriter<W>,
+    device: &File,
+    block_bytes: u64,
+    extents: &[Extent],
+    volume_size: u64,
+    cancel: &AtomicBool,
+    mut progress: impl FnMut(u64),
+) -> Result<(), StreamError> {
+    let mut buf = vec![0u8; MAX_DATA_RECORD as usize];
+    let mut read = 0;
+    for e in extents {
+        let start = e.begin.saturating_mul(block_bytes).min(volume_size);
+        let end = (e.begin.saturating_add(e.len))
+            .saturating_mul(block_bytes)
+            .min(volume_size);
+        match e.change {
+            Change::Discard if end > start => out.discard(start, end - start)?,
+            Change::Discard => {}
+            Change::Write => {
+                let mut at = start;
+                while at < end {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(StreamError::Interrupted);
+                    }
+                    let len = (end - at).min(MAX_DATA_RECORD) as usize;
+                    device.read_exact_at(&mut buf[..len], at)?;
+                    out.data(at, &buf[..len])?;
+                    at += len as u64;
+                    read += len as u64;
+                    progress(read);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of data [`send_extents`] sends for `extents`: what a stream's header declares.
+pub fn data_bytes(extents: &[Extent], block_bytes: u64, volume_size: u64) -> u64 {
+    extents
+        .iter()
+        .filter(|e| e.change == Change::Write)
+        .map(|e| {
+            let start = e.begin.saturating_mul(block_bytes).min(volume_size);
+            let end = e
+                .begin
+                .saturating_add(e.len)
+                .saturating_mul(block_bytes)
+                .min(volume_size);
+            end - start
+        })
+        .sum()
+}
+
+/// Where a receiver puts what a stream holds.
+pub trait Sink {
+    /// Writes `data` at `offset`.
+    ///
+    /// # Errors
+    /// The write failed.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+
+    /// Makes `len` bytes from `offset` read as zeros.
+    ///
+    /// # Errors
+    /// The range could not be cleared.
+    fn zero(&mut self, offset: u64, len: u64) -> io::Result<()>;
+
+    /// Makes what was written durable.
+    ///
+    /// # Errors
+    /// The flush failed.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// A regular file (tests, and a stream kept as an image): zeros are holes punched in it.
+pub struct FileSink<'a>(pub &'a File);
+
+impl Sink for FileSink<'_> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        rustix::fs::fallocate(
+            self.0,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        )
+        .map_err(io::Error::from)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+/// A thin volume's block device. Zeros are discards where they cover whole blocks of the pool
+/// (the blocks are unmapped and read as zeros, taking no space) and written zeros elsewhere —
+/// dm-thin leaves a partly discarded block as it was, and a pool with `discards = ignore`
+/// unmaps nothing.
+pub struct DeviceSink<'a> {
+    pub device: &'a File,
+    /// The pool's block size in bytes; 0 when its discards are ignored.
+    pub discard_block: u64,
+}
+
+const BLKDISCARD: libc::c_ulong = 0x1277;
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+
+fn range_ioctl(device: &File, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let range = [offset, len];
+    // SAFETY: both requests read two u64s (start, length) from the pointer, which is valid
+    // for the call.
+    let r = unsafe { libc::ioctl(device.as_raw_fd(), request as _, range.as_ptr()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Sink for DeviceSink<'_> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.device.write_all_at(data, offset)
+    }
+
+    fn zero(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let end = offset + len;
+        let b = self.discard_block;
+        let (inner_start, inner_end) = if b == 0 {
+            (end, end)
+        } else {
+            (offset.div_ceil(b) * b, end / b * b)
+        };
+        if inner_start < inner_end {
+            range_ioctl(self.device, BLKZEROOUT, offset, inner_start - offset)?;
+            range_ioctl(
+                self.device,
+                BLKDISCARD,
+                inner_start,
+                inner_end - inner_start,
+            )?;
+            range_ioctl(self.device, BLKZEROOUT, inner_end, end - inner_end)
+        } else {
+            range_ioctl(self.device, BLKZEROOUT, offset, len)
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.device.sync_all()
+    }
+}
+
+/// Applies every record of `stream` to `sink`, then syncs it. Records are applied as they
+/// arrive, before the stream is known to be whole: the sink must be a scratch copy that is
+/// kept only when this returns `Ok` (see `lvsnap receive`).
+///
+/// # Errors
+/// The stream is cut short, damaged or malformed, or the sink failed.
+pub fn apply<R: Read>(
+    stream: &mut StreamReader<R>,
+    sink: &mut dyn Sink,
+    cancel: &AtomicBool,
+) -> Result<Summary, StreamError> {
+    while let Some(record) = stream.next_record()? {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(StreamError::Interrupted);
+        }
+        match record {
+            Record::Data { offset, data } => sink.write_at(offset, &data)?,
+            Record::Discard { offset, len } => sink.zero(offset, len)?,
+        }
+    }
+    sink.sync()?;
+    Ok(stream.summary().expect("the end was read"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replicate::map::{diff, Run};
+    use crate::replicate::stream::{Header, SnapshotId};
+
+    const BLOCK: u64 = 64 * 1024;
+
+    fn header(size: u64, base: bool) -> Header {
+        let id = |n: &str| SnapshotId {
+            name: n.into(),
+            uuid: format!("uuid-{n}"),
+            time: "2026-12-04T00:00:00Z".into(),
+        };
+        Header {
+            volume: "vg0/raw".into(),
+            volume_uuid: "v".into(),
+            volume_size: size,
+            base: base.then(|| id("base")),
+            new: id("new"),
+            block_size: BLOCK,
+            data_bytes: 0,
+            sender: "test".into(),
+        }
+    }
+
+    fn image(dir: &std::path::Path, name: &str, size: u64, fill: impl Fn(u64) -> u8) -> File {
+        let path = dir.join(name);
+        let bytes: Vec<u8> = (0..size).map(&fill).collect();
+        std::fs::write(&path, bytes).unwrap();
+        File::options().read(true).write(true).open(path).unwrap()
+    }
+
+    fn contents(f: &File, size: u64) -> Vec<u8> {
+        let mut v = vec![0u8; size as usize];
+        f.read_exact_at(&mut v, 0).unwrap();
+        v
+    }
+
+    #[test]
+    fn an_increment_turns_a_copy_of_the_base_into_a_copy_of_the_new_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        // 40 blocks, the last one short: the volume's end is not a block boundary.
+        let size = 39 * BLOCK + 4096;
+        let base_of = |i: u64| (i / 4096 % 251) as u8 + 1;
+        // The new snapshot: blocks 3-4 rewritten, 10-12 discarded (zeros), 20 newly written, and
+        // the short last block rewritten.
+        let changed = |i: u64| {
+            let b = i / BLOCK;
+            match b {
+                3 | 4 | 20 | 39 => 0xAB,
+                10..=12 => 0,
+                _ => base_of(i),
+            }
+        };
+        let new = image(dir.path(), "new", size, changed);
+        let replica = image(dir.path(), "replica", size, base_of);
+        let base_runs = [
+            Run {
+                virt: 0,
+                data: 0,
+                len: 20,
+            },
+            Run {
+                virt: 21,
+                data: 21,
+                len: 19,
+            },
+        ];
+        let new_runs = [
+            Run {
+                virt: 0,
+                data: 0,
+                len: 3,
+            },
+            Run {
+                virt: 3,
+                data: 100,
+                len: 2,
+            },
+            Run {
+                virt: 5,
+                data: 5,
+                len: 5,
+            },
+            Run {
+                virt: 13,
+                data: 13,
+                len: 7,
+            },
+            Run {
+                virt: 20,
+                data: 120,
+                len: 1,
+            },
+            Run {
+                virt: 21,
+                data: 21,
+                len: 18,
+            },
+            Run {
+                virt: 39,
+                data: 139,
+                len: 1,
+            },
+        ];
+        let extents = diff(Some(&base_runs), &new_runs);
+        let mut h = header(size, true);
+        h.data_bytes = data_bytes(&extents, BLOCK, size);
+        let mut w = StreamWriter::new(Vec::new(), &h).unwrap();
+        let mut seen = 0;
+        send_extents(
+            &mut w,
+            &new,
+            BLOCK,
+            &extents,
+            size,
+            &AtomicBool::new(false),
+            |n| seen = n,
+        )
+        .unwrap();
+        let (bytes, sent) = w.finish().unwrap();
+        assert_eq!(seen, 3 * BLOCK + 4096, "only the written blocks are read");
+        assert_eq!(sent.data_bytes, 3 * BLOCK + 4096);
+        let mut reader = StreamReader::new(&bytes[..]).unwrap();
+        let got = apply(
+            &mut reader,
+            &mut FileSink(&replica),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(got, sent);
+        assert!(
+            contents(&replica, size) == contents(&new, size),
+            "the replica differs from the snapshot"
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_short_fails_before_its_end_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8 * BLOCK;
+        let new = image(dir.path(), "new", size, |i| (i % 7) as u8);
+        let runs = [Run {
+            virt: 0,
+            data: 0,
+            len: 8,
+        }];
+        let mut h = header(size, false);
+        h.data_bytes = size;
+        let mut w = StreamWriter::new(Vec::new(), &h).unwrap();
+        send_extents(
+            &mut w,
+            &new,
+            BLOCK,
+            &diff(None, &runs),
+            size,
+            &AtomicBool::new(false),
+            |_| (),
+        )
+        .unwrap();
+        let (bytes, _) = w.finish().unwrap();
+        let target = image(dir.path(), "target", size, |_| 0);
+        let mut reader = StreamReader::new(&bytes[..bytes.len() - 1]).unwrap();
+        let err = apply(&mut reader, &mut FileSink(&target), &AtomicBool::new(false)).unwrap_err();
+        assert!(matches!(err, StreamError::Truncated(_)), "{err}");
+    }
+}
