@@ -130,7 +130,7 @@ pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
                 )));
             }
             // Its map would be read now and its blocks later: nothing may write it between.
-            if lv.open {
+            if lv.open && std::ptr::eq(m, new) {
                 return Err(refused(format!(
                     "{} is open or mounted: unmount it (lvsnap umount) and send again",
                     lv.path()
@@ -199,7 +199,16 @@ pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
         let base_map = base_id
             .zip(base_lv.as_ref())
             .map(|(id, l)| {
-                read_map(ctx.runner, &held, &new_lv.vg, &pool, id).map(|m| m.clip(l.size))
+                read_map(ctx.runner, &held, &new_lv.vg, &pool, id).map(|m| {
+                    // Grown since: the block the base's end falls in holds more now than the
+                    // replica has, so it is not the base's (it is sent whole if mapped).
+                    let end = if new_lv.size > l.size {
+                        l.size / m.block_bytes * m.block_bytes
+                    } else {
+                        l.size
+                    };
+                    m.clip(end)
+                })
             })
             .transpose()?;
         held.release()?;
@@ -318,6 +327,8 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
         let mut sink = DeviceSink {
             device: &device,
             discard_block: target.discard_block,
+            budget: target.budget,
+            provisioned: 0,
         };
         apply(&mut stream, &mut sink, &cancel)
             .map(|s| (s, device))
@@ -339,7 +350,16 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
         Err(e) => return Err(gone(ctx, e)),
     };
     let finished = (|| -> Result<(), Error> {
-        let _lock = ctx.lock()?;
+        // A whole verified stream is not thrown away because a long command holds the lock:
+        // the open device and the owner's tag keep the copy meanwhile.
+        let _lock = loop {
+            match ctx.lock() {
+                Err(Error::Lock(e)) if !cancel.load(std::sync::atomic::Ordering::Relaxed) => {
+                    tracing::warn!("waiting for the lock to finish the replica: {e}");
+                }
+                other => break other?,
+            }
+        };
         drop(device);
         exec(ctx, &commands::deactivate(vg, &scratch))?;
         exec(ctx, &commands::rename(vg, &scratch, &h.new.name))?;
@@ -482,6 +502,8 @@ fn check_header(h: &Header) -> Result<String, String> {
 
 struct Target {
     discard_block: u64,
+    /// The pool's free space: what the stream's writes may provision at most.
+    budget: u64,
 }
 
 /// Under the lock: removes what interrupted receives left, checks the stream's base against
@@ -489,12 +511,16 @@ struct Target {
 /// stream goes into.
 fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(String, Target), Error> {
     let _lock = ctx.lock()?;
-    let inv = inventory(ctx)?;
-    let Some(pool_lv) = inv.find(vg, pool).filter(|l| l.kind == LvKind::ThinPool) else {
+    let first = inventory(ctx)?;
+    if first
+        .find(vg, pool)
+        .is_none_or(|l| l.kind != LvKind::ThinPool)
+    {
         return Err(Error::Usage(format!("{vg}/{pool} is not a thin pool")));
-    };
+    }
     let settings = pool_settings(ctx, vg, pool)?;
-    for left in inv.lvs.iter().filter(|l| {
+    let mut removed = false;
+    for left in first.lvs.iter().filter(|l| {
         l.vg == vg && l.pool.as_deref() == Some(pool) && !l.open && !l.has_tag(REPLICA_TAG)
     }) {
         let Some(owner) = left.tag_value(RECEIVING_TAG) else {
@@ -503,15 +529,17 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
         if receiving_elsewhere(owner) {
             continue;
         }
-        exec(ctx, &commands::remove(vg, &left.name))?;
-        tracing::warn!(volume = %left.path(), "removed the partial copy an interrupted receive left");
+        match exec(ctx, &commands::remove(vg, &left.name)) {
+            Ok(()) => {
+                removed = true;
+                tracing::warn!(volume = %left.path(), "removed the partial copy an interrupted receive left");
+            }
+            Err(e) => {
+                tracing::warn!(volume = %left.path(), "could not remove the partial copy an interrupted receive left: {e}");
+            }
+        }
     }
-    if inv.find(vg, &h.new.name).is_some() {
-        return Err(refused(format!(
-            "{vg}/{} exists already: {} was received before (or the name is taken)",
-            h.new.name, h.new.name
-        )));
-    }
+    let inv = if removed { inventory(ctx)? } else { first };
     let replicas: Vec<&Lv> = inv
         .lvs
         .iter()
@@ -522,9 +550,16 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
         .find(|l| l.tag_value(REPLICA_SNAPSHOT_TAG) == Some(h.new.uuid.as_str()))
     {
         return Err(refused(format!(
-            "{} is already a replica of the snapshot with UUID {}: nothing to receive",
+            "{} is already a replica of {} (snapshot UUID {}): nothing to receive",
             same.path(),
+            h.new.name,
             h.new.uuid
+        )));
+    }
+    if let Some(taken) = inv.find(vg, &h.new.name) {
+        return Err(refused(format!(
+            "{} exists already and is not a replica of this snapshot: rename or remove it, then send again",
+            taken.path()
         )));
     }
     let mut chain: Vec<&Lv> = replicas
@@ -532,21 +567,6 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
         .filter(|l| l.tag_value(REPLICA_OF_TAG) == Some(h.volume_uuid.as_str()))
         .collect();
     chain.sort_by_key(|l| l.tag_value(REPLICA_TIME_TAG).unwrap_or_default().to_owned());
-    let free = (pool_lv.size as f64 * (1.0 - pool_lv.data_percent.unwrap_or(0.0) / 100.0)) as u64;
-    if h.data_bytes > free {
-        return Err(refused(format!(
-            "thin pool {vg}/{pool} has {} free, too little for the {} of data the stream carries: extend the pool (lvextend) or remove replicas, then send again",
-            crate::units::format_size(free),
-            crate::units::format_size(h.data_bytes)
-        )));
-    }
-    if !settings.zeroes && !h.block_size.is_multiple_of(settings.chunk) {
-        return Err(refused(format!(
-            "thin pool {vg}/{pool} does not zero new blocks, and the sender's blocks ({1}) are not whole multiples of its blocks ({0}): the parts of a block the stream does not write would show what the pool held before; `lvchange --zero y {vg}/{pool}`",
-            crate::units::format_size(settings.chunk),
-            crate::units::format_size(h.block_size)
-        )));
-    }
     let scratch = format!("lvsnap-receiving-{}", std::process::id());
     let mut create = match &h.base {
         None => Invocation::new(
@@ -614,11 +634,14 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
         .splice(0..0, ["--addtag".to_owned(), receiving_tag()]);
     exec(ctx, &create)?;
     let grow_from = h.base.as_ref().and(chain.last()).map(|l| l.size);
-    match ready(ctx, vg, &scratch, h.volume_size, grow_from) {
-        Ok(()) => Ok((
+    let readied =
+        ready(ctx, vg, &scratch, h.volume_size, grow_from).and_then(|()| room(ctx, vg, pool, h));
+    match readied {
+        Ok(free) => Ok((
             scratch,
             Target {
                 discard_block: settings.chunk,
+                budget: free,
             },
         )),
         Err(e) => {
@@ -626,6 +649,46 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
             Err(e)
         }
     }
+}
+
+/// The pool's free data space, measured once it is active (an inactive pool reports no fill),
+/// which must hold the stream's data.
+fn room(ctx: &Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<u64, Error> {
+    let inv = Invocation::new(
+        Tool::Lvs,
+        [
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "--separator",
+            ",",
+            "-o",
+            "lv_size,data_percent",
+            &format!("{vg}/{pool}"),
+        ],
+    );
+    let done = ctx.runner.run(&inv)?;
+    lvm::check(&inv, &done)?;
+    let line = done.stdout.trim();
+    let free = line.split_once(',').and_then(|(size, pct)| {
+        let size: f64 = size.trim().parse().ok()?;
+        let pct: f64 = pct.trim().parse().ok()?;
+        Some((size * (1.0 - pct / 100.0)) as u64)
+    });
+    let Some(free) = free else {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool}: LVM reports no fill ({line:?}), so lvsnap cannot tell whether the stream fits"
+        )));
+    };
+    if h.data_bytes > free {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool} has {} free, too little for the {} of data the stream carries: extend the pool (lvextend) or remove replicas, then send again",
+            crate::units::format_size(free),
+            crate::units::format_size(h.data_bytes)
+        )));
+    }
+    Ok(free)
 }
 
 /// Grows the scratch volume to the stream's size if the volume grew, and activates it.
@@ -655,12 +718,11 @@ fn ready(
 struct PoolSettings {
     /// The pool's block size in bytes.
     chunk: u64,
-    /// Whether the pool zeroes a block when it provisions it.
-    zeroes: bool,
 }
 
-/// The pool's block size and zeroing; a pool that ignores discards is refused: a stream's
-/// discards would be written as zeros, unsharing and filling what the source had freed.
+/// The pool's block size. A pool that ignores discards is refused (a stream's discards would be
+/// written as zeros, unsharing and filling what the source had freed), and so is one that does
+/// not zero the blocks it provisions.
 fn pool_settings(ctx: &Ctx<'_>, vg: &str, pool: &str) -> Result<PoolSettings, Error> {
     let inv = Invocation::new(
         Tool::Lvs,
@@ -691,15 +753,18 @@ fn pool_settings(ctx: &Ctx<'_>, vg: &str, pool: &str) -> Result<PoolSettings, Er
             "thin pool {vg}/{pool} ignores discards, so blocks a stream frees would be written as zeros and take space: `lvchange --discards nopassdown {vg}/{pool}`"
         )));
     }
+    // Blocks a stream writes only in part would show what the pool held there before.
+    if zero != "1" {
+        return Err(refused(format!(
+            "thin pool {vg}/{pool} does not zero the blocks it provisions, so a replica could show other volumes' old data where the stream writes a block only in part: `lvchange --zero y {vg}/{pool}`"
+        )));
+    }
     let chunk: u64 = chunk
         .parse()
         .ok()
         .filter(|c| *c > 0)
         .ok_or_else(|| refused(format!("thin pool {vg}/{pool}: block size {chunk:?}")))?;
-    Ok(PoolSettings {
-        chunk,
-        zeroes: zero == "1",
-    })
+    Ok(PoolSettings { chunk })
 }
 
 #[cfg(test)]

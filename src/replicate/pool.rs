@@ -112,7 +112,8 @@ impl<'r> MetadataSnap<'r> {
     /// Releases the reservation.
     ///
     /// # Errors
-    /// dmsetup failed; the marker stays, so that the next `send` from the pool releases it.
+    /// dmsetup failed; the reservation stays, and the next `send` from the pool says so with
+    /// the command that releases it.
     pub fn release(mut self) -> Result<(), RunError> {
         self.release_now()
     }
@@ -122,13 +123,16 @@ impl<'r> MetadataSnap<'r> {
             return Ok(());
         }
         self.held = false;
-        let release = message(&self.tpool, "release_metadata_snap");
-        lvm::check(&release, &self.runner.run(&release)?)?;
+        // The marker goes first: killed in between, a reservation is left that `send` reports
+        // with the command that releases it — never a marker whose root another tool's later
+        // reservation could happen to reuse.
         if let Err(e) = std::fs::remove_file(&self.marker) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(marker = %self.marker.display(), "could not remove: {e}");
             }
         }
+        let release = message(&self.tpool, "release_metadata_snap");
+        lvm::check(&release, &self.runner.run(&release)?)?;
         Ok(())
     }
 }

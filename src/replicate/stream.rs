@@ -10,6 +10,9 @@
 //! end: u8 0xFF, u64 records, u64 data bytes, SHA-256 of the whole stream before it
 //! ```
 //!
+//! The whole stream's digest covers the header and every record's head and digest (which
+//! covers the record's data), so each byte of data is hashed once on each side.
+//!
 //! All integers little-endian; offsets and lengths in bytes, multiples of 512, ranges in
 //! increasing order, none overlapping, within the volume; data records at most
 //! [`MAX_DATA_RECORD`] long. Nothing may follow the end.
@@ -159,8 +162,10 @@ impl<W: Write> StreamWriter<W> {
         let digest = own.finalize();
         for part in [&head[..], data, &digest[..]] {
             self.out.write_all(part)?;
-            self.whole.update(part);
         }
+        // The record's digest stands for its data: each byte is hashed once on each side.
+        self.whole.update(head);
+        self.whole.update(digest);
         self.next = offset + len;
         self.records += 1;
         Ok(())
@@ -353,6 +358,10 @@ impl<R: Read> StreamReader<R> {
                 });
                 Ok(None)
             }
+            DISCARD if self.header.base.is_none() => Err(StreamError::Malformed(format!(
+                "record {}: a discard in a whole stream (a new volume reads as zeros already)",
+                self.records + 1
+            ))),
             kind @ (DATA | DISCARD) => {
                 let (offset, len) = (a, b);
                 check_range(
@@ -384,9 +393,8 @@ impl<R: Read> StreamReader<R> {
                         "the record at byte {offset} of the volume"
                     )));
                 }
-                for part in [&head[..], &data[..], &digest[..]] {
-                    self.whole.update(part);
-                }
+                self.whole.update(head);
+                self.whole.update(digest);
                 self.next = offset + len;
                 self.records += 1;
                 Ok(Some(if kind == DATA {
@@ -418,7 +426,12 @@ mod tests {
             volume: "vg0/db".into(),
             volume_uuid: "abc".into(),
             volume_size: 1 << 20,
-            base: None,
+            // An increment: it may hold discards.
+            base: Some(SnapshotId {
+                name: "db-lvsnap-20261203T000000Z".into(),
+                uuid: "cba".into(),
+                time: "2026-12-03T00:00:00Z".into(),
+            }),
             new: SnapshotId {
                 name: "db-lvsnap-20261204T000000Z".into(),
                 uuid: "def".into(),

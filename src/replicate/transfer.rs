@@ -115,13 +115,17 @@ impl Sink for FileSink<'_> {
 }
 
 /// A thin volume's block device. Zeros are discards where they cover whole blocks of the pool
-/// (the blocks are unmapped and read as zeros, taking no space) and written zeros elsewhere —
-/// dm-thin leaves a partly discarded block as it was, and a pool with `discards = ignore`
-/// unmaps nothing.
+/// (the blocks are unmapped and read as zeros, taking no space) and written zeros elsewhere:
+/// dm-thin leaves a partly discarded block as it was.
 pub struct DeviceSink<'a> {
     pub device: &'a File,
-    /// The pool's block size in bytes; 0 when its discards are ignored.
+    /// The pool's block size in bytes.
     pub discard_block: u64,
+    /// The most the writes may provision in the pool, in bytes: a write provisions (or
+    /// unshares) every pool block it touches, however little of it the stream covers.
+    pub budget: u64,
+    /// What the writes so far may have provisioned.
+    pub provisioned: u64,
 }
 
 const BLKDISCARD: libc::c_ulong = 0x1277;
@@ -143,30 +147,50 @@ fn range_ioctl(device: &File, request: libc::c_ulong, offset: u64, len: u64) -> 
     }
 }
 
+impl DeviceSink<'_> {
+    fn provision(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let b = self.discard_block.max(1);
+        let span = ((offset + len).div_ceil(b) - offset / b) * b;
+        self.provisioned = self.provisioned.saturating_add(span);
+        if self.provisioned > self.budget {
+            return Err(io::Error::other(format!(
+                "the stream's writes would take more than the {} free in the pool",
+                crate::units::format_size(self.budget)
+            )));
+        }
+        Ok(())
+    }
+
+    fn zero_out(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.provision(offset, len)?;
+        range_ioctl(self.device, BLKZEROOUT, offset, len)
+    }
+}
+
 impl Sink for DeviceSink<'_> {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.provision(offset, data.len() as u64)?;
         self.device.write_all_at(data, offset)
     }
 
     fn zero(&mut self, offset: u64, len: u64) -> io::Result<()> {
         let end = offset + len;
-        let b = self.discard_block;
-        let (inner_start, inner_end) = if b == 0 {
-            (end, end)
-        } else {
-            (offset.div_ceil(b) * b, end / b * b)
-        };
+        let b = self.discard_block.max(1);
+        let (inner_start, inner_end) = (offset.div_ceil(b) * b, end / b * b);
         if inner_start < inner_end {
-            range_ioctl(self.device, BLKZEROOUT, offset, inner_start - offset)?;
+            self.zero_out(offset, inner_start - offset)?;
             range_ioctl(
                 self.device,
                 BLKDISCARD,
                 inner_start,
                 inner_end - inner_start,
             )?;
-            range_ioctl(self.device, BLKZEROOUT, inner_end, end - inner_end)
+            self.zero_out(inner_end, end - inner_end)
         } else {
-            range_ioctl(self.device, BLKZEROOUT, offset, len)
+            self.zero_out(offset, len)
         }
     }
 
@@ -335,6 +359,46 @@ mod tests {
             contents(&replica, size) == contents(&new, size),
             "the replica differs from the snapshot"
         );
+    }
+
+    #[test]
+    fn writes_stop_before_they_provision_more_than_the_pool_has_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = image(dir.path(), "target", 4 * BLOCK, |_| 0);
+        let mut sink = DeviceSink {
+            device: &file,
+            discard_block: BLOCK,
+            budget: 2 * BLOCK,
+            provisioned: 0,
+        };
+        // 512 bytes provision a whole pool block: two such writes take the budget.
+        sink.write_at(0, &[1; 512]).unwrap();
+        sink.write_at(BLOCK + 512, &[1; 512]).unwrap();
+        let err = sink.write_at(2 * BLOCK, &[1; 512]).unwrap_err().to_string();
+        assert!(
+            err.contains("would take more than the 128 KiB free"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_whole_stream_with_a_discard_is_refused() {
+        let mut h = header(8 * BLOCK, false);
+        h.data_bytes = 0;
+        // Written as an increment would be, then given a whole stream's header.
+        let mut inc = h.clone();
+        inc.base = header(8 * BLOCK, true).base;
+        let mut w = StreamWriter::new(Vec::new(), &inc).unwrap();
+        w.discard(0, BLOCK).unwrap();
+        let (bytes, _) = w.finish().unwrap();
+        let mut w = StreamWriter::new(Vec::new(), &h).unwrap();
+        w.discard(0, BLOCK).unwrap();
+        let (whole, _) = w.finish().unwrap();
+        let mut ok = StreamReader::new(&bytes[..]).unwrap();
+        assert!(ok.next_record().unwrap().is_some());
+        let mut bad = StreamReader::new(&whole[..]).unwrap();
+        let err = bad.next_record().unwrap_err().to_string();
+        assert!(err.contains("a discard in a whole stream"), "{err}");
     }
 
     #[test]

@@ -106,6 +106,15 @@ assert_contains "$out" "; the partial copy vgb/lvsnap-receiving-"
 assert_contains "$out" " was removed"
 assert_eq "$(lvs --noheadings vgb | wc -l)" "$count" "volumes in vgb after the refused streams"
 assert_eq "$(receiving)" 0 "partial copies left"
+run lvcreate -q -y -L 64M -T vgb/ignoring --discards ignore > /dev/null
+run lvcreate -q -y -L 64M -T vgb/unzeroed --zero n > /dev/null
+rc=0; out=$("$LVSNAP" send "vg0/$s" 2> /dev/null | "$LVSNAP" receive --pool vgb/ignoring 2>&1) || rc=$?; echo "$out"
+assert_eq "$rc" 1 "exit status of a receive into a pool that ignores discards"
+assert_contains "$out" "thin pool vgb/ignoring ignores discards"
+rc=0; out=$("$LVSNAP" send "vg0/$s" 2> /dev/null | "$LVSNAP" receive --pool vgb/unzeroed 2>&1) || rc=$?; echo "$out"
+assert_eq "$rc" 1 "exit status of a receive into a pool that does not zero"
+assert_contains "$out" "thin pool vgb/unzeroed does not zero the blocks it provisions"
+run lvremove -q -y vgb/ignoring vgb/unzeroed > /dev/null
 base=$(lvs --noheadings -o lv_name vgb | tr -d ' ' | grep '^raw-' | sort | tail -1)
 run lvchange -q -p rw "vgb/$base"
 rc=0; out=$(pipe /tmp/sent "vg0/$s" --base "$base" 2>&1) || rc=$?; echo "$out"
