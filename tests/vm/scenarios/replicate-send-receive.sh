@@ -1,5 +1,5 @@
 # Block-level replication of thin volumes with `lvsnap send | lvsnap receive`, into a thin pool
-# of another volume group on another disk: an ext4 volume (256 MiB, mostly unprovisioned) and a
+# of another volume group on another disk: an ext4 volume (128 MiB, partly unprovisioned) and a
 # raw one. A whole send, then increments after writes, overwrites and fstrim-ed deletions:
 # each replica equals its source snapshot byte for byte, and an increment after 8 MiB written
 # carries 8 MiB. A stream for another base, one cut short, a receiver killed mid-stream and a
@@ -7,7 +7,7 @@
 # next receive); the pool's metadata snapshot is always released, and one a killed lvsnap left
 # reserved is released by the next send — but never one another tool holds.
 run lvcreate -q -y -L 384M -T vg0/pool > /dev/null
-run lvcreate -q -y -V 256M -T vg0/pool -n fs > /dev/null
+run lvcreate -q -y -V 128M -T vg0/pool -n fs > /dev/null
 run lvcreate -q -y -V 64M -T vg0/pool -n raw > /dev/null
 run vgcreate -q -y vgb /dev/vdb > /dev/null
 run lvcreate -q -y -L 384M -T vgb/replicas > /dev/null
@@ -32,7 +32,7 @@ sha() {
   sha256sum < "/dev/$1" | cut -d' ' -f1
 }
 # Equal byte for byte (cmp: reading a whole volume twice is slow under emulation, 20-30 s a
-# GiB, so the ext4 volume is 256 MiB); the raw
+# GiB, so the ext4 volume is 128 MiB); the raw
 # volume's SHA-256 is shown as well.
 same() {
   lvchange -q -ay -K "vg0/$1" "vgb/$1" > /dev/null
