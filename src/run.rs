@@ -75,8 +75,18 @@ impl<'a> Engine<'a> {
     /// # Errors
     /// The command could not run or exited non-zero; or the catalog could not record it.
     pub fn exec(&mut self, inv: &Invocation) -> Result<lvm::Completed, RunError> {
+        let done = self.runner.run(inv);
+        self.outcome(inv, done)
+    }
+
+    /// Counts and records a command that ran, and fails on a non-zero status.
+    fn outcome(
+        &mut self,
+        inv: &Invocation,
+        done: Result<lvm::Completed, lvm::LvmError>,
+    ) -> Result<lvm::Completed, RunError> {
         self.commands += 1;
-        let done = self.runner.run(inv)?;
+        let done = done?;
         if self.record_events {
             self.pending.push(PendingEvent {
                 argv: inv.argv(),
@@ -107,20 +117,7 @@ impl<'a> Engine<'a> {
         });
         invs.iter()
             .zip(ran)
-            .map(|(inv, done)| {
-                self.commands += 1;
-                let done = done?;
-                if self.record_events {
-                    self.pending.push(PendingEvent {
-                        argv: inv.argv(),
-                        status: done.status,
-                        duration: done.duration,
-                        stderr: done.stderr.clone(),
-                    });
-                }
-                lvm::check(inv, &done)?;
-                Ok(done)
-            })
+            .map(|(inv, done)| self.outcome(inv, done))
             .collect()
     }
 
