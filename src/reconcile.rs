@@ -20,6 +20,9 @@ pub const PINNED_TAG: &str = "lvsnap-pinned";
 pub struct Managed {
     pub record: SnapshotRecord,
     pub lv: Option<Lv>,
+    /// Its newest replica on a replication target is (or may be) this snapshot's copy: the
+    /// next increment is sent from it, so it stays until a newer one is replicated.
+    pub replica_base: bool,
 }
 
 impl Managed {
@@ -30,15 +33,17 @@ impl Managed {
             time: self.record.time,
             pinned: self.record.pinned,
             invalid: lv.is_some_and(|l| l.invalid) || self.record.state == State::Invalid,
-            busy: lv.and_then(|l| {
-                if l.merging {
-                    Some(Busy::Merging)
-                } else if l.open {
-                    Some(Busy::Mounted)
-                } else {
-                    None
-                }
-            }),
+            busy: lv
+                .and_then(|l| {
+                    if l.merging {
+                        Some(Busy::Merging)
+                    } else if l.open {
+                        Some(Busy::Mounted)
+                    } else {
+                        None
+                    }
+                })
+                .or(self.replica_base.then_some(Busy::Replica)),
         }
     }
 
@@ -170,6 +175,7 @@ pub fn reconcile(
             record.state = state;
         }
         fleet.managed.push(Managed {
+            replica_base: false,
             record,
             lv: Some(lv.clone()),
         });

@@ -167,11 +167,28 @@ impl<'a> Engine<'a> {
     pub fn survey(&mut self) -> Result<(Inventory, Fleet), RunError> {
         let inv = self.inventory()?;
         let (now, dry_run) = (self.now, self.dry_run);
-        let fleet = if dry_run {
+        let mut fleet = if dry_run {
             reconcile(self.catalog, &inv, now, true)?
         } else {
             self.record(|c| reconcile(c, &inv, now, false))?
         };
+        // The bases of replication as configured now: a policy renamed, a replicate table
+        // removed or a target changed pins nothing any more.
+        let bases: std::collections::HashSet<(String, String)> = self
+            .catalog
+            .replica_bases()?
+            .into_iter()
+            .filter(|b| {
+                self.config
+                    .policy(&b.policy)
+                    .and_then(|p| p.replicate.as_ref())
+                    .is_some_and(|r| r.target() == b.target)
+            })
+            .map(|b| (b.vg, b.snapshot))
+            .collect();
+        for m in &mut fleet.managed {
+            m.replica_base = bases.contains(&(m.record.vg.clone(), m.record.name.clone()));
+        }
         for note in &fleet.notes {
             info!(note = %note, "reconciled");
         }

@@ -37,6 +37,75 @@ pub struct GroupState {
     pub backup: Option<BackupHealth>,
     /// Snapshots removed for space in the last day: (name, when), oldest first.
     pub space_removed: Vec<(String, DateTime<Utc>)>,
+    /// Its replication, when the policy has a replicate table.
+    pub replica: Option<ReplicaHealth>,
+}
+
+/// A group's replication, as the catalog records the sends (`status` and `check` do not ask
+/// the target: they must answer fast, and for any target).
+#[derive(Debug, Clone)]
+pub struct ReplicaHealth {
+    pub target: String,
+    /// The newest replica sent: (source snapshot, its time, when the send finished, bytes of
+    /// data, duration in ms).
+    pub newest: Option<NewestReplica>,
+    /// The newest attempt, when it failed after the newest replica: (snapshot, error).
+    pub failed: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewestReplica {
+    pub snapshot: String,
+    /// What the replica protects up to: the lag is measured from it.
+    pub snapshot_time: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub bytes: Option<u64>,
+    pub duration_ms: Option<u64>,
+}
+
+/// Sets each group's replication from the catalog's replica records.
+pub fn note_replicas(
+    states: &mut [GroupState],
+    config: &Config,
+    records: &[crate::catalog::ReplicaRecord],
+) {
+    use crate::catalog::ReplicaState;
+    for g in states {
+        let Some(r) = config.policy(&g.policy).and_then(|p| p.replicate.as_ref()) else {
+            continue;
+        };
+        let target = r.target();
+        let mine: Vec<&crate::catalog::ReplicaRecord> = records
+            .iter()
+            .filter(|x| {
+                x.policy == g.policy
+                    && x.target == target
+                    && format!("{}/{}", x.vg, x.origin) == g.volume
+            })
+            .collect();
+        // A replica later pruned from the target still was sent: it counts for the lag.
+        let newest = mine
+            .iter()
+            .filter(|x| matches!(x.state, ReplicaState::Complete | ReplicaState::Removed))
+            .max_by_key(|x| (x.snapshot_time, x.id));
+        let failed = mine
+            .iter()
+            .filter(|x| x.state != ReplicaState::Sending)
+            .max_by_key(|x| x.id)
+            .filter(|x| x.state == ReplicaState::Failed)
+            .map(|x| (x.snapshot.clone(), x.error.clone().unwrap_or_default()));
+        g.replica = Some(ReplicaHealth {
+            target,
+            newest: newest.map(|x| NewestReplica {
+                snapshot: x.snapshot.clone(),
+                snapshot_time: x.snapshot_time,
+                finished: x.finished_at,
+                bytes: x.bytes,
+                duration_ms: x.duration_ms,
+            }),
+            failed,
+        });
+    }
 }
 
 /// How long a removal for space keeps `check` at WARNING.
@@ -191,6 +260,7 @@ fn group(
             .map(|m| m.record.name.clone()),
         backup: None,
         space_removed: Vec::new(),
+        replica: None,
     }
 }
 
@@ -378,6 +448,47 @@ pub fn check(
                         "'{}_backup_age'={}s",
                         label(g),
                         (now - *at).num_seconds().max(0)
+                    ));
+                }
+            }
+        }
+        if let (Some(health), Some(r)) = (&g.replica, &policy.replicate) {
+            if let Some((snapshot, why)) = &health.failed {
+                problems.push((
+                    Level::Critical,
+                    format!(
+                        "{head}: replication of {snapshot} to {} failed: {}",
+                        health.target,
+                        why.lines().next().unwrap_or("")
+                    ),
+                ));
+            }
+            match &health.newest {
+                None => problems.push((Level::Warning, format!("{head}: no replica yet"))),
+                Some(n) => {
+                    // Without a schedule of its own, each snapshot is replicated: the lag is
+                    // judged by the snapshot schedule.
+                    let schedule = r.schedule.as_ref().unwrap_or(&policy.schedule);
+                    let (warn, crit) = schedule_limits(schedule, policy, n.snapshot_time, t);
+                    let level = match (warn, crit) {
+                        (_, Some(c)) if now > c => Some(Level::Critical),
+                        (Some(w), _) if now > w => Some(Level::Warning),
+                        _ => None,
+                    };
+                    if let Some(level) = level {
+                        problems.push((
+                            level,
+                            format!(
+                                "{head}: newest replica {} is {} behind",
+                                n.snapshot,
+                                crate::units::age(n.snapshot_time, now).trim_end_matches(" ago")
+                            ),
+                        ));
+                    }
+                    perf.push(format!(
+                        "'{}_replica_lag'={}s",
+                        label(g),
+                        (now - n.snapshot_time).num_seconds().max(0)
                     ));
                 }
             }
@@ -639,6 +750,57 @@ pub fn metrics(
                     .as_ref()
                     .map(|(_, at, _)| (bl(g, b), at.timestamp() as f64))
             })
+            .collect(),
+    );
+    let rl = |g: &GroupState, r: &ReplicaHealth| {
+        format!(
+            "{{policy=\"{}\",volume=\"{}\",target=\"{}\"}}",
+            esc(&g.policy),
+            esc(&g.volume),
+            esc(&r.target)
+        )
+    };
+    let replicas: Vec<(&GroupState, &ReplicaHealth)> = states
+        .iter()
+        .filter_map(|g| g.replica.as_ref().map(|r| (g, r)))
+        .collect();
+    let newest_replica = |f: &dyn Fn(&NewestReplica) -> Option<f64>| -> Vec<(String, f64)> {
+        replicas
+            .iter()
+            .filter_map(|(g, r)| r.newest.as_ref().and_then(f).map(|v| (rl(g, r), v)))
+            .collect()
+    };
+    family(
+        "lvsnap_replica_lag_seconds",
+        "gauge",
+        "Age of the snapshot the newest replica on the target equals.",
+        newest_replica(&|n| Some((now - n.snapshot_time).num_seconds() as f64)),
+    );
+    family(
+        "lvsnap_replica_last_success_timestamp_seconds",
+        "gauge",
+        "When the newest replica was finished.",
+        newest_replica(&|n| n.finished.map(|t| t.timestamp() as f64)),
+    );
+    family(
+        "lvsnap_replica_sent_bytes",
+        "gauge",
+        "Bytes of data the newest replica's stream carried (the changed blocks of an increment).",
+        newest_replica(&|n| n.bytes.map(|b| b as f64)),
+    );
+    family(
+        "lvsnap_replica_duration_seconds",
+        "gauge",
+        "How long the newest replica's send took.",
+        newest_replica(&|n| n.duration_ms.map(|d| d as f64 / 1000.0)),
+    );
+    family(
+        "lvsnap_replica_failed",
+        "gauge",
+        "1 when the newest replication attempt failed.",
+        replicas
+            .iter()
+            .map(|(g, r)| (rl(g, r), if r.failed.is_some() { 1.0 } else { 0.0 }))
             .collect(),
     );
     family(

@@ -97,6 +97,30 @@ pub fn find(name: &str) -> Result<PathBuf, ToolError> {
     Ok(found)
 }
 
+/// A program named in a policy: an absolute path, used only if it is as safe as a system
+/// program, or a name looked up like one.
+///
+/// # Errors
+/// Not found, not a program, or not safe to run as root.
+pub fn program(name: &str) -> Result<PathBuf, ToolError> {
+    if !name.contains('/') {
+        return find(name);
+    }
+    let path = Path::new(name);
+    if !path.is_absolute()
+        || !path
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    {
+        return Err(ToolError::Missing {
+            name: name.to_owned(),
+            searched: "an absolute path to a program".to_owned(),
+        });
+    }
+    trusted(path)?;
+    Ok(path.to_owned())
+}
+
 /// [`find`] for callers that report errors as text.
 ///
 /// # Errors

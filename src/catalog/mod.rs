@@ -4,6 +4,7 @@
 
 mod backups;
 mod events;
+mod replicas;
 mod restores;
 mod schema;
 mod snapshots;
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use backups::{BackupRecord, BackupState, MountRecord, NewBackup, NewMount, Written};
 use chrono::{DateTime, TimeZone, Utc};
 pub use events::{Event, GroupResult, RunTotals};
+pub use replicas::{NewReplica, ReplicaRecord, ReplicaState};
 pub use restores::{RestoreRecord, RollbackRecord, SwapJournal};
 use rusqlite::{Connection, OpenFlags};
 pub use snapshots::{

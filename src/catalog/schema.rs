@@ -169,4 +169,27 @@ pub const MIGRATIONS: &[&str] = &[
     // pressure removes it): set on every member before the first is removed, so that what a
     // crash or a failed lvremove leaves of it is found and removed by the next run.
     "ALTER TABLE snapshots ADD COLUMN set_given_up TEXT;",
+    // 13: replicas: each thin snapshot sent to a policy's target pool, recorded `sending`
+    // before the stream starts and finished as `complete` or `failed`. The newest complete one
+    // of each volume and target is the base of the next increment, and one still `sending`
+    // may have become it: both keep their source snapshot from pruning.
+    "CREATE TABLE replicas (
+        id INTEGER PRIMARY KEY,
+        policy TEXT NOT NULL,
+        target TEXT NOT NULL,
+        vg TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        snapshot_uuid TEXT NOT NULL,
+        snapshot_time INTEGER NOT NULL,
+        base TEXT,
+        state TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        bytes INTEGER,
+        duration_ms INTEGER,
+        error TEXT,
+        pid INTEGER
+    );
+    CREATE INDEX replicas_group ON replicas (policy, target, vg, origin);",
 ];

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{backup, catalog, config, cycle, replicate, restore, rollback, snapshots};
+use crate::commands::{
+    backup, catalog, config, cycle, replicate, replication, restore, rollback, snapshots,
+};
 use crate::config::DEFAULT_CONFIG;
 
 const AFTER_HELP: &str = "\
@@ -156,6 +158,32 @@ pub enum Command {
     /// pool's newest replica of that volume is exactly the stream's base, still read-only and
     /// not open.
     Receive(replicate::ReceiveArgs),
+
+    /// Replicate each policy's newest thin snapshot into its target pool, then prune replicas.
+    ///
+    /// For policies with a [policy.NAME.replicate] table (pool = "VG/POOL", an optional
+    /// transport argv such as ["ssh", "backup01", "lvsnap", "receive"], an optional schedule,
+    /// keep rules). The first replica of a volume is sent whole, later ones as the blocks
+    /// changed since the newest replica on the target, whose source snapshot is kept here
+    /// (reason replica-base) until a newer one is replicated. `run` does this when due.
+    ///
+    ///   lvsnap replicate --dry-run     what would be sent and removed
+    ///   lvsnap replicate db            replicate policy db now
+    ///   lvsnap replicate --full db     send whole (after the base was changed or removed)
+    Replicate(replication::ReplicateArgs),
+
+    /// Per replicated volume: the replicas on the target, the base of the next increment,
+    /// the lag, and the last sends with their bytes and duration.
+    Replicas(replication::ReplicasArgs),
+
+    /// Restore a whole volume from a replica into a new thin volume on this host.
+    ///
+    /// The replica is streamed back from its target (the reverse send, checked like every
+    /// stream) into a new volume NAME in VG/POOL, which is made only when the whole stream
+    /// arrived and is never an existing one. Writable, activated, not managed by any policy.
+    ///
+    ///   lvsnap restore-replica db-lvsnap-20261204T030000Z --pool vg0/pool --as db-restored
+    RestoreReplica(replication::RestoreReplicaArgs),
 
     /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
     /// the last error; the fill of volume groups and thin pools.

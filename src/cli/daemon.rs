@@ -144,7 +144,12 @@ async fn arm_once(shared: Arc<Shared>, sched: JobScheduler, policy: String, gene
                 .backup
                 .as_ref()
                 .and_then(|b| b.schedule.next(Utc::now(), p.timezone));
-            snap.into_iter().chain(backup).min()
+            let replicate = p
+                .replicate
+                .as_ref()
+                .and_then(|r| r.schedule.as_ref())
+                .and_then(|s| s.next(Utc::now(), p.timezone));
+            snap.into_iter().chain(backup).chain(replicate).min()
         })
     };
     let Some(next) = next else { return };

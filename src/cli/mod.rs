@@ -57,6 +57,8 @@ where
             | Command::Restore(_)
             | Command::Send(_)
             | Command::Receive(_)
+            | Command::Replicate(_)
+            | Command::RestoreReplica(_)
     ) {
         catch_signals(&cancel);
     }
@@ -273,6 +275,9 @@ fn dispatch(
         C::Rollback(a) => rollback::rollback(ctx, a),
         C::Send(a) => commands::replicate::send(ctx, a),
         C::Receive(a) => commands::replicate::receive(ctx, a),
+        C::Replicate(a) => commands::replication::replicate(ctx, a),
+        C::Replicas(a) => commands::replication::replicas(ctx, a),
+        C::RestoreReplica(a) => commands::replication::restore_replica(ctx, a),
         C::Config(_) | C::Daemon | C::Completions(_) | C::Man | C::Check(_) => {
             unreachable!("answered above without loading the policy files")
         }

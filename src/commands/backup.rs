@@ -101,6 +101,9 @@ pub fn backups(ctx: &mut Ctx<'_>, a: &BackupsArgs) -> Result<i32, Error> {
 /// # Errors
 /// Bad arguments or the catalog failed; a failed verification is exit status 1, not an error.
 pub fn verify(ctx: &mut Ctx<'_>, a: &VerifyArgs) -> Result<i32, Error> {
+    if let Some(snapshot) = &a.replica {
+        return super::replication::verify_replica(ctx, snapshot, a.json);
+    }
     let (spec, all, policy, json) = (a.backup.as_deref(), a.all, a.policy.as_deref(), a.json);
     if let Some(p) = policy {
         ctx.config.require_policy(p).map_err(Error::Usage)?;
@@ -230,8 +233,12 @@ pub struct BackupsArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The backup to verify.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "replica"], conflicts_with_all = ["all", "replica"])]
     pub backup: Option<String>,
+    /// Verify a replica instead: its SHA-256 on the target, range by range, against this
+    /// source snapshot's (the replica has the snapshot's name).
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "all")]
+    pub replica: Option<String>,
     /// Verify every complete backup (of --policy, if given).
     #[arg(long)]
     pub all: bool,

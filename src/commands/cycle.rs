@@ -178,6 +178,41 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
     } else {
         None
     };
+    // Replication last: its streams may be long, and run without the lock.
+    let replicated = match &held {
+        Some(held)
+            if opts.snapshot
+                && !report.interrupted
+                && !ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            drop(engine);
+            let done = super::replication::pass(
+                ctx,
+                &super::replication::Pass {
+                    policies: &opts.policies,
+                    full: false,
+                    force: opts.force,
+                    due_only: true,
+                    dry_run: false,
+                    held,
+                },
+            )?;
+            // Taken back for the run's record and the metrics.
+            held.reacquire()?;
+            // A run tells what it did, not each volume that was not due.
+            done.into_iter()
+                .filter(|v| {
+                    !matches!(
+                        v.sent,
+                        super::replication::Sent::UpToDate { .. }
+                            | super::replication::Sent::Skipped(_)
+                    ) || !v.removed.is_empty()
+                        || !v.errors.is_empty()
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     if !opts.dry_run {
         let groups: Vec<(String, String, Option<String>)> = report
             .groups
@@ -203,6 +238,17 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
                 };
                 Some((format!("{}/backup", v.policy), v.volume.clone(), failed))
             }))
+            .chain(replicated.iter().filter_map(|v| {
+                let failed = match &v.sent {
+                    super::replication::Sent::Failed(why) => Some(format!("replicate: {why}")),
+                    super::replication::Sent::Done { .. } if !v.errors.is_empty() => {
+                        Some(format!("replicate: {}", v.errors.join("; ")))
+                    }
+                    super::replication::Sent::Done { .. } => None,
+                    _ => return None,
+                };
+                Some((format!("{}/replicate", v.policy), v.volume.clone(), failed))
+            }))
             .collect();
         catalog.record_run(ctx.now, started.elapsed(), &groups)?;
         write_metrics(ctx, &catalog, &report.fleet, &report.inventory)?;
@@ -213,12 +259,25 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
         if let (Some(b), Some(obj)) = (&backups, v.as_object_mut()) {
             obj.insert("backups".to_owned(), report::backups::report_json(b));
         }
+        if let (false, Some(obj)) = (replicated.is_empty(), v.as_object_mut()) {
+            obj.insert(
+                "replication".to_owned(),
+                super::replication::report_json(&replicated),
+            );
+        }
         writeln!(ctx.out, "{v}")?;
     } else {
         report::run_text(ctx.out, &report, detail, ctx.config.settings.timezone)?;
         if let Some(b) = &backups {
             report::backups::write_report(ctx.out, b, false)?;
         }
+        super::replication::write_report(ctx.out, &replicated)?;
+    }
+    if replicated
+        .iter()
+        .any(super::replication::VolumeReplication::failed)
+    {
+        return Ok(exit::FAILED);
     }
     if backups.as_ref().is_some_and(BackupReport::failed) {
         return Ok(exit::FAILED);
@@ -271,6 +330,7 @@ fn write_metrics(
     );
     let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
     status::note_space_removals(&mut states, &catalog.removed_for_space(since, ctx.now)?);
+    status::note_replicas(&mut states, ctx.config, &catalog.replicas()?);
     let mut cap = status::capacity(ctx.config, inv);
     cap.stalls = catalog.space_stalls()?;
     let text = status::metrics(&states, &cap, &catalog.run_totals()?, ctx.now);

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod config;
 pub mod cycle;
 pub mod replicate;
+pub mod replication;
 pub mod restore;
 pub mod rollback;
 mod rollback_set;

@@ -19,6 +19,7 @@ use crate::lvm::{self, commands, Inventory, Invocation, Lv, LvKind, Tool};
 use crate::replicate::map::diff;
 use crate::replicate::pool::{read_map, MetadataSnap};
 use crate::replicate::stream::{Header, SnapshotId, StreamReader, StreamWriter};
+use crate::replicate::target::{Listing, Replica};
 use crate::replicate::transfer::{apply, data_bytes, send_extents, DeviceSink};
 use crate::run::RunError;
 
@@ -50,13 +51,32 @@ pub struct ReceiveArgs {
     /// The thin pool that holds the replicas, `VG/POOL`.
     #[arg(long, value_name = "VG/POOL")]
     pub pool: String,
+    /// Print the replicas the pool holds, as JSON, and read no stream.
+    #[arg(long, conflicts_with = "remove")]
+    pub list: bool,
+    /// Remove these replicas (never the newest of a volume: the next increment's base), and
+    /// read no stream.
+    #[arg(long, value_name = "REPLICA", num_args = 1..)]
+    pub remove: Vec<String>,
+    /// Print the SHA-256 of each 16 MiB range of this replica (up to its source volume's
+    /// size), as JSON, and read no stream: what `lvsnap verify --replica` compares.
+    #[arg(long, value_name = "REPLICA", conflicts_with_all = ["list", "remove"])]
+    pub digest: Option<String>,
+    /// Write this replica as a whole stream on standard output (the reverse send, for a
+    /// restore), and read none.
+    #[arg(long, value_name = "REPLICA", conflicts_with_all = ["list", "remove", "digest"])]
+    pub send: Option<String>,
+    /// Make the stream a new writable thin volume NAME in the pool instead of a replica (a
+    /// restore); refused if NAME exists.
+    #[arg(long = "as", value_name = "NAME", conflicts_with_all = ["list", "remove", "digest", "send"])]
+    pub as_name: Option<String>,
 }
 
 fn refused(why: String) -> Error {
     Error::Run(RunError::Refused(why))
 }
 
-fn inventory(ctx: &Ctx<'_>) -> Result<Inventory, Error> {
+pub(super) fn inventory(ctx: &Ctx<'_>) -> Result<Inventory, Error> {
     let inv = Invocation::new(Tool::Lvs, lvm::report::lvs_args());
     let done = ctx.runner.run(&inv)?;
     lvm::check(&inv, &done)?;
@@ -81,7 +101,7 @@ fn thin_id(ctx: &Ctx<'_>, lv: &Lv) -> Result<u64, Error> {
         .map_err(|_| refused(format!("{}: LVM reports no thin device id", lv.path())))
 }
 
-fn exec(ctx: &Ctx<'_>, inv: &Invocation) -> Result<(), Error> {
+pub(super) fn exec(ctx: &Ctx<'_>, inv: &Invocation) -> Result<(), Error> {
     lvm::check(inv, &ctx.runner.run(inv)?)?;
     Ok(())
 }
@@ -92,6 +112,213 @@ fn snapshot_id(lv: &Lv, time: chrono::DateTime<chrono::Utc>) -> SnapshotId {
         uuid: lv.uuid.clone(),
         time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }
+}
+
+/// A snapshot ready to be sent: the stream's header, the ranges to send, and its device,
+/// opened exclusively (nothing mounts it while it is read) and activated if it was not.
+pub(super) struct Outgoing {
+    pub header: Header,
+    extents: Vec<crate::replicate::map::Extent>,
+    block_bytes: u64,
+    device: File,
+    activated: bool,
+    pub lv: Lv,
+}
+
+impl Outgoing {
+    /// Writes the whole stream into `out`.
+    ///
+    /// # Errors
+    /// The device could not be read, `out` could not be written, or `cancel` was set.
+    pub fn stream(
+        &self,
+        out: impl std::io::Write,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<crate::replicate::stream::Summary, Error> {
+        let out = BufWriter::with_capacity(1 << 20, out);
+        let mut w = StreamWriter::new(out, &self.header).map_err(|e| refused(e.to_string()))?;
+        send_extents(
+            &mut w,
+            &self.device,
+            self.block_bytes,
+            &self.extents,
+            self.header.volume_size,
+            cancel,
+            |_| (),
+        )
+        .map_err(|e| refused(e.to_string()))?;
+        let (mut out, summary) = w.finish().map_err(|e| refused(e.to_string()))?;
+        std::io::Write::flush(&mut out).map_err(|e| refused(e.to_string()))?;
+        Ok(summary)
+    }
+
+    /// Closes the device and deactivates the snapshot if it was activated for the send.
+    pub fn close(self, ctx: &Ctx<'_>) {
+        drop(self.device);
+        if self.activated {
+            let _ = exec(ctx, &commands::deactivate(&self.lv.vg, &self.lv.name));
+        }
+    }
+}
+
+/// Under the lock: checks `new` (and `base`) and reads what to send from the pool's metadata.
+/// The stream itself may run without the lock: the snapshot is open meanwhile, and LVM
+/// removes no open volume.
+///
+/// # Errors
+/// A snapshot that is not thin, not of the base's volume, or open; or the pool's metadata could
+/// not be read.
+pub(super) fn outgoing(
+    ctx: &Ctx<'_>,
+    inv: &Inventory,
+    new: &crate::reconcile::Managed,
+    base: Option<&crate::reconcile::Managed>,
+) -> Result<Outgoing, Error> {
+    let lv_of = |m: &crate::reconcile::Managed| -> Result<Lv, Error> {
+        let lv = m
+            .lv
+            .clone()
+            .ok_or_else(|| refused(format!("{}/{} is not in LVM", m.record.vg, m.record.name)))?;
+        if lv.kind != LvKind::ThinSnapshot {
+            return Err(refused(format!(
+                "{} is a thick snapshot: only thin snapshots can be sent (their pool records which blocks changed)",
+                lv.path()
+            )));
+        }
+        // Its map would be read now and its blocks later: nothing may write it between.
+        if lv.open && std::ptr::eq(m, new) {
+            return Err(refused(format!(
+                "{} is open or mounted: unmount it (lvsnap umount) and send again",
+                lv.path()
+            )));
+        }
+        Ok(lv)
+    };
+    let new_lv = lv_of(new)?;
+    let base_lv = base.map(lv_of).transpose()?;
+    if let (Some(b), Some(blv)) = (base, &base_lv) {
+        if b.record.vg != new.record.vg
+            || b.record.origin != new.record.origin
+            || blv.origin != new_lv.origin
+            || blv.pool != new_lv.pool
+        {
+            return Err(Error::Usage(format!(
+                "--base {} is not a snapshot of {}/{}, the volume {} is of",
+                blv.path(),
+                new.record.vg,
+                new.record.origin,
+                new_lv.path()
+            )));
+        }
+        if b.record.time >= new.record.time {
+            return Err(Error::Usage(format!(
+                "--base {} is not older than {}",
+                blv.path(),
+                new_lv.path()
+            )));
+        }
+    }
+    // The origin LVM links the snapshot to (one recreated under the same name is not it).
+    let origin = new_lv
+        .origin
+        .as_deref()
+        .and_then(|o| inv.find(&new_lv.vg, o))
+        .ok_or_else(|| {
+            refused(format!(
+                "the origin {}/{} of {} is gone: a replica names its source volume by its UUID",
+                new.record.vg,
+                new.record.origin,
+                new_lv.path()
+            ))
+        })?;
+    // Blocks a thin volume with an external origin has not written read from that origin,
+    // which the pool's map does not show.
+    if origin.kind != LvKind::ThinVolume || origin.pool != new_lv.pool {
+        return Err(refused(format!(
+            "{} is not a thin volume of pool {}: only snapshots of thin volumes without an external origin can be sent",
+            origin.path(),
+            new_lv.pool.as_deref().unwrap_or("?")
+        )));
+    }
+    let size = new_lv.size;
+    let base = base
+        .zip(base_lv.as_ref())
+        .map(|(b, l)| (l, snapshot_id(l, b.record.time)));
+    let id = snapshot_id(&new_lv, new.record.time);
+    outgoing_lv(
+        ctx,
+        new_lv,
+        size,
+        base,
+        id,
+        format!("{}/{}", origin.vg, origin.name),
+        origin.uuid.clone(),
+    )
+}
+
+/// What [`outgoing`] checked, read from the pool's metadata: a thin volume `new_lv` (its
+/// first `size` bytes), whole or as the blocks changed since `base`.
+fn outgoing_lv(
+    ctx: &Ctx<'_>,
+    new_lv: Lv,
+    size: u64,
+    base: Option<(&Lv, SnapshotId)>,
+    identity: SnapshotId,
+    volume: String,
+    volume_uuid: String,
+) -> Result<Outgoing, Error> {
+    let pool = new_lv.pool.clone().unwrap_or_default();
+    let state_dir = ctx.config.settings.catalog.parent().ok_or_else(|| {
+        refused(format!(
+            "the catalog {} has no directory for the pool's metadata marker",
+            ctx.config.settings.catalog.display()
+        ))
+    })?;
+    let new_id = thin_id(ctx, &new_lv)?;
+    let base_id = base.as_ref().map(|(l, _)| thin_id(ctx, l)).transpose()?;
+    let held = MetadataSnap::reserve(ctx.runner, &new_lv.vg, &pool, state_dir)?;
+    let new_map = read_map(ctx.runner, &held, &new_lv.vg, &pool, new_id)?.clip(size);
+    // Mappings past the base's end (a volume shrunk, then grown) are not its content.
+    let base_map = base_id
+        .zip(base.as_ref())
+        .map(|(id, (l, _))| {
+            read_map(ctx.runner, &held, &new_lv.vg, &pool, id).map(|m| {
+                // Grown since: the block the base's end falls in holds more now than the
+                // replica has, so it is not the base's (it is sent whole if mapped).
+                let end = if size > l.size {
+                    l.size / m.block_bytes * m.block_bytes
+                } else {
+                    l.size
+                };
+                m.clip(end)
+            })
+        })
+        .transpose()?;
+    held.release()?;
+    let extents = diff(base_map.as_ref().map(|m| &m.runs[..]), &new_map.runs);
+    let header = Header {
+        block_size: new_map.block_bytes,
+        data_bytes: data_bytes(&extents, new_map.block_bytes, size),
+        volume,
+        volume_uuid,
+        volume_size: size,
+        base: base.map(|(_, id)| id),
+        new: identity,
+        sender: format!(
+            "lvsnap {} on {}",
+            env!("CARGO_PKG_VERSION"),
+            rustix::system::uname().nodename().to_string_lossy()
+        ),
+    };
+    let (device, activated) = open_exclusive(ctx, &new_lv)?;
+    Ok(Outgoing {
+        header,
+        extents,
+        block_bytes: new_map.block_bytes,
+        device,
+        activated,
+        lv: new_lv,
+    })
 }
 
 /// `lvsnap send SNAPSHOT [--base SNAPSHOT]`.
@@ -106,10 +333,7 @@ pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
         ));
     }
     ctx.tools()?;
-    // The lock covers finding the snapshots and reading the maps. The stream itself runs
-    // without it (a receive on this host needs it): the snapshot is open meanwhile, and LVM
-    // removes no open volume.
-    let (header, extents, block_bytes, device, activated, lv) = {
+    let o = {
         let _lock = ctx.lock()?;
         let mut catalog = ctx.catalog(true)?;
         let mut engine = ctx.engine(&mut catalog, false);
@@ -119,172 +343,15 @@ pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
             Some(b) => Some(crate::resolve::readable_snapshot(&fleet, &inv, b)?),
             None => None,
         };
-        let lv_of = |m: &crate::reconcile::Managed| -> Result<Lv, Error> {
-            let lv = m.lv.clone().ok_or_else(|| {
-                refused(format!("{}/{} is not in LVM", m.record.vg, m.record.name))
-            })?;
-            if lv.kind != LvKind::ThinSnapshot {
-                return Err(refused(format!(
-                    "{} is a thick snapshot: only thin snapshots can be sent (their pool records which blocks changed)",
-                    lv.path()
-                )));
-            }
-            // Its map would be read now and its blocks later: nothing may write it between.
-            if lv.open && std::ptr::eq(m, new) {
-                return Err(refused(format!(
-                    "{} is open or mounted: unmount it (lvsnap umount) and send again",
-                    lv.path()
-                )));
-            }
-            Ok(lv)
-        };
-        let new_lv = lv_of(new)?;
-        let base_lv = base.map(lv_of).transpose()?;
-        if let (Some(b), Some(blv)) = (base, &base_lv) {
-            if b.record.vg != new.record.vg
-                || b.record.origin != new.record.origin
-                || blv.origin != new_lv.origin
-                || blv.pool != new_lv.pool
-            {
-                return Err(Error::Usage(format!(
-                    "--base {} is not a snapshot of {}/{}, the volume {} is of",
-                    blv.path(),
-                    new.record.vg,
-                    new.record.origin,
-                    new_lv.path()
-                )));
-            }
-            if b.record.time >= new.record.time {
-                return Err(Error::Usage(format!(
-                    "--base {} is not older than {}",
-                    blv.path(),
-                    new_lv.path()
-                )));
-            }
-        }
-        // The origin LVM links the snapshot to (one recreated under the same name is not it).
-        let origin = new_lv
-            .origin
-            .as_deref()
-            .and_then(|o| inv.find(&new_lv.vg, o))
-            .ok_or_else(|| {
-                refused(format!(
-                    "the origin {}/{} of {} is gone: a replica names its source volume by its UUID",
-                    new.record.vg,
-                    new.record.origin,
-                    new_lv.path()
-                ))
-            })?;
-        // Blocks a thin volume with an external origin has not written read from that origin,
-        // which the pool's map does not show.
-        if origin.kind != LvKind::ThinVolume || origin.pool != new_lv.pool {
-            return Err(refused(format!(
-                "{} is not a thin volume of pool {}: only snapshots of thin volumes without an external origin can be sent",
-                origin.path(),
-                new_lv.pool.as_deref().unwrap_or("?")
-            )));
-        }
-        let pool = new_lv.pool.clone().unwrap_or_default();
-        let state_dir = ctx.config.settings.catalog.parent().ok_or_else(|| {
-            refused(format!(
-                "the catalog {} has no directory for the pool's metadata marker",
-                ctx.config.settings.catalog.display()
-            ))
-        })?;
-        let new_id = thin_id(ctx, &new_lv)?;
-        let base_id = base_lv.as_ref().map(|l| thin_id(ctx, l)).transpose()?;
-        let held = MetadataSnap::reserve(ctx.runner, &new_lv.vg, &pool, state_dir)?;
-        let new_map = read_map(ctx.runner, &held, &new_lv.vg, &pool, new_id)?.clip(new_lv.size);
-        // Mappings past the base's end (a volume shrunk, then grown) are not its content.
-        let base_map = base_id
-            .zip(base_lv.as_ref())
-            .map(|(id, l)| {
-                read_map(ctx.runner, &held, &new_lv.vg, &pool, id).map(|m| {
-                    // Grown since: the block the base's end falls in holds more now than the
-                    // replica has, so it is not the base's (it is sent whole if mapped).
-                    let end = if new_lv.size > l.size {
-                        l.size / m.block_bytes * m.block_bytes
-                    } else {
-                        l.size
-                    };
-                    m.clip(end)
-                })
-            })
-            .transpose()?;
-        held.release()?;
-        let extents = diff(base_map.as_ref().map(|m| &m.runs[..]), &new_map.runs);
-        let header = Header {
-            block_size: new_map.block_bytes,
-            data_bytes: data_bytes(&extents, new_map.block_bytes, new_lv.size),
-            volume: format!("{}/{}", origin.vg, origin.name),
-            volume_uuid: origin.uuid.clone(),
-            volume_size: new_lv.size,
-            base: base
-                .zip(base_lv.as_ref())
-                .map(|(b, l)| snapshot_id(l, b.record.time)),
-            new: snapshot_id(&new_lv, new.record.time),
-            sender: format!(
-                "lvsnap {} on {}",
-                env!("CARGO_PKG_VERSION"),
-                rustix::system::uname().nodename().to_string_lossy()
-            ),
-        };
-        let activated = !new_lv.active;
-        if activated {
-            exec(ctx, &commands::activate(&new_lv.vg, &new_lv.name))?;
-        }
-        let path = format!("/dev/{}/{}", new_lv.vg, new_lv.name);
-        // Exclusive: nothing mounts it while it is read.
-        let device = match File::options()
-            .read(true)
-            .custom_flags(libc::O_EXCL)
-            .open(&path)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                if activated {
-                    let _ = exec(ctx, &commands::deactivate(&new_lv.vg, &new_lv.name));
-                }
-                return Err(refused(format!("cannot open {path}: {e}")));
-            }
-        };
-        (
-            header,
-            extents,
-            new_map.block_bytes,
-            device,
-            activated,
-            new_lv,
-        )
+        outgoing(ctx, &inv, new, base)?
     };
-    let result = (|| -> Result<_, Error> {
-        let out = BufWriter::with_capacity(1 << 20, &mut *ctx.out);
-        let mut w = StreamWriter::new(out, &header).map_err(|e| refused(e.to_string()))?;
-        send_extents(
-            &mut w,
-            &device,
-            block_bytes,
-            &extents,
-            header.volume_size,
-            &ctx.cancel,
-            |_| (),
-        )
-        .map_err(|e| refused(e.to_string()))?;
-        let (_, summary) = w.finish().map_err(|e| refused(e.to_string()))?;
-        Ok(summary)
-    })();
-    drop(device);
-    if activated {
-        let _ = exec(ctx, &commands::deactivate(&lv.vg, &lv.name));
-    }
+    let result = o.stream(&mut *ctx.out, &ctx.cancel);
+    let (lv, base) = (o.lv.path(), o.header.base.clone());
+    o.close(ctx);
     let summary = result?;
     eprintln!(
-        "sent {}{}: {} record(s), {} of data ({} bytes)",
-        lv.path(),
-        header
-            .base
-            .as_ref()
-            .map(|b| format!(" (the blocks changed since {})", b.name))
+        "sent {lv}{}: {} record(s), {} of data ({} bytes)",
+        base.map(|b| format!(" (the blocks changed since {})", b.name))
             .unwrap_or_default(),
         summary.records,
         crate::units::format_size(summary.data_bytes),
@@ -301,6 +368,22 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
     let Some((vg, pool)) = a.pool.split_once('/') else {
         return Err(Error::Usage(format!("--pool {}: write VG/POOL", a.pool)));
     };
+    if a.list {
+        return list(ctx, vg, pool);
+    }
+    if !a.remove.is_empty() {
+        return remove(ctx, vg, pool, &a.remove);
+    }
+    if let Some(name) = &a.digest {
+        return digest(ctx, vg, pool, name);
+    }
+    if let Some(name) = &a.send {
+        return send_replica(ctx, vg, pool, name);
+    }
+    if let Some(name) = &a.as_name {
+        crate::config::types::check_lvm_name(name, "the new volume's")
+            .map_err(|e| Error::Usage(format!("--as {name}: {e}")))?;
+    }
     if std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "lvsnap receive reads a stream on standard input: `lvsnap send SNAPSHOT | lvsnap receive --pool VG/POOL`".into(),
@@ -313,7 +396,14 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
     let h = stream.header().clone();
     let time = check_header(&h)
         .map_err(|e| refused(format!("the stream's header: {e}; nothing was received")))?;
-    let (scratch, target) = prepare(ctx, vg, pool, &h)?;
+    let made = a.as_name.as_deref();
+    if made.is_some() && h.base.is_some() {
+        return Err(refused(format!(
+            "the stream is the blocks changed since {}: a new volume (--as) is made only from a whole stream",
+            h.base.as_ref().map(|b| b.name.as_str()).unwrap_or_default()
+        )));
+    }
+    let (scratch, target) = prepare(ctx, vg, pool, &h, made)?;
     let path = format!("/dev/{vg}/{scratch}");
     let cancel = ctx.cancel.clone();
     // Exclusive, and held until the scratch volume is renamed: nothing else mounts it, and no
@@ -362,6 +452,26 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
         };
         drop(device);
         exec(ctx, &commands::deactivate(vg, &scratch))?;
+        if let Some(name) = made {
+            exec(ctx, &commands::rename(vg, &scratch, name))?;
+            // A plain volume of the administrator's: writable, no tag of lvsnap's (nothing
+            // prunes it). Not activated at boot: its filesystem has the UUID of the volume it
+            // was copied from, which a boot could mount in that one's place.
+            exec(
+                ctx,
+                &Invocation::new(
+                    Tool::Lvchange,
+                    [
+                        "--setactivationskip".to_owned(),
+                        "y".to_owned(),
+                        "--deltag".to_owned(),
+                        receiving_tag(),
+                        format!("{vg}/{name}"),
+                    ],
+                ),
+            )?;
+            return exec(ctx, &commands::activate(vg, name));
+        }
         exec(ctx, &commands::rename(vg, &scratch, &h.new.name))?;
         // One metadata update: the volume is a replica, read-only, and no longer a scratch
         // copy, or none of these.
@@ -390,9 +500,21 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
     })();
     if let Err(e) = finished {
         return Err(refused(format!(
-            "the whole stream was received and checked, but the replica could not be finished: {e}; the copy is {vg}/{scratch} or {vg}/{}, tagged {RECEIVING_TAG}: the next receive into {vg}/{pool} removes it — send again",
-            h.new.name
+            "the whole stream was received and checked, but the {} could not be finished: {e}; the copy is {vg}/{scratch} or {vg}/{}, tagged {RECEIVING_TAG}: the next receive into {vg}/{pool} removes it — send again",
+            if made.is_some() { "new volume" } else { "replica" },
+            made.unwrap_or(&h.new.name)
         )));
+    }
+    if let Some(name) = made {
+        writeln!(
+            ctx.out,
+            "restored {} of {} as {vg}/{name}: {} record(s), {} of data. It is active now but not at boot (`lvchange --setactivationskip n {vg}/{name}`); a filesystem on it has the UUID of the volume it was copied from: give it a new one (tune2fs -U random, xfs_admin -U generate) before mounting it beside that volume",
+            h.new.name,
+            h.volume,
+            summary.records,
+            crate::units::format_size(summary.data_bytes)
+        )?;
+        return Ok(exit::OK);
     }
     writeln!(
         ctx.out,
@@ -406,6 +528,223 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
             .unwrap_or_else(|| " (whole)".to_owned()),
         summary.records,
         crate::units::format_size(summary.data_bytes)
+    )?;
+    Ok(exit::OK)
+}
+
+/// The replicas in `vg/pool`, as lvsnap's replication reads them from a receiving end.
+fn replicas_in(inv: &Inventory, vg: &str, pool: &str) -> Vec<Replica> {
+    inv.lvs
+        .iter()
+        .filter(|l| l.vg == vg && l.pool.as_deref() == Some(pool) && l.has_tag(REPLICA_TAG))
+        .filter_map(|l| {
+            Some(Replica {
+                name: l.name.clone(),
+                volume_uuid: l.tag_value(REPLICA_OF_TAG)?.to_owned(),
+                snapshot_uuid: l.tag_value(REPLICA_SNAPSHOT_TAG)?.to_owned(),
+                time: l.tag_value(REPLICA_TIME_TAG)?.to_owned(),
+                size: l.size,
+                open: l.open,
+                writable: l.attr.as_bytes().get(1) != Some(&b'r'),
+            })
+        })
+        .collect()
+}
+
+fn pool_inventory(ctx: &Ctx<'_>, vg: &str, pool: &str) -> Result<Inventory, Error> {
+    let inv = inventory(ctx)?;
+    if inv
+        .find(vg, pool)
+        .is_none_or(|l| l.kind != LvKind::ThinPool)
+    {
+        return Err(Error::Usage(format!("{vg}/{pool} is not a thin pool")));
+    }
+    Ok(inv)
+}
+
+/// `lvsnap receive --pool VG/POOL --list`.
+fn list(ctx: &mut Ctx<'_>, vg: &str, pool: &str) -> Result<i32, Error> {
+    ctx.tools()?;
+    let inv = pool_inventory(ctx, vg, pool)?;
+    let listing = Listing {
+        pool: format!("{vg}/{pool}"),
+        replicas: replicas_in(&inv, vg, pool),
+    };
+    writeln!(
+        ctx.out,
+        "{}",
+        serde_json::to_string(&listing).map_err(|e| refused(e.to_string()))?
+    )?;
+    Ok(exit::OK)
+}
+
+/// `lvsnap receive --pool VG/POOL --remove REPLICA…`: only replicas in this pool, never the
+/// newest of a volume (the base the next increment is sent against), never an open one.
+fn remove(ctx: &mut Ctx<'_>, vg: &str, pool: &str, names: &[String]) -> Result<i32, Error> {
+    ctx.tools()?;
+    let _lock = ctx.lock()?;
+    let inv = pool_inventory(ctx, vg, pool)?;
+    let replicas = replicas_in(&inv, vg, pool);
+    let listing = Listing {
+        pool: format!("{vg}/{pool}"),
+        replicas: replicas.clone(),
+    };
+    let mut refusals = Vec::new();
+    for name in names {
+        let Some(r) = replicas.iter().find(|r| &r.name == name) else {
+            refusals.push(format!("{vg}/{name} is not a replica in {vg}/{pool}"));
+            continue;
+        };
+        let chain = listing.of_volume(&r.volume_uuid);
+        if chain.last().is_some_and(|n| n.name == r.name) {
+            refusals.push(format!(
+                "{vg}/{name} is the newest replica of its volume, the base of the next increment: it stays"
+            ));
+            continue;
+        }
+        if r.open {
+            refusals.push(format!("{vg}/{name} is open or mounted: unmount it first"));
+            continue;
+        }
+        match exec(ctx, &commands::remove(vg, name)) {
+            Ok(()) => writeln!(ctx.out, "removed {vg}/{name}")?,
+            Err(e) => refusals.push(format!("{vg}/{name}: {e}")),
+        }
+    }
+    if refusals.is_empty() {
+        Ok(exit::OK)
+    } else {
+        Err(refused(refusals.join("; ")))
+    }
+}
+
+/// Opens a thin volume for reading, exclusively (nothing mounts it meanwhile), activating it
+/// first if it is not active; gives the device and whether it was activated.
+pub(super) fn open_exclusive(ctx: &Ctx<'_>, lv: &Lv) -> Result<(File, bool), Error> {
+    let activated = !lv.active;
+    if activated {
+        exec(ctx, &commands::activate(&lv.vg, &lv.name))?;
+    }
+    let path = format!("/dev/{}/{}", lv.vg, lv.name);
+    match File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&path)
+    {
+        Ok(d) => Ok((d, activated)),
+        Err(e) => {
+            if activated {
+                let _ = exec(ctx, &commands::deactivate(&lv.vg, &lv.name));
+            }
+            Err(refused(format!(
+                "cannot open {path}: {e}{}",
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    " (open or mounted: unmount it first)"
+                } else {
+                    ""
+                }
+            )))
+        }
+    }
+}
+
+/// The replica `name` in `vg/pool`.
+fn replica_named<'i>(
+    inv: &'i Inventory,
+    vg: &str,
+    pool: &str,
+    name: &str,
+) -> Result<&'i Lv, Error> {
+    inv.find(vg, name)
+        .filter(|l| l.pool.as_deref() == Some(pool) && l.has_tag(REPLICA_TAG))
+        .ok_or_else(|| refused(format!("{vg}/{name} is not a replica in {vg}/{pool}")))
+}
+
+/// The bytes of a replica that are its source's: LVM may have rounded the volume up.
+fn replica_size(lv: &Lv) -> u64 {
+    lv.tag_value(REPLICA_SIZE_TAG)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(lv.size)
+        .min(lv.size)
+}
+
+/// `lvsnap receive --pool VG/POOL --send REPLICA`: the replica as a whole stream, for a
+/// restore on the sending host (`lvsnap restore-replica`).
+fn send_replica(ctx: &mut Ctx<'_>, vg: &str, pool: &str, name: &str) -> Result<i32, Error> {
+    if std::io::stdout().is_terminal() {
+        return Err(Error::Usage(
+            "lvsnap receive --send writes a binary stream: pipe it into `lvsnap receive --pool VG/POOL --as NAME`".into(),
+        ));
+    }
+    ctx.tools()?;
+    let o = {
+        let _lock = ctx.lock()?;
+        let inv = pool_inventory(ctx, vg, pool)?;
+        let lv = replica_named(&inv, vg, pool, name)?;
+        if lv.attr.as_bytes().get(1) != Some(&b'r') {
+            return Err(refused(format!(
+                "{} was made writable, so it may no longer equal its source: restore from another replica",
+                lv.path()
+            )));
+        }
+        let size = replica_size(lv);
+        let time = lv
+            .tag_value(REPLICA_TIME_TAG)
+            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").ok())
+            .map(|t| t.and_utc())
+            .ok_or_else(|| refused(format!("{}: its time tag is unreadable", lv.path())))?;
+        let identity = SnapshotId {
+            name: lv.name.clone(),
+            uuid: lv
+                .tag_value(REPLICA_SNAPSHOT_TAG)
+                .unwrap_or_default()
+                .to_owned(),
+            time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let volume_uuid = lv.tag_value(REPLICA_OF_TAG).unwrap_or_default().to_owned();
+        outgoing_lv(
+            ctx,
+            lv.clone(),
+            size,
+            None,
+            identity,
+            format!("{vg}/{name}"),
+            volume_uuid,
+        )?
+    };
+    let result = o.stream(&mut *ctx.out, &ctx.cancel);
+    o.close(ctx);
+    let summary = result?;
+    eprintln!(
+        "sent {vg}/{name} whole: {} record(s), {} of data",
+        summary.records,
+        crate::units::format_size(summary.data_bytes)
+    );
+    Ok(exit::OK)
+}
+
+/// `lvsnap receive --pool VG/POOL --digest REPLICA`.
+fn digest(ctx: &mut Ctx<'_>, vg: &str, pool: &str, name: &str) -> Result<i32, Error> {
+    ctx.tools()?;
+    let inv = pool_inventory(ctx, vg, pool)?;
+    let lv = replica_named(&inv, vg, pool, name)?;
+    let size = replica_size(lv);
+    let (device, activated) = open_exclusive(ctx, lv)?;
+    let hashed = crate::replicate::digest::digests(
+        &device,
+        size,
+        crate::replicate::digest::threads(),
+        &ctx.cancel,
+    );
+    drop(device);
+    if activated {
+        let _ = exec(ctx, &commands::deactivate(vg, name));
+    }
+    let d = hashed.map_err(|e| refused(format!("reading {}: {e}", lv.path())))?;
+    writeln!(
+        ctx.out,
+        "{}",
+        serde_json::to_string(&d).map_err(|e| refused(e.to_string()))?
     )?;
     Ok(exit::OK)
 }
@@ -509,7 +848,13 @@ struct Target {
 /// Under the lock: removes what interrupted receives left, checks the stream's base against
 /// the newest replica and the pool's room, and creates and activates the scratch volume the
 /// stream goes into.
-fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(String, Target), Error> {
+fn prepare(
+    ctx: &mut Ctx<'_>,
+    vg: &str,
+    pool: &str,
+    h: &Header,
+    made: Option<&str>,
+) -> Result<(String, Target), Error> {
     let _lock = ctx.lock()?;
     let first = inventory(ctx)?;
     if first
@@ -545,7 +890,15 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
         .iter()
         .filter(|l| l.vg == vg && l.pool.as_deref() == Some(pool) && l.has_tag(REPLICA_TAG))
         .collect();
-    if let Some(same) = replicas
+    if let Some(name) = made {
+        // A restore never goes over an existing volume.
+        if let Some(taken) = inv.find(vg, name) {
+            return Err(refused(format!(
+                "{} exists: a restore makes a new volume and never writes over one; choose another name with --as",
+                taken.path()
+            )));
+        }
+    } else if let Some(same) = replicas
         .iter()
         .find(|l| l.tag_value(REPLICA_SNAPSHOT_TAG) == Some(h.new.uuid.as_str()))
     {
@@ -556,7 +909,7 @@ fn prepare(ctx: &mut Ctx<'_>, vg: &str, pool: &str, h: &Header) -> Result<(Strin
             h.new.uuid
         )));
     }
-    if let Some(taken) = inv.find(vg, &h.new.name) {
+    if let Some(taken) = inv.find(vg, &h.new.name).filter(|_| made.is_none()) {
         return Err(refused(format!(
             "{} exists already and is not a replica of this snapshot: rename or remove it, then send again",
             taken.path()

@@ -44,10 +44,12 @@ fn survey_states(
     let since = ctx.now - chrono::Duration::hours(status::SPACE_WARNING_HOURS);
     let space = catalog.removed_for_space(since, ctx.now)?;
     let catalog_stalls = catalog.space_stalls()?;
+    let replicas = catalog.replicas()?;
     let mut engine = ctx.engine(&mut catalog, true);
     let (inv, fleet) = engine.survey()?;
     let mut states = status::groups(ctx.config, &fleet, &results, &backups, ctx.now);
     status::note_space_removals(&mut states, &space);
+    status::note_replicas(&mut states, ctx.config, &replicas);
     let mut cap = status::capacity(ctx.config, &inv);
     cap.stalls = catalog_stalls;
     Ok((states, cap, damaged))

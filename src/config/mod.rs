@@ -5,6 +5,7 @@
 mod backup;
 pub mod diag;
 pub mod raw;
+mod replicate;
 pub mod types;
 mod validate;
 
@@ -16,6 +17,7 @@ use chrono_tz::Tz;
 
 pub use backup::{url_password, BackupEngine, BackupPolicy, BackupSource, ResticRepo};
 pub use diag::Diagnostic;
+pub use replicate::ReplicatePolicy;
 pub use types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
 
 use raw::RawFile;
@@ -45,6 +47,8 @@ pub struct Config {
     pub policies: Vec<Policy>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// The path it was loaded from (a file or a directory), for a child lvsnap to read too.
+    pub source: PathBuf,
 }
 
 impl Config {
@@ -204,6 +208,8 @@ pub struct Policy {
     pub freeze_timeout: std::time::Duration,
     /// The `[policy.NAME.backup]` table, if the policy backs its snapshots up.
     pub backup: Option<BackupPolicy>,
+    /// The `[policy.NAME.replicate]` table, if the policy's thin snapshots are replicated.
+    pub replicate: Option<ReplicatePolicy>,
     pub file: PathBuf,
     pub line: usize,
 }
@@ -311,10 +317,11 @@ pub fn parse_sources(
         diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         return Err(ConfigErrors(diags));
     }
-    let files = origins.into_iter().map(|o| o.file).collect();
+    let files: Vec<PathBuf> = origins.into_iter().map(|o| o.file).collect();
     Ok(Config {
         settings,
         policies,
+        source: files.first().cloned().unwrap_or_default(),
         files,
     })
 }
@@ -388,7 +395,9 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(&f).map_err(read_err(&f))?;
         sources.push((f, text));
     }
-    parse_sources(sources, system_timezone()).map_err(LoadError::Invalid)
+    let mut config = parse_sources(sources, system_timezone()).map_err(LoadError::Invalid)?;
+    config.source = path.to_owned();
+    Ok(config)
 }
 
 /// The host's time zone, as the system reports it; UTC when it cannot be told.

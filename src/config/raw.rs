@@ -69,6 +69,16 @@ pub struct RawPolicy {
     pub freeze: Option<Spanned<bool>>,
     pub freeze_timeout: Option<Spanned<String>>,
     pub backup: Option<Spanned<RawBackup>>,
+    pub replicate: Option<Spanned<RawReplicate>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawReplicate {
+    pub pool: Option<Spanned<String>>,
+    pub transport: Option<Spanned<Vec<Spanned<String>>>>,
+    pub schedule: Option<Spanned<String>>,
+    pub keep: Option<RawKeep>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -323,6 +323,7 @@ impl<'a> FileValidator<'a> {
             raw.keep.as_ref(),
         );
         let backup = raw.backup.as_ref().map(|b| self.backup(name, b, settings));
+        let replicate = raw.replicate.as_ref().map(|r| self.replicate(name, r));
         let min_age = self.span_or(raw.min_age.as_ref(), &p("min-age"), Span::default());
         let future_skew = self.span_or(
             raw.future_skew.as_ref(),
@@ -493,6 +494,10 @@ impl<'a> FileValidator<'a> {
             freeze_timeout: freeze_timeout?,
             backup: match backup {
                 Some(b) => Some(b?),
+                None => None,
+            },
+            replicate: match replicate {
+                Some(r) => Some(r?),
                 None => None,
             },
             pre: pre?,
@@ -672,6 +677,8 @@ impl<'a> FileValidator<'a> {
                 "{} has no keep rule, so nothing it creates could ever be pruned safely",
                 if owner.ends_with(".backup") {
                     "backup"
+                } else if owner.ends_with(".replicate") {
+                    "replication"
                 } else {
                     "policy"
                 }

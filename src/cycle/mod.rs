@@ -412,7 +412,11 @@ impl Engine<'_> {
             }
             space.taken_now(volume, origin, leaving);
             let record = new.record(-1);
-            fleet.managed.push(Managed { record, lv: None });
+            fleet.managed.push(Managed {
+                record,
+                lv: None,
+                replica_base: false,
+            });
             return Ok(name);
         }
         let volume_name = volume.to_string();
@@ -495,6 +499,7 @@ impl Engine<'_> {
         fleet.managed.push(Managed {
             record: new.record(id),
             lv: None,
+            replica_base: false,
         });
         Ok(())
     }

@@ -164,7 +164,11 @@ impl Engine<'_> {
                 space.count(m.volume, m.origin, m.size);
                 space.taken_now(m.volume, m.origin, m.leaving);
                 let record = self.new_member(policy, &id, m, how).record(-1);
-                fleet.managed.push(Managed { record, lv: None });
+                fleet.managed.push(Managed {
+                    record,
+                    lv: None,
+                    replica_base: false,
+                });
             }
             return Ok(taken);
         }
@@ -422,6 +426,7 @@ impl Engine<'_> {
                     fleet.managed.push(Managed {
                         record: self.new_member(policy, id, m, how).record(sid),
                         lv: None,
+                        replica_base: false,
                     });
                     created += 1;
                 }

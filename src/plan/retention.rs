@@ -39,6 +39,8 @@ pub enum Busy {
     Mounted,
     Merging,
     Backup,
+    /// The base of the next replication increment.
+    Replica,
 }
 
 /// What the planner needs to know of one snapshot of the group.
@@ -83,8 +85,9 @@ impl Reasons {
     pub const MERGING: u32 = 1 << 19;
     pub const BACKUP: u32 = 1 << 20;
     pub const KEEP_INVALID: u32 = 1 << 21;
+    pub const REPLICA_BASE: u32 = 1 << 22;
 
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 23] = [
         "last",
         "within",
         "hourly",
@@ -107,6 +110,7 @@ impl Reasons {
         "merging",
         "backup",
         "keep-invalid",
+        "replica-base",
     ];
 
     pub fn period(p: Period) -> u32 {
@@ -448,6 +452,7 @@ fn protect(
         Some(Busy::Mounted) => r.insert(Reasons::MOUNTED),
         Some(Busy::Merging) => r.insert(Reasons::MERGING),
         Some(Busy::Backup) => r.insert(Reasons::BACKUP),
+        Some(Busy::Replica) => r.insert(Reasons::REPLICA_BASE),
         None => {}
     }
 }

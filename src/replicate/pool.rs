@@ -57,6 +57,10 @@ fn write_marker(marker: &Path, root: &str) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
+    // The state directory of a host that has only ever received (no catalog yet).
+    if let Some(dir) = marker.parent() {
+        crate::private::own_dir(dir)?;
+    }
     let mut f = crate::private::create_new(marker, 0o600)?;
     f.write_all(root.as_bytes())?;
     f.sync_all()

@@ -149,6 +149,22 @@ pub fn config_summary(out: &mut dyn Write, cfg: &Config, now: DateTime<Utc>) -> 
                 )
             }
         )?;
+        if let Some(r) = &p.replicate {
+            writeln!(
+                out,
+                "  replicate into thin pool {}{}, {}; keeps {}, always the newest replica (the next increment's base) and its snapshot here",
+                r.pool_ref(),
+                r.transport
+                    .as_ref()
+                    .map(|t| format!(" through `{} --pool {}`", t.join(" "), r.pool_ref()))
+                    .unwrap_or_else(|| " on this host".to_owned()),
+                r.schedule
+                    .as_ref()
+                    .map(|s| format!("when \"{}\" is due", s.as_str()))
+                    .unwrap_or_else(|| "every run with a snapshot newer than the newest replica".to_owned()),
+                r.keep.describe().join(", ")
+            )?;
+        }
     }
     Ok(())
 }
@@ -195,6 +211,12 @@ pub fn config_json(cfg: &Config, now: DateTime<Utc>) -> Value {
                 "set": p.set,
                 "freeze": p.freeze,
                 "freeze_timeout_seconds": p.freeze_timeout.as_secs(),
+                "replicate": p.replicate.as_ref().map(|r| json!({
+                    "pool": r.pool_ref(),
+                    "transport": r.transport,
+                    "schedule": r.schedule.as_ref().map(|s| s.as_str()),
+                    "keep_description": r.keep.describe(),
+                })),
             })
         })
         .collect();

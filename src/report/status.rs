@@ -28,6 +28,14 @@ pub fn json(states: &[GroupState], cap: &Capacity, now: DateTime<Utc>) -> Value 
                 "backup_verified": g.backup.as_ref().and_then(|b| b.verified.as_ref().map(|(l, at, ok)| json!({"backup": l, "at": utc(*at), "ok": ok}))),
                 "future": g.future.iter().map(|(n, t)| json!({"name": n, "time": utc(*t)})).collect::<Vec<_>>(),
                 "space_removed": g.space_removed.iter().map(|(n, t)| json!({"name": n, "at": utc(*t)})).collect::<Vec<_>>(),
+                "replica": g.replica.as_ref().map(|r| json!({
+                    "target": r.target,
+                    "newest": r.newest.as_ref().map(|n| &n.snapshot),
+                    "lag_seconds": r.newest.as_ref().map(|n| (now - n.snapshot_time).num_seconds().max(0)),
+                    "bytes": r.newest.as_ref().and_then(|n| n.bytes),
+                    "seconds": r.newest.as_ref().and_then(|n| n.duration_ms).map(|d| d as f64 / 1000.0),
+                    "failed": r.failed.as_ref().map(|(s, why)| json!({"snapshot": s, "error": why})),
+                })),
             })
         })
         .collect();
@@ -139,6 +147,28 @@ pub fn text(
             }
             if let Some((label, at, false)) = &b.verified {
                 writeln!(out, "  verify    FAILED: {label} ({})", age(*at, now))?;
+            }
+        }
+        if let Some(r) = &g.replica {
+            match &r.newest {
+                None => writeln!(out, "  replica   none yet in {}", r.target)?,
+                Some(n) => writeln!(
+                    out,
+                    "  replica   {} in {} (lag {}){}",
+                    n.snapshot,
+                    r.target,
+                    age(n.snapshot_time, now).trim_end_matches(" ago"),
+                    n.bytes
+                        .map(|b| format!(", last sent {}", format_size(b)))
+                        .unwrap_or_default()
+                )?,
+            }
+            if let Some((snapshot, why)) = &r.failed {
+                writeln!(
+                    out,
+                    "  replica   FAILED: {snapshot}: {}",
+                    why.lines().next().unwrap_or("")
+                )?;
             }
         }
     }

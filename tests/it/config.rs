@@ -180,3 +180,17 @@ fn backup_table_errors_are_all_reported() {
          FILE:20:11: policy.db.backup.command: the command is never told what to back up\n    hint: put {mount} (the snapshot's read-only mount point) in an argument, for example [\"restic\", \"backup\", \"{mount}\"]",
     );
 }
+
+#[test]
+fn replicate_table_errors_are_all_reported() {
+    assert_errors(
+        "replicate.toml",
+        "FILE:7:8: policy.mail.replicate.pool: \"vgbackup\" is not VG/POOL\n    hint: write the thin pool that holds the replicas as \"VG/POOL\", for example \"vgbackup/replicas\"\n\
+         FILE:8:13: policy.mail.replicate.transport: the transport is empty\n    hint: write the command that starts lvsnap receive on the target host, for example [\"ssh\", \"backup01\", \"lvsnap\", \"receive\"], or remove transport for a pool on this host\n\
+         FILE:9:12: policy.mail.replicate.schedule: \"every hour\" has 2 fields; write 5 (minute hour day month weekday), as in \"0 * * * *\", or 6 with seconds first\n    hint: cron fields are minute hour day-of-month month day-of-week, e.g. \"30 1 * * *\"; leave it out to replicate every snapshot\n\
+         FILE:10:17: policy.mail.replicate.keep.last: 0 is not a positive count\n    hint: write a positive whole number, or \"all\"; remove the key to turn the rule off\n\
+         FILE:17:1: policy.db.replicate.pool: missing\n    hint: add pool = \"VG/POOL\", the thin pool the replicas go to (create it with lvcreate --type thin-pool)\n\
+         FILE:17:1: policy.db.replicate: replication has no keep rule, so nothing it creates could ever be pruned safely\n    hint: add for example keep = { last = 4, daily = 7 }\n\
+         FILE:18:13: policy.db.replicate.transport: the transport names the pool itself\n    hint: end the transport with \"receive\"; lvsnap appends --pool from pool = …",
+    );
+}

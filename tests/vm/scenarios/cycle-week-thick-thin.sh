@@ -1,6 +1,6 @@
-# A simulated week of hourly `lvsnap run`s (driven by --now) over a thick ext4 origin and a thin
-# xfs origin, both mounted and written to: the snapshots are tagged, `list` shows them, and the
-# set that survives is exactly what `lvsnap simulate` says for the same policy.
+# A simulated week of `lvsnap run`s every six hours (driven by --now) over a thick ext4 origin
+# and a thin xfs origin, both mounted and written to: the snapshots are tagged, `list` shows
+# them, and the set that survives is exactly what `lvsnap simulate` says for the same policy.
 step "origins: thick ext4 vg0/home, thin xfs vg0/data in vg0/pool"
 run lvcreate -q -y -L 256M -n home vg0
 # No lazy inode-table initialisation: its background writes would fill (and invalidate) a thick
@@ -26,8 +26,10 @@ volumes = ["vg0/data"]
 schedule = "0 0,12 * * *"
 keep = { last = 2, daily = 3, weekly = 2 }'
 
-step "168 hourly runs, 2026-03-02 to 2026-03-08"
-for h in $(seq 0 167); do
+# Every six hours, not every hour: the schedule is twice a day, and a run between its times
+# only looks (about a second each under emulation).
+step "28 runs, every six hours, 2026-03-02 to 2026-03-08"
+for h in $(seq 0 6 167); do
   echo "hour $h" > /mnt/home/clock; echo "hour $h" > /mnt/data/clock
   out=$("$LVSNAP" run --now "$(utc_at $h)" 2>&1) || fail "run at hour $h: $out"
   if [ $((h % 12)) = 0 ]; then echo "$out"; fi

@@ -15,7 +15,7 @@ make_fs ext4 /dev/vg0/fs
 mkdir -p /mnt/fs && mount /dev/vg0/fs /mnt/fs
 dd if=/dev/urandom of=/mnt/fs/a bs=1M count=12 status=none
 dd if=/dev/urandom of=/mnt/fs/b bs=1M count=4 status=none
-dd if=/dev/urandom of=/dev/vg0/raw bs=1M count=40 oflag=direct status=none
+dd if=/dev/urandom of=/dev/vg0/raw bs=1M count=16 oflag=direct status=none
 sync
 write_policy '[settings]
 timezone = "UTC"
