@@ -465,6 +465,16 @@ pub fn check(
             }
             match &health.newest {
                 None => problems.push((Level::Warning, format!("{head}: no replica yet"))),
+                Some(n) if crate::plan::is_future(n.snapshot_time, now, policy.future_skew) => {
+                    problems.push((
+                        Level::Critical,
+                        format!(
+                            "{head}: newest replica {} is of a snapshot dated {}, in the future (check the clock); it does not count as fresh",
+                            n.snapshot,
+                            crate::units::utc(n.snapshot_time)
+                        ),
+                    ));
+                }
                 Some(n) => {
                     // Without a schedule of its own, each snapshot is replicated: the lag is
                     // judged by the snapshot schedule.

@@ -107,13 +107,25 @@ impl ReplicaRecord {
                 && o.vg == self.vg
                 && o.origin == self.origin
         };
+        let newer_complete = |t| {
+            all.iter()
+                .filter(same)
+                .any(|o| o.state == ReplicaState::Complete && o.snapshot_time > t)
+        };
         match self.state {
             ReplicaState::Sending => true,
-            ReplicaState::Complete => !all
-                .iter()
-                .filter(same)
-                .any(|o| o.state == ReplicaState::Complete && o.snapshot_time > self.snapshot_time),
-            ReplicaState::Failed | ReplicaState::Removed => false,
+            ReplicaState::Complete => !newer_complete(self.snapshot_time),
+            // A send that failed at its very end (the connection cut after the target made
+            // the replica) may have made the base: its snapshot stays until a newer replica
+            // is known, or until the next pass asked the target. Only the newest such one.
+            ReplicaState::Failed => {
+                !newer_complete(self.snapshot_time)
+                    && !all.iter().filter(same).any(|o| {
+                        o.state == ReplicaState::Failed
+                            && (o.snapshot_time, o.id) > (self.snapshot_time, self.id)
+                    })
+            }
+            ReplicaState::Removed => false,
         }
     }
 }
@@ -202,6 +214,10 @@ impl Catalog {
     /// # Errors
     /// SQLite failed.
     pub fn replicas(&self) -> Result<Vec<ReplicaRecord>, CatalogError> {
+        // A catalog opened for reading is not migrated: one from before replication has none.
+        if self.schema_version() < 13 {
+            return Ok(Vec::new());
+        }
         let sql = format!("SELECT {COLUMNS} FROM replicas ORDER BY snapshot_time, id");
         let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = st.query_map([], from_row).map_err(|e| self.err(e))?;
@@ -248,9 +264,6 @@ mod tests {
         let other = c.begin_replica(&new("fs-1b", 1, "vgc/r"), t(1)).unwrap();
         c.complete_replica(other, 10, std::time::Duration::from_secs(1), t(1))
             .unwrap();
-        let failed = c.begin_replica(&new("fs-3", 3, "vgb/r"), t(3)).unwrap();
-        c.end_replica(failed, ReplicaState::Failed, "cut", t(3))
-            .unwrap();
         let names = |c: &Catalog| {
             let mut v: Vec<(String, String)> = c
                 .replica_bases()
@@ -269,6 +282,17 @@ mod tests {
                 ("vg0".to_owned(), "fs-2".to_owned())
             ]
         );
+        // A send that failed may have made the base (its end lost): its snapshot stays too,
+        // but only the newest failed one.
+        let failed = c.begin_replica(&new("fs-3", 3, "vgb/r"), t(3)).unwrap();
+        c.end_replica(failed, ReplicaState::Failed, "cut", t(3))
+            .unwrap();
+        assert!(names(&c).contains(&("vg0".to_owned(), "fs-3".to_owned())));
+        let again = c.begin_replica(&new("fs-3b", 3, "vgb/r"), t(3)).unwrap();
+        c.end_replica(again, ReplicaState::Failed, "cut", t(3))
+            .unwrap();
+        assert!(!names(&c).contains(&("vg0".to_owned(), "fs-3".to_owned())));
+        assert!(names(&c).contains(&("vg0".to_owned(), "fs-3b".to_owned())));
         // One in flight (or left by a crash) may have become the base.
         c.begin_replica(&new("fs-4", 4, "vgb/r"), t(4)).unwrap();
         assert!(names(&c).contains(&("vg0".to_owned(), "fs-4".to_owned())));

@@ -302,7 +302,14 @@ fn one_volume(
                         && !crate::lock::lvsnap_alive(x.pid.unwrap_or(0))
                         && !in_flight(x.id)))
         }) {
-            if chain.iter().any(|c| c.snapshot_uuid == rec.snapshot_uuid) {
+            let arrived = chain.iter().any(|c| c.snapshot_uuid == rec.snapshot_uuid);
+            // A failure is history once another send of the same snapshot completed.
+            let retried = records.iter().any(|o| {
+                o.state == ReplicaState::Complete
+                    && o.snapshot_uuid == rec.snapshot_uuid
+                    && o.target == rec.target
+            });
+            if arrived && !(rec.state == ReplicaState::Failed && retried) {
                 catalog.complete_replica(
                     rec.id,
                     rec.bytes.unwrap_or(0),
@@ -391,7 +398,7 @@ fn one_volume(
                 .iter()
                 .find(|m| m.lv.as_ref().is_some_and(|l| l.uuid == n.snapshot_uuid));
             if let Some(b) = found.filter(|b| b.record.time >= newest.record.time) {
-                return Ok(Sent::Skipped(format!(
+                return Err(refused(format!(
                     "the newest replica {}/{} on the target is of {}, dated {}, later than the newest snapshot here that is not in the future ({}): check the clock",
                     r.vg,
                     n.name,
@@ -1020,7 +1027,7 @@ pub fn restore_replica(ctx: &mut Ctx<'_>, a: &RestoreReplicaArgs) -> Result<i32,
     let here = Target::local(ctx.config, &a.pool).map_err(refused)?;
     let started = Instant::now();
     let said = target
-        .send_into(&a.replica, &here, &a.name)
+        .send_into(&a.replica, &here, &a.name, &ctx.cancel)
         .map_err(refused)?;
     writeln!(
         ctx.out,

@@ -32,20 +32,17 @@ impl ReplicatePolicy {
     }
 
     /// How the target is named in messages, records and metrics: the pool, and for another
-    /// host the transport's program with a digest of its whole argv (which tells targets
-    /// apart without storing arguments that may hold secrets).
+    /// host the transport's program — not its arguments, which may hold secrets, and whose
+    /// edits (an ssh option) must not make the replicas a new target's.
     pub fn target(&self) -> String {
         match &self.transport {
             None => self.pool_ref(),
             Some(argv) => {
-                use sha2::Digest;
                 let program = argv
                     .first()
                     .map(|p| p.rsplit('/').next().unwrap_or(p))
                     .unwrap_or_default();
-                let digest = sha2::Sha256::digest(argv.join("\0").as_bytes());
-                let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-                format!("{} via {program} [{short}]", self.pool_ref())
+                format!("{} via {program}", self.pool_ref())
             }
         }
     }

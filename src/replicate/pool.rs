@@ -57,9 +57,14 @@ fn write_marker(marker: &Path, root: &str) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    // The state directory of a host that has only ever received (no catalog yet).
+    // The state directory of a host that has only ever received (no catalog yet): made
+    // private if it is made here, an existing one left as it is.
     if let Some(dir) = marker.parent() {
-        crate::private::own_dir(dir)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut f = crate::private::create_new(marker, 0o600)?;
     f.write_all(root.as_bytes())?;

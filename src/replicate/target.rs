@@ -47,6 +47,9 @@ pub struct Listing {
 
 /// The longest a request (a listing, a removal) may take before the target is taken for hung.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest the receiving end may take to make the replica once the whole stream is
+/// written (a sync of what it wrote, its lock, a few LVM commands).
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(3600);
 /// A stream that moves no byte for this long is given up: the other end hangs.
 pub const STALL: Duration = Duration::from_secs(300);
 /// The most of a listing or a digest list read from the other end.
@@ -162,7 +165,13 @@ impl Target {
     ///
     /// # Errors
     /// Either end failed; with what each said.
-    pub fn send_into(&self, replica: &str, into: &Target, name: &str) -> Result<String, String> {
+    pub fn send_into(
+        &self,
+        replica: &str,
+        into: &Target,
+        name: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String> {
         let mut from = self
             .command(&["--send".to_owned(), replica.to_owned()])
             .stdin(Stdio::null())
@@ -181,14 +190,29 @@ impl Target {
         let mut receiving = match receiving {
             Ok(c) => c,
             Err(e) => {
-                let _ = from.kill();
+                kill_group(&mut from);
                 let _ = from.wait();
                 return Err(format!("cannot start `{}`: {e}", into.argv[0]));
             }
         };
         let into_out = drain(receiving.stdout.take(), MESSAGE_BYTES);
         let into_err = drain(receiving.stderr.take(), MESSAGE_BYTES);
-        let got = receiving.wait().is_ok_and(|s| s.success());
+        // Both ends run in groups of their own (no terminal's Ctrl-C reaches them): a signal
+        // to lvsnap stops them, and the receiving end removes what it began.
+        let got = loop {
+            match receiving.try_wait() {
+                Ok(Some(s)) => break s.success(),
+                Err(_) => break false,
+                Ok(None) if cancel.load(Ordering::Relaxed) => {
+                    kill_group(&mut from);
+                    let _ = receiving.wait();
+                    return Err(format!(
+                        "interrupted; the new volume {name} was not made (the next receive into its pool removes what was begun)"
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
         let sent = from.wait().is_ok_and(|s| s.success());
         let said = |d: Drained| d.join().map(|(t, _)| last_lines(&t)).unwrap_or_default();
         let from_said = said(from_err);
@@ -213,11 +237,15 @@ impl Target {
     }
 
     fn command(&self, extra: &[String]) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new(&self.argv[0]);
         c.args(&self.argv[1..])
             .args(extra)
             .env_clear()
-            .envs(crate::tools::child_env());
+            .envs(crate::tools::child_env())
+            // A group of its own: a transport that forks (sudo, sh -c, timeout) is stopped
+            // whole, so no child of it keeps a pipe open after lvsnap gave up.
+            .process_group(0);
         c
     }
 
@@ -335,7 +363,7 @@ impl Target {
                     if now != seen.0 {
                         seen = (now, Instant::now());
                     } else if seen.1.elapsed() >= STALL {
-                        let _ = c.kill();
+                        kill_group(c);
                         return true;
                     }
                 }
@@ -352,12 +380,41 @@ impl Target {
     }
 }
 
-type Drained = std::thread::JoinHandle<(Vec<u8>, bool)>;
+/// Stops a child lvsnap started and everything in its process group.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals the process group the child leads (it
+        // was started with a group of its own); no memory is shared.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+}
+
+/// The kept bytes of a pipe and whether there was more, once it ended.
+struct Drained(std::sync::mpsc::Receiver<(Vec<u8>, bool)>);
+
+impl Drained {
+    /// What the pipe carried; empty if it is still open a few seconds after its process ended
+    /// (something that escaped the process group holds it).
+    fn join(self) -> Result<(Vec<u8>, bool), ()> {
+        self.0.recv_timeout(Duration::from_secs(5)).map_err(|_| ())
+    }
+}
 
 /// Reads a pipe to its end in a thread, keeping at most `cap` bytes (and whether there was
 /// more): the other end never blocks on a full pipe, and never fills memory.
 fn drain<R: Read + Send + 'static>(pipe: Option<R>, cap: usize) -> Drained {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let _ = tx.send(read_capped(pipe, cap));
+    });
+    Drained(rx)
+}
+
+fn read_capped<R: Read>(pipe: Option<R>, cap: usize) -> (Vec<u8>, bool) {
+    {
         let Some(mut pipe) = pipe else {
             return (Vec::new(), false);
         };
@@ -374,7 +431,7 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>, cap: usize) -> Drained {
                 }
             }
         }
-    })
+    }
 }
 
 /// Waits for `child` for at most `limit` (forever without one); kills it past the limit.
@@ -387,7 +444,7 @@ fn wait_within(child: &mut Child, limit: Option<Duration>) -> Option<std::proces
             Ok(None) => {}
         }
         if limit.is_some_and(|l| start.elapsed() >= l) {
-            let _ = child.kill();
+            kill_group(child);
             let _ = child.wait();
             return None;
         }
@@ -442,8 +499,9 @@ impl Receiving {
         })
     }
 
-    /// Waits for the receive to end (for at most [`REQUEST_TIMEOUT`] once the stream is
-    /// written); gives what it said, and whether it succeeded.
+    /// Waits for the receive to end (for at most [`FINISH_TIMEOUT`] once the stream is
+    /// written: the receiving end syncs, may wait for its lock, and makes the replica); gives
+    /// what it said, and whether it succeeded.
     pub fn finish(mut self) -> (bool, String) {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         let stalled = self
@@ -452,7 +510,7 @@ impl Receiving {
             .is_some_and(|w| w.join().unwrap_or(false));
         let ok = child.is_some_and(|mut c| {
             drop(c.stdin.take());
-            wait_within(&mut c, Some(REQUEST_TIMEOUT)).is_some_and(|s| s.success())
+            wait_within(&mut c, Some(FINISH_TIMEOUT)).is_some_and(|s| s.success())
         });
         let text = |d: Option<Drained>| {
             d.and_then(|d| d.join().ok())
@@ -487,7 +545,14 @@ fn last_lines(stderr: &[u8]) -> String {
         .lines()
         .map(|l| {
             l.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
+                // Control and format characters (escapes, bidirectional overrides).
+                .map(|c| {
+                    if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}') {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
                 .collect()
         })
         .collect();

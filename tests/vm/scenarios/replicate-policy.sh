@@ -54,11 +54,11 @@ kill_comm() {
 }
 data_bytes() { "$LVSNAP" replicas --json | grep -o '"bytes":[0-9]*' | head -1 | cut -d: -f2; }
 
-# The target as lvsnap names it: the pool, the transport's program and a digest of its argv
-# (whose arguments may hold secrets, so they are not stored).
+# The target as lvsnap names it: the pool and the transport's program (its arguments may hold
+# secrets, so they are not stored).
 T=$("$LVSNAP" replicas --json | grep -o '"target":"[^"]*"' | head -1 | cut -d'"' -f4)
 echo "target: $T"
-[[ $T =~ ^vgb/replicas\ via\ backup-host\ \[[0-9a-f]{8}\]$ ]] || fail "the target is named '$T'"
+[[ $T = "vgb/replicas via backup-host" ]] || fail "the target is named '$T'"
 
 step "the first run takes a snapshot and replicates it whole"
 out=$(lvsnap run) || fail "$out"; echo "$out"
