@@ -776,15 +776,7 @@ fn receiving_elsewhere(owner: &str) -> bool {
 /// one — as LVM names, tags and messages: only plain LVM names and UUIDs. Gives the snapshot's
 /// time as the replica's time tag.
 fn check_header(h: &Header) -> Result<String, String> {
-    let plain = |n: &str| {
-        !n.is_empty()
-            && n.len() <= 127
-            && !n.starts_with('-')
-            && n != "."
-            && n != ".."
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
-    };
+    use crate::replicate::target::{plain, plain_uuid};
     let lv_name = |what: &str, n: &str| {
         if plain(n) {
             Ok(())
@@ -795,10 +787,7 @@ fn check_header(h: &Header) -> Result<String, String> {
         }
     };
     let uuid = |what: &str, u: &str| {
-        if !u.is_empty()
-            && u.len() <= 64
-            && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if plain_uuid(u) {
             Ok(())
         } else {
             Err(format!("{what} {u:?} is not an LVM UUID"))

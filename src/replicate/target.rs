@@ -57,8 +57,9 @@ const ANSWER_BYTES: usize = 16 << 20;
 /// The most of the other end's messages kept.
 const MESSAGE_BYTES: usize = 64 << 10;
 
-/// Whether a name from the other end is a plain LVM name (`--`-free, no separators).
-fn plain(n: &str) -> bool {
+/// Whether a name from the other end (a listing, a stream's header) is a plain LVM name: not
+/// an option, no separators, nothing a tag or a message would read otherwise.
+pub fn plain(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 127
         && !n.starts_with('-')
@@ -68,7 +69,8 @@ fn plain(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b))
 }
 
-fn plain_uuid(u: &str) -> bool {
+/// Whether a UUID from the other end is one as LVM writes them.
+pub fn plain_uuid(u: &str) -> bool {
     !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
