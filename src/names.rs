@@ -93,6 +93,15 @@ fn is_hidden(c: char) -> bool {
         )
 }
 
+/// Words from elsewhere (another program's messages, a request from another host) for a
+/// message: each control or hidden character (see [`shown`]) becomes `?`, so they can neither
+/// forge a line nor repaint a terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if is_hidden(c) { '?' } else { c })
+        .collect()
+}
+
 /// `path` for `--json`: a string when the name is valid UTF-8 (JSON escapes control characters
 /// itself, so the string is exact); otherwise `{"hex": "…"}`, the name's bytes in hex, because a
 /// JSON string cannot carry invalid UTF-8. Either form gives back the exact bytes.

@@ -157,6 +157,11 @@ pub enum Command {
     /// checked out; anything less removes it. A stream of changed blocks is refused unless the
     /// pool's newest replica of that volume is exactly the stream's base, still read-only and
     /// not open.
+    ///
+    /// On a target host reached by ssh, confine the sending host's key to receiving into its
+    /// pool (root's ~/.ssh/authorized_keys, with `PermitRootLogin forced-commands-only`):
+    ///
+    ///   command="/usr/sbin/lvsnap receive --allow-pool vgbackup/replicas",restrict ssh-ed25519 AAAA…
     Receive(replicate::ReceiveArgs),
 
     /// Replicate each policy's newest thin snapshot into its target pool, then prune replicas.

@@ -274,6 +274,12 @@ fn dispatch(
         C::Diff(a) => restore::diff(ctx, a),
         C::Rollback(a) => rollback::rollback(ctx, a),
         C::Send(a) => commands::replicate::send(ctx, a),
+        C::Receive(a) if !a.allow_pool.is_empty() => {
+            let original =
+                std::env::var_os("SSH_ORIGINAL_COMMAND").map(|v| v.to_string_lossy().into_owned());
+            let request = commands::replicate::forced_request(&a.allow_pool, original.as_deref())?;
+            commands::replicate::receive(ctx, &request)
+        }
         C::Receive(a) => commands::replicate::receive(ctx, a),
         C::Replicate(a) => commands::replication::replicate(ctx, a),
         C::Replicas(a) => commands::replication::replicas(ctx, a),

@@ -49,8 +49,8 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
     /// The thin pool that holds the replicas, `VG/POOL`.
-    #[arg(long, value_name = "VG/POOL")]
-    pub pool: String,
+    #[arg(long, value_name = "VG/POOL", required_unless_present = "allow_pool")]
+    pub pool: Option<String>,
     /// Print the replicas the pool holds, as JSON, and read no stream.
     #[arg(long, conflicts_with = "remove")]
     pub list: bool,
@@ -70,6 +70,73 @@ pub struct ReceiveArgs {
     /// restore); refused if NAME exists.
     #[arg(long = "as", value_name = "NAME", conflicts_with_all = ["list", "remove", "digest", "send"])]
     pub as_name: Option<String>,
+    /// Serve the one request in `SSH_ORIGINAL_COMMAND`, and only if it is a `receive` for one
+    /// of these pools: the forced command of a sending host's key in the target's
+    /// `authorized_keys`, so that key can do nothing else on the target (see the README).
+    #[arg(
+        long,
+        value_name = "VG/POOL",
+        conflicts_with_all = ["pool", "list", "remove", "digest", "send", "as_name"]
+    )]
+    pub allow_pool: Vec<String>,
+}
+
+/// What a sending host may ask of `receive --allow-pool`: `receive`'s own arguments, nothing
+/// before or beside them (no `--config`, no other command).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "receive",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct Request {
+    #[command(flatten)]
+    args: ReceiveArgs,
+}
+
+/// The request an ssh forced command serves: `original` is `SSH_ORIGINAL_COMMAND`, what the
+/// sending host asked to run (`lvsnap receive --pool VG/POOL …`, the transport's program and
+/// whatever came before `receive` being the sender's business). Refused unless it parses as
+/// `receive`'s arguments and names one of the `allowed` pools.
+///
+/// # Errors
+/// No request, a request that is not `receive`'s, or one for a pool not allowed.
+pub fn forced_request(allowed: &[String], original: Option<&str>) -> Result<ReceiveArgs, Error> {
+    let pools = allowed.join(", ");
+    let Some(original) = original else {
+        return Err(Error::Usage(format!(
+            "--allow-pool serves an ssh forced command and reads the request from SSH_ORIGINAL_COMMAND, which is not set; \
+             in the target's authorized_keys: command=\"lvsnap receive --allow-pool {pools}\",restrict ssh-ed25519 …"
+        )));
+    };
+    let cut: String = original.chars().take(200).collect();
+    let shown = crate::names::printable(&cut);
+    let words = shlex::split(original)
+        .ok_or_else(|| refused(format!("the request `{shown}` is not plain words; this key may only use lvsnap receive for {pools}")))?;
+    let Some(at) = words.iter().position(|w| w == "receive") else {
+        return Err(refused(format!(
+            "the request `{shown}` is not lvsnap receive; this key may only use lvsnap receive for {pools}"
+        )));
+    };
+    let request = <Request as clap::Parser>::try_parse_from(&words[at..])
+        .map_err(|e| {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let why = crate::names::printable(first.strip_prefix("error: ").unwrap_or(first));
+            refused(format!(
+                "the request `{shown}`: {why}; this key may only use lvsnap receive for {pools}"
+            ))
+        })?
+        .args;
+    match &request.pool {
+        _ if !request.allow_pool.is_empty() => Err(refused(format!(
+            "the request `{shown}` asks for --allow-pool; this key may only use lvsnap receive for {pools}"
+        ))),
+        Some(p) if allowed.contains(p) => Ok(request),
+        _ => Err(refused(format!(
+            "the request `{shown}` is for another pool; this key may only use lvsnap receive for {pools}"
+        ))),
+    }
 }
 
 fn refused(why: String) -> Error {
@@ -365,8 +432,9 @@ pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
 /// # Errors
 /// A stream that is not whole, or not for the replicas this pool holds; or LVM failed.
 pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
-    let Some((vg, pool)) = a.pool.split_once('/') else {
-        return Err(Error::Usage(format!("--pool {}: write VG/POOL", a.pool)));
+    let named = a.pool.as_deref().unwrap_or_default();
+    let Some((vg, pool)) = named.split_once('/') else {
+        return Err(Error::Usage(format!("--pool {named}: write VG/POOL")));
     };
     if a.list {
         return list(ctx, vg, pool);
@@ -1112,6 +1180,68 @@ fn pool_settings(ctx: &Ctx<'_>, vg: &str, pool: &str) -> Result<PoolSettings, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forced(original: &str) -> Result<ReceiveArgs, String> {
+        forced_request(&["vgb/replicas".to_owned()], Some(original)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_forced_command_serves_receive_requests_for_the_allowed_pool() {
+        let list = forced("lvsnap receive --pool vgb/replicas --list").unwrap();
+        assert!(list.list);
+        assert_eq!(list.pool.as_deref(), Some("vgb/replicas"));
+        // The transport's program and what precedes `receive` are the sender's business.
+        let remove =
+            forced("sudo /usr/sbin/lvsnap receive --pool 'vgb/replicas' --remove a-1 b-2").unwrap();
+        assert_eq!(remove.remove, ["a-1", "b-2"]);
+        let stream = forced("lvsnap receive --pool vgb/replicas").unwrap();
+        assert!(!stream.list && stream.remove.is_empty() && stream.send.is_none());
+    }
+
+    #[test]
+    fn a_forced_command_refuses_everything_else() {
+        for (request, why) in [
+            ("lvsnap receive --pool vg0/pool --list", "another pool"),
+            ("lvsnap receive --pool vgb/replicas2 --list", "another pool"),
+            ("rm -rf /", "is not lvsnap receive"),
+            ("lvsnap send vg0/x", "is not lvsnap receive"),
+            (
+                "lvsnap receive --pool vgb/replicas --list; reboot",
+                "unexpected argument '--list;'",
+            ),
+            (
+                "lvsnap receive --pool vgb/replicas --config /tmp/evil.toml --list",
+                "unexpected argument '--config'",
+            ),
+            ("lvsnap receive --allow-pool vg0/pool", "--allow-pool"),
+            (
+                "lvsnap receive --pool vgb/replicas --allow-pool vg0/pool",
+                "cannot be used with",
+            ),
+            ("lvsnap receive --help", "unexpected argument '--help'"),
+            (
+                "lvsnap receive --pool 'vgb/replicas --list",
+                "not plain words",
+            ),
+            (
+                "lvsnap receive --list",
+                "required arguments were not provided",
+            ),
+        ] {
+            let e = forced(request).unwrap_err();
+            assert!(e.contains(why), "{request}: {e}");
+            assert!(
+                e.contains("may only use lvsnap receive for vgb/replicas"),
+                "{e}"
+            );
+        }
+        let e = forced("lvsnap receive\x1b[2J --pool vgb/replicas\n--list").unwrap_err();
+        assert!(!e.contains('\x1b') && !e.contains('\n'), "{e}");
+        let e = forced_request(&["vgb/replicas".to_owned()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SSH_ORIGINAL_COMMAND"), "{e}");
+    }
 
     fn header() -> Header {
         let id = |n: &str| SnapshotId {

@@ -542,21 +542,6 @@ impl Receiving {
 /// (the other end's words reach terminals, logs and the catalog).
 fn last_lines(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<String> = text
-        .trim()
-        .lines()
-        .map(|l| {
-            l.chars()
-                // Control and format characters (escapes, bidirectional overrides).
-                .map(|c| {
-                    if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}') {
-                        '?'
-                    } else {
-                        c
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let lines: Vec<String> = text.trim().lines().map(crate::names::printable).collect();
     lines[lines.len().saturating_sub(3)..].join(" / ")
 }

@@ -34,6 +34,9 @@ die() { echo "provision: error: $*" >&2; exit 1; }
 GUEST_PACKAGES="busybox-static bash coreutils findutils diffutils grep sed lvm2 dmsetup
   thin-provisioning-tools e2fsprogs xfsprogs util-linux mount rsync tar zstd attr acl
   restic rclone"
+# sshd and ssh, for replication through a real ssh on the guest's loopback; their libraries
+# (PAM, Kerberos) come whole, like an extra package's.
+SSH_PACKAGES="openssh-server openssh-client"
 # Library packages pulled in only by maintainer scripts or tools the guest never runs.
 LIB_EXCLUDE='^lib(perl|python|icu|db5|gdbm|file-|number-|text-|newt|slang|debian-installer|elogind|gssapi|krb5|k5crypto|tirpc|nsl|ncurses|readline|pam)'
 HOST_PACKAGES="qemu-system-x86 cpio xz-utils"
@@ -100,13 +103,10 @@ LIBS=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts 
          --no-replaces --no-enhances $GUEST_PACKAGES 2>/dev/null \
        | grep -E '^(lib[a-z0-9]|zlib1g)' | grep -Ev "$LIB_EXCLUDE" | sort -u | tr '\n' ' ')
 # Extra packages bring all their libraries: their tools are run, unlike maintainer scripts.
-EXTRA_LIBS=""
-if [ -n "$EXTRA" ]; then
-  EXTRA_LIBS=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-                 --no-replaces --no-enhances $EXTRA 2>/dev/null | grep -E '^(lib[a-z0-9]|zlib1g)' \
-               | grep -v '^libelogind' | sort -u | tr '\n' ' ')
-fi
-ALL=$(echo $KPKG $GUEST_PACKAGES $EXTRA $LIBS $EXTRA_LIBS | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+EXTRA_LIBS=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+               --no-replaces --no-enhances $SSH_PACKAGES $EXTRA 2>/dev/null | grep -E '^(lib[a-z0-9]|zlib1g)' \
+             | grep -v '^libelogind' | sort -u | tr '\n' ' ')
+ALL=$(echo $KPKG $GUEST_PACKAGES $SSH_PACKAGES $EXTRA $LIBS $EXTRA_LIBS | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
 VERSIONS=$(versions $ALL | sort -u)
 [ "$(echo "$VERSIONS" | wc -l)" -ge 20 ] || die "apt knows too few of the guest packages; run apt-get update"
 KEY=$( { echo "$VERSIONS"; cat "$0" "$HERE/guest-init.sh"; } | sha256sum | cut -c1-16)
@@ -218,8 +218,8 @@ cp "$HERE/guest-init.sh" "$R/init"; chmod +x "$R/init"
 mkdir -p "$R"/{proc,sys,dev,run,tmp,mnt,root,var/tmp,var/lib,etc/lvm}
 ln -sf bash "$R/usr/bin/sh"
 ln -sf /proc/mounts "$R/etc/mtab"
-printf 'root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n' > "$R/etc/passwd"
-printf 'root:x:0:\ndisk:x:6:\nalice:x:1000:\nbob:x:1001:\n' > "$R/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n' > "$R/etc/passwd"
+printf 'root:x:0:\ndisk:x:6:\nalice:x:1000:\nbob:x:1001:\nnogroup:x:65534:\n' > "$R/etc/group"
 # No udevd in the guest: libdevmapper creates /dev/mapper and /dev/VG nodes itself; no dmeventd
 # (monitoring) and no lvmpolld.
 cat > "$R/etc/lvm/lvm.conf" <<'CONF'

@@ -39,6 +39,12 @@ expect_status() {
 
 lv_exists() { lvs "$1" > /dev/null 2>&1; }
 assert_lv_exists() { lv_exists "$1" || fail "logical volume $1 does not exist"; }
+# The replica vgb/NAME equals its source snapshot vg0/NAME, byte for byte.
+assert_replica_equal() {
+  lvchange -q -ay -K "vg0/$1" "vgb/$1" > /dev/null
+  cmp "/dev/vg0/$1" "/dev/vgb/$1" || fail "the replica vgb/$1 differs from its source vg0/$1"
+  echo "vgb/$1 equals vg0/$1"
+}
 assert_no_lv() { ! lv_exists "$1" || fail "logical volume $1 exists"; }
 
 # lv_field VG/LV FIELD: one lvs field, trimmed.

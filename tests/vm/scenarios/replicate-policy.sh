@@ -40,11 +40,6 @@ keep = { last = 2 }'
 snaps() { tagged_lvs vg0 | grep '^db-lvsnap-' || true; }
 replicas() { lvs --noheadings -o lv_name vgb | tr -d ' ' | grep '^db-lvsnap-' | sort || true; }
 held() { dmsetup status vg0-pool-tpool | awk '{print $7}'; }
-same() {
-  lvchange -q -ay -K "vg0/$1" "vgb/$1" > /dev/null
-  cmp "/dev/vg0/$1" "/dev/vgb/$1" || fail "the replica vgb/$1 differs from its source vg0/$1"
-  echo "vgb/$1 equals vg0/$1"
-}
 kill_comm() {
   local p
   for p in /proc/[0-9]*; do
@@ -64,7 +59,7 @@ step "the first run takes a snapshot and replicates it whole"
 out=$(lvsnap run) || fail "$out"; echo "$out"
 s1=$(snaps)
 assert_contains "$out" "replicate db vg0/db -> $T: sent $s1 whole"
-same "$s1"
+assert_replica_equal "$s1"
 assert_eq "$(lv_field "vgb/$s1" lv_attr | cut -c2)" r "permission of the replica"
 
 step "an increment: the base is kept here until a newer snapshot is replicated"
@@ -81,7 +76,7 @@ bytes=$(data_bytes)
 echo "increment after 8 MiB written: $bytes bytes of data"
 [ "$bytes" -ge $(( 8 << 20 )) ] && [ "$bytes" -le $(( 10 << 20 )) ] \
   || fail "an increment after 8 MiB written carried $bytes bytes of data (expected 8-10 MiB)"
-same "$s2"
+assert_replica_equal "$s2"
 
 step "replicas are pruned by their own keep rules; the old base goes here"
 dd if=/dev/urandom of=/dev/vg0/db bs=1M count=2 seek=4 oflag=direct status=none
@@ -93,7 +88,7 @@ assert_contains "$out" "sent $s3 as the blocks changed since $s2"
 assert_contains "$out" "removed replica $s1 (keep rules)"
 assert_no_lv "vg0/$s1"
 assert_eq "$(replicas | tr '\n' ' ')" "$s2 $s3 " "replicas on the target"
-same "$s3"
+assert_replica_equal "$s3"
 out=$(lvsnap replicas) || fail "$out"; echo "$out"
 assert_contains "$out" "$s3"
 assert_contains "$out" "(base of the next increment)"
@@ -120,7 +115,7 @@ assert_no_lv "vgb/$s4"
 assert_eq "$(held)" "-" "metadata snapshot held after the kill"
 out=$(lvsnap run) || fail "$out"; echo "$out"
 assert_contains "$out" "sent $s4 as the blocks changed since $s3"
-same "$s4"
+assert_replica_equal "$s4"
 out=$(lvsnap replicas) || fail "$out"; echo "$out"
 assert_contains "$out" "interrupted: the target holds no such replica"
 
@@ -139,7 +134,7 @@ assert_contains "$out" "the newest replica vgb/$s3 on the target is of snapshot 
 assert_contains "$out" "lvsnap replicate --full db"
 out=$(lvsnap replicate --full db) || fail "$out"; echo "$out"
 assert_contains "$out" "sent $s5 whole"
-same "$s5"
+assert_replica_equal "$s5"
 
 step "a base made writable on the target is refused; --full sends afresh"
 run lvchange -q -p rw "vgb/$s5"
@@ -153,7 +148,7 @@ assert_contains "$out" "the newest replica vgb/$s5 on the target is writable"
 assert_no_lv "vgb/$s6"
 out=$(lvsnap replicate --full db) || fail "$out"; echo "$out"
 assert_contains "$out" "sent $s6 whole"
-same "$s6"
+assert_replica_equal "$s6"
 
 step "verify: SHA-256 range by range on both sides; a changed replica is found"
 out=$(lvsnap verify --replica "$s6") || fail "$out"; echo "$out"
