@@ -31,7 +31,20 @@ pub enum LockError {
 /// # Errors
 /// The lock file cannot be opened, or another process holds the lock past `timeout`.
 pub fn acquire(runtime_dir: &Path, timeout: Duration) -> Result<LockGuard, LockError> {
-    let path = runtime_dir.join("lvsnap.lock");
+    acquire_named(runtime_dir, "lvsnap.lock", timeout)
+}
+
+/// Takes the lock of the file `name` in `runtime_dir`, waiting up to `timeout`: a lock of its
+/// own for one thing (a pool receiving a stream), beside lvsnap's.
+///
+/// # Errors
+/// As for [`acquire`].
+pub fn acquire_named(
+    runtime_dir: &Path,
+    name: &str,
+    timeout: Duration,
+) -> Result<LockGuard, LockError> {
+    let path = runtime_dir.join(name);
     let open_err = |source| LockError::Open {
         path: path.clone(),
         source,

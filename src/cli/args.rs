@@ -162,6 +162,9 @@ pub enum Command {
     /// pool (root's ~/.ssh/authorized_keys, with `PermitRootLogin forced-commands-only`):
     ///
     ///   command="/usr/sbin/lvsnap receive --allow-pool vgbackup/replicas",restrict ssh-ed25519 AAAA…
+    ///
+    /// The request is served only if it is receive's own arguments for one of those pools
+    /// (no --as, no --config after receive); one stream at a time is received into a pool.
     Receive(replicate::ReceiveArgs),
 
     /// Replicate each policy's newest thin snapshot into its target pool, then prune replicas.

@@ -111,6 +111,12 @@ pub fn forced_request(allowed: &[String], original: Option<&str>) -> Result<Rece
     };
     let cut: String = original.chars().take(200).collect();
     let shown = crate::names::printable(&cut);
+    if original.contains('#') {
+        // shlex would read the rest as a comment: what is served must be all that was asked.
+        return Err(refused(format!(
+            "the request `{shown}` holds a `#`; this key may only use lvsnap receive for {pools}"
+        )));
+    }
     let words = shlex::split(original)
         .ok_or_else(|| refused(format!("the request `{shown}` is not plain words; this key may only use lvsnap receive for {pools}")))?;
     let Some(at) = words.iter().position(|w| w == "receive") else {
@@ -131,6 +137,11 @@ pub fn forced_request(allowed: &[String], original: Option<&str>) -> Result<Rece
     match &request.pool {
         _ if !request.allow_pool.is_empty() => Err(refused(format!(
             "the request `{shown}` asks for --allow-pool; this key may only use lvsnap receive for {pools}"
+        ))),
+        // A new writable volume from a stream is a restore on the host that asks for it, never
+        // something a sending host makes on the target.
+        _ if request.as_name.is_some() => Err(refused(format!(
+            "the request `{shown}` asks for a new volume (--as); this key may only use lvsnap receive for {pools}"
         ))),
         Some(p) if allowed.contains(p) => Ok(request),
         _ => Err(refused(format!(
@@ -436,6 +447,11 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
     let Some((vg, pool)) = named.split_once('/') else {
         return Err(Error::Usage(format!("--pool {named}: write VG/POOL")));
     };
+    if !crate::replicate::target::plain(vg) || !crate::replicate::target::plain(pool) {
+        return Err(Error::Usage(format!(
+            "--pool {named}: write VG/POOL, two LVM names"
+        )));
+    }
     if a.list {
         return list(ctx, vg, pool);
     }
@@ -458,7 +474,25 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
         ));
     }
     ctx.tools()?;
-    let stdin = std::io::stdin().lock();
+    // One stream at a time into a pool: each measures the room left for it.
+    let _receiving = crate::lock::acquire_named(
+        &ctx.config.settings.runtime_dir,
+        &format!("receive-{vg}-{pool}.lock"),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|e| match e {
+        crate::lock::LockError::Busy { pid, .. } => refused(format!(
+            "another stream is being received into {vg}/{pool} (pid {pid}); send again when it is done"
+        )),
+        other => Error::from(other),
+    })?;
+    let cancel = ctx.cancel.clone();
+    let stdin = crate::replicate::transfer::Patient {
+        inner: std::io::stdin().lock(),
+        fd: std::io::stdin(),
+        idle: crate::replicate::target::STALL,
+        cancel: &cancel,
+    };
     let mut stream = StreamReader::new(BufReader::with_capacity(1 << 20, stdin))
         .map_err(|e| refused(e.to_string()))?;
     let h = stream.header().clone();
@@ -473,7 +507,6 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
     }
     let (scratch, target) = prepare(ctx, vg, pool, &h, made)?;
     let path = format!("/dev/{vg}/{scratch}");
-    let cancel = ctx.cancel.clone();
     // Exclusive, and held until the scratch volume is renamed: nothing else mounts it, and no
     // other receive takes it for one a crash left behind.
     let opened = File::options()
@@ -780,7 +813,14 @@ fn send_replica(ctx: &mut Ctx<'_>, vg: &str, pool: &str, name: &str) -> Result<i
             volume_uuid,
         )?
     };
-    let result = o.stream(&mut *ctx.out, &ctx.cancel);
+    let cancel = ctx.cancel.clone();
+    let mut out = crate::replicate::transfer::Patient {
+        inner: &mut *ctx.out,
+        fd: std::io::stdout(),
+        idle: crate::replicate::target::STALL,
+        cancel: &cancel,
+    };
+    let result = o.stream(&mut out, &cancel);
     o.close(ctx);
     let summary = result?;
     eprintln!(
@@ -1194,6 +1234,9 @@ mod tests {
         let remove =
             forced("sudo /usr/sbin/lvsnap receive --pool 'vgb/replicas' --remove a-1 b-2").unwrap();
         assert_eq!(remove.remove, ["a-1", "b-2"]);
+        let prefixed =
+            forced("lvsnap --config /tmp/other.toml receive --pool vgb/replicas --list").unwrap();
+        assert!(prefixed.list, "words before `receive` are ignored");
         let stream = forced("lvsnap receive --pool vgb/replicas").unwrap();
         assert!(!stream.list && stream.remove.is_empty() && stream.send.is_none());
     }
@@ -1213,7 +1256,10 @@ mod tests {
                 "lvsnap receive --pool vgb/replicas --config /tmp/evil.toml --list",
                 "unexpected argument '--config'",
             ),
-            ("lvsnap receive --allow-pool vg0/pool", "--allow-pool"),
+            (
+                "lvsnap receive --allow-pool vg0/pool",
+                "asks for --allow-pool",
+            ),
             (
                 "lvsnap receive --pool vgb/replicas --allow-pool vg0/pool",
                 "cannot be used with",
@@ -1226,6 +1272,26 @@ mod tests {
             (
                 "lvsnap receive --list",
                 "required arguments were not provided",
+            ),
+            (
+                "lvsnap receive --pool=vg0/pool --list",
+                "is for another pool",
+            ),
+            (
+                "lvsnap receive --pool vgb/replicas --pool vg0/pool --list",
+                "cannot be used multiple times",
+            ),
+            (
+                "lvsnap receive --pool vgb/replicas --as x",
+                "asks for a new volume (--as)",
+            ),
+            (
+                "lvsnap receive --pool vgb/replicas --list # x",
+                "holds a `#`",
+            ),
+            (
+                "lvsnap receive --pool vgb/replicas -- --list",
+                "unexpected argument",
             ),
         ] {
             let e = forced(request).unwrap_err();

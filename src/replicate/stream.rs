@@ -4,14 +4,21 @@
 //! cut short, damaged, reordered or meant for another base:
 //!
 //! ```text
-//! "LVSNAPRS"  u32 version  u32 header length  header (JSON)  SHA-256 of all before it
-//! records, each: u8 kind, u64 offset, u64 length, [data], SHA-256 of the record before it
+//! "LVSNAPRS"  u32 version  u32 header length  header (JSON)  digest of all before it
+//! records, each: u8 kind, u64 offset, u64 length, [data], digest of the record before it
 //!   kind 1: `length` bytes of data follow;  kind 2: the range reads as zeros (discard)
-//! end: u8 0xFF, u64 records, u64 data bytes, SHA-256 of the whole stream before it
+//! end: u8 0xFF, u64 records, u64 data bytes, digest of the whole stream before it
 //! ```
 //!
 //! The whole stream's digest covers the header and every record's head and digest (which
 //! covers the record's data), so each byte of data is hashed once on each side.
+//!
+//! The digests are XXH3-128 (version 2; version 1 used SHA-256). They catch a stream that was
+//! damaged, cut or spliced on its way, which is what they are for: they cannot keep a sender
+//! from sending what it likes, whatever the hash, and the transport (ssh) authenticates the
+//! stream. SHA-256 cost the sender and the receiver as much time as the copy itself
+//! (BENCHMARKS.md, "Replication"); `lvsnap verify --replica` still compares SHA-256 of both
+//! volumes.
 //!
 //! All integers little-endian; offsets and lengths in bytes, multiples of 512, ranges in
 //! increasing order, none overlapping, within the volume; data records at most
@@ -20,10 +27,12 @@
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 pub const MAGIC: &[u8; 8] = b"LVSNAPRS";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The bytes of each digest.
+const DIGEST: usize = 16;
 /// A sender splits longer ranges; a receiver holds at most one record in memory.
 pub const MAX_DATA_RECORD: u64 = 1 << 20;
 const MAX_HEADER: u32 = 64 * 1024;
@@ -76,7 +85,7 @@ pub struct Summary {
     pub records: u64,
     pub data_bytes: u64,
     /// The stream's own digest: recorded with the replica, it names the content it received.
-    pub digest: [u8; 32],
+    pub digest: [u8; DIGEST],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +112,7 @@ pub enum StreamError {
 /// leaves a stream every reader refuses.
 pub struct StreamWriter<W: Write> {
     out: W,
-    whole: Sha256,
+    whole: Xxh3,
     declared: u64,
     volume_size: u64,
     next: u64,
@@ -127,10 +136,10 @@ impl<W: Write> StreamWriter<W> {
         head.extend_from_slice(&VERSION.to_le_bytes());
         head.extend_from_slice(&len.to_le_bytes());
         head.extend_from_slice(&json);
-        let digest = Sha256::digest(&head);
+        let digest = xxh3_128(&head).to_le_bytes();
         head.extend_from_slice(&digest);
         out.write_all(&head)?;
-        let mut whole = Sha256::new();
+        let mut whole = Xxh3::new();
         whole.update(&head);
         Ok(StreamWriter {
             out,
@@ -156,16 +165,13 @@ impl<W: Write> StreamWriter<W> {
         head[0] = kind;
         head[1..9].copy_from_slice(&offset.to_le_bytes());
         head[9..17].copy_from_slice(&len.to_le_bytes());
-        let mut own = Sha256::new();
-        own.update(head);
-        own.update(data);
-        let digest = own.finalize();
+        let digest = record_digest(&head, data);
         for part in [&head[..], data, &digest[..]] {
             self.out.write_all(part)?;
         }
         // The record's digest stands for its data: each byte is hashed once on each side.
-        self.whole.update(head);
-        self.whole.update(digest);
+        self.whole.update(&head);
+        self.whole.update(&digest);
         self.next = offset + len;
         self.records += 1;
         Ok(())
@@ -204,8 +210,8 @@ impl<W: Write> StreamWriter<W> {
         end[0] = END;
         end[1..9].copy_from_slice(&self.records.to_le_bytes());
         end[9..17].copy_from_slice(&self.data_bytes.to_le_bytes());
-        self.whole.update(end);
-        let digest: [u8; 32] = self.whole.finalize().into();
+        self.whole.update(&end);
+        let digest = self.whole.digest128().to_le_bytes();
         self.out.write_all(&end)?;
         self.out.write_all(&digest)?;
         self.out.flush()?;
@@ -218,6 +224,13 @@ impl<W: Write> StreamWriter<W> {
             },
         ))
     }
+}
+
+fn record_digest(head: &[u8; 17], data: &[u8]) -> [u8; DIGEST] {
+    let mut own = Xxh3::new();
+    own.update(head);
+    own.update(data);
+    own.digest128().to_le_bytes()
 }
 
 fn check_range(offset: u64, len: u64, next: u64, size: u64, data: bool) -> Result<(), String> {
@@ -247,7 +260,9 @@ fn check_range(offset: u64, len: u64, next: u64, size: u64, data: bool) -> Resul
 /// nothing it has not verified, and the end only after the whole stream's digest matched.
 pub struct StreamReader<R: Read> {
     input: R,
-    whole: Sha256,
+    whole: Xxh3,
+    /// A data record's buffer given back by [`StreamReader::recycle`], for the next one.
+    spare: Vec<u8>,
     header: Header,
     next: u64,
     records: u64,
@@ -283,20 +298,21 @@ impl<R: Read> StreamReader<R> {
         }
         let mut json = vec![0u8; len as usize];
         read_exact(&mut input, &mut json, "in the header")?;
-        let mut digest = [0u8; 32];
+        let mut digest = [0u8; DIGEST];
         read_exact(&mut input, &mut digest, "in the header")?;
-        let mut whole = Sha256::new();
-        whole.update(fixed);
+        let mut whole = Xxh3::new();
+        whole.update(&fixed);
         whole.update(&json);
-        if whole.clone().finalize()[..] != digest {
+        if whole.digest128().to_le_bytes() != digest {
             return Err(StreamError::Digest("the header".into()));
         }
-        whole.update(digest);
+        whole.update(&digest);
         let header: Header =
             serde_json::from_slice(&json).map_err(|e| StreamError::Header(e.to_string()))?;
         Ok(StreamReader {
             input,
             whole,
+            spare: Vec::new(),
             header,
             next: 0,
             records: 0,
@@ -328,9 +344,9 @@ impl<R: Read> StreamReader<R> {
         let b = u64::from_le_bytes(head[9..17].try_into().expect("8 bytes"));
         match head[0] {
             END => {
-                self.whole.update(head);
-                let want: [u8; 32] = self.whole.clone().finalize().into();
-                let mut digest = [0u8; 32];
+                self.whole.update(&head);
+                let want = self.whole.digest128().to_le_bytes();
+                let mut digest = [0u8; DIGEST];
                 read_exact(&mut self.input, &mut digest, "in the end record")?;
                 if digest != want {
                     return Err(StreamError::Digest("the end: the whole stream".into()));
@@ -380,21 +396,20 @@ impl<R: Read> StreamReader<R> {
                 }
                 let mut data = Vec::new();
                 if kind == DATA {
-                    data = vec![0u8; len as usize];
+                    // The last record's buffer: only its first use is zeroed.
+                    data = std::mem::take(&mut self.spare);
+                    data.resize(len as usize, 0);
                     read_exact(&mut self.input, &mut data, "in a data record")?;
                 }
-                let mut digest = [0u8; 32];
+                let mut digest = [0u8; DIGEST];
                 read_exact(&mut self.input, &mut digest, "in a record's digest")?;
-                let mut own = Sha256::new();
-                own.update(head);
-                own.update(&data);
-                if own.finalize()[..] != digest {
+                if record_digest(&head, &data) != digest {
                     return Err(StreamError::Digest(format!(
                         "the record at byte {offset} of the volume"
                     )));
                 }
-                self.whole.update(head);
-                self.whole.update(digest);
+                self.whole.update(&head);
+                self.whole.update(&digest);
                 self.next = offset + len;
                 self.records += 1;
                 Ok(Some(if kind == DATA {
@@ -409,6 +424,11 @@ impl<R: Read> StreamReader<R> {
                 self.records + 1
             ))),
         }
+    }
+
+    /// Gives a data record's buffer back, to be filled by the next one.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.spare = buf;
     }
 
     /// The totals, once the end was read.
@@ -560,10 +580,11 @@ mod tests {
             read_all(b"GIF89a and more bytes than a header"),
             Err(StreamError::NotAStream)
         ));
-        bytes[8] = 2;
+        // A stream of the first version (SHA-256 digests) from an older lvsnap.
+        bytes[8] = 1;
         let err = read_all(&bytes).unwrap_err().to_string();
         assert!(
-            err.contains("version 2; this lvsnap reads version 1"),
+            err.contains("version 1; this lvsnap reads version 2"),
             "{err}"
         );
     }

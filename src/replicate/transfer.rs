@@ -3,8 +3,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::map::{Change, Extent};
 use super::stream::{Record, StreamError, StreamReader, StreamWriter, Summary, MAX_DATA_RECORD};
@@ -68,6 +72,61 @@ pub fn data_bytes(extents: &[Extent], block_bytes: u64, volume_size: u64) -> u64
             end - start
         })
         .sum()
+}
+
+/// A pipe end read or written through `inner` that is given up on when it stays idle: each
+/// read or write first waits for the descriptor to be ready, at most `idle`, and stops early on
+/// `cancel` (a signal), where a plain read of a silent pipe would wait forever.
+pub struct Patient<'a, T, F: AsFd> {
+    pub inner: T,
+    pub fd: F,
+    pub idle: Duration,
+    pub cancel: &'a AtomicBool,
+}
+
+impl<T, F: AsFd> Patient<'_, T, F> {
+    fn wait(&self, ready: PollFlags) -> io::Result<()> {
+        let start = Instant::now();
+        let tick = Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(io::Error::other("interrupted by a signal"));
+            }
+            let mut fds = [PollFd::new(&self.fd, ready)];
+            match poll(&mut fds, Some(&tick)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => {}
+                Ok(_) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            if start.elapsed() >= self.idle {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the other end moved no byte for {} s", self.idle.as_secs()),
+                ));
+            }
+        }
+    }
+}
+
+impl<T: Read, F: AsFd> Read for Patient<'_, T, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.wait(PollFlags::IN)?;
+        self.inner.read(buf)
+    }
+}
+
+impl<T: Write, F: AsFd> Write for Patient<'_, T, F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.wait(PollFlags::OUT)?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Where a receiver puts what a stream holds.
@@ -215,7 +274,10 @@ pub fn apply<R: Read>(
             return Err(StreamError::Interrupted);
         }
         match record {
-            Record::Data { offset, data } => sink.write_at(offset, &data)?,
+            Record::Data { offset, data } => {
+                sink.write_at(offset, &data)?;
+                stream.recycle(data);
+            }
             Record::Discard { offset, len } => sink.zero(offset, len)?,
         }
     }
@@ -226,6 +288,37 @@ pub fn apply<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_pipe_is_given_up_on_and_a_signal_stops_the_wait() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let quiet = AtomicBool::new(false);
+        let mut patient = Patient {
+            inner: &r,
+            fd: &r,
+            idle: Duration::from_secs(1),
+            cancel: &quiet,
+        };
+        w.write_all(b"abc").unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(patient.read(&mut buf).unwrap(), 3);
+        let start = Instant::now();
+        let e = patient.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("moved no byte for 1 s"), "{e}");
+        assert!(start.elapsed() >= Duration::from_secs(1));
+        let signalled = AtomicBool::new(true);
+        let mut stopped = Patient {
+            inner: &r,
+            fd: &r,
+            idle: Duration::from_secs(60),
+            cancel: &signalled,
+        };
+        let e = stopped.read(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("interrupted by a signal"), "{e}");
+        drop(w);
+        assert_eq!(patient.read(&mut buf).unwrap(), 0, "the end of the pipe");
+    }
     use crate::replicate::map::{diff, Run};
     use crate::replicate::stream::{Header, SnapshotId};
 

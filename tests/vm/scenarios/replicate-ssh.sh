@@ -2,7 +2,8 @@
 # sending host's key is confined there by a forced command, `lvsnap receive --allow-pool
 # vgb/replicas`, with root logins allowed for forced commands only. Through it `lvsnap run`
 # sends whole and then increments, prunes the replicas, verifies one and restores from one;
-# the same key gets no shell, no other pool, no other configuration and no other volume.
+# the same key gets no shell, no other pool, no other configuration, no volume that is not a
+# replica, and makes no volume but replicas.
 run lvcreate -q -y -L 128M -T vg0/pool > /dev/null
 run lvcreate -q -y -V 32M -T vg0/pool -n db > /dev/null
 run vgcreate -q -y vgb /dev/vdb > /dev/null
@@ -109,8 +110,26 @@ echo "$out"
 assert_eq "$rc" 1 "exit status of removing a volume that is no replica"
 assert_contains "$out" "vgb/own is not a replica in vgb/replicas"
 assert_lv_exists vgb/own
-# Nor can a pool on the same host be named through a replica's name.
-rc=0; out=$("${SSH[@]}" lvsnap receive --pool vgb/replicas --send ../vg0/secret 2>&1 < /dev/null) || rc=$?
+# Nor can a volume elsewhere be named through a replica's name.
+rc=0; "${SSH[@]}" lvsnap receive --pool vgb/replicas --send ../vg0/secret > /tmp/sent 2> /tmp/said < /dev/null || rc=$?
+cat /tmp/said
+assert_eq "$rc" 1 "exit status of sending a volume outside the pool"
+assert_contains "$(cat /tmp/said)" "vgb/../vg0/secret is not a replica in vgb/replicas"
+assert_eq "$(stat -c %s /tmp/sent)" 0 "bytes sent of a volume outside the pool"
+# A new writable volume (--as) is a restore on the host that asks for it, not the sender's.
+"$LVSNAP" send "vg0/$s3" 2> /dev/null | { "${SSH[@]}" lvsnap receive --pool vgb/replicas --as planted > /tmp/said 2>&1 || true; }
+cat /tmp/said
+assert_contains "$(cat /tmp/said)" "asks for a new volume (--as); this key may only use lvsnap receive for vgb/replicas"
+assert_no_lv vgb/planted
+
+step "one stream at a time into a pool: each measures the room left for it"
+sleep 30 | "${SSH[@]}" lvsnap receive --pool vgb/replicas > /tmp/first 2>&1 & first=$!
+lock=/run/lvsnap/remote/receive-vgb-replicas.lock
+held_lock() { [ -e $lock ] && grep -q ":$(stat -c %i $lock) " /proc/locks; }
+for _ in $(seq 100); do held_lock && break; sleep 0.1; done
+held_lock || fail "the first stream never took the pool's lock: $(cat /tmp/first)"
+rc=0; out=$("$LVSNAP" send "vg0/$s3" 2> /dev/null | "${SSH[@]}" lvsnap receive --pool vgb/replicas 2>&1) || rc=$?
 echo "$out"
-[ "$rc" != 0 ] || fail "a volume outside the pool was sent"
-grep -i "error\|refused\|invalid" /tmp/sshd.log || true
+assert_eq "$rc" 1 "exit status of a second stream into the pool"
+assert_contains "$out" "another stream is being received into vgb/replicas (pid "
+kill $first; wait $first 2> /dev/null || true
