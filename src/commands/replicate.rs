@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use clap::Args;
@@ -423,6 +424,7 @@ pub fn send(ctx: &mut Ctx<'_>, a: &SendArgs) -> Result<i32, Error> {
         };
         outgoing(ctx, &inv, new, base)?
     };
+    crate::replicate::transfer::widen_pipe(std::io::stdout());
     let result = o.stream(&mut *ctx.out, &ctx.cancel);
     let (lv, base) = (o.lv.path(), o.header.base.clone());
     o.close(ctx);
@@ -474,22 +476,13 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
         ));
     }
     ctx.tools()?;
-    // One stream at a time into a pool: each measures the room left for it.
-    let _receiving = crate::lock::acquire_named(
-        &ctx.config.settings.runtime_dir,
-        &format!("receive-{vg}-{pool}.lock"),
-        std::time::Duration::ZERO,
-    )
-    .map_err(|e| match e {
-        crate::lock::LockError::Busy { pid, .. } => refused(format!(
-            "another stream is being received into {vg}/{pool} (pid {pid}); send again when it is done"
-        )),
-        other => Error::from(other),
-    })?;
+    crate::replicate::transfer::widen_pipe(std::io::stdin());
     let cancel = ctx.cancel.clone();
+    // Standard input as a file of its own: no buffer of std's between the poll and the read.
+    let input = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let stdin = crate::replicate::transfer::Patient {
-        inner: std::io::stdin().lock(),
-        fd: std::io::stdin(),
+        inner: &input,
+        fd: &input,
         idle: crate::replicate::target::STALL,
         cancel: &cancel,
     };
@@ -505,6 +498,19 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
             h.base.as_ref().map(|b| b.name.as_str()).unwrap_or_default()
         )));
     }
+    // One stream at a time into a pool: each measures the room left for it. (`@` is in no
+    // LVM name, so no two pools share a lock.)
+    let _receiving = crate::lock::acquire_named(
+        &ctx.config.settings.runtime_dir,
+        &format!("receive-{vg}@{pool}.lock"),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|e| match e {
+        crate::lock::LockError::Busy { pid, .. } => refused(format!(
+            "another stream is being received into {vg}/{pool} (pid {pid}); send again when it is done"
+        )),
+        other => Error::from(other),
+    })?;
     let (scratch, target) = prepare(ctx, vg, pool, &h, made)?;
     let path = format!("/dev/{vg}/{scratch}");
     // Exclusive, and held until the scratch volume is renamed: nothing else mounts it, and no
@@ -515,6 +521,15 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
         .open(&path)
         .map_err(|e| refused(format!("cannot open {path}: {e}")));
     let outcome = opened.and_then(|device| {
+        let direct = crate::replicate::transfer::write_direct(&device);
+        tracing::debug!(
+            "writing {path} {}",
+            if direct {
+                "direct"
+            } else {
+                "through the page cache"
+            }
+        );
         let mut sink = DeviceSink {
             device: &device,
             discard_block: target.discard_block,
@@ -813,14 +828,23 @@ fn send_replica(ctx: &mut Ctx<'_>, vg: &str, pool: &str, name: &str) -> Result<i
             volume_uuid,
         )?
     };
+    crate::replicate::transfer::widen_pipe(std::io::stdout());
     let cancel = ctx.cancel.clone();
-    let mut out = crate::replicate::transfer::Patient {
-        inner: &mut *ctx.out,
-        fd: std::io::stdout(),
-        idle: crate::replicate::target::STALL,
-        cancel: &cancel,
-    };
-    let result = o.stream(&mut out, &cancel);
+    // Standard output as a non-blocking file of its own: a write then never waits past the
+    // poll for a reader that stopped, and no buffer of std's sits between them. Blocking again
+    // before anything else (LVM) may inherit it.
+    let output = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    let result = crate::replicate::transfer::NonBlocking::set(&output)
+        .map_err(Error::from)
+        .and_then(|_nonblocking| {
+            let out = crate::replicate::transfer::Patient {
+                inner: &output,
+                fd: &output,
+                idle: crate::replicate::target::STALL,
+                cancel: &cancel,
+            };
+            o.stream(out, &cancel)
+        });
     o.close(ctx);
     let summary = result?;
     eprintln!(

@@ -26,6 +26,7 @@
 
 use std::io::{self, Read, Write};
 
+use aligned_vec::{AVec, ConstAlign};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
@@ -73,9 +74,13 @@ pub struct Header {
     pub sender: String,
 }
 
+/// A data record's bytes, in memory aligned for direct I/O (`O_DIRECT` writes take them
+/// without a copy into the page cache).
+pub type Block = AVec<u8, ConstAlign<4096>>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Data { offset: u64, data: Vec<u8> },
+    Data { offset: u64, data: Block },
     Discard { offset: u64, len: u64 },
 }
 
@@ -131,7 +136,7 @@ impl<W: Write> StreamWriter<W> {
             .ok()
             .filter(|l| *l <= MAX_HEADER)
             .ok_or_else(|| StreamError::Header(format!("{} bytes is too long", json.len())))?;
-        let mut head = Vec::with_capacity(16 + json.len() + 32);
+        let mut head = Vec::with_capacity(16 + json.len() + DIGEST);
         head.extend_from_slice(MAGIC);
         head.extend_from_slice(&VERSION.to_le_bytes());
         head.extend_from_slice(&len.to_le_bytes());
@@ -262,7 +267,7 @@ pub struct StreamReader<R: Read> {
     input: R,
     whole: Xxh3,
     /// A data record's buffer given back by [`StreamReader::recycle`], for the next one.
-    spare: Vec<u8>,
+    spare: Block,
     header: Header,
     next: u64,
     records: u64,
@@ -312,7 +317,7 @@ impl<R: Read> StreamReader<R> {
         Ok(StreamReader {
             input,
             whole,
-            spare: Vec::new(),
+            spare: Block::new(0),
             header,
             next: 0,
             records: 0,
@@ -394,10 +399,10 @@ impl<R: Read> StreamReader<R> {
                         self.header.data_bytes
                     )));
                 }
-                let mut data = Vec::new();
+                let mut data = Block::new(0);
                 if kind == DATA {
-                    // The last record's buffer: only its first use is zeroed.
-                    data = std::mem::take(&mut self.spare);
+                    // The last record's buffer: zeroed only where it grows.
+                    data = std::mem::replace(&mut self.spare, Block::new(0));
                     data.resize(len as usize, 0);
                     read_exact(&mut self.input, &mut data, "in a data record")?;
                 }
@@ -427,7 +432,7 @@ impl<R: Read> StreamReader<R> {
     }
 
     /// Gives a data record's buffer back, to be filled by the next one.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
+    pub fn recycle(&mut self, buf: Block) {
         self.spare = buf;
     }
 
@@ -489,7 +494,7 @@ mod tests {
             vec![
                 Record::Data {
                     offset: 0,
-                    data: vec![7; 1024]
+                    data: Block::from_slice(0, &[7; 1024])
                 },
                 Record::Discard {
                     offset: 4096,
@@ -497,7 +502,7 @@ mod tests {
                 },
                 Record::Data {
                     offset: 65536,
-                    data: vec![9; 512]
+                    data: Block::from_slice(0, &[9; 512])
                 },
             ]
         );

@@ -183,6 +183,7 @@ impl Target {
             .map_err(|e| format!("{}: cannot start its transport: {e}", self.name))?;
         let from_err = drain(from.stderr.take(), MESSAGE_BYTES);
         let pipe = from.stdout.take().ok_or("no pipe from the sending end")?;
+        crate::replicate::transfer::widen_pipe(&pipe);
         let receiving = into
             .command(&["--as".to_owned(), name.to_owned()])
             .stdin(Stdio::from(pipe))
@@ -495,6 +496,7 @@ impl Receiving {
             .as_mut()
             .and_then(|c| c.stdin.take())
             .ok_or("no pipe to the receiving end")?;
+        crate::replicate::transfer::widen_pipe(&stdin);
         Ok(Watched {
             inner: stdin,
             progress: self.progress.clone(),

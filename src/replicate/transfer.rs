@@ -119,13 +119,39 @@ impl<T: Read, F: AsFd> Read for Patient<'_, T, F> {
 }
 
 impl<T: Write, F: AsFd> Write for Patient<'_, T, F> {
+    /// On a non-blocking descriptor (see [`NonBlocking`]): a blocking write of more than a
+    /// pipe holds would wait for the reader whatever the poll said.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.wait(PollFlags::OUT)?;
-        self.inner.write(buf)
+        loop {
+            self.wait(PollFlags::OUT)?;
+            match self.inner.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A descriptor made non-blocking while this lives, blocking again after (the flag belongs
+/// to the open file, which other processes may share).
+pub struct NonBlocking<'a>(&'a File);
+
+impl<'a> NonBlocking<'a> {
+    /// # Errors
+    /// The flag could not be set.
+    pub fn set(file: &'a File) -> io::Result<Self> {
+        rustix::io::ioctl_fionbio(file, true)?;
+        Ok(NonBlocking(file))
+    }
+}
+
+impl Drop for NonBlocking<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::io::ioctl_fionbio(self.0, false);
     }
 }
 
@@ -188,6 +214,43 @@ pub struct DeviceSink<'a> {
 }
 
 const BLKDISCARD: libc::c_ulong = 0x1277;
+const BLKSSZGET: libc::c_ulong = 0x1268;
+
+/// Makes the writes to `device` direct (`O_DIRECT`) when its logical blocks are sectors: every
+/// record is whole sectors at a sector's offset and its data aligned in memory ([`Block`]), so
+/// the data goes to the device without a copy into the page cache and no write-back after —
+/// in the test VM a buffered copy took 2.5-3.5 times as long as a direct one. With larger
+/// logical blocks the writes stay buffered (a record of one sector could not be written direct,
+/// and mixing both on one device could write back stale neighbours). Returns whether they are
+/// direct.
+///
+/// [`Block`]: super::stream::Block
+pub fn write_direct(device: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = device.as_raw_fd();
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer, valid for the call; F_GETFL and
+    // F_SETFL take and return plain flags.
+    unsafe {
+        if libc::ioctl(fd, BLKSSZGET as _, &mut size) != 0 || size != 512 {
+            return false;
+        }
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) == 0
+    }
+}
+
+/// Widens the pipe `fd` is an end of, if it is one, to 1 MiB (from 64 KiB): a record then
+/// passes in one write instead of sixteen, each a switch between sender and receiver. Best
+/// effort: a pipe that stays narrow only costs time.
+pub fn widen_pipe(fd: impl AsFd) {
+    let is_pipe = rustix::fs::fstat(&fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+    });
+    if is_pipe {
+        let _ = rustix::pipe::fcntl_setpipe_size(&fd, MAX_DATA_RECORD as usize);
+    }
+}
 const BLKZEROOUT: libc::c_ulong = 0x127f;
 
 fn range_ioctl(device: &File, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
@@ -318,6 +381,31 @@ mod tests {
         assert!(e.to_string().contains("interrupted by a signal"), "{e}");
         drop(w);
         assert_eq!(patient.read(&mut buf).unwrap(), 0, "the end of the pipe");
+    }
+
+    #[test]
+    fn a_reader_that_stops_midway_through_a_write_is_given_up_on() {
+        let (r, w) = std::io::pipe().unwrap();
+        let w = File::from(std::os::fd::OwnedFd::from(w));
+        let quiet = AtomicBool::new(false);
+        let start = Instant::now();
+        {
+            let _nonblocking = NonBlocking::set(&w).unwrap();
+            let mut patient = Patient {
+                inner: &w,
+                fd: &w,
+                idle: Duration::from_secs(1),
+                cancel: &quiet,
+            };
+            // More than the pipe holds, and nobody reads.
+            let e = patient.write_all(&vec![1u8; 4 << 20]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30));
+        // Blocking again afterwards: the flag is the open file's, shared with others.
+        let flags = rustix::fs::fcntl_getfl(&w).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
+        drop(r);
     }
     use crate::replicate::map::{diff, Run};
     use crate::replicate::stream::{Header, SnapshotId};

@@ -117,19 +117,31 @@ assert_eq "$rc" 1 "exit status of sending a volume outside the pool"
 assert_contains "$(cat /tmp/said)" "vgb/../vg0/secret is not a replica in vgb/replicas"
 assert_eq "$(stat -c %s /tmp/sent)" 0 "bytes sent of a volume outside the pool"
 # A new writable volume (--as) is a restore on the host that asks for it, not the sender's.
-"$LVSNAP" send "vg0/$s3" 2> /dev/null | { "${SSH[@]}" lvsnap receive --pool vgb/replicas --as planted > /tmp/said 2>&1 || true; }
+"$LVSNAP" send "vg0/$s3" 2> /dev/null | "${SSH[@]}" lvsnap receive --pool vgb/replicas --as planted > /tmp/said 2>&1 || true
 cat /tmp/said
 assert_contains "$(cat /tmp/said)" "asks for a new volume (--as); this key may only use lvsnap receive for vgb/replicas"
 assert_no_lv vgb/planted
 
 step "one stream at a time into a pool: each measures the room left for it"
-sleep 30 | "${SSH[@]}" lvsnap receive --pool vgb/replicas > /tmp/first 2>&1 & first=$!
-lock=/run/lvsnap/remote/receive-vgb-replicas.lock
-held_lock() { [ -e $lock ] && grep -q ":$(stat -c %i $lock) " /proc/locks; }
-for _ in $(seq 100); do held_lock && break; sleep 0.1; done
-held_lock || fail "the first stream never took the pool's lock: $(cat /tmp/first)"
-rc=0; out=$("$LVSNAP" send "vg0/$s3" 2> /dev/null | "${SSH[@]}" lvsnap receive --pool vgb/replicas 2>&1) || rc=$?
+s4=$(changed_snapshot 1 3)
+# A stream that stops after its first bytes (on the backup host itself): received, and
+# holding the pool.
+# (The send fails once head is gone: `|| true`, or errexit would end the group before sleep.)
+{ echo $BASHPID > /tmp/first-group; "$LVSNAP" send "vg0/$s4" 2> /tmp/first-send | head -c 300000 || true; exec sleep 30; } \
+  | "$LVSNAP" --config /etc/lvsnap/remote/lvsnap.toml receive --pool vgb/replicas > /tmp/first 2>&1 & first=$!
+# (grep -c reads all: with grep -q, lvs could die of SIGPIPE and pipefail say no.)
+receiving() { [ "$(lvs --noheadings -o lv_tags vgb | grep -c lvsnap-receiving)" -gt 0 ]; }
+for _ in $(seq 150); do receiving && break; sleep 0.2; done
+receiving || fail "the first stream was never being received: $(cat /tmp/first) / $(cat /tmp/first-send)"
+rc=0; out=$("$LVSNAP" send "vg0/$s4" 2> /dev/null | "${SSH[@]}" lvsnap receive --pool vgb/replicas 2>&1) || rc=$?
 echo "$out"
 assert_eq "$rc" 1 "exit status of a second stream into the pool"
 assert_contains "$out" "another stream is being received into vgb/replicas (pid "
-kill $first; wait $first 2> /dev/null || true
+kill "$(cat /tmp/first-group)" $first; wait $first 2> /dev/null || true
+# The first one's partial copy is gone once its end is.
+for _ in $(seq 100); do receiving || break; sleep 0.2; done
+cat /tmp/first
+assert_no_lv "vgb/$s4"
+out=$(lvsnap replicate db) || fail "$out"; echo "$out"
+assert_contains "$out" "sent $s4 as the blocks changed since $s3"
+assert_replica_equal "$s4"
