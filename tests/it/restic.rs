@@ -123,6 +123,12 @@ fn a_backup_is_one_tagged_restic_snapshot_at_the_snapshots_time_and_is_recorded(
         .map(|c| c.split(' ').nth(5).unwrap_or_default())
         .collect();
     assert_eq!(verbs, ["cat", "backup", "ls"], "{calls:?}");
+    // Status lines for the progress bar: `--quiet` silences them unless a rate is set, which
+    // only the backup needs.
+    assert_eq!(
+        std::fs::read_to_string(fake.join("fps")).unwrap(),
+        "cat -\nbackup 2\nls -\n"
+    );
     let b = &h.catalog().backups(None).unwrap()[0];
     assert_eq!(b.engine, "restic");
     assert_eq!(b.remote_id.as_deref(), Some(&*id(1)));
