@@ -10,7 +10,8 @@
 # added. BENCHMARKS.md.
 set -euo pipefail
 LVSNAP=$1; MIB=${2:-256}; ROUNDS=${3:-3}
-export LVSNAP_CONFIG=/etc/lvsnap/lvsnap.toml RESTIC_PASSWORD_FILE=/etc/lvsnap/restic.pass
+# lvsnap's debug log (each command it ran, with its milliseconds) shows where its own time goes.
+export RUST_LOG=lvsnap=debug LVSNAP_CONFIG=/etc/lvsnap/lvsnap.toml RESTIC_PASSWORD_FILE=/etc/lvsnap/restic.pass
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 field() { echo "$2" | grep -o "\"$1\":[0-9.]*" | head -1 | cut -d: -f2; }
@@ -29,11 +30,13 @@ sync
 FILES=$(find /mnt/home -type f | wc -l)
 echo "data: $FILES files, $(du -sm /mnt/home | cut -f1) MiB; $(restic version)"
 printf 'benchmark password\n' > $RESTIC_PASSWORD_FILE; chmod 600 $RESTIC_PASSWORD_FILE
-policy() {  # ROUND: a catalog of its own each round, so no round starts from another's parent
+policy() {  # a new catalog each round, so no round starts from another's parent; the record
+  # that the credentials opened the repository is kept (round 1 checks them before mounting)
+  find /var/lib/lvsnap -mindepth 1 -maxdepth 1 ! -name restic-opened -exec rm -rf {} + 2> /dev/null || true
   cat > $LVSNAP_CONFIG <<TOML
 [settings]
 timezone = "UTC"
-catalog = "/var/lib/lvsnap-$1/catalog.db"
+catalog = "/var/lib/lvsnap/catalog.db"
 
 [policy.home]
 volumes = ["vg0/home"]
@@ -61,8 +64,13 @@ bare() {  # SNAPSHOT-LV [PARENT]: restic as lvsnap runs it, on the snapshot moun
 }
 lvsnap_backup() {
   cold; local s; s=$(date +%s%N)
-  out=$($LVSNAP backup home --json)
+  out=$($LVSNAP backup home --json 2> /tmp/lvsnap.log)
   LV_MS=$(ms $s)
+  cat /tmp/lvsnap.log >&2
+  # whether lvsnap opened the repository (restic cat config) before mounting
+  CHECKED=$(grep -c 'command="restic cat"' /tmp/lvsnap.log || true)
+  # restic, started before lvsnap walks the snapshot, may wait for the walk: lvsnap's time too
+  WAITED=$(sed -n 's/.*restic waited for the walk.* ms=\([0-9]*\).*/\1/p' /tmp/lvsnap.log | head -1)
   LV_COPY=$(field copy_seconds "$out"); LV_HASH=$(field hash_seconds "$out")
   LV_LIST=$(echo "$out" | grep -o '"proof":{"seconds":[0-9.]*' | grep -o '[0-9.]*$')
   LV_ADDED=$(field data_added "$out")
@@ -70,19 +78,20 @@ lvsnap_backup() {
 }
 row() {  # KIND ROUND ORDER
   # lvsnap's own part besides the manifest: its wall time less restic's run and the listing
-  # check; "without the manifest" adds that to the bare run (restic shares the 2 cores with the
-  # manifest's hashing inside lvsnap, so this is an estimate).
-  awk -v k=$1 -v i=$2 -v o=$3 -v b=$BARE_MS -v w=$LV_MS -v c=$LV_COPY -v h=$LV_HASH -v l=$LV_LIST -v ba=$BARE_ADDED -v la=$LV_ADDED \
-    'BEGIN {own = w - c * 1000 - l * 1000;
-            printf "%-5s %5d  %-11s %8d  %9d  %10d  %10d  %10d  %8d  %10.3f  %12.3f  %10.2f  %10.2f\n",
-                   k, i, o, b, w, c * 1000, h * 1000, l * 1000, own, w / b, (b + own) / b, ba / 1048576, la / 1048576}'
+  # check, plus what restic waited for lvsnap's walk; "without the manifest" adds that to the
+  # bare run (restic shares the 2 cores with the manifest's hashing inside lvsnap, so this is
+  # an estimate).
+  awk -v k=$1 -v i=$2 -v o=$3 -v ch=$CHECKED -v wt=${WAITED:-0} -v b=$BARE_MS -v w=$LV_MS -v c=$LV_COPY -v h=$LV_HASH -v l=$LV_LIST -v ba=$BARE_ADDED -v la=$LV_ADDED \
+    'BEGIN {own = w - c * 1000 - l * 1000 + wt;
+            printf "%-5s %5d  %-11s %7s  %6d  %8d  %9d  %10d  %10d  %10d  %8d  %10.3f  %12.3f  %10.2f  %10.2f\n",
+                   k, i, o, ch ? "yes" : "no", wt, b, w, c * 1000, h * 1000, l * 1000, own, w / b, (b + own) / b, ba / 1048576, la / 1048576}'
 }
-echo "kind  round  order        bare_ms  lvsnap_ms  restic_ms  manifest_ms  listing_ms  own_ms  lvsnap/bare  w/o_manifest  bare_MiB+  lvsnap_MiB+"
+echo "kind  round  order        checked  waited  bare_ms  lvsnap_ms  restic_ms  manifest_ms  listing_ms  own_ms  lvsnap/bare  w/o_manifest  bare_MiB+  lvsnap_MiB+"
 for i in $(seq "$ROUNDS"); do
   lvremove -q -y $(lvs --noheadings -o lv_path vg0 | grep lvsnap) > /dev/null 2>&1 || true
   rm -rf /mnt/target/bare /mnt/target/lvsnap /tmp/bare-cache
   restic -r /mnt/target/bare init > /dev/null; restic -r /mnt/target/lvsnap init > /dev/null
-  policy $i
+  policy
   sleep 1; snap=$($LVSNAP snapshot home | sed -n 's/.*created //p')
   if [ $((i % 2)) = 1 ]; then order=bare-first; bare $snap; lvsnap_backup
   else order=lvsnap-first; lvsnap_backup; bare $snap; fi

@@ -249,9 +249,13 @@ impl Engine<'_> {
                     restic::Restic::open(r, &self.config.settings.state_dir()).and_then(|x| {
                         match ahead {
                             Some(o) => x.opened(o, opts.cancel),
+                            None if x.vouched() => return Ok(x),
                             None => x.reachable(opts.cancel),
                         }
-                        .map(|()| x)
+                        .map(|vouch| {
+                            x.vouch(vouch);
+                            x
+                        })
                     });
                 match opened {
                     Ok(x) => Some(x),
@@ -324,6 +328,9 @@ impl Engine<'_> {
             repository.as_ref(),
             opts,
         );
+        if let (Err(_), Some(r)) = (&result, &repository) {
+            r.unvouch();
+        }
         if temporary {
             if let Err(e) =
                 self.remove(&managed, "temporary snapshot of a backup, no longer needed")
@@ -382,9 +389,15 @@ impl Engine<'_> {
             if due_only && !due() {
                 continue;
             }
-            if let Ok(o) = restic::Restic::open(r, &self.config.settings.state_dir())
-                .and_then(|x| x.start_opening())
-            {
+            let Ok(x) = restic::Restic::open(r, &self.config.settings.state_dir()) else {
+                continue;
+            };
+            // Credentials that opened the repository last time, unchanged since, are not
+            // checked again before the mount.
+            if x.vouched() {
+                continue;
+            }
+            if let Ok(o) = x.start_opening() {
                 openings.0.borrow_mut().insert(policy.name.clone(), o);
             }
         }
@@ -549,13 +562,44 @@ impl Engine<'_> {
                 format!("lvsnap-run={}", run_tag.as_deref().unwrap_or_default()),
             ],
         });
-        let copied = copy(b, &mounted, dir, name, previous, remote.as_ref(), opts);
+        let mut unmounted = None;
+        let copied = {
+            // Once: restic's copy is listed while the snapshot is unmounted ([`copy`]); the
+            // other engines' are read back from it first. The unmount is made under the run
+            // lock, which is let go of again while restic lists.
+            let mut done_with_mount = || {
+                if unmounted.is_some() {
+                    return;
+                }
+                if let Some(l) = opts.lock {
+                    if let Err(e) = l.reacquire() {
+                        warn!("{e}; unmounting without the lock");
+                    }
+                }
+                unmounted = Some(self.unmount(&mounted));
+                if let Some(l) = opts.lock {
+                    l.release();
+                }
+            };
+            let job = CopyJob {
+                b,
+                mounted: &mounted,
+                dir,
+                name,
+                previous,
+                remote: remote.as_ref(),
+                opts,
+            };
+            let copied = copy(&job, &mut done_with_mount);
+            done_with_mount();
+            copied
+        };
         if let Some(l) = opts.lock {
             if let Err(e) = l.reacquire() {
-                warn!("{e}; unmounting and recording without the lock");
+                warn!("{e}; recording without the lock");
             }
         }
-        let unmounted = self.unmount(&mounted);
+        let unmounted = unmounted.expect("unmounted once the copy is done");
         self.now = Utc::now().max(now);
         let finished = self.now;
         match copied {
@@ -677,6 +721,13 @@ impl Engine<'_> {
             }
             if r.engine == "restic" {
                 notes.extend(self.unlock_after(&r));
+                let mount_dir = self
+                    .config
+                    .settings
+                    .runtime_dir
+                    .join("backup")
+                    .join(r.id.to_string());
+                let _ = engines::remove_path(&excludes_dir(&mount_dir));
             }
             if r.temporary {
                 let temp = fleet
@@ -1126,16 +1177,146 @@ fn path_budget(roots: &[&Path]) -> usize {
 }
 
 /// The engine and the manifest side by side (both read the snapshot; the page cache serves the
-/// second reader), then the commit.
-fn copy(
-    b: &BackupPolicy,
-    mounted: &Mounted,
-    dir: &Path,
-    name: &str,
-    previous: Option<&Path>,
-    remote: Option<&Remote<'_>>,
-    opts: &BackupOptions<'_>,
+/// second reader), then the commit. restic starts before the snapshot's tree is walked and is
+/// told what the walk leaves out when it is done ([`restic::Late`]); the other engines start
+/// after the walk.
+fn copy(job: &CopyJob<'_>, done_with_mount: &mut dyn FnMut()) -> Result<Copied, String> {
+    let CopyJob {
+        b,
+        mounted,
+        dir,
+        name,
+        remote,
+        opts,
+        ..
+    } = *job;
+    // What cannot be taken (unreadable, too long, a socket for the archive) is known before
+    // anything is copied and left out of the copy too: the manifest and the generation then
+    // describe the same tree.
+    let walk = Walk {
+        exclude: &b.exclude,
+        budget: Some(path_budget(&[
+            &mounted.dir,
+            &dir.join(name),
+            &engines::partial("rsync", dir, name).expect("a directory"),
+        ])),
+        probe: true,
+        no_sockets: matches!(b.engine, BackupEngine::Archive),
+        as_patterns: true,
+        identities: remote.is_some(),
+    };
+    let walk = || {
+        let start = Instant::now();
+        let walked = Manifest::walk(&mounted.dir, &walk)
+            .map_err(|e| format!("cannot read the snapshot {}: {e}", mounted.dir.display()));
+        tracing::debug!(ms = start.elapsed().as_millis(), "read the snapshot's tree");
+        walked
+    };
+    let restic_progress = Progress::default();
+    let Some(r) = remote else {
+        return copy_walked(job, walk()?, None, &restic_progress, done_with_mount);
+    };
+    let late = restic::Late::new(excludes_dir(&mounted.dir))
+        .map_err(|e| format!("cannot make a FIFO for restic's excludes: {e}"))?;
+    std::thread::scope(|s| {
+        // However this scope is left (an error, a panic), restic does not go on alone: it is
+        // interrupted before the scope waits for it.
+        let _abandon = Abandon(&late);
+        let run = s.spawn(|| {
+            let start = Instant::now();
+            let ran = r.restic.backup(
+                &restic::Source {
+                    dir: &mounted.dir,
+                    time: r.time,
+                    tags: &r.tags,
+                    exclude: &b.exclude,
+                    parent: r.parent.as_deref(),
+                    reread_all: r.reread_all,
+                    late: Some(&late),
+                },
+                opts.cancel,
+                &restic_progress,
+            );
+            late.ended();
+            ran.map(|summary| (summary, start.elapsed().as_secs_f64()))
+        });
+        // Beside restic from its start: the walk's result reaches restic through the FIFO.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (late, cancel) = (&late, opts.cancel);
+        s.spawn(move || late.give(&mounted.dir, &rx, cancel));
+        let walked = walk();
+        let _ = tx.send(walked.as_ref().map_err(Clone::clone).map(|w| {
+            w.skipped()
+                .iter()
+                .filter(|(_, why)| **why != Skip::NotStored)
+                .map(|(p, _)| p.clone())
+                .collect()
+        }));
+        let walked = match walked {
+            Ok(w) => w,
+            Err(e) => return Err(e),
+        };
+        // restic that failed already (a repository that does not open, with credentials that
+        // opened it before) fails the backup before the volume is read for the manifest.
+        let run = if run.is_finished() {
+            let ran = run.join().expect("the restic thread does not panic")?;
+            Box::new(move || Ok(ran)) as Started<'_>
+        } else {
+            Box::new(move || run.join().expect("the restic thread does not panic"))
+        };
+        copy_walked(job, walked, Some(run), &restic_progress, done_with_mount)
+    })
+}
+
+/// Stops restic's run when dropped ([`restic::Late::abandon`]).
+struct Abandon<'a>(&'a restic::Late);
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
+}
+
+/// `RUNTIME/backup/ID.excludes`, beside the backup's mount point `RUNTIME/backup/ID`: the FIFO
+/// of [`restic::Late`].
+fn excludes_dir(mount_dir: &Path) -> PathBuf {
+    let mut d = mount_dir.as_os_str().to_owned();
+    d.push(".excludes");
+    PathBuf::from(d)
+}
+
+/// One backup's copy: the policy, the mounted snapshot, the generation to write, the previous
+/// one (rsync links to it), the repository (restic).
+#[derive(Clone, Copy)]
+struct CopyJob<'a> {
+    b: &'a BackupPolicy,
+    mounted: &'a Mounted,
+    dir: &'a Path,
+    name: &'a str,
+    previous: Option<&'a Path>,
+    remote: Option<&'a Remote<'a>>,
+    opts: &'a BackupOptions<'a>,
+}
+
+/// restic's run, started before the walk: its summary and seconds.
+type Started<'a> = Box<dyn FnOnce() -> Result<(restic::Summary, f64), String> + 'a>;
+
+fn copy_walked(
+    job: &CopyJob<'_>,
+    walked: crate::manifest::Walked,
+    started: Option<Started<'_>>,
+    restic_progress: &Progress,
+    done_with_mount: &mut dyn FnMut(),
 ) -> Result<Copied, String> {
+    let CopyJob {
+        b,
+        mounted,
+        dir,
+        name,
+        previous,
+        remote,
+        opts,
+    } = *job;
     let snapshot = format!("{}/{}", mounted.vg, mounted.lv);
     let job = engines::Job {
         engine: &b.engine,
@@ -1151,23 +1332,6 @@ fn copy(
         read_back: true,
     };
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    // The walk comes first, so that what cannot be taken (unreadable, too long, a socket for
-    // the archive) is known before anything is copied and left out of the copy too: the
-    // manifest and the generation then describe the same tree.
-    let walk = Walk {
-        exclude: &b.exclude,
-        budget: Some(path_budget(&[
-            &mounted.dir,
-            &dir.join(name),
-            &engines::partial("rsync", dir, name).expect("a directory"),
-        ])),
-        probe: true,
-        no_sockets: matches!(b.engine, BackupEngine::Archive),
-        as_patterns: true,
-        identities: remote.is_some(),
-    };
-    let walked = Manifest::walk(&mounted.dir, &walk)
-        .map_err(|e| format!("cannot read the snapshot {}: {e}", mounted.dir.display()))?;
     let left_out = walked.skipped().clone();
     // Sockets are not passed: tar leaves them out on its own.
     let exclude: Vec<PathBuf> = b
@@ -1186,9 +1350,8 @@ fn copy(
         ..job
     };
     let progress = Progress::default();
-    // restic reports its own progress; the bar shows it rather than the manifest's reading.
-    let restic_progress = Progress::default();
     let mut summary = None;
+    let mut started = started;
     // What rsync has written is read back while it goes on copying: each file it names is
     // compared with the snapshot (and counts as proven by the manifest's digest of it).
     let gen = engines::partial("rsync", dir, name).expect("a directory");
@@ -1229,8 +1392,9 @@ fn copy(
                 })
             })
             .collect();
+        // restic reports its own progress; the bar shows it rather than the manifest's reading.
         let shown = if remote.is_some() {
-            &restic_progress
+            restic_progress
         } else {
             &progress
         };
@@ -1243,25 +1407,13 @@ fn copy(
             written: matches!(b.engine, BackupEngine::Rsync).then_some(&on_written as _),
             ..job
         };
-        let written = match remote {
-            Some(r) => r
-                .restic
-                .backup(
-                    &restic::Source {
-                        dir: &mounted.dir,
-                        time: r.time,
-                        tags: &r.tags,
-                        exclude: job.exclude,
-                        parent: r.parent.as_deref(),
-                        reread_all: r.reread_all,
-                    },
-                    opts.cancel,
-                    &restic_progress,
-                )
-                .map(|s| summary = Some(s)),
-            None => engines::write(&job),
-        }
-        .map(|()| start.elapsed().as_secs_f64());
+        let written = match started.take() {
+            Some(run) => run().map(|(s, seconds)| {
+                summary = Some(s);
+                seconds
+            }),
+            None => engines::write(&job).map(|()| start.elapsed().as_secs_f64()),
+        };
         drop(tx);
         let hashed = hasher.join().expect("the hashing thread does not panic");
         for r in readers {
@@ -1284,7 +1436,6 @@ fn copy(
     if let (Some(r), Some(mut summary)) = (remote, summary) {
         // What restic stored is listed back and compared with the manifest (types, modes,
         // owners, sizes, times); its content is read back by `verify --read-data`.
-        let start = Instant::now();
         if !stale.is_empty() {
             // restic decides what to read again by the signs the cache is keyed by: it kept the
             // earlier content of these files. This snapshot is not a backup of the volume; the
@@ -1315,9 +1466,19 @@ fn copy(
                 "{found}; the backup is failed and the next one reads every file (restic --force); backups since these files were last read may hold their earlier content too: `lvsnap verify --read-data` tells"
             ));
         }
-        let listing = r
-            .restic
-            .compare_listing(&summary.id, &manifest, opts.cancel)?;
+        // restic has read all it stores: the snapshot is unmounted while restic lists it.
+        let (listing, listing_seconds) = std::thread::scope(|s| {
+            let listing = s.spawn(|| {
+                let start = Instant::now();
+                let listed = r
+                    .restic
+                    .compare_listing(&summary.id, &manifest, opts.cancel);
+                (listed, start.elapsed().as_secs_f64())
+            });
+            done_with_mount();
+            listing.join().expect("the listing thread does not panic")
+        });
+        let listing = listing?;
         // The snapshot listed is the one this backup made: its ID, this host, this run's tags.
         if !listing.id.starts_with(&summary.id)
             || listing.host != r.restic.host
@@ -1358,7 +1519,8 @@ fn copy(
         let proof = prove::Proof {
             listed,
             linked: reused,
-            seconds: start.elapsed().as_secs_f64(),
+            // restic's listing alone (the unmount beside it is lvsnap's own time)
+            seconds: listing_seconds,
             ..prove::Proof::default()
         };
         let text = manifest.to_text();

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::io::BufRead;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,6 +32,8 @@ pub struct Restic<'a> {
     env: HashMap<String, String>,
     /// The env file's variables, masked in messages.
     secrets: BTreeMap<String, String>,
+    /// Stops the command like `cancel`, but is not a signal (see [`Late`]).
+    stop: Option<&'a AtomicBool>,
 }
 
 /// What one restic backup reads, and how the snapshot is filed.
@@ -48,6 +50,250 @@ pub struct Source<'a> {
     pub parent: Option<&'a str>,
     /// Read every file, whatever the parent says (`--force`).
     pub reread_all: bool,
+    /// More entries to leave out, known only once restic has started.
+    pub late: Option<&'a Late>,
+}
+
+/// How long an interrupted restic has to remove its lock and exit before it is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
+
+/// The most lvsnap passes on restic's command line, in bytes (Linux allows 2 MiB in all).
+const MAX_ARGS: usize = 1 << 20;
+
+/// Entries to leave out of a restic backup that are known only after restic has started: the
+/// walk of the snapshot finds them (unreadable, too long) while restic derives its key and
+/// locks the repository, instead of before restic starts. restic reads its exclude files only
+/// after that, so it is given a FIFO (`--exclude-file`), which lvsnap writes once the walk is
+/// done ([`Late::give`]); a run of restic that does not read it gets the entries as arguments.
+#[derive(Debug)]
+pub struct Late {
+    /// A private directory of its own, removed with it.
+    dir: PathBuf,
+    found: std::sync::OnceLock<Result<Vec<PathBuf>, String>>,
+    /// The run that was to read the FIFO has ended (or never started).
+    ended: AtomicBool,
+    /// Stops that run (restic is interrupted, and removes its lock).
+    stop: AtomicBool,
+    /// Why it was stopped: the FIFO could not be written, so restic starts again with the
+    /// entries as arguments.
+    unwritten: AtomicBool,
+    /// Stops any run: the backup failed without restic.
+    abandoned: AtomicBool,
+}
+
+impl Late {
+    /// A FIFO in `dir`, made anew (0700; one left by a killed lvsnap is removed first).
+    ///
+    /// # Errors
+    /// It cannot be made.
+    pub fn new(dir: PathBuf) -> std::io::Result<Late> {
+        super::engines::remove_path(&dir)?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let late = Late {
+            dir,
+            found: std::sync::OnceLock::new(),
+            ended: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            unwritten: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+        };
+        // (dropped on failure, with the directory)
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            late.fifo(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )?;
+        Ok(late)
+    }
+
+    fn fifo(&self) -> PathBuf {
+        self.dir.join("late")
+    }
+
+    fn arg(&self) -> OsString {
+        let mut a = OsString::from("--exclude-file=");
+        a.push(self.fifo());
+        a
+    }
+
+    /// Stops restic, whichever run goes on: the backup failed without it.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The run that was to read the FIFO is over (whether or not it did).
+    pub fn ended(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    fn unwritten(&self, why: &str) {
+        tracing::debug!("{why}");
+        self.unwritten.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The entries, once given (or why there are none); an error once the backup is
+    /// abandoned without them.
+    fn found(&self) -> Result<Vec<PathBuf>, String> {
+        loop {
+            if let Some(found) = self.found.get() {
+                return found.clone();
+            }
+            if self.abandoned.load(Ordering::SeqCst) {
+                return Err("the backup was given up before the walk of the snapshot ended".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Gives restic what the walk found to leave out (paths relative to `source`, the mount
+    /// point restic backs up), or the reason the walk failed (restic is then stopped), as it
+    /// arrives on `found`. Runs beside restic and the walk, from when restic starts; returns
+    /// once restic has read it all, or its run has ended, or `cancel` is set.
+    pub fn give(
+        &self,
+        source: &Path,
+        found: &std::sync::mpsc::Receiver<Result<Vec<PathBuf>, String>>,
+        cancel: &AtomicBool,
+    ) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // (the walk always ends with a result, unless it panicked)
+        let wait = || {
+            found
+                .recv()
+                .unwrap_or_else(|_| Err("the walk of the snapshot ended without a result".into()))
+        };
+        // restic opens the FIFO for reading once the repository is locked; opening it for
+        // writing fails (ENXIO) until then. From then on the writer may wait for the walk:
+        // restic's end keeps the pipe, and what is written, until restic has read it. (Opened
+        // before restic, a close would lose what was written, and restic would wait forever.)
+        let fifo = self.fifo();
+        let mut arrived = None;
+        let opened = loop {
+            if arrived.is_none() {
+                arrived = found.try_recv().ok();
+            }
+            if matches!(arrived, Some(Err(_))) {
+                break None;
+            }
+            if self.ended.load(Ordering::SeqCst) || cancel.load(Ordering::SeqCst) {
+                break None;
+            }
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+            {
+                Ok(f) => break Some(Ok(f)),
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => break Some(Err(e)),
+            }
+        };
+        let waiting = std::time::Instant::now();
+        let early = arrived.is_some();
+        let found = arrived.unwrap_or_else(wait);
+        if !early && matches!(opened, Some(Ok(_))) {
+            tracing::debug!(
+                ms = waiting.elapsed().as_millis(),
+                "restic waited for the walk of the snapshot"
+            );
+        }
+        let text: Result<Vec<u8>, ()> = found.as_ref().map_err(|_| ()).map(|paths| {
+            let mut text = Vec::new();
+            for p in paths {
+                text.extend_from_slice(&exclude_line(&source.join(p)));
+                text.push(b'\n');
+            }
+            text
+        });
+        let _ = self.found.set(found);
+        let Ok(text) = text else {
+            // The walk failed: restic is stopped for good, before the writer closes (a close
+            // first would let restic read an empty list and go on).
+            self.abandon();
+            if matches!(opened, Some(Ok(_))) {
+                while !self.ended.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            drop(opened);
+            return;
+        };
+        // restic's run ended, or a signal came: nothing to write.
+        let Some(opened) = opened else {
+            return;
+        };
+        let mut w = match opened {
+            Ok(w) => w,
+            // restic waits for a writer that does not come.
+            Err(e) => return self.unwritten(&format!("cannot open {}: {e}", fifo.display())),
+        };
+        // Blocking writes from here: restic reads to the end. If it dies, the write fails.
+        let written = rustix::fs::fcntl_setfl(&w, rustix::fs::OFlags::empty())
+            .map_err(std::io::Error::from)
+            .and_then(|()| w.write_all(&text));
+        if let Err(e) = written {
+            // restic may have read part of a line, which can match another entry.
+            self.unwritten(&format!("writing {}: {e}", fifo.display()));
+        }
+    }
+}
+
+impl Drop for Late {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `path` as a line of restic's exclude file that matches only `path`. restic splits the file
+/// at newlines, trims each line's white space and expands `$NAME` in it; so a newline is
+/// written as a class that matches only it (a name holds no NUL, and bytes that are not UTF-8
+/// count as U+FFFD, inside the class's ranges), a `$` as `[$]`, and white space at the end as
+/// one-character classes.
+fn exclude_line(path: &Path) -> Vec<u8> {
+    const NEWLINE: &[u8] = "[^\u{1}-\t\u{b}-\u{10ffff}]".as_bytes();
+    let escaped = escape_pattern(path);
+    // White space at the end, as Go's TrimSpace finds it (on the bytes: a name need not be
+    // UTF-8, and keeps its bytes).
+    let mut keep = escaped.len();
+    'trim: while keep > 0 {
+        for n in 1..=keep.min(4) {
+            if let Ok(c) = std::str::from_utf8(&escaped[keep - n..keep]) {
+                if c.chars().all(char::is_whitespace) {
+                    keep -= n;
+                    continue 'trim;
+                }
+                break 'trim;
+            }
+        }
+        break;
+    }
+    let mut out = Vec::with_capacity(escaped.len() + 8);
+    for &b in &escaped[..keep] {
+        match b {
+            b'$' => out.extend_from_slice(b"[$]"),
+            b'\n' => out.extend_from_slice(NEWLINE),
+            _ => out.push(b),
+        }
+    }
+    let tail = std::str::from_utf8(&escaped[keep..]).expect("white space is UTF-8");
+    for c in tail.chars() {
+        if c == '\n' {
+            out.extend_from_slice(NEWLINE);
+            continue;
+        }
+        out.push(b'[');
+        let mut buf = [0; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        out.push(b']');
+    }
+    out
 }
 
 /// What `restic backup` reported at its end.
@@ -128,6 +374,7 @@ impl Restic<'_> {
             cache,
             env,
             secrets,
+            stop: None,
         })
     }
 
@@ -215,14 +462,30 @@ impl Restic<'_> {
                 let why = format!("cannot start {}: {e}", program.display());
                 (Failure::Other(why.clone()), why)
             })?;
-        // A cancel kills restic, which ends the output `consume` reads.
+        // A cancel interrupts restic, which removes its lock from the repository and exits,
+        // ending the output `consume` reads; one that does not exit within a grace period is
+        // killed.
         let stop = AtomicBool::new(false);
         let consumed = std::thread::scope(|s| {
             let reader = &reader;
             let stop = &stop;
             s.spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    if cancel.load(Ordering::SeqCst) {
+                    if cancel.load(Ordering::SeqCst) || self.stopped() {
+                        // (not to a pid restic no longer has: it may be another process's)
+                        let running = matches!(reader.try_wait(), Ok(None));
+                        for pid in reader.pids().into_iter().filter(|_| running) {
+                            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                                let _ = rustix::process::kill_process(
+                                    pid,
+                                    rustix::process::Signal::INT,
+                                );
+                            }
+                        }
+                        let given = std::time::Instant::now();
+                        while !stop.load(Ordering::SeqCst) && given.elapsed() < INTERRUPT_GRACE {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
                         let _ = reader.kill();
                         return;
                     }
@@ -234,7 +497,7 @@ impl Restic<'_> {
             stop.store(true, Ordering::SeqCst);
             consumed
         });
-        if cancel.load(Ordering::SeqCst) {
+        if cancel.load(Ordering::SeqCst) || self.stopped() {
             let _ = reader.kill();
             return Err((
                 Failure::Interrupted,
@@ -290,6 +553,10 @@ impl Restic<'_> {
             failure.clone(),
             self.explain(&failure, output.status.code(), &stderr),
         ))
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::SeqCst))
     }
 
     /// `text` with the repository's password (and the env file's values) masked: restic
@@ -392,6 +659,7 @@ impl Restic<'_> {
             exclude,
             parent,
             reread_all,
+            late,
         } = *what;
         let mut args: Vec<OsString> = vec![
             "backup".into(),
@@ -417,18 +685,36 @@ impl Restic<'_> {
         // Excludes are arguments, not an exclude file: restic expands `$NAME` in the lines of
         // one, and a name may hold a `$`. Anchored at the mount point and escaped, each matches
         // one path only.
-        for x in exclude {
-            let mut a = b"--exclude=".to_vec();
-            a.extend_from_slice(&escape_pattern(&source.join(x)));
-            args.push(OsString::from_vec(a));
-        }
-        let bytes: usize = args.iter().map(|a| a.len() + 1).sum();
-        if bytes > 1 << 20 {
-            return Err(format!(
-                "{} entries to leave out make restic's command line {bytes} bytes long, more than lvsnap passes ({} bytes); exclude their directories instead",
-                exclude.len(),
-                1 << 20
-            ));
+        let excluding = |args: &mut Vec<OsString>, exclude: &[PathBuf]| {
+            for x in exclude {
+                let mut a = b"--exclude=".to_vec();
+                a.extend_from_slice(&escape_pattern(&source.join(x)));
+                args.push(OsString::from_vec(a));
+            }
+            let bytes: usize = args.iter().map(|a| a.len() + 1).sum();
+            if bytes > MAX_ARGS {
+                return Err(format!(
+                    "{} entries to leave out make restic's command line {bytes} bytes long, more than lvsnap passes ({MAX_ARGS} bytes); exclude their directories instead",
+                    exclude.len(),
+                ));
+            }
+            Ok(())
+        };
+        excluding(&mut args, exclude)?;
+        // What a run that does not read the FIFO is given instead: the late entries as
+        // arguments, once they are known.
+        let settled = |args: &[OsString]| -> Result<Vec<OsString>, String> {
+            let Some(l) = late else {
+                return Ok(args.to_vec());
+            };
+            let mut args: Vec<OsString> = args.iter().filter(|a| **a != l.arg()).cloned().collect();
+            let dot = args.pop();
+            excluding(&mut args, &l.found()?)?;
+            args.extend(dot);
+            Ok(args)
+        };
+        if let Some(l) = late {
+            args.push(l.arg());
         }
         // "." from the mount point: restic files the tree under its root, not the mount path.
         args.push(".".into());
@@ -460,8 +746,41 @@ impl Restic<'_> {
             cache: self.cache.clone(),
             env,
             secrets: self.secrets.clone(),
+            stop: late.map(|l| &l.abandoned),
         };
-        match reporting.run_unlocking(&args, Some(source), cancel, &mut on_line) {
+        // The run that reads the FIFO: the only one (a second run would wait for a writer
+        // that is gone), stopped when the late entries cannot be written there.
+        let first = match late {
+            Some(l) => {
+                let reading = Restic {
+                    repo: self.repo,
+                    host: self.host.clone(),
+                    cache: self.cache.clone(),
+                    env: reporting.env.clone(),
+                    secrets: self.secrets.clone(),
+                    stop: Some(&l.stop),
+                };
+                let first = reading.run(&args, Some(source), cancel, &mut on_line);
+                l.ended();
+                first
+            }
+            None => reporting.run(&args, Some(source), cancel, &mut on_line),
+        };
+        let again = match first {
+            Err((Failure::Interrupted, _))
+                if late.is_some_and(|l| {
+                    l.unwritten.load(Ordering::SeqCst) && !l.abandoned.load(Ordering::SeqCst)
+                }) && !cancel.load(Ordering::SeqCst) =>
+            {
+                tracing::info!("the FIFO of what to leave out could not be written: restic starts again with it as arguments");
+                Some(settled(&args)?)
+            }
+            Err((Failure::Locked(who), why)) if stale(who.as_ref()) => {
+                tracing::warn!(repository = %shown_repository(&self.repo.repository), "{why}; its process is gone: removing the stale lock");
+                self.run(&["unlock".into()], None, cancel, &mut |_| {})
+                    .map_err(|(_, why)| why)?;
+                Some(settled(&args)?)
+            }
             // The parent is gone from the repository (forgotten by hand, a repository made
             // anew): restic reads everything, as for a first backup.
             Err((Failure::Other(e), _))
@@ -473,11 +792,23 @@ impl Restic<'_> {
                     .position(|a| a == "--parent")
                     .expect("a parent was given");
                 args.drain(at..at + 2);
-                reporting
-                    .run_unlocking(&args, Some(source), cancel, &mut on_line)
-                    .map_err(|(_, why)| why)?;
+                Some(settled(&args)?)
             }
-            other => other.map_err(|(_, why)| why)?,
+            other => {
+                other.map_err(|(_, why)| why)?;
+                None
+            }
+        };
+        // (Each of these ended before restic read a file: `errors` and `summary` are empty.)
+        if let Some(args) = again {
+            if cancel.load(Ordering::SeqCst)
+                || late.is_some_and(|l| l.abandoned.load(Ordering::SeqCst))
+            {
+                return Err("interrupted: restic stopped by a signal".to_owned());
+            }
+            reporting
+                .run_unlocking(&args, Some(source), cancel, &mut on_line)
+                .map_err(|(_, why)| why)?;
         }
         if !errors.is_empty() {
             return Err(format!(
@@ -499,7 +830,7 @@ impl Restic<'_> {
     ///
     /// # Errors
     /// It does not, with the reason and the fix.
-    pub fn reachable(&self, cancel: &AtomicBool) -> Result<(), String> {
+    pub fn reachable(&self, cancel: &AtomicBool) -> Result<Vouch, String> {
         self.opened(self.start_opening()?, cancel)
     }
 
@@ -511,6 +842,7 @@ impl Restic<'_> {
     /// restic cannot be found or started.
     pub fn start_opening(&self) -> Result<Opening, String> {
         let program = crate::tools::path_of("restic")?;
+        let sign = self.credentials_sign();
         duct::cmd(
             &program,
             self.argv(&["cat".into(), "config".into(), "--no-lock".into()]),
@@ -522,7 +854,7 @@ impl Restic<'_> {
         .unchecked()
         .before_spawn(super::engines::dies_with_lvsnap)
         .start()
-        .map(|h| Opening(h, std::time::Instant::now()))
+        .map(|h| Opening(h, std::time::Instant::now(), sign))
         .map_err(|e| format!("cannot start {}: {e}", program.display()))
     }
 
@@ -530,7 +862,7 @@ impl Restic<'_> {
     ///
     /// # Errors
     /// The repository does not open, with the reason and the fix; or a signal came first.
-    pub fn opened(&self, opening: Opening, cancel: &AtomicBool) -> Result<(), String> {
+    pub fn opened(&self, opening: Opening, cancel: &AtomicBool) -> Result<Vouch, String> {
         let output = loop {
             if cancel.load(Ordering::SeqCst) {
                 return Err("interrupted: restic stopped by a signal".to_owned());
@@ -548,10 +880,99 @@ impl Restic<'_> {
             "ran"
         );
         if output.status.success() {
-            return Ok(());
+            return Ok(Vouch(opening.2.clone()));
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         Err(self.explain(&classify(&stderr), output.status.code(), &stderr))
+    }
+
+    /// Whether this repository opened with these very credential files before, and no backup
+    /// into it has failed since ([`Restic::vouch`]). Then a run need not pay for `restic cat
+    /// config` (restic's key derivation, half a second and more) before mounting: a password
+    /// or env file that was edited, replaced or chmod-ed since has another change time or
+    /// inode, and is checked again before anything is mounted.
+    #[must_use]
+    pub fn vouched(&self) -> bool {
+        let path = self.vouch_path();
+        match (std::fs::read_to_string(&path), self.credentials_sign()) {
+            (Ok(kept), Some(now)) => kept == now,
+            _ => false,
+        }
+    }
+
+    /// Records that the repository opened with the credential files as they were when the
+    /// check started (a file changed during the check is checked again next time). Best
+    /// effort: without the record the next run checks again.
+    pub fn vouch(&self, vouch: Vouch) {
+        let path = self.vouch_path();
+        let Some(sign) = vouch.0 else {
+            return;
+        };
+        let written = path
+            .parent()
+            .map_or(Ok(()), crate::private::own_dir)
+            .and_then(|()| super::engines::remove_path(&path))
+            .and_then(|()| crate::private::create_new(&path, 0o600))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, sign.as_bytes()));
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), "cannot record the repository's opening: {e}");
+        }
+    }
+
+    /// Forgets [`Restic::vouch`]'s record: a backup into the repository failed, so the next
+    /// run checks before it mounts anything.
+    pub fn unvouch(&self) {
+        let path = self.vouch_path();
+        if let Err(e) = super::engines::remove_path(&path) {
+            tracing::warn!(
+                "cannot remove {}: {e}; the next backup checks the repository only after mounting",
+                path.display()
+            );
+        }
+    }
+
+    /// `STATE/restic-opened/DIGEST`, by the repository and the credential files' paths (a
+    /// digest: the repository string may hold a password).
+    fn vouch_path(&self) -> PathBuf {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.repo.repository.as_bytes());
+        h.update([0]);
+        h.update(self.repo.password_file.as_os_str().as_bytes());
+        h.update([0]);
+        if let Some(f) = &self.repo.env_file {
+            h.update(f.as_os_str().as_bytes());
+        }
+        let digest: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.cache
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("restic-opened")
+            .join(digest)
+    }
+
+    /// Device, inode, size, mtime and ctime of each credential file; `None` when one cannot be
+    /// read.
+    fn credentials_sign(&self) -> Option<String> {
+        let files = std::iter::once(&self.repo.password_file).chain(self.repo.env_file.as_ref());
+        let mut sign = String::new();
+        for f in files {
+            let m = std::fs::symlink_metadata(f).ok()?;
+            sign.push_str(&format!(
+                "{} {} {} {}.{} {}.{}\n",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            ));
+        }
+        Some(sign)
     }
 
     /// `restic snapshots --json`: of `ids`, or all of `host` (all when `None`).
@@ -1021,7 +1442,14 @@ fn unix_mode(go: u64) -> u32 {
 /// The first 8 hex digits, as restic shows IDs.
 /// restic opening a repository, started by [`Restic::start_opening`]; killed if dropped
 /// unawaited (the backup it was for did not happen).
-pub struct Opening(duct::Handle, std::time::Instant);
+/// A successful opening of the repository, for [`Restic::vouch`]: the credential files' sign
+/// taken before it began.
+#[must_use]
+pub struct Vouch(Option<String>);
+
+/// restic opening the repository: the process, its start, and the credential files' sign taken
+/// before it started (what a success vouches for).
+pub struct Opening(duct::Handle, std::time::Instant, Option<String>);
 
 impl Drop for Opening {
     fn drop(&mut self) {
@@ -1445,6 +1873,114 @@ mod tests {
             escape_pattern(Path::new("/run/lvsnap/backup/7/st*r/[a]?\\")),
             b"/run/lvsnap/backup/7/st\\*r/\\[a]\\?\\\\".to_vec()
         );
+    }
+
+    #[test]
+    fn exclude_file_lines_survive_restics_trimming_and_expansion() {
+        let line = |p: &str| String::from_utf8(exclude_line(Path::new(p))).unwrap();
+        assert_eq!(line("/m/a$HOME/b*"), "/m/a[$]HOME/b\\*");
+        assert_eq!(line("/m/trailing \t"), "/m/trailing[ ][\t]");
+        assert_eq!(line("/m/in side/x\u{a0}"), "/m/in side/x[\u{a0}]");
+        // A newline, inside or at the end: a class that matches it alone.
+        let nl = "[^\u{1}-\t\u{b}-\u{10ffff}]";
+        assert_eq!(line("/m/two\nlines\n"), format!("/m/two{nl}lines{nl}"));
+        assert!(!line("/m/two\nlines\n").contains('\n'));
+        let raw = exclude_line(Path::new(std::ffi::OsStr::from_bytes(
+            b"/m/\xff \xe2\x80\x83",
+        )));
+        assert_eq!(raw, b"/m/\xff[ ][\xe2\x80\x83]");
+    }
+
+    /// Runs `f`, aborting the test process (not hanging) when it takes longer than 10 s.
+    fn within_10s<T>(f: impl FnOnce() -> T) -> T {
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let watched = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            if !watched.load(Ordering::SeqCst) {
+                eprintln!("hung for 10 s");
+                std::process::abort();
+            }
+        });
+        let out = f();
+        done.store(true, Ordering::SeqCst);
+        out
+    }
+
+    /// What a walk sends [`Late::give`].
+    fn given(
+        found: Result<Vec<PathBuf>, String>,
+    ) -> std::sync::mpsc::Receiver<Result<Vec<PathBuf>, String>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(found).unwrap();
+        rx
+    }
+
+    #[test]
+    fn late_excludes_reach_a_reader_that_opens_the_fifo_late() {
+        use std::io::Read;
+        let t = tempfile::tempdir().unwrap();
+        let late = Late::new(t.path().join("1.excludes")).unwrap();
+        let cancel = AtomicBool::new(false);
+        let fifo = late.fifo();
+        let read = within_10s(|| {
+            std::thread::scope(|s| {
+                let reader = s.spawn(|| {
+                    // restic derives its key and locks the repository first.
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut text = String::new();
+                    std::fs::File::open(&fifo)
+                        .unwrap()
+                        .read_to_string(&mut text)
+                        .unwrap();
+                    text
+                });
+                late.give(
+                    Path::new("/m"),
+                    &given(Ok(vec![PathBuf::from("a$b"), PathBuf::from("c ")])),
+                    &cancel,
+                );
+                reader.join().unwrap()
+            })
+        });
+        assert_eq!(read, "/m/a[$]b\n/m/c[ ]\n");
+        // As it goes in a backup: restic opens the FIFO while the walk goes on, and reads
+        // what the walk sends once it ends.
+        let waiting = Late::new(t.path().join("4.excludes")).unwrap();
+        let fifo = waiting.fifo();
+        let read = within_10s(|| {
+            std::thread::scope(|s| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (late, cancel) = (&waiting, &cancel);
+                let writer = s.spawn(move || late.give(Path::new("/m"), &rx, cancel));
+                let mut text = String::new();
+                let mut f = std::fs::File::open(&fifo).unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                tx.send(Ok(vec![PathBuf::from("d\ne")])).unwrap();
+                f.read_to_string(&mut text).unwrap();
+                writer.join().unwrap();
+                text
+            })
+        });
+        assert_eq!(read, "/m/d[^\u{1}-\t\u{b}-\u{10ffff}]e\n");
+        assert_eq!(late.found().unwrap().len(), 2);
+        assert!(!late.stop.load(Ordering::SeqCst));
+        // A run that ends without opening it does not keep the writer waiting.
+        let late = Late::new(t.path().join("2.excludes")).unwrap();
+        late.ended();
+        within_10s(|| late.give(Path::new("/m"), &given(Ok(vec![])), &cancel));
+        // A walk that failed stops restic for good.
+        std::fs::create_dir(t.path().join("3.excludes")).unwrap();
+        std::fs::write(t.path().join("3.excludes/left"), "by a killed lvsnap").unwrap();
+        let late = Late::new(t.path().join("3.excludes")).unwrap();
+        assert!(!t.path().join("3.excludes/left").exists());
+        within_10s(|| late.give(Path::new("/m"), &given(Err("cannot read".into())), &cancel));
+        assert!(late.stop.load(Ordering::SeqCst) && late.abandoned.load(Ordering::SeqCst));
+        assert_eq!(late.found(), Err("cannot read".to_owned()));
+        // The FIFO's directory goes with it.
+        let dir = late.dir.clone();
+        drop(late);
+        assert!(!dir.exists());
     }
 
     #[test]

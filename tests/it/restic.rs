@@ -58,16 +58,32 @@ fn id(n: u64) -> String {
     format!("{:08x}{n:056x}", 0xc563_fc1b + n)
 }
 
-/// The stand-in's `cat config` fails as restic does when its server does not answer.
+/// Every command of the stand-in fails as restic does when its server does not answer.
 fn unreachable(fake: &Path) {
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/restic/unreachable.stderr"
         ),
-        fake.join("fail-cat"),
+        fake.join("fail-all"),
     )
     .unwrap();
+}
+
+/// The stand-in's `COMMAND` fails on an exclusive lock that a killed restic of this host left
+/// (a forget's, a prune's, a check's) until `restic unlock` removes it.
+fn stale_lock(fake: &Path, command: &str) {
+    let this = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    // A pid that is not running: above the kernel's limit.
+    std::fs::write(
+        fake.join(format!("fail-{command}")),
+        format!("unable to create lock in backend: repository is already locked exclusively by PID 4194305 on {this} by root (UID 0, GID 0)\n"),
+    )
+    .unwrap();
+    std::fs::write(fake.join("unlock-clears"), "").unwrap();
 }
 
 fn snapshots(fake: &Path) -> String {
@@ -107,7 +123,14 @@ fn a_backup_is_one_tagged_restic_snapshot_at_the_snapshots_time_and_is_recorded(
     );
     // Excludes are anchored at the mount point and match one path each.
     assert!(backup.contains("/tmp --exclude="), "{backup}");
-    assert!(backup.ends_with("/a\\*b ."), "{backup}");
+    assert!(backup.contains("/a\\*b --exclude-file="), "{backup}");
+    assert!(backup.ends_with(" ."), "{backup}");
+    // What the walk leaves out comes through a FIFO, read once restic has started: here
+    // nothing.
+    assert_eq!(
+        std::fs::read_to_string(fake.join("exclude-file")).unwrap(),
+        ""
+    );
     // The repository is in restic's environment, not on its command line (`ps` shows that).
     assert!(!calls.iter().any(|c| c.contains("127.0.0.1")), "{calls:?}");
     assert_eq!(
@@ -354,19 +377,7 @@ fn restics_failures_name_the_repository_and_the_fix() {
 #[test]
 fn a_stale_lock_of_a_dead_restic_on_this_host_is_removed_and_the_command_retried() {
     let (h, fake) = host("keep = { last = 1 }");
-    let this = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    // A pid that is not running: above the kernel's limit.
-    std::fs::write(
-        fake.join("fail-forget"),
-        // The wording of an exclusive lock (forget, prune, check), which a killed forget leaves.
-        format!("unable to create lock in backend: repository is already locked exclusively by PID 4194305 on {this} by root (UID 0, GID 0)\n"),
-    )
-    .unwrap();
-    // The stand-in's `unlock` must remove the failure for the retry to pass.
-    std::fs::write(fake.join("unlock-clears"), "").unwrap();
+    stale_lock(&fake, "forget");
     for t in ["2026-03-02T01:00:00Z", "2026-03-02T02:00:00Z"] {
         h.lvsnap(&["snapshot", "home"], t);
         h.lvsnap(&["backup", "home"], t);
@@ -472,7 +483,7 @@ fn backups_are_watched_by_check_status_and_the_metrics() {
         "{out}"
     );
     // Back the night after; a verification that fails is critical too.
-    std::fs::remove_file(fake.join("fail-cat")).unwrap();
+    std::fs::remove_file(fake.join("fail-all")).unwrap();
     let (code, out) = h.lvsnap(&["run"], "2026-03-04T02:00:00Z");
     assert_eq!(code, 0, "{out}");
     let (code, _) = h.lvsnap(&["check"], "2026-03-04T02:10:00Z");
@@ -1080,18 +1091,146 @@ fn run_opens_the_repository_only_when_a_backup_is_due() {
     let (code, out) = h.lvsnap(&["run"], "2026-03-02T01:00:00Z");
     assert_eq!(code, 0, "{out}");
     assert_eq!(calls(&fake), Vec::<String>::new(), "{out}");
-    // 02:00: due; the repository cannot be opened, and the run says so with nothing mounted.
+    // 02:00: due, and the server is down. The credentials opened the repository yesterday and
+    // are unchanged, so restic is not asked before the mount: the backup itself fails.
     unreachable(&fake);
-    let before = h.lvm.invocations().len();
     let (code, out) = h.lvsnap(&["run"], "2026-03-02T02:00:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot reach restic repository"), "{out}");
+    let verbs = || -> Vec<String> {
+        calls(&fake)
+            .iter()
+            .map(|c| c.split(' ').nth(5).unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(verbs().first().map(String::as_str), Some("backup"), "{out}");
+    assert!(h.catalog().open_mounts().unwrap().is_empty());
+    // The next night, after that failure, the repository is checked before anything is
+    // mounted.
+    std::fs::remove_file(fake.join("argv")).unwrap();
+    let before = h.lvm.invocations().len();
+    let (code, out) = h.lvsnap(&["run"], "2026-03-03T02:00:00Z");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot reach restic repository"), "{out}");
     let lvm = h.lvm.invocations().split_off(before);
     assert!(lvm.iter().any(|c| c.starts_with("lvcreate")), "{lvm:?}");
     assert!(!lvm.iter().any(|c| c.starts_with("mount")), "{lvm:?}");
-    let verbs: Vec<String> = calls(&fake)
-        .iter()
-        .map(|c| c.split(' ').nth(5).unwrap_or_default().to_owned())
+    let verbs = verbs();
+    assert_eq!(verbs.first().map(String::as_str), Some("cat"), "{out}");
+    assert!(!verbs.iter().any(|v| v == "backup"), "{verbs:?}");
+}
+
+#[test]
+fn credentials_that_opened_the_repository_are_checked_again_only_when_changed() {
+    let (h, fake) = host("keep = { last = 2 }");
+    // What restic was asked around each backup (pruning aside).
+    let verbs = || -> Vec<String> {
+        let v = calls(&fake)
+            .iter()
+            .map(|c| c.split(' ').nth(5).unwrap_or_default().to_owned())
+            .filter(|v| ["cat", "backup", "ls"].contains(&v.as_str()))
+            .collect();
+        std::fs::remove_file(fake.join("argv")).unwrap();
+        v
+    };
+    // The first backup checks the repository before it mounts; the next ones do not.
+    snapshot_and_back_up(&h, "2026-03-01T01:00:00Z", "2026-03-01T01:05:00Z");
+    assert_eq!(verbs(), ["cat", "backup", "ls"]);
+    snapshot_and_back_up(&h, "2026-03-01T02:00:00Z", "2026-03-01T02:05:00Z");
+    assert_eq!(verbs(), ["backup", "ls"]);
+    // The password file rewritten (even with the same text), or the env file: checked again.
+    private(&h.dir.path().join("restic.pass"), "secret\n");
+    snapshot_and_back_up(&h, "2026-03-01T03:00:00Z", "2026-03-01T03:05:00Z");
+    assert_eq!(verbs(), ["cat", "backup", "ls"]);
+    snapshot_and_back_up(&h, "2026-03-01T04:00:00Z", "2026-03-01T04:05:00Z");
+    assert_eq!(verbs(), ["backup", "ls"]);
+    let env = h.dir.path().join("restic.env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    std::fs::remove_file(&env).unwrap();
+    private(&env, &text);
+    snapshot_and_back_up(&h, "2026-03-01T05:00:00Z", "2026-03-01T05:05:00Z");
+    assert_eq!(verbs(), ["cat", "backup", "ls"]);
+    // A wrong password written into the same file is refused before anything is mounted.
+    private(&h.dir.path().join("restic.pass"), "wrong\n");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/restic/wrong-password.stderr"
+        ),
+        fake.join("fail-cat"),
+    )
+    .unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-01T06:00:00Z");
+    let before = h.lvm.invocations().len();
+    let r = h.run(&["backup", "home"], "2026-03-01T06:05:00Z");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.out.contains("the password in "), "{r:?}");
+    let lvm = h.lvm.invocations().split_off(before);
+    assert!(!lvm.iter().any(|c| c.starts_with("mount")), "{lvm:?}");
+    assert_eq!(verbs(), ["cat"]);
+    // The record of an opening lives in the state directory, root's alone.
+    let opened = h.dir.path().join("restic-opened");
+    assert_eq!(
+        std::fs::metadata(&opened).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
+    for f in std::fs::read_dir(&opened).unwrap() {
+        let m = f.unwrap().metadata().unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+    }
+}
+
+#[test]
+fn what_the_walk_leaves_out_reaches_restic_through_its_exclude_file_or_its_arguments() {
+    let (h, fake) = host("keep = { last = 2 }");
+    // Nothing is really mounted in host tests: what lvsnap finds at the backup's mount point
+    // (backup 1) is put there beforehand. A path too long to restore is left out; its name
+    // ends in "$HOME " and holds a newline, which restic's exclude file would trim, expand
+    // and split.
+    let mount = h.dir.path().join("run/backup/1");
+    let mut deep = mount.clone();
+    for _ in 0..14 {
+        deep.push("a".repeat(250));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("kept"), "x").unwrap();
+    let odd = format!("{}\nb$HOME ", "x".repeat(80));
+    std::fs::write(deep.join(&odd), "x").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    h.run(&["backup", "home"], "2026-03-02T01:05:00Z");
+    let fifo = String::from_utf8(std::fs::read(fake.join("exclude-file")).unwrap()).unwrap();
+    let want = format!(
+        "{}/{}[^\u{1}-\t\u{b}-\u{10ffff}]b[$]HOME[ ]\n",
+        deep.display(),
+        "x".repeat(80)
+    );
+    assert_eq!(fifo, want, "the one entry left out, as one line");
+    // A stale lock met by the backup: restic runs again after `restic unlock`, given what to
+    // leave out as arguments (the FIFO has no writer any more).
+    stale_lock(&fake, "backup");
+    std::fs::remove_file(fake.join("argv")).unwrap();
+    let deep2 = h
+        .dir
+        .path()
+        .join("run/backup/2")
+        .join(deep.strip_prefix(&mount).unwrap());
+    std::fs::create_dir_all(&deep2).unwrap();
+    std::fs::write(deep2.join(&odd), "x").unwrap();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T02:00:00Z");
+    h.run(&["backup", "home"], "2026-03-02T02:05:00Z");
+    let backups: Vec<String> = calls(&fake)
+        .into_iter()
+        .filter(|c| c.contains(" backup "))
         .collect();
-    assert_eq!(verbs, ["cat"], "{out}");
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    assert!(backups[0].contains("--exclude-file="), "{backups:?}");
+    assert!(!backups[1].contains("--exclude-file="), "{backups:?}");
+    // The argument keeps the name as it is, newline, `$` and space.
+    let argv = std::fs::read(fake.join("argv")).unwrap();
+    let want = format!("\0--exclude={}/{odd}\0.\0", deep2.display());
+    assert!(
+        argv.windows(want.len()).any(|w| w == want.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&argv)
+    );
 }

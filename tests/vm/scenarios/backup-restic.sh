@@ -162,8 +162,17 @@ assert_contains "$out" "does not open restic repository $REST"
 chmod 644 /etc/lvsnap/wrong.pass
 out=$("$LVSNAP" backup home 2>&1) && fail "a world-readable password file was accepted"
 assert_contains "$out" "lets others read or change it"
-assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by refused backups"
 write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
+# The password file that opened the repository before, rewritten with a wrong password: its
+# change is seen and the repository checked again before the mount ("backing up" is logged
+# after it).
+cp -p /etc/lvsnap/restic.pass /etc/lvsnap/good.pass
+printf 'wrong\n' > /etc/lvsnap/restic.pass
+out=$("$LVSNAP" -v backup home 2>&1) && fail "a rewritten wrong password was accepted"
+assert_contains "$out" "does not open restic repository $REST"
+case $out in *"backing up"*) fail "the rewritten password was found wrong only after mounting: $out" ;; esac
+cp -p /etc/lvsnap/good.pass /etc/lvsnap/restic.pass
+assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by refused backups"
 
 step "two hosts share the repository; each forgets only its own; a snapshot made by hand survives"
 (cd /mnt/web && restic -r $REST backup --host web01 --tag handmade . > /dev/null)
@@ -219,6 +228,35 @@ assert_eq "$(tagged_lvs | grep -c mail-lvsnap || true)" "$mail_snaps" "snapshots
 state=$("$LVSNAP" backups --all --json --policy mail)
 assert_contains "$state" '"state":"failed"'
 assert_eq "$(grep -c ' /run/lvsnap/backup' /proc/mounts)" 0 "mounts left by the killed backup"
+assert_eq "$(ls /run/lvsnap/backup | grep -c excludes || true)" 0 "the killed backup's FIFO directory"
+
+step "entries the walk leaves out reach a running restic through its exclude file"
+# restic starts before the snapshot's tree is walked and reads what to leave out from a FIFO
+# once it has locked the repository. A path too long to restore is left out (the backup is
+# partial); restic trims and expands the lines of an exclude file and splits it at newlines,
+# so the names end in "$HOME " and hold a newline.
+deep=/mnt/mail/deep; mkdir -p $deep; d=$deep
+for _ in $(seq 14); do d="$d/$(printf 'a%.0s' $(seq 250))"; mkdir "$d"; done
+echo hidden > "$d/$(printf 'x%.0s' $(seq 74))\$HOME "; echo kept > "$d/short"; sync
+backed_up() {  # the latest restic snapshot of mail: entries whose path has $1
+  restic -r /srv/local ls latest --tag lvsnap-policy=mail 2> /dev/null | grep -c -- "$1" || true
+}
+out=$("$LVSNAP" -v backup mail 2>&1) && fail "a backup that left an entry out passed: $out"
+assert_contains "$out" "backup partial"
+assert_contains "$("$LVSNAP" backups --all --json --policy mail)" '"state":"partial"'
+assert_eq "$(backed_up 'xxxx\$HOME')" 0 "the too-long entry in restic's snapshot"
+assert_eq "$(backed_up '/short$')" 1 "its sibling in restic's snapshot"
+echo hidden > "$d/$(printf 'y%.0s' $(seq 60))
+$(printf 'z%.0s' $(seq 9))\$HOME "; sync
+out=$("$LVSNAP" -v backup mail 2>&1) && fail "a backup that left entries out passed: $out"
+assert_contains "$out" "backup partial"
+assert_eq "$(backed_up 'yyyy')" 0 "the too-long entry named with a newline in restic's snapshot"
+assert_eq "$(backed_up 'zzzz')" 0 "the too-long entry named with a newline in restic's snapshot"
+assert_eq "$(backed_up '/short$')" 1 "its sibling in restic's snapshot"
+case $out in *"restic starts again"*) fail "restic was started twice: $out" ;; esac
+assert_eq "$(ls /srv/local/locks)" "" "locks left in the repository"
+assert_eq "$(ls /run/lvsnap/backup | grep -c excludes || true)" 0 "FIFO directories left behind"
+rm -rf $deep
 
 step "a full repository: the backup fails saying so, and is recorded failed"
 mkdir -p /srv/small && mount -t tmpfs -o size=3m tmpfs /srv/small
