@@ -114,6 +114,9 @@ for i in $(seq 0 9); do
     dd if=/dev/urandom of=/dev/vg0/meta bs=64K count=1 seek=$(( j * 8 + i % 8 )) oflag=direct status=none || fail "the writer saw an I/O error"
   done
 done
+# The pool's metadata use falls back when it commits (a flush, or its periodic commit each
+# second): read it after one, so that lvsnap's survey sees the same figure.
+blockdev --flushbufs /dev/vg0/meta; sleep 2
 meta=$(lvs --noheadings -o metadata_percent vg0/mpool | tr -d ' ')
 limit=${meta%.*}
 echo "pool metadata ${meta}%: pool-metadata-emergency = $limit"
