@@ -479,12 +479,7 @@ impl Engine<'_> {
         };
         let thin = managed.record.thin;
         let active = managed.lv.as_ref().is_some_and(|l| l.active);
-        let mount_dir = self
-            .config
-            .settings
-            .runtime_dir
-            .join("backup")
-            .join(id.to_string());
+        let mount_dir = mount_dir(&self.config.settings.runtime_dir, id);
         let mounted = match self.mount_snapshot(&MountRequest {
             vg: &volume.vg,
             lv: &managed.record.name,
@@ -721,13 +716,8 @@ impl Engine<'_> {
             }
             if r.engine == "restic" {
                 notes.extend(self.unlock_after(&r));
-                let mount_dir = self
-                    .config
-                    .settings
-                    .runtime_dir
-                    .join("backup")
-                    .join(r.id.to_string());
-                let _ = engines::remove_path(&excludes_dir(&mount_dir));
+                let dir = mount_dir(&self.config.settings.runtime_dir, r.id);
+                let _ = engines::remove_path(&excludes_dir(&dir));
             }
             if r.temporary {
                 let temp = fleet
@@ -1275,6 +1265,11 @@ impl Drop for Abandon<'_> {
     fn drop(&mut self) {
         self.0.abandon();
     }
+}
+
+/// `RUNTIME/backup/ID`: where backup `id` mounts its snapshot.
+fn mount_dir(runtime_dir: &Path, id: i64) -> PathBuf {
+    runtime_dir.join("backup").join(id.to_string())
 }
 
 /// `RUNTIME/backup/ID.excludes`, beside the backup's mount point `RUNTIME/backup/ID`: the FIFO

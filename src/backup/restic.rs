@@ -934,19 +934,14 @@ impl Restic<'_> {
     /// `STATE/restic-opened/DIGEST`, by the repository and the credential files' paths (a
     /// digest: the repository string may hold a password).
     fn vouch_path(&self) -> PathBuf {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(self.repo.repository.as_bytes());
-        h.update([0]);
-        h.update(self.repo.password_file.as_os_str().as_bytes());
-        h.update([0]);
+        let mut key = self.repo.repository.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(self.repo.password_file.as_os_str().as_bytes());
+        key.push(0);
         if let Some(f) = &self.repo.env_file {
-            h.update(f.as_os_str().as_bytes());
+            key.extend_from_slice(f.as_os_str().as_bytes());
         }
-        let digest: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = &crate::manifest::sha256_hex(&key)[..32];
         self.cache
             .parent()
             .unwrap_or(Path::new("."))
