@@ -54,12 +54,48 @@ pub fn is_mounted(dir: &Path) -> bool {
 /// Where the LV `VG/LV` is mounted, matched by device number, so any name of the device
 /// counts.
 pub fn mount_point_of(vg: &str, lv: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let rdev = std::fs::metadata(device(vg, lv)).ok()?.rdev();
-    let want = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
+    let want = device_number(vg, lv)?;
     mounts()
         .into_iter()
         .find_map(|(dev, point)| (dev == want).then_some(point))
+}
+
+/// Where the LV `VG/LV` is mounted and the filesystem type the kernel mounted it as; the first
+/// of its mounts.
+pub fn filesystem_of(vg: &str, lv: &str) -> Option<(PathBuf, String)> {
+    let want = device_number(vg, lv)?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let dev = f.nth(2)?;
+        let point = f.nth(1)?;
+        // The optional fields end at "-"; the filesystem type follows.
+        let fs = f.skip_while(|x| *x != "-").nth(1)?;
+        (dev == want).then(|| (PathBuf::from(unescape_octal(point)), fs.to_owned()))
+    })
+}
+
+/// Whether the LV `VG/LV` is an active swap device (`/proc/swaps`).
+pub fn is_swap(vg: &str, lv: &str) -> bool {
+    let Some(want) = device_number(vg, lv) else {
+        return false;
+    };
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    swaps.lines().skip(1).any(|l| {
+        l.split_whitespace().next().is_some_and(|dev| {
+            let dev = unescape_octal(dev);
+            std::fs::metadata(&dev).ok().is_some_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                format!("{}:{}", libc::major(m.rdev()), libc::minor(m.rdev())) == want
+            })
+        })
+    })
+}
+
+fn device_number(vg: &str, lv: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(device(vg, lv)).ok()?.rdev();
+    Some(format!("{}:{}", libc::major(rdev), libc::minor(rdev)))
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.

@@ -144,15 +144,27 @@ pub fn trusted_dir(dir: &Path) -> Result<(), String> {
 /// The program and every directory above it (after links are resolved) must be root's and
 /// writable by no one else: otherwise whoever can write there chooses what root runs.
 fn trusted(path: &Path) -> Result<(), ToolError> {
-    let real = std::fs::canonicalize(path).map_err(|e| ToolError::Untrusted {
-        path: path.to_owned(),
-        why: e.to_string(),
-    })?;
-    for p in real.ancestors() {
-        let m = std::fs::metadata(p).map_err(|e| ToolError::Untrusted {
+    match untrusted_ancestor(path) {
+        None => Ok(()),
+        Some((_, why)) => Err(ToolError::Untrusted {
             path: path.to_owned(),
-            why: format!("{}: {e}", p.display()),
-        })?;
+            why,
+        }),
+    }
+}
+
+/// The first of `path` and the directories above it (after links are resolved) that is not
+/// root's alone, with why; `None` when all are.
+pub fn untrusted_ancestor(path: &Path) -> Option<(PathBuf, String)> {
+    let real = match std::fs::canonicalize(path) {
+        Ok(r) => r,
+        Err(e) => return Some((path.to_owned(), e.to_string())),
+    };
+    for p in real.ancestors() {
+        let m = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) => return Some((p.to_owned(), format!("{}: {e}", p.display()))),
+        };
         let why = if m.uid() != 0 {
             format!("{} is owned by uid {}", p.display(), m.uid())
         } else if m.mode() & 0o022 != 0 && !(m.is_dir() && m.mode() & 0o1000 != 0 && p != real) {
@@ -164,12 +176,9 @@ fn trusted(path: &Path) -> Result<(), ToolError> {
         } else {
             continue;
         };
-        return Err(ToolError::Untrusted {
-            path: path.to_owned(),
-            why,
-        });
+        return Some((p.to_owned(), why));
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]

@@ -1581,6 +1581,8 @@ fn classify(stderr: &str) -> Failure {
         "connection reset",
         "TLS handshake",
         "certificate",
+        // A sandbox that forbids network sockets (systemd's RestrictAddressFamilies=).
+        "address family not supported",
     ];
     if let Some(line) = stderr
         .lines()
@@ -1805,6 +1807,11 @@ mod tests {
         assert!(matches!(
             classify("Fatal: unable to open config file: client.Head: Head \"http://127.0.0.1:9/config\": dial tcp 127.0.0.1:9: connect: connection refused\nIs there a repository at the following location?\nrest:http://127.0.0.1:9/\n"),
             Failure::Unreachable(w) if w.contains("connection refused")
+        ));
+        // Under a unit whose RestrictAddressFamilies= lacks AF_INET: not "no repository".
+        assert!(matches!(
+            classify("Fatal: unable to open config file: client.Head: Head \"http://127.0.0.1:8000/config\": dial tcp 127.0.0.1:8000: socket: address family not supported by protocol\nIs there a repository at the following location?\nrest:http://127.0.0.1:8000/\n"),
+            Failure::Unreachable(w) if w.contains("address family not supported")
         ));
         assert_eq!(
             classify("unable to create lock in backend: repository is already locked by PID 29445 on vm by root (UID 0, GID 0)\nlock was created at 2026-12-03 16:31:22 (3.4s ago)\n"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    backup, catalog, config, cycle, replicate, replication, restore, rollback, snapshots,
+    backup, catalog, config, cycle, replicate, replication, restore, rollback, setup, snapshots,
 };
 use crate::config::DEFAULT_CONFIG;
 
@@ -193,6 +193,29 @@ pub enum Command {
     ///   lvsnap restore-replica db-lvsnap-20261204T030000Z --pool vg0/pool --as db-restored
     RestoreReplica(replication::RestoreReplicaArgs),
 
+    /// Propose a starting policy file from this host's volumes, with the reason for each choice.
+    ///
+    /// One policy per mounted filesystem LV (ext2/3/4, xfs): thin volumes get thin snapshots
+    /// with a day of hours, a week of days and a month of weeks; thick ones snapshots sized from
+    /// their volume group's free space, leaving 10% of it free (keep-free), with as few kept as
+    /// that space allows. Swap, snapshots, pools, unmounted volumes and volumes already in a
+    /// policy are left out, each with why. Prints the file; --write saves it (as the policy file
+    /// when there is none, else as policy.d/init.toml beside it), never over an existing file.
+    ///
+    ///   lvsnap init                   see the proposal
+    ///   lvsnap init --write           save it, then: lvsnap plan; lvsnap run --dry-run
+    ///   lvsnap init --volumes vg0/home,vg0/srv --write
+    Init(setup::InitArgs),
+
+    /// Check the host for what lvsnap needs: one line per item, OK, WARN or FAIL with the fix.
+    ///
+    /// lvm2's version and device-mapper, the snapshot and thin-pool targets, the thin tools,
+    /// udev, whether the timer or the daemon is enabled, the policies, the catalog's privacy,
+    /// each volume group's and thin pool's room, each backup target's owner, mode and room,
+    /// and the programs of the backup engines in use. Changes nothing. Exit status 0 all OK,
+    /// 1 a warning, 2 a failure.
+    Doctor(setup::DoctorArgs),
+
     /// Per group: the newest snapshot and its age, the next scheduled time, count and space,
     /// the last error; the fill of volume groups and thin pools.
     Status(snapshots::StatusArgs),
@@ -221,7 +244,7 @@ pub enum Command {
     /// Print a shell completion script: lvsnap completions bash > /etc/bash_completion.d/lvsnap
     Completions(config::CompletionsArgs),
 
-    /// Print the man page (roff): lvsnap man > /usr/local/share/man/man1/lvsnap.1
+    /// Print the man page (roff, section 8): lvsnap man > /usr/local/share/man/man8/lvsnap.8
     Man,
 
     /// Replay a policy over a span of time and show which snapshots it would keep.

@@ -60,7 +60,7 @@ pub async fn run_daemon(
     let sched = JobScheduler::new().await.map_err(scheduler_error)?;
     arm_all(&shared, &sched).await;
     sched.start().await.map_err(scheduler_error)?;
-    info!("daemon started");
+    info!(policies = %policy_names(&shared), "daemon started");
     // Catch up beside the armed jobs (one snapshot for each due group, as `run` does at boot):
     // a long backup in it must not hold the other policies' scheduled snapshots. Shutdown
     // waits for it like for any job.
@@ -99,7 +99,7 @@ async fn reload_config(shared: &Arc<Shared>, sched: &JobScheduler) {
             *shared.config.write().expect("config lock") = Arc::new(new);
             shared.generation.fetch_add(1, Ordering::SeqCst);
             arm_all(shared, sched).await;
-            info!(path = %shared.path.display(), "policy files reloaded");
+            info!(path = %shared.path.display(), policies = %policy_names(shared), "policy files reloaded");
         }
         Err(e) => {
             for line in e.to_string().lines() {
@@ -107,6 +107,16 @@ async fn reload_config(shared: &Arc<Shared>, sched: &JobScheduler) {
             }
         }
     }
+}
+
+/// The policies the daemon runs, for its log; on a fresh install, what to do about none.
+fn policy_names(shared: &Shared) -> String {
+    let cfg = shared.config.read().expect("config lock");
+    if cfg.policies.is_empty() {
+        return crate::commands::setup::no_policy_yet(&shared.path);
+    }
+    let names: Vec<&str> = cfg.policies.iter().map(|p| p.name.as_str()).collect();
+    names.join(", ")
 }
 
 async fn arm_all(shared: &Arc<Shared>, sched: &JobScheduler) {

@@ -222,9 +222,14 @@ fn dispatch(
             return Ok(exit::OK);
         }
         C::Man => {
-            clap_mangen::Man::new(Cli::command()).render(out)?;
+            // Section 8: a system administration command, installed in /usr/sbin.
+            clap_mangen::Man::new(Cli::command())
+                .section("8")
+                .render(out)?;
             return Ok(exit::OK);
         }
+        C::Init(a) => return commands::setup::init(a, &cli.config, runner, out),
+        C::Doctor(a) => return commands::setup::doctor(a, &cli.config, runner, out),
         C::Check(a) => {
             // A monitoring check reports a broken configuration as UNKNOWN, not as exit 2.
             let cfg = match config::load(&cli.config) {
@@ -284,7 +289,13 @@ fn dispatch(
         C::Replicate(a) => commands::replication::replicate(ctx, a),
         C::Replicas(a) => commands::replication::replicas(ctx, a),
         C::RestoreReplica(a) => commands::replication::restore_replica(ctx, a),
-        C::Config(_) | C::Daemon | C::Completions(_) | C::Man | C::Check(_) => {
+        C::Config(_)
+        | C::Daemon
+        | C::Completions(_)
+        | C::Man
+        | C::Check(_)
+        | C::Init(_)
+        | C::Doctor(_) => {
             unreachable!("answered above without loading the policy files")
         }
     }

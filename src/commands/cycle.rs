@@ -48,6 +48,27 @@ pub fn run(ctx: &mut Ctx<'_>, a: &RunArgs) -> Result<i32, Error> {
         }
         ctx.now = at;
     }
+    if ctx.config.policies.is_empty() {
+        let note = super::setup::no_policy_yet(&ctx.config.source);
+        // A fresh install has nothing to do; a host whose policies were all removed may still
+        // have an interrupted backup or rollback for the cycle to finish.
+        if !ctx.config.settings.catalog.exists() {
+            if a.json {
+                let r = crate::cycle::RunReport {
+                    dry_run: a.dry_run,
+                    notes: vec![note],
+                    ..Default::default()
+                };
+                writeln!(ctx.out, "{}", report::run_json(&r))?;
+            } else {
+                writeln!(ctx.out, "{note}")?;
+            }
+            return Ok(exit::OK);
+        }
+        if !a.json {
+            writeln!(ctx.out, "{note}")?;
+        }
+    }
     let opts = options(ctx, &a.policy, a.dry_run, a.force, true);
     cycle(ctx, &opts, a.json, a.dry_run)
 }

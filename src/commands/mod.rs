@@ -27,6 +27,7 @@ pub mod restore;
 pub mod rollback;
 mod rollback_set;
 mod set_access;
+pub mod setup;
 pub mod snapshots;
 
 /// What every snapshot command works with.

@@ -156,8 +156,13 @@ fn refused(why: String) -> Error {
 }
 
 pub(super) fn inventory(ctx: &Ctx<'_>) -> Result<Inventory, Error> {
+    inventory_of(ctx.runner)
+}
+
+/// One `lvs` report, parsed.
+pub(super) fn inventory_of(runner: &dyn lvm::Runner) -> Result<Inventory, Error> {
     let inv = Invocation::new(Tool::Lvs, lvm::report::lvs_args());
-    let done = ctx.runner.run(&inv)?;
+    let done = runner.run(&inv)?;
     lvm::check(&inv, &done)?;
     lvm::report::parse_lvs(&done.stdout).map_err(|e| refused(format!("lvs: {e}")))
 }

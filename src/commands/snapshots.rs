@@ -19,6 +19,16 @@ use crate::status;
 /// Inventory or catalog failure.
 pub fn status(ctx: &mut Ctx<'_>, a: &StatusArgs) -> Result<i32, Error> {
     let json = a.json;
+    if ctx.config.policies.is_empty() && !json {
+        writeln!(
+            ctx.out,
+            "no policy yet — `lvsnap init` proposes one for each mounted volume ({} defines none)",
+            ctx.config.source.display()
+        )?;
+        if !ctx.config.settings.catalog.exists() {
+            return Ok(exit::OK);
+        }
+    }
     let (states, cap, damaged) = survey_states(ctx)?;
     if let Some(d) = &damaged {
         warn_damaged(ctx, d, json)?;

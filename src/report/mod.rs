@@ -362,6 +362,7 @@ pub mod backups;
 pub mod events;
 pub mod history;
 pub mod restore;
+pub mod setup;
 mod snapshots;
 pub mod status;
 pub use snapshots::{list_json, list_text, run_json, run_text, ListRow};

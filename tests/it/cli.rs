@@ -355,7 +355,7 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         .args(&["man"])
         .run()
         .status(0)
-        .stdout_has(".TH lvsnap 1")
+        .stdout_has(".TH lvsnap 8")
         .stdout_has("snapshot");
     Lvsnap::new().args(&["completions", "tcsh"]).run().status(2);
 }

@@ -16,4 +16,5 @@ mod restic;
 mod restore;
 mod retention;
 mod sets;
+mod setup;
 mod systemd;
