@@ -1,5 +1,5 @@
 //! The systemd units in systemd/ pass `systemd-analyze verify`, with the built binary standing in
-//! for /usr/local/bin/lvsnap, and keep the hardening and timer settings the README promises.
+//! for /usr/sbin/lvsnap, and keep the hardening and timer settings the README promises.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,7 @@ fn unit(name: &str) -> String {
 fn units_pass_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["lvsnap.service", "lvsnap-daemon.service", "lvsnap.timer"] {
-        let text = unit(name).replace("/usr/local/bin/lvsnap", env!("CARGO_BIN_EXE_lvsnap"));
+        let text = unit(name).replace("/usr/sbin/lvsnap", env!("CARGO_BIN_EXE_lvsnap"));
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     // --man=no: the man page is not installed on the machine that runs the tests. The timer is
@@ -39,13 +39,16 @@ fn service_is_hardened_and_timer_catches_up() {
     let service = unit("lvsnap.service");
     for line in [
         "Type=oneshot",
-        "ExecStart=/usr/local/bin/lvsnap run",
+        "ExecStart=/usr/sbin/lvsnap run",
         "ProtectSystem=strict",
         "StateDirectory=lvsnap",
         "RuntimeDirectory=lvsnap",
         "PrivateTmp=yes",
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=CAP_SYS_ADMIN",
+        "StateDirectoryMode=0700",
+        "RuntimeDirectoryMode=0700",
+        "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6",
     ] {
         assert!(
             service.lines().any(|l| l.starts_with(line)),
@@ -54,7 +57,7 @@ fn service_is_hardened_and_timer_catches_up() {
     }
     let daemon = unit("lvsnap-daemon.service");
     for line in [
-        "ExecStart=/usr/local/bin/lvsnap daemon",
+        "ExecStart=/usr/sbin/lvsnap daemon",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
