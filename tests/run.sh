@@ -18,7 +18,8 @@ command -v cargo > /dev/null || { echo "tests/run.sh: cargo not found; install R
 
 # Host tools the tests call: systemd-analyze verifies the units (tests/it/systemd.rs); rsync, GNU
 # tar, zstd and setfacl/setfattr build the trees and archives the backup tests read back.
-# Container images often lack them.
+# Container images often lack them. (The VM part installs more itself: qemu, mmdebstrap,
+# lintian, and cargo-deb with cargo.)
 missing=""
 for pair in systemd-analyze:systemd rsync:rsync tar:tar zstd:zstd setfacl:acl setfattr:attr; do
   command -v "${pair%%:*}" > /dev/null || missing="$missing ${pair#*:}"
@@ -35,9 +36,15 @@ if [ $VM = 1 ]; then
   # scenarios that need Linux 6.6 or later, tests/vm/scenarios-newer-kernel/).
   tests/vm/provision.sh > /dev/null
   env $(tests/vm/newer-kernel.sh) tests/vm/provision.sh --no-install > /dev/null
-  # The VM runs the release build, as administrators do.
-  cargo build --locked --release --bin lvsnap
-  LVSNAP_VM_BINARY=$PWD/target/release/lvsnap cargo test --locked --no-fail-fast --features vm-tests
+  # …and the Debian system with systemd as init that the package is installed into.
+  tests/vm/provision-system.sh > /dev/null
+  # The VM runs the release build, as administrators do; the systemd guest installs it as the
+  # Debian package (and upgrades to the same with the next revision).
+  deb=$(packaging/build-deb.sh)
+  deb_upgrade=$(packaging/build-deb.sh --revision 2)
+  tests/package.sh "$deb"
+  LVSNAP_VM_BINARY=$PWD/target/release/lvsnap LVSNAP_VM_DEB=$PWD/$deb LVSNAP_VM_DEB_UPGRADE=$PWD/$deb_upgrade \
+    cargo test --locked --no-fail-fast --features vm-tests
 else
   cargo test --locked --no-fail-fast
 fi

@@ -2,7 +2,9 @@
 //! tests/vm/scenarios/ against a fresh volume group with the freshly built lvsnap, and reports
 //! each scenario as a test. Scenarios in tests/vm/scenarios-newer-kernel/ need a newer kernel
 //! than the Debian release's (tests/vm/newer-kernel.sh): they run in a second boot, of Debian's
-//! backports kernel. A scenario that fails, or that never reported because the guest
+//! backports kernel. Scenarios in tests/vm/scenarios-systemd/ run in a third boot, of a Debian
+//! system with systemd as init (tests/vm/provision-system.sh), with lvsnap installed from its
+//! Debian package (LVSNAP_VM_DEB, LVSNAP_VM_DEB_UPGRADE). A scenario that fails, or that never reported because the guest
 //! panicked or hung, fails here with the tail of its log and of the guest's console.
 //!
 //! The harness tests itself too: a deliberately failing scenario must be reported as failed,
@@ -130,6 +132,54 @@ fn boot(chosen: &[&PathBuf], results: &Path, tag: &str, env: &[(String, String)]
     code
 }
 
+/// The package under test and the same with a later Debian revision (tests/run.sh builds both
+/// with packaging/build-deb.sh), and the systemd guest's root image.
+fn system_guest() -> Result<(String, String, String), String> {
+    let deb = |var: &str| {
+        std::env::var(var).map_err(|_| {
+            format!("{var} is not set: the systemd scenarios install the package; tests/run.sh builds it with packaging/build-deb.sh")
+        })
+    };
+    let (deb, upgrade) = (deb("LVSNAP_VM_DEB")?, deb("LVSNAP_VM_DEB_UPGRADE")?);
+    let out = Command::new(Path::new(ROOT).join("tests/vm/provision-system.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("tests/vm/provision-system.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tests/vm/provision-system.sh exited {:?}",
+            out.status.code()
+        ));
+    }
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok((image, deb, upgrade))
+}
+
+/// Boots the systemd guest for `chosen`: the package installed afresh before each scenario.
+fn boot_system(chosen: &[&PathBuf], results: &Path, image: &str, debs: [&str; 2]) -> Option<i32> {
+    let console = results.join("console-systemd.log");
+    let runner = Path::new(ROOT).join("tests/vm/guest/run-system-scenarios.sh");
+    let mut vm_args: Vec<String> = ["--root", image, "--timeout", "1800", "--", "bash"]
+        .map(String::from)
+        .to_vec();
+    vm_args.push(runner.display().to_string());
+    vm_args.push(results.display().to_string());
+    vm_args.extend(debs.iter().map(|d| d.to_string()));
+    vm_args.extend(chosen.iter().map(|f| f.display().to_string()));
+    let refs: Vec<&str> = vm_args.iter().map(String::as_str).collect();
+    let (code, secs) = run_vm_with(&refs, &console, &[]);
+    eprintln!(
+        "vm-systemd: {} scenario(s) in one boot, {secs:.1} s wall, exit {code:?}",
+        chosen.len()
+    );
+    for f in chosen {
+        let name = name_of(f);
+        let ms = std::fs::read_to_string(results.join(format!("{name}.ms"))).unwrap_or_default();
+        eprintln!("vm-systemd:   {name:<40} {:>8} ms", ms.trim());
+    }
+    code
+}
+
 fn name_of(p: &Path) -> String {
     p.file_stem().unwrap().to_string_lossy().into_owned()
 }
@@ -152,6 +202,12 @@ fn main() {
     let mut trials: Vec<Trial> = Vec::new();
     let names: Vec<String> = files.iter().map(|f| name_of(f)).collect();
     let newer_names: Vec<String> = newer.iter().map(|f| name_of(f)).collect();
+    let system = scenarios_in("tests/vm/scenarios-systemd");
+    let system_names: Vec<String> = system.iter().map(|f| name_of(f)).collect();
+    let chosen_system: Vec<&PathBuf> = system
+        .iter()
+        .filter(|f| selected(&args, &name_of(f)))
+        .collect();
     let chosen: Vec<&PathBuf> = files
         .iter()
         .filter(|f| selected(&args, &name_of(f)))
@@ -161,7 +217,7 @@ fn main() {
         .filter(|f| selected(&args, &name_of(f)))
         .collect();
 
-    let anything = !chosen.is_empty() || !chosen_newer.is_empty();
+    let anything = !chosen.is_empty() || !chosen_newer.is_empty() || !chosen_system.is_empty();
     if !args.list && anything {
         let results = Path::new(ROOT).join(format!("target/lvm-vm/results/{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&results);
@@ -197,8 +253,26 @@ fn main() {
                 }
             }
         }
+        if !chosen_system.is_empty() {
+            match system_guest() {
+                Ok((image, deb, upgrade)) => {
+                    let code = boot_system(&chosen_system, &results, &image, [&deb, &upgrade]);
+                    for name in &system_names {
+                        trials.push(scenario_trial(name, &results, code, "console-systemd.log"));
+                    }
+                }
+                Err(e) => {
+                    for name in &system_names {
+                        let e = e.clone();
+                        trials.push(Trial::test(name.clone(), move || {
+                            Err(Failed::from(format!("the systemd guest cannot run: {e}")))
+                        }));
+                    }
+                }
+            }
+        }
     } else {
-        for name in names.iter().chain(&newer_names) {
+        for name in names.iter().chain(&newer_names).chain(&system_names) {
             trials.push(Trial::test(name.clone(), || Ok(())));
         }
     }

@@ -23,16 +23,33 @@ if ! mount -t 9p -o $O ctl /run/ctl; then
   echo "VM_EXIT_STATUS=125 (no ctl share)"
   poweroff -f
 fi
+n=$(cat /run/ctl/ndisks)
+w=0
+while [ "$(ls /sys/block | grep -c '^vd')" -lt "$n" ] && [ $w -lt 200 ]; do sleep 0.05; w=$((w + 1)); done
+# With a root image (run-vm.sh --root), /dev/vda is a Debian system to hand over to.
+NEWROOT=""
+if [ -f /run/ctl/sysroot ]; then
+  NEWROOT=/newroot
+  mkdir -p $NEWROOT
+  if ! mount -t ext4 -o rw,noatime /dev/vda $NEWROOT; then
+    echo "VM_EXIT_STATUS=125 (the root image does not mount)"
+    poweroff -f
+  fi
+fi
 i=0
 while [ -f /run/ctl/share$i ]; do
-  p=$(cat /run/ctl/share$i)
+  p=$NEWROOT$(cat /run/ctl/share$i)
   mkdir -p "$p"
   mount -t 9p -o $O share$i "$p"
   i=$((i + 1))
 done
-n=$(cat /run/ctl/ndisks)
-w=0
-while [ "$(ls /sys/block | grep -c '^vd')" -lt "$n" ] && [ $w -lt 200 ]; do sleep 0.05; w=$((w + 1)); done
+if [ -n "$NEWROOT" ]; then
+  # systemd finds /dev, /proc, /sys and /run mounted (the control share inside /run), and
+  # runs the command from its test driver unit.
+  umount /tmp
+  for m in /dev /proc /sys /run; do mount --move $m $NEWROOT$m; done
+  exec switch_root $NEWROOT /sbin/init
+fi
 echo "VM_READY uptime=$(cut -d' ' -f1 /proc/uptime)"
 if [ -f /run/ctl/interactive ]; then
   # A shell on the serial console with job control; the VM powers off when it exits.

@@ -12,12 +12,14 @@
 #   --console FILE     also write the guest's console to FILE
 #   --interactive      give the command the console; a shell follows it (try-out)
 #   --accel auto|kvm|tcg  default auto: KVM when a probe boot works here, TCG otherwise
+#   --root IMG         boot IMG (an ext4 Debian system, tests/vm/provision-system.sh) with
+#                      systemd as init, as /dev/vda, writes discarded; the blank disks follow
 # Exit status: COMMAND's status in the guest; 124 timeout; 125 the VM gave no status (crash,
 # kernel panic, qemu failure) — the console tail says which.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-SHARES=(); ENVS=(); NDISKS=2; DISK_SIZE=4G; MEM=768; TIMEOUT=900; CONSOLE=""; INTERACTIVE=0
+SHARES=(); ENVS=(); ROOTIMG=""; NDISKS=2; DISK_SIZE=4G; MEM=768; TIMEOUT=900; CONSOLE=""; INTERACTIVE=0
 ACCEL=${LVSNAP_VM_ACCEL:-auto}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --console) CONSOLE=$2; shift ;;
     --interactive) INTERACTIVE=1 ;;
     --accel) ACCEL=$2; shift ;;
+    --root) ROOTIMG=$(realpath "$2"); shift ;;
     --) shift; break ;;
     -*) echo "run-vm: unknown option $1" >&2; exit 125 ;;
     *) break ;;
@@ -37,6 +40,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ $# -gt 0 ] || { echo "run-vm: no command given" >&2; exit 125; }
+if [ -n "$ROOTIMG" ]; then
+  for s in "${SHARES[@]}"; do
+    # systemd owns these in its guest: share a directory below them instead.
+    # …and the systemd scenarios empty /mnt, /srv, /etc/lvsnap and /var/lib/lvsnap between runs.
+    case "$s" in /|/tmp|/var/tmp|/run|/run/*|/mnt|/mnt/*|/srv|/srv/*|/etc|/etc/*|/var/lib|/var/lib/*)
+      echo "run-vm: --share $s cannot be used with --root (the guest's system owns it)" >&2; exit 125 ;; esac
+  done
+fi
 log() { echo "run-vm: $*" >&2; }
 
 IMAGE=$("$HERE/provision.sh") || exit 125
@@ -54,14 +65,20 @@ q() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
   for a in "$@"; do printf ' %s' "$(q "$a")"; done
   echo
 } > "$W/ctl/cmd.sh"
-echo "$NDISKS" > "$W/ctl/ndisks"
+DRIVES=()
+APPEND="console=ttyS0 panic=-1 quiet"
+if [ -n "$ROOTIMG" ]; then
+  DRIVES+=(-drive "file=$ROOTIMG,format=raw,if=virtio,snapshot=on,cache=unsafe")
+  touch "$W/ctl/sysroot"
+  APPEND="$APPEND systemd.show_status=false"
+fi
+echo $((NDISKS + ${#DRIVES[@]} / 2)) > "$W/ctl/ndisks"
 [ $INTERACTIVE = 1 ] && touch "$W/ctl/interactive"
 VIRTFS=(-virtfs "local,path=$W/ctl,mount_tag=ctl,security_model=none,id=ctl")
 for i in "${!SHARES[@]}"; do
   echo "${SHARES[$i]}" > "$W/ctl/share$i"
   VIRTFS+=(-virtfs "local,path=${SHARES[$i]},mount_tag=share$i,security_model=none,id=share$i")
 done
-DRIVES=()
 for ((i = 0; i < NDISKS; i++)); do
   truncate -s "$DISK_SIZE" "$W/disk$i.img"
   DRIVES+=(-drive "file=$W/disk$i.img,format=raw,if=virtio,cache=unsafe")
@@ -71,7 +88,7 @@ qemu() {  # accel, cpu, timeout, then extra arguments
   local accel=$1 cpu=$2 limit=$3; shift 3
   timeout -k 10 "$limit" qemu-system-x86_64 -M q35 -accel "$accel" -cpu "$cpu" -smp 2 -m "$MEM" \
     -nodefaults -display none -no-reboot -serial stdio \
-    -kernel "$KIMG" -initrd "$IMAGE/initramfs.cpio" -append "console=ttyS0 panic=-1 quiet" "$@"
+    -kernel "$KIMG" -initrd "$IMAGE/initramfs.cpio" -append "$APPEND" "$@"
 }
 
 # KVM only when it really boots here: on some hosts /dev/kvm exists but nested KVM aborts or
