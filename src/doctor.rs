@@ -200,22 +200,16 @@ fn device_mapper_targets() -> Finding {
         std::fs::read_to_string(format!("/lib/modules/{release}/{file}")).unwrap_or_default()
     };
     let (dep, builtin) = (listed("modules.dep"), listed("modules.builtin"));
-    let missing: Vec<&str> = ["dm_snapshot", "dm_thin_pool"]
-        .into_iter()
-        .filter(|m| {
-            let file = m.replace('_', "-");
-            !Path::new("/sys/module").join(m).exists()
-                && !dep.contains(&format!("/{file}.ko"))
-                && !builtin.contains(&format!("/{file}.ko"))
-        })
+    let known = |m: &&str, list: &str| list.contains(&format!("/{}.ko", m.replace('_', "-")));
+    let loaded = |m: &&str| Path::new("/sys/module").join(m).exists() || known(m, &builtin);
+    let targets = ["dm_snapshot", "dm_thin_pool"];
+    let missing: Vec<&str> = targets
+        .iter()
+        .filter(|m| !loaded(m) && !known(m, &dep))
+        .copied()
         .collect();
-    if missing.is_empty() {
-        found(
-            Level::Ok,
-            "dm targets",
-            "snapshot and thin-pool are loaded or can be loaded",
-        )
-    } else {
+    let unloaded: Vec<&str> = targets.iter().filter(|m| !loaded(m)).copied().collect();
+    if !missing.is_empty() {
         found(
             Level::Warn,
             "dm targets",
@@ -224,10 +218,13 @@ fn device_mapper_targets() -> Finding {
                 missing.join(", ")
             ),
         )
-        .fix(format!(
-            "modprobe {}; install the kernel's modules package if that fails",
-            missing.join(" ")
-        ))
+        .fix("install the running kernel's modules package")
+    } else if !unloaded.is_empty() {
+        // LVM loads them on first use, but not from inside the units (ProtectKernelModules=yes).
+        found(Level::Warn, "dm targets", format!("{} not loaded; the units cannot load modules, the package's modules-load.d file loads them at boot", unloaded.join(", ")))
+            .fix(format!("modprobe -a {}", unloaded.join(" ")))
+    } else {
+        found(Level::Ok, "dm targets", "snapshot and thin-pool are loaded")
     }
 }
 
@@ -343,6 +340,12 @@ fn units() -> Vec<Finding> {
         (true, false) => running("lvsnap.timer"),
         (false, true) => running("lvsnap-daemon.service"),
     }];
+    if (timer || daemon) && !Path::new("/etc/lvsnap/lvsnap.toml").exists() {
+        out.push(
+            found(Level::Warn, subject, "/etc/lvsnap/lvsnap.toml is missing: the units run only when it exists (ConditionPathExists=), so every run is skipped")
+                .fix("apt-get install --reinstall -o Dpkg::Options::=--force-confmiss lvsnap"),
+        );
+    }
     if ask(&["is-failed", "lvsnap.service"]) == "failed" {
         out.push(
             found(
@@ -460,18 +463,43 @@ fn space(inv: &Inventory, cfg: &Config) -> Vec<Finding> {
             })
             .max()
             .unwrap_or(0);
+        // The largest next thick snapshot a policy takes in this group.
+        let next = cfg
+            .policies
+            .iter()
+            .flat_map(|p| {
+                p.volumes
+                    .iter()
+                    .filter(|v| v.vg == vg && thick(v))
+                    .map(move |v| (p, v))
+            })
+            .filter_map(|(p, v)| {
+                let origin = inv.find(&v.vg, &v.lv)?;
+                Some(match p.size {
+                    crate::config::SnapshotSize::Bytes(b) => b,
+                    crate::config::SnapshotSize::PercentOfOrigin(pc) => {
+                        origin.size / 100 * u64::from(pc)
+                    }
+                    crate::config::SnapshotSize::PercentOfFree(pc) => {
+                        info.free / 100 * u64::from(pc)
+                    }
+                })
+            })
+            .max()
+            .unwrap_or(info.extent_size);
         let pct = info.free as f64 * 100.0 / info.size.max(1) as f64;
         let detail = format!(
-            "{} free of {} ({pct:.0}%), keep-free asks for {}",
+            "{} free of {} ({pct:.0}%), keep-free asks for {}, the largest next snapshot {}",
             crate::units::format_size(info.free),
             crate::units::format_size(info.size),
-            crate::units::format_size(need)
+            crate::units::format_size(need),
+            crate::units::format_size(next)
         );
-        out.push(if info.free <= need || info.free < info.extent_size {
+        out.push(if info.free < need.saturating_add(next) {
             found(
                 Level::Fail,
                 format!("vg {vg}"),
-                format!("{detail}: thick snapshots are refused"),
+                format!("{detail}: the next thick snapshot would be refused"),
             )
             .fix(format!("vgextend {vg} DEVICE, or remove what fills it"))
         } else if pct < 10.0 {
@@ -488,10 +516,17 @@ fn space(inv: &Inventory, cfg: &Config) -> Vec<Finding> {
             })
         });
         let Some(p) = used else { continue };
-        let (data, meta) = (
-            pool.data_percent.unwrap_or(0.0),
-            pool.metadata_percent.unwrap_or(0.0),
-        );
+        let (Some(data), Some(meta)) = (pool.data_percent, pool.metadata_percent) else {
+            out.push(
+                found(
+                    Level::Warn,
+                    format!("pool {}", pool.path()),
+                    "reports no fill: inactive?",
+                )
+                .fix(format!("lvchange -ay {}", pool.path())),
+            );
+            continue;
+        };
         let limit = f64::from(p.pool_data_max.min(p.pool_metadata_max));
         let subject = format!("pool {}", pool.path());
         let detail =

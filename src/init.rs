@@ -452,14 +452,14 @@ fn comment(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lvm::report::VgInfo;
     use chrono::{TimeZone, Utc};
 
     const GIB: u64 = 1 << 30;
 
-    fn lv(vg: &str, name: &str, kind: LvKind, size: u64) -> Lv {
+    pub(crate) fn lv(vg: &str, name: &str, kind: LvKind, size: u64) -> Lv {
         Lv {
             uuid: format!("uuid-{name}"),
             name: name.to_owned(),

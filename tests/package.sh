@@ -20,6 +20,7 @@ expected=$(sort -k3 <<'LIST'
 -rw-r--r-- 0/0 ./usr/lib/systemd/system/lvsnap.service
 -rw-r--r-- 0/0 ./usr/lib/systemd/system/lvsnap.timer
 -rw-r--r-- 0/0 ./usr/lib/systemd/system/lvsnap-daemon.service
+-rw-r--r-- 0/0 ./usr/lib/modules-load.d/lvsnap.conf
 -rw-r--r-- 0/0 ./usr/share/man/man8/lvsnap.8.gz
 -rw-r--r-- 0/0 ./usr/share/bash-completion/completions/lvsnap
 -rw-r--r-- 0/0 ./usr/share/zsh/vendor-completions/_lvsnap
@@ -59,14 +60,19 @@ x=$(mktemp -d)
 dpkg-deb -x "$DEB" "$x"
 "$x/usr/sbin/lvsnap" config check "$x/etc/lvsnap/lvsnap.toml" | grep -q '(0 policies)' \
   || fail "the shipped /etc/lvsnap/lvsnap.toml is not a valid file without policies"
-zcat "$x/usr/share/man/man8/lvsnap.8.gz" | grep -q '^\.TH lvsnap 8' || fail "the man page is not in section 8"
+zgrep -q '^\.TH lvsnap 8' "$x/usr/share/man/man8/lvsnap.8.gz" || fail "the man page is not in section 8"
 rm -rf "$x"
 
 if ! command -v lintian > /dev/null; then
   [ "$(id -u)" = 0 ] || fail "lintian is missing: apt-get install lintian"
   apt-get install -y -qq --no-install-recommends lintian > /dev/null
 fi
-tags=$(lintian --tag-display-limit 0 "$DEB" 2>&1 | grep -E '^[EWI]: ' || true)
+# lintian exits 0, or 1 when it reports errors (checked below by tag); anything else is its
+# own failure, not a clean package.
+rc=0
+report=$(lintian --tag-display-limit 0 "$DEB" 2>&1) || rc=$?
+[ "$rc" -le 1 ] || fail "lintian itself failed (exit $rc): $report"
+tags=$(echo "$report" | grep -E '^[EWI]: ' || true)
 echo "$tags" | sed '/^$/d; s/^/lintian: /'
 if echo "$tags" | grep -q '^E: '; then fail "lintian reports errors"; fi
 other=$(echo "$tags" | grep '^W: ' | grep -vE "($(echo $ACCEPTED | tr ' ' '|'))" || true)

@@ -200,7 +200,8 @@ pub enum Command {
     /// their volume group's free space, leaving 10% of it free (keep-free), with as few kept as
     /// that space allows. Swap, snapshots, pools, unmounted volumes and volumes already in a
     /// policy are left out, each with why. Prints the file; --write saves it (as the policy file
-    /// when there is none, else as policy.d/init.toml beside it), never over an existing file.
+    /// when there is none, else as policy.d/init.toml beside it, init-2.toml the next time),
+    /// never over an existing file.
     ///
     ///   lvsnap init                   see the proposal
     ///   lvsnap init --write           save it, then: lvsnap plan; lvsnap run --dry-run

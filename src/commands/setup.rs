@@ -19,7 +19,8 @@ use crate::report::setup as render;
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Save the proposal: as the policy file when there is none, else as policy.d/init.toml
-    /// beside it. Never over an existing file; checked like `config check` first.
+    /// beside it (init-2.toml, … when that exists). Never over an existing file; checked like
+    /// `config check` first, together with the files already there.
     #[arg(long)]
     pub write: bool,
     /// Only these volumes (VG/LV; repeat or separate with commas). Each must be a mounted
@@ -135,31 +136,66 @@ fn promised(cfg: &Config, inv: &Inventory) -> BTreeMap<String, u64> {
                 SnapshotSize::PercentOfOrigin(pc) => lv.size / 100 * u64::from(pc),
                 SnapshotSize::PercentOfFree(pc) => vg.free / 100 * u64::from(pc),
             };
+            // LVM allocates whole extents.
+            let extent = vg.extent_size.max(1);
+            let size = size.div_ceil(extent) * extent;
             let existing = inv
                 .snapshots_of(&v.vg, &v.lv)
-                .filter(|s| s.kind == LvKind::ThickSnapshot)
+                .filter(|s| {
+                    s.kind == LvKind::ThickSnapshot && s.has_tag(crate::reconcile::OWNER_TAG)
+                })
                 .count() as u64;
             let more = (u64::from(most) + 1).saturating_sub(existing);
             *out.entry(v.vg.clone()).or_default() += size.saturating_mul(more);
         }
     }
+    // A policy there that keeps more free than init's 10% leaves that much less (once per group:
+    // the largest keep-free is the one that holds).
+    let mut stricter: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &cfg.policies {
+        for v in &p.volumes {
+            let Some(vg) = inv.vgs.get(&v.vg) else {
+                continue;
+            };
+            let wanted = match p.keep_free {
+                crate::config::FreeSpace::Bytes(b) => b,
+                crate::config::FreeSpace::Percent(pc) => {
+                    vg.size.saturating_mul(u64::from(pc)) / 100
+                }
+            };
+            let extra = wanted.saturating_sub(vg.size * init::KEEP_FREE_PERCENT / 100);
+            let e = stricter.entry(v.vg.clone()).or_default();
+            *e = (*e).max(extra);
+        }
+    }
+    for (vg, extra) in stricter {
+        *out.entry(vg).or_default() += extra;
+    }
     out
 }
 
-/// Where `init --write` writes: the policy file itself when there is none (a directory's
-/// `init.toml` for a directory), else `policy.d/init.toml` beside it, so that a packaged,
-/// commented file stays as shipped.
+/// Where `init --write` writes: the policy file itself when there is none, else the first free
+/// `init.toml`, `init-2.toml`, … in `policy.d/` beside it (in the directory, for a directory),
+/// so that a packaged, commented file stays as shipped.
 pub fn init_file(config_path: &Path) -> PathBuf {
-    if config_path.is_dir() {
-        config_path.join("init.toml")
-    } else if !config_path.exists() {
+    let dir = if config_path.is_dir() {
         config_path.to_owned()
+    } else if !config_path.exists() {
+        return config_path.to_owned();
     } else {
         config_path
             .parent()
             .unwrap_or(Path::new("."))
-            .join("policy.d/init.toml")
-    }
+            .join("policy.d")
+    };
+    // A later `init --write` (for volumes added since) writes beside the earlier files.
+    (1..)
+        .map(|n| match n {
+            1 => dir.join("init.toml"),
+            n => dir.join(format!("init-{n}.toml")),
+        })
+        .find(|f| f.symlink_metadata().is_err())
+        .expect("a free name")
 }
 
 /// The proposal read together with the files already there, as `config check` will read them.
@@ -194,7 +230,10 @@ fn check_with_existing(config_path: &Path, file: &Path, text: &str) -> Result<()
 /// Writes `text` to `file`, which must not exist: made beside it under a random name, synced,
 /// then linked in place (never replacing anything), 0600 in a directory made 0700.
 fn write_new(file: &Path, text: &str) -> Result<(), Error> {
-    let dir = file.parent().unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let io =
         |what: &str, e: std::io::Error| Error::Usage(format!("{what} {}: {e}", file.display()));
     if file.symlink_metadata().is_ok() {
@@ -203,6 +242,21 @@ fn write_new(file: &Path, text: &str) -> Result<(), Error> {
             file.display()
         )));
     }
+    // root reads every policy file there, and runs their hooks: a directory others can write
+    // to would let them add their own. Checked before anything is made, and again after.
+    let trusted = |d: &Path| {
+        crate::tools::trusted_dir(d).map_err(|why| {
+            Error::Usage(format!(
+                "{} is not a safe place for a policy file: {why}; make it root's and writable by no one else",
+                dir.display()
+            ))
+        })
+    };
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    trusted(existing)?;
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -211,14 +265,7 @@ fn write_new(file: &Path, text: &str) -> Result<(), Error> {
             .create(dir)
             .map_err(|e| io("cannot make the directory of", e))?;
     }
-    // root reads every policy file there, and runs their hooks: a directory others can write
-    // to would let them add their own.
-    crate::tools::trusted_dir(dir).map_err(|why| {
-        Error::Usage(format!(
-            "{} is not a safe place for a policy file: {why}; make it root's and writable by no one else",
-            dir.display()
-        ))
-    })?;
+    trusted(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".init-")
         .suffix(".tmp")
@@ -237,8 +284,14 @@ fn write_new(file: &Path, text: &str) -> Result<(), Error> {
             io("cannot write", e.error)
         }
     })?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    // The new name, and any directory made for it, last a power cut.
+    for d in dir
+        .ancestors()
+        .take_while(|d| *d != existing.parent().unwrap_or(Path::new("")))
+    {
+        if let Ok(f) = std::fs::File::open(d) {
+            let _ = f.sync_all();
+        }
     }
     Ok(())
 }
@@ -272,4 +325,82 @@ pub fn no_policy_yet(config_path: &Path) -> String {
         "no policy yet in {}: lvsnap takes no snapshot. `lvsnap init` proposes a policy for each mounted volume (with --write it saves it), then `lvsnap run --dry-run` shows what a run would do",
         config_path.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_policy_file_is_new_private_and_never_replaces_one() {
+        let base = tempfile::tempdir().unwrap();
+        let config = base.path().join("lvsnap.toml");
+        // No policy file yet: init writes the policy file itself.
+        assert_eq!(init_file(&config), config);
+        std::fs::write(&config, "# shipped\n").unwrap();
+        let first = init_file(&config);
+        assert_eq!(first, base.path().join("policy.d/init.toml"));
+        write_new(&first, "# one\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&first), 0o600);
+        assert_eq!(mode(first.parent().unwrap()), 0o700);
+        let e = write_new(&first, "# two\n").unwrap_err().to_string();
+        assert!(e.contains("never overwrites"), "{e}");
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "# one\n");
+        // A dangling link counts as a file: never followed, never replaced.
+        let second = init_file(&config);
+        assert_eq!(second, base.path().join("policy.d/init-2.toml"));
+        std::os::unix::fs::symlink("/nonexistent", &second).unwrap();
+        assert_eq!(init_file(&config), base.path().join("policy.d/init-3.toml"));
+        assert!(write_new(&second, "# three\n").is_err());
+        assert!(std::fs::symlink_metadata("/nonexistent").is_err());
+    }
+
+    #[test]
+    fn space_promised_counts_lvsnaps_own_snapshots_whole_extents_and_a_stricter_keep_free() {
+        use crate::init::tests::lv;
+        use crate::lvm::report::VgInfo;
+        const MIB: u64 = 1 << 20;
+        let text = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"63M\"\nkeep = { last = 3 }\nkeep-free = \"20%\"\n";
+        let cfg = config::parse_sources(vec![("p.toml".into(), text.to_owned())], chrono_tz::UTC)
+            .unwrap();
+        let mut own = lv("vg0", "home-lvsnap-1", LvKind::ThickSnapshot, 64 * MIB);
+        own.origin = Some("home".to_owned());
+        own.tags = vec![crate::reconcile::OWNER_TAG.to_owned()];
+        let mut foreign = lv("vg0", "mine", LvKind::ThickSnapshot, 64 * MIB);
+        foreign.origin = Some("home".to_owned());
+        let inv = Inventory {
+            lvs: vec![lv("vg0", "home", LvKind::Plain, 1024 * MIB), own, foreign],
+            vgs: BTreeMap::from([(
+                "vg0".to_owned(),
+                VgInfo {
+                    size: 10240 * MIB,
+                    free: 5120 * MIB,
+                    extent_size: 4 * MIB,
+                },
+            )]),
+        };
+        // 63M rounds up to 64M; last = 3 plus the new one while a run prunes is 4, one of them
+        // lvsnap's already (the foreign one does not count): 3 x 64M. keep-free 20% of 10 GiB is
+        // 1 GiB more than init's 10%.
+        assert_eq!(promised(&cfg, &inv)["vg0"], 3 * 64 * MIB + 1024 * MIB);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_to_gets_no_policy_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = write_new(&open.join("policy.d/init.toml"), "# x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a safe place for a policy file"), "{e}");
+        assert!(
+            !open.join("policy.d").exists(),
+            "made a directory before refusing"
+        );
+    }
 }

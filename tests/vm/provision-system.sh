@@ -40,7 +40,7 @@ fi
 T0=$(date +%s)
 mkdir -p "$CACHE"
 W=$(mktemp -d "$CACHE/system-build.XXXXXX")
-trap 'rm -rf "$W"' EXIT
+trap 'rm -rf --one-file-system "$W"' EXIT
 R=$W/root
 
 # The mirror the host uses, so that a machine with a local mirror needs nothing else.
@@ -108,5 +108,7 @@ mke2fs -q -t ext4 -L lvsnap-root -d "$R" -F "$(dirname "$IMG").tmp/root.img" 153
 rm -rf "$(dirname "$IMG")"
 mv "$(dirname "$IMG").tmp" "$(dirname "$IMG")"
 touch "$(dirname "$IMG")/ok"
+# Earlier images (1.5 GiB each, sparse) are not booted again.
+find "$CACHE" -maxdepth 1 -name 'system-*' ! -name "system-$KEY" ! -name 'system-build.*' -exec rm -rf --one-file-system {} +
 log "systemd guest root built in $(( $(date +%s) - T0 ))s: $IMG"
 echo "$IMG"

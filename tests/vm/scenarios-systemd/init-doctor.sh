@@ -60,26 +60,31 @@ out=$(lvsnap list)
 echo "$out"
 for v in home srv data; do assert_contains "$out" "vg0/$v"; done
 
-step "a second --write never overwrites the file it wrote"
+step "a later --write, for a volume added since, writes beside the first file and never over it"
 run lvcreate -q -y -L 32M -n logs vg0
 make_fs ext4 /dev/vg0/logs
 mkdir -p /mnt/logs && mount /dev/vg0/logs /mnt/logs
+first=$(sha256sum < /etc/lvsnap/policy.d/init.toml)
 out=$(lvsnap init)
 assert_contains "$out" "vg0/home: already in policy home"
 assert_contains "$out" "[policy.logs]"
-expect_status 2 "$LVSNAP" init --write
-err=$("$LVSNAP" init --write 2>&1 || true)
-assert_contains "$err" "/etc/lvsnap/policy.d/init.toml exists; lvsnap init never overwrites a file"
+assert_eq "$(echo "$out" | grep -c '^\[policy\.')" 1 "policies proposed the second time"
+assert_contains "$out" "saves this as /etc/lvsnap/policy.d/init-2.toml"
+lvsnap init --write > /dev/null
+assert_eq "$(sha256sum < /etc/lvsnap/policy.d/init.toml)" "$first" "the first file after the second --write"
+assert_contains "$(cat /etc/lvsnap/policy.d/init-2.toml)" 'volumes = ["vg0/logs"]'
+lvsnap config check > /dev/null
 
 step "doctor on a host that lacks thin_check and backs up into a world-writable directory"
 mkdir -p /srv/backup && chmod 777 /srv/backup
-cat > /etc/lvsnap/policy.d/logs.toml <<'TOML'
-[policy.logs]
-volumes = ["vg0/logs"]
+run lvcreate -q -y -L 32M -n spool vg0
+cat > /etc/lvsnap/policy.d/spool.toml <<'TOML'
+[policy.spool]
+volumes = ["vg0/spool"]
 schedule = "0 3 * * *"
 size = "20%ORIGIN"
 keep = { daily = 3 }
-[policy.logs.backup]
+[policy.spool.backup]
 engine = "rsync"
 target = "/srv/backup/lvsnap"
 schedule = "0 4 * * *"

@@ -125,8 +125,8 @@ systemctl disable --now lvsnap.timer
 
 step "lvsnap-daemon.service starts, reloads on systemctl reload and stops cleanly"
 systemctl start lvsnap-daemon.service
-wait_for 60 systemctl is-active -q lvsnap-daemon.service
-sleep 3
+# Active as soon as it runs (Type=exec); its signal handlers are set when it says it started.
+wait_for 60 sh -c "journalctl -q -u lvsnap-daemon.service -o cat | grep -q 'daemon started'"
 cat >> /etc/lvsnap/policy.d/home.toml <<'TOML'
 
 [policy.home-extra]
@@ -137,7 +137,7 @@ keep = { daily = 2 }
 TOML
 run lvcreate -q -y -L 32M -n extra vg0
 systemctl reload lvsnap-daemon.service
-wait_for 60 sh -c "journalctl -q -u lvsnap-daemon.service -o cat | grep -q 'home-extra'"
+wait_for 60 sh -c "journalctl -q -u lvsnap-daemon.service -o cat | grep -q 'policy files reloaded.*home-extra'"
 assert_eq "$(systemctl is-active lvsnap-daemon.service)" active "the daemon after reload"
 systemctl stop lvsnap-daemon.service
 assert_eq "$(systemctl show -p Result --value lvsnap-daemon.service)" success "the daemon's stop"
