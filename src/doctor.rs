@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::FreeSpace;
 use crate::config::{BackupEngine, Config, LoadError};
 use crate::lvm::report::{Inventory, LvKind};
 use crate::lvm::{Invocation, Runner, Tool};
@@ -457,10 +456,7 @@ fn space(inv: &Inventory, cfg: &Config) -> Vec<Finding> {
             .policies
             .iter()
             .filter(|p| p.volumes.iter().any(|v| v.vg == vg))
-            .map(|p| match p.keep_free {
-                FreeSpace::Bytes(b) => b,
-                FreeSpace::Percent(pc) => info.size * u64::from(pc) / 100,
-            })
+            .map(|p| p.keep_free.bytes(info.size))
             .max()
             .unwrap_or(0);
         // The largest next thick snapshot a policy takes in this group.
@@ -475,15 +471,7 @@ fn space(inv: &Inventory, cfg: &Config) -> Vec<Finding> {
             })
             .filter_map(|(p, v)| {
                 let origin = inv.find(&v.vg, &v.lv)?;
-                Some(match p.size {
-                    crate::config::SnapshotSize::Bytes(b) => b,
-                    crate::config::SnapshotSize::PercentOfOrigin(pc) => {
-                        origin.size / 100 * u64::from(pc)
-                    }
-                    crate::config::SnapshotSize::PercentOfFree(pc) => {
-                        info.free / 100 * u64::from(pc)
-                    }
-                })
+                Some(p.size.bytes(origin.size, info.free))
             })
             .max()
             .unwrap_or(info.extent_size);

@@ -348,14 +348,8 @@ fn thick_keep(most: u64) -> KeepRules {
 fn unique_name(volume: &str, inv: &Inventory, taken: &BTreeSet<String>) -> String {
     let (vg, lv) = volume.split_once('/').unwrap_or(("", volume));
     let clash = inv.lvs.iter().filter(|l| l.name == lv).count() > 1;
-    let usable = |n: &str| {
-        !n.is_empty()
-            && n.len() <= 64
-            && !n.starts_with('-')
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
-    };
-    let base = if !clash && usable(lv) {
+
+    let base = if !clash && crate::config::usable_policy_name(lv) {
         lv.to_owned()
     } else {
         let joined: String = format!("{vg}-{lv}")

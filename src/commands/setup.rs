@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::config::SnapshotSize;
 use crate::config::{self, Config};
 use crate::error::{exit, Error};
 use crate::init::{self, Host, Use};
@@ -131,11 +130,7 @@ fn promised(cfg: &Config, inv: &Inventory) -> BTreeMap<String, u64> {
             if lv.kind != LvKind::Plain {
                 continue;
             }
-            let size = match p.size {
-                SnapshotSize::Bytes(b) => b,
-                SnapshotSize::PercentOfOrigin(pc) => lv.size / 100 * u64::from(pc),
-                SnapshotSize::PercentOfFree(pc) => vg.free / 100 * u64::from(pc),
-            };
+            let size = p.size.bytes(lv.size, vg.free);
             // LVM allocates whole extents.
             let extent = vg.extent_size.max(1);
             let size = size.div_ceil(extent) * extent;
@@ -157,13 +152,10 @@ fn promised(cfg: &Config, inv: &Inventory) -> BTreeMap<String, u64> {
             let Some(vg) = inv.vgs.get(&v.vg) else {
                 continue;
             };
-            let wanted = match p.keep_free {
-                crate::config::FreeSpace::Bytes(b) => b,
-                crate::config::FreeSpace::Percent(pc) => {
-                    vg.size.saturating_mul(u64::from(pc)) / 100
-                }
-            };
-            let extra = wanted.saturating_sub(vg.size * init::KEEP_FREE_PERCENT / 100);
+            let wanted = p.keep_free.bytes(vg.size);
+            let extra = wanted.saturating_sub(
+                crate::config::FreeSpace::Percent(init::KEEP_FREE_PERCENT as u8).bytes(vg.size),
+            );
             let e = stricter.entry(v.vg.clone()).or_default();
             *e = (*e).max(extra);
         }

@@ -226,7 +226,8 @@ impl FreeSpace {
     pub fn bytes(self, vg_size: u64) -> u64 {
         match self {
             FreeSpace::Bytes(b) => b,
-            FreeSpace::Percent(p) => vg_size / 100 * u64::from(p),
+            // Multiplied first: a percentage of an exact size stays exact.
+            FreeSpace::Percent(p) => (u128::from(vg_size) * u128::from(p) / 100) as u64,
         }
     }
 }
@@ -349,6 +350,15 @@ pub fn config_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         files.extend(toml_in(&drop_in)?);
     }
     Ok(files)
+}
+
+/// Whether `n` can name a policy: it goes into the LVM tag `lvsnap-policy=NAME`.
+pub fn usable_policy_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && !n.starts_with('-')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
 }
 
 /// Why a configuration could not be loaded.

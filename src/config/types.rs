@@ -107,6 +107,18 @@ pub enum SnapshotSize {
     PercentOfFree(u32),
 }
 
+impl SnapshotSize {
+    /// The bytes one snapshot of an origin of `origin_size` bytes asks for, in a volume group
+    /// with `vg_free` bytes free (before LVM rounds it up to whole extents).
+    pub fn bytes(self, origin_size: u64, vg_free: u64) -> u64 {
+        match self {
+            SnapshotSize::Bytes(b) => b,
+            SnapshotSize::PercentOfOrigin(p) => origin_size / 100 * u64::from(p),
+            SnapshotSize::PercentOfFree(p) => vg_free / 100 * u64::from(p),
+        }
+    }
+}
+
 impl fmt::Display for SnapshotSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

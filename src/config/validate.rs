@@ -549,12 +549,7 @@ impl<'a> FileValidator<'a> {
 
     fn policy_name(&mut self, name: &Spanned<String>) {
         let n = name.get_ref();
-        let ok = !n.is_empty()
-            && n.len() <= 64
-            && !n.starts_with('-')
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
-        if !ok {
+        if !super::usable_policy_name(n) {
             self.error(
                 name.span(),
                 &format!("policy.{n}"),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
 use crate::catalog::{NewSnapshot, State};
-use crate::config::{Policy, SnapshotSize, VolumeRef};
+use crate::config::{Policy, VolumeRef};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::lvm::{commands, Inventory, Lv, LvKind};
 use crate::naming;
@@ -1096,12 +1096,7 @@ impl Space {
             )));
         };
         let ext = vg.extent_size.max(1);
-        let bytes = match policy.size {
-            SnapshotSize::Bytes(b) => b,
-            SnapshotSize::PercentOfOrigin(p) => origin.size / 100 * u64::from(p),
-            SnapshotSize::PercentOfFree(p) => vg.free / 100 * u64::from(p),
-        }
-        .max(at_least);
+        let bytes = policy.size.bytes(origin.size, vg.free).max(at_least);
         let extents = bytes.div_ceil(ext).max(1);
         let needed = extents * ext;
         let reserve = policy.keep_free.bytes(vg.size);
