@@ -8,7 +8,8 @@ set -euo pipefail
 LVSNAP=${LVSNAP:?the runner sets LVSNAP}
 export LVSNAP_CONFIG=/etc/lvsnap/lvsnap.toml
 
-step() { echo "--- $*"; }
+# The seconds since the scenario began, so a log shows which step is slow.
+step() { echo "--- [${SECONDS}s] $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Runs a command, echoing it first, so the log reads like a session.

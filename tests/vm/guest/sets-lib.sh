@@ -10,7 +10,8 @@ mkdir -p /mnt/a /mnt/b /mnt/peek
 mount /dev/vg0/a /mnt/a
 mount /dev/vg0/b /mnt/b
 
-# pair_policy EXTRA: policy `pair`, the set of vg0/a and vg0/b, with EXTRA keys.
+# pair_policy EXTRA: policy `pair`, the set of vg0/a and vg0/b, with EXTRA keys (and the keep
+# rules in PAIR_KEEP, when set).
 pair_policy() {
   write_policy "[settings]
 timezone = \"UTC\"
@@ -23,7 +24,7 @@ set = true
 schedule = \"0 0 * * *\"
 size = \"16M\"
 max-thick-per-origin = 20
-keep = { last = 3, weekly = 2 }
+keep = { ${PAIR_KEEP:-last = 3, weekly = 2} }
 $1"
 }
 # member_sums NAME: sums of a member, read through lvsnap mount.

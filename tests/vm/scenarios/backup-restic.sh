@@ -191,13 +191,14 @@ write_policy "$(policies web02 /var/lib/lvsnap-web02/catalog.db)"
 write_policy "$(policies web01 /var/lib/lvsnap/catalog.db)"
 
 step "server stopped: the backup fails naming the repository, other snapshots are still taken"
-# Backups of home every minute, so that `run` backs it up: in the next minute after the last.
+# Backups of home every minute, so that `run` backs it up at the start of the next minute
+# (--now may be up to a minute ahead of the clock).
 write_policy "$(policies web01 /var/lib/lvsnap/catalog.db | sed '/^\[policy.home.backup\]/,/^$/ s/^schedule = .*/schedule = "* * * * *"/')"
-last=$(date +%M); lvsnap snapshot home > /dev/null
+lvsnap snapshot home > /dev/null
 kill $SERVER; wait $SERVER 2> /dev/null || true
-while [ "$(date +%M)" = "$last" ]; do sleep 1; done
+next=$(date -u -d "@$(( $(date +%s) / 60 * 60 + 60 ))" +%Y-%m-%dT%H:%M:%SZ)
 before=$(tagged_lvs | grep -c web-lvsnap || true)
-out=$("$LVSNAP" run 2>&1) && fail "run passed with the server down: $out"
+out=$("$LVSNAP" run --now "$next" 2>&1) && fail "run passed with the server down: $out"
 echo "$out"
 assert_contains "$out" "cannot reach restic repository $REST"
 [ "$(tagged_lvs | grep -c web-lvsnap)" -gt "$before" ] || fail "policy web took no snapshot while the server was down"

@@ -77,19 +77,23 @@ echo 0 > /run/calls; echo 0 > /run/kill-at
 content() { mount -o ro /dev/vg0/data /mnt/peek; cat /mnt/peek/state; umount /mnt/peek; }
 umount /mnt/data
 
+# A snapshot that a rollback detached: the guard of a thin rollback (the merge detaches the
+# origin's other snapshots). It holds "detached"; vg0/data goes back to "first state".
+lvsnap snapshot data > /dev/null
+s=$(newest data)
+mount /dev/vg0/data /mnt/data; echo "detached" > /mnt/data/state; umount /mnt/data
+sleep 1
+"$LVSNAP" rollback $s --yes > /dev/null
+target=$(newest data); new="detached"
+
 # Eight steps: rename the origin to the guard, tag it, rename the snapshot to the origin, untag
-# it, clear its activation-skip flag, activate it, deactivate the guard, set its flag.
+# it, clear its activation-skip flag, activate it, deactivate the guard, set its flag. Each
+# finished rollback leaves a guard holding what vg0/data held before, which is the next
+# iteration's target: the two contents alternate, so old and new always differ.
 for k in 1 2 3 4 5 6 7 8; do
   step "thin swap killed before step $k"
-  # A snapshot that a rollback detached: the guard of a thin rollback (the merge detaches the
-  # origin's other snapshots). It holds "state $k"; vg0/data goes back to what it held.
-  lvsnap snapshot data > /dev/null
-  s=$(newest data)
-  mount /dev/vg0/data /mnt/data; echo "state $k" > /mnt/data/state; umount /mnt/data
-  sleep 1
-  "$LVSNAP" rollback $s --yes > /dev/null
-  target=$(newest data)
   old=$(content)
+  [ "$old" != "$new" ] || fail "the target holds what vg0/data holds: the test proves nothing"
   echo 0 > /run/calls; echo $k > /run/kill-at
   got=0; "$LVSNAP" rollback $target --yes > /tmp/swap.out 2>&1 || got=$?
   cat /tmp/swap.out
@@ -103,12 +107,13 @@ for k in 1 2 3 4 5 6 7 8; do
     assert_eq "$(content)" "$old" "vg0/data after the resume"
   else
     assert_contains "$out" "finished the interrupted rollback of vg0/data to $target"
-    assert_eq "$(content)" "state $k" "vg0/data after the resume"
+    assert_eq "$(content)" "$new" "vg0/data after the resume"
     guard=$(echo "$out" | sed -n 's/.*; \(data-lvsnap-[0-9TZ-]*\) keeps the state from before.*/\1/p')
     [ -n "$guard" ] || fail "the resume did not name the new guard"
     assert_lv_exists vg0/$guard
     assert_eq "$(lv_field vg0/$guard lv_active)" "" "the guard is inactive"
     assert_eq "$(lv_field vg0/$guard lv_skip_activation)" "skipactivation" "the guard is skipped at boot"
+    target=$guard; new=$old
   fi
   assert_eq "$(lv_field vg0/data lv_tags)" "" "vg0/data carries no lvsnap tag"
   assert_contains "$("$LVSNAP" rollback --resume)" "no interrupted rollback"

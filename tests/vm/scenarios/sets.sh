@@ -1,5 +1,5 @@
 # Snapshot sets on real LVM, over a thick ext4 vg0/a and a thin xfs vg0/b (both mounted):
-# - a week of daily sets keeps whole sets only (as `simulate` says); `catalog rebuild` after
+# - five days of daily sets keep whole sets only (as `simulate` says); `catalog rebuild` after
 #   deleting the catalog restores them; mount, restore and diff take a set;
 # - rollback of a set: both origins unmounted → both equal their members; one mounted → both
 #   deferred, pending together, merged together at the next activation;
@@ -11,17 +11,19 @@
 #   policy's snapshot is taken, exit 1.
 . "$(dirname "$LVSNAP_SCENARIO_LIB")/sets-lib.sh"
 
-step "eight days of daily sets, each day's content written to both volumes first"
-pair_policy ""
-for d in $(seq 0 8); do
+step "five days of daily sets (Friday to Tuesday), each day's content written to both volumes first"
+# Two last and two weekly: the weekly rule keeps Sunday's set, the newest of the first week.
+PAIR_KEEP="last = 2, weekly = 2" pair_policy ""
+for d in $(seq 4 8); do
   echo "day $d" > /mnt/a/day; echo "day $d" > /mnt/b/day; sync
   out=$("$LVSNAP" run --now "$(utc_at $((d * 24)))" 2>&1) || fail "day $d: $out"
   echo "$out"
 done
 list=$("$LVSNAP" list); echo "$list"
-expected=$("$LVSNAP" simulate --policy pair --from "$(utc_at 0)" --to "$(utc_at 193)" --json \
+expected=$("$LVSNAP" simulate --policy pair --from "$(utc_at 96)" --to "$(utc_at 193)" --json \
   | grep -o '"time":"[^"]*"' | cut -d'"' -f4 | sed 's/[-:]//g')
 echo "simulate keeps: $(echo $expected)"
+assert_eq "$(echo $expected)" "20260308T000000Z 20260309T000000Z 20260310T000000Z" "the sets simulate keeps"
 for v in a b; do
   assert_eq "$(tagged_lvs | grep "^$v-lvsnap-" | sed "s/^$v-lvsnap-//" | tr '\n' ' ')" \
     "$(echo $expected | tr ' ' '\n' | tr '\n' ' ')" "the surviving members of $v"
