@@ -231,7 +231,10 @@ fn device_mapper_targets() -> Finding {
 /// or a policy replicates.
 fn thin_tools(inv: Option<&Inventory>, cfg: Option<&Config>) -> Option<Finding> {
     let pools = inv.map_or(0, |i| {
-        i.lvs.iter().filter(|l| l.kind == LvKind::ThinPool).count()
+        i.lvs()
+            .iter()
+            .filter(|l| l.kind == LvKind::ThinPool)
+            .count()
     });
     let replicates = cfg.is_some_and(|c| c.policies.iter().any(|p| p.replicate.is_some()));
     let missing: Vec<&str> = ["thin_check", "thin_dump", "thin_delta"]
@@ -496,7 +499,7 @@ fn space(inv: &Inventory, cfg: &Config) -> Vec<Finding> {
             found(Level::Ok, format!("vg {vg}"), detail)
         });
     }
-    for pool in inv.lvs.iter().filter(|l| l.kind == LvKind::ThinPool) {
+    for pool in inv.lvs().iter().filter(|l| l.kind == LvKind::ThinPool) {
         let used = cfg.policies.iter().find(|p| {
             p.volumes.iter().any(|v| {
                 inv.find(&v.vg, &v.lv)

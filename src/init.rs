@@ -112,7 +112,7 @@ pub fn propose(inv: &Inventory, host: &Host<'_>) -> Result<Proposal, String> {
             ));
         }
     }
-    for lv in inv.lvs.iter().filter(|lv| lv.kind != LvKind::Hidden) {
+    for lv in inv.lvs().iter().filter(|lv| lv.kind != LvKind::Hidden) {
         let path = lv.path();
         if !host.chosen.is_empty() && !host.chosen.contains(&path) {
             continue;
@@ -347,7 +347,7 @@ fn thick_keep(most: u64) -> KeepRules {
 /// number.
 fn unique_name(volume: &str, inv: &Inventory, taken: &BTreeSet<String>) -> String {
     let (vg, lv) = volume.split_once('/').unwrap_or(("", volume));
-    let clash = inv.lvs.iter().filter(|l| l.name == lv).count() > 1;
+    let clash = inv.lvs().iter().filter(|l| l.name == lv).count() > 1;
 
     let base = if !clash && crate::config::usable_policy_name(lv) {
         lv.to_owned()
@@ -493,8 +493,8 @@ pub(crate) mod tests {
                 extent_size: 4 << 20,
             },
         );
-        Inventory {
-            lvs: vec![
+        Inventory::new(
+            vec![
                 lv("vg0", "home", LvKind::Plain, 2 * GIB),
                 lv("vg0", "srv", LvKind::Plain, 2 * GIB),
                 pool,
@@ -505,7 +505,7 @@ pub(crate) mod tests {
                 lv("vg0", "spare", LvKind::Plain, GIB),
             ],
             vgs,
-        }
+        )
     }
 
     fn use_of(lv: &Lv) -> Use {
@@ -612,13 +612,14 @@ pub(crate) mod tests {
 
     #[test]
     fn no_room_full_pool_covered_and_chosen_volumes_are_explained() {
-        let mut inv = guest();
-        inv.vgs.get_mut("vg0").unwrap().free = 2 * GIB + GIB / 2;
-        for l in &mut inv.lvs {
+        let (mut lvs, mut vgs) = guest().into_parts();
+        vgs.get_mut("vg0").unwrap().free = 2 * GIB + GIB / 2;
+        for l in &mut lvs {
             if l.name == "pool" {
                 l.data_percent = Some(85.0);
             }
         }
+        let inv = Inventory::new(lvs, vgs);
         let p = propose_for(&inv, &[], &BTreeMap::new()).unwrap();
         assert!(p.policies.is_empty(), "{:?}", p.policies);
         let why: BTreeMap<_, _> = p.skipped.iter().cloned().collect();
@@ -647,12 +648,13 @@ pub(crate) mod tests {
 
     #[test]
     fn a_mount_point_with_a_newline_and_a_dotted_name_stay_inside_comments_and_quotes() {
-        let mut inv = guest();
-        for l in &mut inv.lvs {
+        let (mut lvs, vgs) = guest().into_parts();
+        for l in &mut lvs {
             if l.name == "srv" {
                 l.name = "root.old".to_owned();
             }
         }
+        let inv = Inventory::new(lvs, vgs);
         let weird = |lv: &Lv| match lv.name.as_str() {
             "root.old" => Use::Mounted {
                 point: PathBuf::from("/x\n[policy.evil]\npre = [\"/bin/evil\"]"),
@@ -710,8 +712,9 @@ pub(crate) mod tests {
 
     #[test]
     fn names_clash_across_volume_groups_and_with_taken_ones() {
-        let mut inv = guest();
-        inv.lvs.push(lv("vg1", "home", LvKind::Plain, GIB));
+        let (mut lvs, vgs) = guest().into_parts();
+        lvs.push(lv("vg1", "home", LvKind::Plain, GIB));
+        let inv = Inventory::new(lvs, vgs);
         let taken = BTreeSet::from(["vg1-home".to_owned()]);
         assert_eq!(unique_name("vg0/home", &inv, &taken), "vg0-home");
         assert_eq!(unique_name("vg1/home", &inv, &taken), "vg1-home-2");

@@ -438,12 +438,11 @@ impl Engine<'_> {
     /// The catalog failed; a removal or a measurement that fails is in the returned errors.
     pub fn relieve(
         &mut self,
-        inv: &Inventory,
+        mut inv: Inventory,
         fleet: &mut Fleet,
         policies: &[String],
     ) -> Result<(Relief, Inventory), RunError> {
         let mut relief = Relief::default();
-        let mut inv = inv.clone();
         let stalls = self.catalog.space_stalls()?;
         if !watched(self.config) {
             // Thresholds set again later start afresh.
@@ -631,8 +630,7 @@ impl Engine<'_> {
 /// `m` gone from `inv`: its volume, and (thick) its space given back to the VG.
 fn forget(inv: &mut Inventory, m: &Managed) {
     let size = m.lv.as_ref().map_or(m.record.size, |l| l.size);
-    inv.lvs
-        .retain(|l| !(l.vg == m.record.vg && l.name == m.record.name));
+    inv.remove(&m.record.vg, &m.record.name);
     if !m.record.thin {
         if let Some(v) = inv.vgs.get_mut(&m.record.vg) {
             v.free += size;

@@ -3,6 +3,8 @@
 //! what LVM shows; a tagged LV without a record is reported and left alone. The result is the
 //! set of snapshots lvsnap manages: tagged in LVM *and* recorded in the catalog.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
 use crate::catalog::{Catalog, CatalogError, SnapshotRecord, State};
@@ -189,13 +191,13 @@ pub fn reconcile(
             )?;
         }
     }
-    let known: Vec<&str> = fleet
+    let known: HashSet<&str> = fleet
         .managed
         .iter()
         .filter_map(|m| m.record.uuid.as_deref())
         .collect();
     fleet.strays = inv
-        .lvs
+        .lvs()
         .iter()
         .filter(|lv| lv.has_tag(OWNER_TAG) && !known.contains(&lv.uuid.as_str()))
         .cloned()

@@ -49,7 +49,7 @@ pub fn snapshot<'f>(
             l.path()
         ));
     }
-    match inv.lvs.iter().find(|l| fits(&l.vg, &l.name)) {
+    match inv.lvs().iter().find(|l| fits(&l.vg, &l.name)) {
         Some(l) if l.is_snapshot() => refused(format!(
             "{} is a snapshot lvsnap did not create (no lvsnap tag and catalog record); lvsnap never touches snapshots it did not create — mount it yourself read-only, or adopt lvsnap-tagged ones with `lvsnap catalog rebuild`",
             l.path()

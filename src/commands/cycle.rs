@@ -176,8 +176,8 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
     let mut report = engine.run(opts)?;
     report.notes.splice(0..0, resumed);
     let backups = if opts.snapshot && !report.interrupted {
-        let (inv, mut fleet) = (report.inventory.clone(), std::mem::take(&mut report.fleet));
-        let mut space = Space::from(&inv);
+        let (inv, mut fleet) = (&report.inventory, std::mem::take(&mut report.fleet));
+        let mut space = Space::from(inv);
         let b = engine.backups(
             &BackupOptions {
                 policies: &opts.policies,
@@ -189,7 +189,7 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
                 lock: held.as_ref(),
                 openings: Some(&openings),
             },
-            &inv,
+            inv,
             &mut fleet,
             &mut space,
         )?;
@@ -323,7 +323,7 @@ pub fn relieve(ctx: &mut Ctx<'_>) -> Result<crate::pressure::Relief, Error> {
     let mut catalog = ctx.catalog(true)?;
     let mut engine = ctx.engine(&mut catalog, false);
     let (inv, mut fleet) = engine.survey()?;
-    let (relief, _) = engine.relieve(&inv, &mut fleet, &[])?;
+    let (relief, _) = engine.relieve(inv, &mut fleet, &[])?;
     engine.flush()?;
     if !relief.removed.is_empty() {
         let (inv, fleet) = engine.survey()?;

@@ -655,7 +655,7 @@ pub fn receive(ctx: &mut Ctx<'_>, a: &ReceiveArgs) -> Result<i32, Error> {
 
 /// The replicas in `vg/pool`, as lvsnap's replication reads them from a receiving end.
 fn replicas_in(inv: &Inventory, vg: &str, pool: &str) -> Vec<Replica> {
-    inv.lvs
+    inv.lvs()
         .iter()
         .filter(|l| l.vg == vg && l.pool.as_deref() == Some(pool) && l.has_tag(REPLICA_TAG))
         .filter_map(|l| {
@@ -991,7 +991,7 @@ fn prepare(
     }
     let settings = pool_settings(ctx, vg, pool)?;
     let mut removed = false;
-    for left in first.lvs.iter().filter(|l| {
+    for left in first.lvs().iter().filter(|l| {
         l.vg == vg && l.pool.as_deref() == Some(pool) && !l.open && !l.has_tag(REPLICA_TAG)
     }) {
         let Some(owner) = left.tag_value(RECEIVING_TAG) else {
@@ -1012,7 +1012,7 @@ fn prepare(
     }
     let inv = if removed { inventory(ctx)? } else { first };
     let replicas: Vec<&Lv> = inv
-        .lvs
+        .lvs()
         .iter()
         .filter(|l| l.vg == vg && l.pool.as_deref() == Some(pool) && l.has_tag(REPLICA_TAG))
         .collect();

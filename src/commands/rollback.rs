@@ -103,7 +103,7 @@ fn rollback_to(ctx: &mut Ctx<'_>, spec: &str, yes: bool) -> Result<i32, Error> {
         .find(&vg, &lv)
         .ok_or_else(|| Error::Usage(format!("the origin {vg}/{lv} of {name} no longer exists")))?;
     let pending = inv
-        .lvs
+        .lvs()
         .iter()
         .any(|l| l.vg == vg && l.origin.as_deref() == Some(lv.as_str()) && l.merging)
         || origin.merging;

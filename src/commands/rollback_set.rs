@@ -88,7 +88,7 @@ pub(crate) fn rollback_set(
         };
         let pending = origin.merging
             || inv
-                .lvs
+                .lvs()
                 .iter()
                 .any(|l| l.vg == *vg && l.origin.as_deref() == Some(lv.as_str()) && l.merging);
         if pending {
@@ -482,7 +482,7 @@ pub(crate) fn rollback_set(
 /// not deactivate an origin then).
 fn in_use(inv: &Inventory, vg: &str, lv: &str) -> bool {
     inv.find(vg, lv).is_some_and(|o| o.open)
-        || inv.lvs.iter().any(|l| {
+        || inv.lvs().iter().any(|l| {
             l.vg == vg
                 && l.origin.as_deref() == Some(lv)
                 && l.kind == crate::lvm::LvKind::ThickSnapshot

@@ -362,9 +362,9 @@ mod tests {
         own.tags = vec![crate::reconcile::OWNER_TAG.to_owned()];
         let mut foreign = lv("vg0", "mine", LvKind::ThickSnapshot, 64 * MIB);
         foreign.origin = Some("home".to_owned());
-        let inv = Inventory {
-            lvs: vec![lv("vg0", "home", LvKind::Plain, 1024 * MIB), own, foreign],
-            vgs: BTreeMap::from([(
+        let inv = Inventory::new(
+            vec![lv("vg0", "home", LvKind::Plain, 1024 * MIB), own, foreign],
+            BTreeMap::from([(
                 "vg0".to_owned(),
                 VgInfo {
                     size: 10240 * MIB,
@@ -372,7 +372,7 @@ mod tests {
                     extent_size: 4 * MIB,
                 },
             )]),
-        };
+        );
         // 63M rounds up to 64M; last = 3 plus the new one while a run prunes is 4, one of them
         // lvsnap's already (the foreign one does not count): 3 x 64M. keep-free 20% of 10 GiB is
         // 1 GiB more than init's 10%.

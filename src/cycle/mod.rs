@@ -137,7 +137,7 @@ impl Engine<'_> {
         let notes = fleet.notes.clone();
         // Space pressure goes first: a full pool harms every volume in it, now.
         let (mut relief, relieved) = if opts.prune {
-            self.relieve(&inv, &mut fleet, &opts.policies)?
+            self.relieve(inv, &mut fleet, &opts.policies)?
         } else {
             (crate::pressure::Relief::default(), inv)
         };
@@ -907,7 +907,7 @@ impl From<&Inventory> for Space {
             thin: BTreeMap::new(),
             run: BTreeMap::new(),
         };
-        for lv in &inv.lvs {
+        for lv in inv.lvs() {
             match (lv.kind, &lv.origin, &lv.pool) {
                 (LvKind::ThickSnapshot, Some(o), _) => space.add_thick(&lv.vg, o),
                 (LvKind::ThinSnapshot, _, Some(p)) => space.add_thin(&lv.vg, p),

@@ -226,7 +226,7 @@ impl MergeSpace {
             }
         });
         let at_risk = inv
-            .lvs
+            .lvs()
             .iter()
             .filter(|l| l.vg == vg && l.origin.as_deref() == Some(origin) && l.name != merged)
             .filter(|l| l.kind == crate::lvm::LvKind::ThickSnapshot && !l.invalid)
