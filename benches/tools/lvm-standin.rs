@@ -42,8 +42,13 @@ fn main() {
         .expect("own directory")
         .to_owned();
     let state = dir.join("state.jsonl");
+    let mut took = None;
     let code = match tool.as_str() {
-        "lvs" => lvs(&state),
+        "lvs" => {
+            let (code, ready) = lvs(&state, start);
+            took = Some(ready);
+            code
+        }
         "lvcreate" => lvcreate(&state, &args[1..]),
         "lvremove" => lvremove(&state, &args[1..]),
         "lvchange" => lvchange(&state, &args[1..]),
@@ -66,7 +71,8 @@ fn main() {
             .append(true)
             .open(dir.join("calls.log"))
             .expect("calls.log");
-        writeln!(log, "{tool} {}", start.elapsed().as_micros()).expect("calls.log");
+        let took = took.unwrap_or_else(|| start.elapsed().as_micros());
+        writeln!(log, "{tool} {took}").expect("calls.log");
     }
     std::process::exit(code);
 }
@@ -95,7 +101,9 @@ fn key(vg: &str, name: &str) -> String {
     format!("\"lv_name\":\"{name}\", \"vg_name\":\"{vg}\"")
 }
 
-fn lvs(state: &Path) -> i32 {
+/// The report, written once it is ready. The time logged stops before the write: waiting for
+/// lvsnap to read the pipe is lvsnap's time, not the stand-in's.
+fn lvs(state: &Path, start: Instant) -> (i32, u128) {
     let text = fs::read_to_string(state).unwrap_or_default();
     let mut out = String::with_capacity(text.len() + 64);
     out.push_str("{\"report\":[{\"lv\":[\n");
@@ -106,9 +114,13 @@ fn lvs(state: &Path) -> i32 {
         out.push_str(l);
     }
     out.push_str("\n]}]}\n");
-    std::io::stdout()
-        .write_all(out.as_bytes())
-        .map_or(1, |()| 0)
+    let ready = start.elapsed().as_micros();
+    (
+        std::io::stdout()
+            .write_all(out.as_bytes())
+            .map_or(1, |()| 0),
+        ready,
+    )
 }
 
 fn split_target(t: &str) -> (&str, &str) {
@@ -445,7 +457,7 @@ fn seed(dir: &Path, args: &[String]) -> i32 {
         for h in 0..per {
             let t = end - chrono::Duration::hours(h as i64);
             let name = format!("{origin}-lvsnap-{}", t.format("%Y%m%dT%H%M%SZ"));
-            let tags = format!("lvsnap,lvsnap-policy=p{i:03}");
+            let tags = format!("lvsnap,lvsnap-policy=p{i:03},lvsnap-time={}", t.timestamp());
             lines.push(if thin {
                 lv_line(
                     &name,

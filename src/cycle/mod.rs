@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use crate::catalog::{NewSnapshot, State};
+use crate::catalog::{CatalogError, NewSnapshot, State};
 use crate::config::{Policy, VolumeRef};
 use crate::hooks::{self, HookEnv, Phase};
 use crate::lvm::{commands, Inventory, Lv, LvKind};
@@ -255,18 +255,18 @@ impl Engine<'_> {
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
             .collect();
         if !self.dry_run {
-            fleet.managed.retain(|m| {
-                !removed
-                    .iter()
-                    .any(|(vg, n)| *vg == m.record.vg && *n == m.record.name)
-            });
+            let removed: std::collections::HashSet<(String, String)> =
+                removed.into_iter().collect();
+            fleet
+                .managed
+                .retain(|m| !removed.contains(&(m.record.vg.clone(), m.record.name.clone())));
         }
         report.fleet = fleet;
         report.inventory = inv;
         Ok(report)
     }
 
-    fn group_error(&self, g: &mut GroupReport, what: &str, e: &RunError) {
+    fn group_error(&self, g: &mut GroupReport, what: &str, e: &dyn std::fmt::Display) {
         error!(policy = %g.policy, volume = %g.volume, "{what} failed: {e}");
         g.errors.push(format!("{what} failed: {e}"));
     }
@@ -542,6 +542,12 @@ impl Engine<'_> {
                     members.push(m);
                 }
             }
+            let mut own_in_set: BTreeMap<&str, &Managed> = BTreeMap::new();
+            for m in &own {
+                if let Some(id) = m.record.set.as_deref() {
+                    own_in_set.entry(id).or_insert(*m);
+                }
+            }
             let mut ranked: Ranking<'f> = Vec::new();
             for (id, members) in &sets {
                 let views: Vec<_> = members.iter().map(|m| m.view()).collect();
@@ -552,10 +558,7 @@ impl Engine<'_> {
                     invalid: views.iter().any(|v| v.invalid),
                     busy: views.iter().find_map(|v| v.busy),
                 };
-                let mine = own
-                    .iter()
-                    .find(|m| m.record.set.as_deref() == Some(*id))
-                    .copied();
+                let mine = own_in_set.get(id).copied();
                 ranked.push((view, mine));
             }
             if with_new {
@@ -679,26 +682,153 @@ impl Engine<'_> {
                 why_not: plan.why_not[d.index].clone(),
             })
             .collect();
-        for d in plan.removals(force) {
-            let m = plan.members[d.index];
-            let why = plan.why_not[d.index].clone();
-            if self.dry_run {
-                g.removed.push((m.record.name.clone(), why));
-                continue;
-            }
-            match self.remove(m, &why.join("; ")) {
-                Ok(()) => {
+        let removals: Vec<(&Managed, Vec<String>)> = plan
+            .removals(force)
+            .map(|d| (plan.members[d.index], plan.why_not[d.index].clone()))
+            .collect();
+        if self.dry_run {
+            g.removed.extend(
+                removals
+                    .into_iter()
+                    .map(|(m, why)| (m.record.name.clone(), why)),
+            );
+            return Ok(());
+        }
+        let items: Vec<(&Managed, String)> = removals
+            .iter()
+            .map(|(m, why)| (*m, why.join("; ")))
+            .collect();
+        let outcomes = self.remove_all(&items);
+        for ((m, why), failed) in removals.into_iter().zip(outcomes) {
+            match failed {
+                None => {
                     space.removed(m, inv);
                     info!(policy = %policy.name, volume = %volume, snapshot = %m.record.name, reason = %why.join("; "), "removed");
                     g.removed.push((m.record.name.clone(), why));
                 }
-                Err(e) => {
+                Some(e) => {
                     g.kept += 1;
                     self.group_error(g, &format!("removing {}", m.record.name), &e);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Snapshots removed by one `lvremove`, at most.
+    const REMOVE_AT_ONCE: usize = 64;
+
+    /// Removes managed snapshots with one `lvremove` per volume group (where LVM scans the
+    /// devices and takes the group's lock once, not once each). Gives, for each, `None` if it
+    /// was removed, or why not.
+    pub fn remove_all(&mut self, items: &[(&Managed, String)]) -> Vec<Option<String>> {
+        let mut outcomes = vec![None; items.len()];
+        let mut vgs: Vec<&str> = items.iter().map(|(m, _)| m.record.vg.as_str()).collect();
+        vgs.sort_unstable();
+        vgs.dedup();
+        for vg in vgs {
+            let at: Vec<usize> = (0..items.len())
+                .filter(|i| items[*i].0.record.vg == vg)
+                .collect();
+            // A bounded argv, and a bounded time the group's lock is held (dmeventd waits on
+            // it to extend pools and snapshots).
+            for at in at.chunks(Self::REMOVE_AT_ONCE) {
+                let mine: Vec<(&Managed, String)> = at
+                    .iter()
+                    .map(|i| (items[*i].0, items[*i].1.clone()))
+                    .collect();
+                let done = match self.remove_in(vg, &mine) {
+                    Ok(done) => done,
+                    Err(e) => vec![Some(e.to_string()); mine.len()],
+                };
+                for (i, outcome) in at.iter().zip(done) {
+                    outcomes[*i] = outcome;
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// [`Self::remove_all`] in one volume group: every intent recorded first, in one
+    /// transaction, then one `lvremove`. After a failure, which ones are gone is read back
+    /// from a new inventory, and each one left is tried alone.
+    ///
+    /// # Errors
+    /// The catalog failed: before the removal (nothing was run), or after it (the records
+    /// stay `removing`, with their intents open, for the next run to settle from LVM).
+    fn remove_in(
+        &mut self,
+        vg: &str,
+        items: &[(&Managed, String)],
+    ) -> Result<Vec<Option<String>>, RunError> {
+        if let [(m, why)] = items {
+            return Ok(vec![self.remove(m, why).err().map(|e| e.to_string())]);
+        }
+        let now = self.now;
+        let intents = self.record(|c| {
+            items
+                .iter()
+                .map(|(m, why)| {
+                    let intent = c.begin("remove", m.record.id, now)?;
+                    c.set_state(m.record.id, State::Removing, Some(why), now)?;
+                    Ok(intent)
+                })
+                .collect::<Result<Vec<i64>, CatalogError>>()
+        })?;
+        let names: Vec<&str> = items.iter().map(|(m, _)| m.record.name.as_str()).collect();
+        let failure = self
+            .exec(&commands::remove_all(vg, &names))
+            .err()
+            .map(|e| e.to_string());
+        let gone: Vec<bool> = match &failure {
+            None => vec![true; items.len()],
+            Some(why) => match self.inventory() {
+                // Gone: no volume of that name in the group, or another one under it. A report
+                // without the group says nothing of it.
+                Ok(inv) if inv.vgs.contains_key(vg) => items
+                    .iter()
+                    .map(|(m, _)| {
+                        inv.find(vg, &m.record.name)
+                            .is_none_or(|lv| m.record.uuid.as_deref().is_some_and(|u| u != lv.uuid))
+                    })
+                    .collect(),
+                Ok(_) => {
+                    let why = format!("{why}; whether it went is settled by the next run (the inventory after it did not show volume group {vg})");
+                    warn!(vg = %vg, "{why}");
+                    return Ok(vec![Some(why); items.len()]);
+                }
+                Err(e) => {
+                    // Unknown: the records stay `removing` with their intents open, as after a
+                    // crash; the next run's reconciliation settles each from what LVM shows.
+                    let why = format!("{why}; whether it went is settled by the next run (the inventory after it failed: {e})");
+                    warn!(vg = %vg, "{why}");
+                    return Ok(vec![Some(why); items.len()]);
+                }
+            },
+        };
+        self.record(|c| {
+            for (((m, why), intent), gone) in items.iter().zip(&intents).zip(&gone) {
+                if *gone {
+                    c.set_state(m.record.id, State::Removed, Some(why), now)?;
+                    c.resolve(*intent, "removed", now)?;
+                } else {
+                    let failed = failure.as_deref().unwrap_or_default();
+                    c.set_state(m.record.id, m.record.state, Some(failed), now)?;
+                    c.resolve(*intent, "failed", now)?;
+                }
+            }
+            Ok(())
+        })?;
+        // LVM may stop at the volume it refuses, or skip others with it: each one left is
+        // tried once more on its own, so that one stuck snapshot never holds back the rest.
+        Ok(items
+            .iter()
+            .zip(gone)
+            .map(|((m, why), gone)| match gone {
+                true => None,
+                false => self.remove(m, why).err().map(|e| e.to_string()),
+            })
+            .collect())
     }
 
     /// Removes one managed snapshot: intent, lvremove, result.

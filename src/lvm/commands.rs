@@ -40,7 +40,17 @@ pub fn create_thin(vg: &str, origin: &str, name: &str, tags: &[String]) -> Invoc
 
 /// Removes one snapshot. `--yes` answers LVM's own question; lvsnap asked its own first.
 pub fn remove(vg: &str, name: &str) -> Invocation {
-    Invocation::new(Tool::Lvremove, ["--yes".to_owned(), format!("{vg}/{name}")])
+    remove_all(vg, &[name])
+}
+
+/// Removes snapshots of one volume group in one command: LVM scans the devices and takes the
+/// group's lock once, not once each. At one it cannot remove it exits non-zero, having removed
+/// some of the others or not (lvm2 2.03.16 removed those before it in the group's metadata).
+pub fn remove_all(vg: &str, names: &[&str]) -> Invocation {
+    Invocation::new(
+        Tool::Lvremove,
+        std::iter::once("--yes".to_owned()).chain(names.iter().map(|n| format!("{vg}/{n}"))),
+    )
 }
 
 pub fn extend(vg: &str, name: &str, extents: u64) -> Invocation {

@@ -2,6 +2,7 @@
 //! the real tools, prints `lvs` JSON in the same shape as lvm2 2.03, and can be told to fail.
 //! It never stands in for the real-LVM tests of what LVM itself does.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ struct FakeVg {
 struct Failure {
     tool: Tool,
     matching: String,
+    /// Matching commands that still run as usual before this one fails.
+    skip: usize,
     status: i32,
     stderr: String,
 }
@@ -65,6 +68,8 @@ struct State {
     fs_type: String,
     /// Arguments of every mount and umount, in order (nothing is really mounted).
     mounts: Vec<String>,
+    /// Volumes (`vg/name`) whose next removals (so many) fail as if they were open.
+    refused: BTreeMap<String, usize>,
 }
 
 /// Extent size of every fake volume group: 4 MiB, LVM's default.
@@ -92,6 +97,7 @@ impl FakeLvm {
                 clock: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
                 fs_type: "ext4".to_owned(),
                 mounts: Vec::new(),
+                refused: BTreeMap::new(),
             }),
         }
     }
@@ -242,6 +248,12 @@ impl FakeLvm {
         });
     }
 
+    /// The next `times` removals of `vg/name` fail as if it were open (after lvsnap's
+    /// inventory said it was not).
+    pub fn refuse_removal(&self, vg: &str, name: &str, times: usize) {
+        self.with(|s| s.refused.insert(format!("{vg}/{name}"), times));
+    }
+
     /// Removes a volume as an administrator would, behind lvsnap's back.
     pub fn remove_behind_back(&self, vg: &str, name: &str) {
         self.with(|s| s.lvs.retain(|l| !(l.vg == vg && l.name == name)));
@@ -249,10 +261,16 @@ impl FakeLvm {
 
     /// The next command of `tool` whose argv contains `matching` fails with `status`/`stderr`.
     pub fn fail_next(&self, tool: Tool, matching: &str, status: i32, stderr: &str) {
+        self.fail_later(tool, matching, 0, status, stderr);
+    }
+
+    /// As [`Self::fail_next`], after `skip` such commands have run as usual.
+    pub fn fail_later(&self, tool: Tool, matching: &str, skip: usize, status: i32, stderr: &str) {
         self.with(|s| {
             s.failures.push(Failure {
                 tool,
                 matching: matching.to_owned(),
+                skip,
                 status,
                 stderr: stderr.to_owned(),
             })
@@ -418,32 +436,51 @@ impl State {
         Ok(())
     }
 
+    fn remove_one(&mut self, target: &str) -> Result<(), (i32, String)> {
+        let i = self
+            .find(target)
+            .ok_or((5, format!("  Failed to find logical volume \"{target}\"\n")))?;
+        let refused = match self.refused.get_mut(target) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        if self.lvs[i].open || refused {
+            return Err((
+                5,
+                format!("  Logical volume {target} contains a filesystem in use.\n"),
+            ));
+        }
+        let gone = self.lvs.remove(i);
+        // A thin snapshot's fill stands for the share of its pool's data only it holds
+        // (what its removal frees); real LVM does not report that.
+        if let (Kind::Thin, Some(_), Some(pool)) = (gone.kind, &gone.origin, &gone.pool) {
+            if let Some(p) = self
+                .lvs
+                .iter_mut()
+                .find(|l| l.vg == gone.vg && l.name == *pool)
+            {
+                p.fill = (p.fill - gone.fill).max(0.0);
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, inv: &Invocation) -> Result<String, (i32, String)> {
         let target = inv.args.last().cloned().unwrap_or_default();
         match inv.tool {
             Tool::Lvs => Ok(self.report()),
             Tool::Lvcreate => self.lvcreate(&inv.args).map(|()| String::new()),
             Tool::Lvremove => {
-                let i = self
-                    .find(&target)
-                    .ok_or((5, format!("  Failed to find logical volume \"{target}\"\n")))?;
-                if self.lvs[i].open {
-                    return Err((
-                        5,
-                        format!("  Logical volume {target} contains a filesystem in use.\n"),
-                    ));
-                }
-                let gone = self.lvs.remove(i);
-                // A thin snapshot's fill stands for the share of its pool's data only it holds
-                // (what its removal frees); real LVM does not report that.
-                if let (Kind::Thin, Some(_), Some(pool)) = (gone.kind, &gone.origin, &gone.pool) {
-                    if let Some(p) = self
-                        .lvs
-                        .iter_mut()
-                        .find(|l| l.vg == gone.vg && l.name == *pool)
-                    {
-                        p.fill = (p.fill - gone.fill).max(0.0);
-                    }
+                // Like lvm2: the volumes in the group's metadata order (here, creation order),
+                // stopping at the first it cannot remove.
+                let mut targets: Vec<&String> =
+                    inv.args.iter().filter(|a| !a.starts_with('-')).collect();
+                targets.sort_by_key(|t| self.find(t).unwrap_or(usize::MAX));
+                for target in targets {
+                    self.remove_one(target)?;
                 }
                 Ok(String::new())
             }
@@ -550,6 +587,13 @@ impl Runner for FakeLvm {
                 .failures
                 .iter()
                 .position(|f| f.tool == inv.tool && argv.contains(&f.matching));
+            let injected = match injected {
+                Some(i) if s.failures[i].skip > 0 => {
+                    s.failures[i].skip -= 1;
+                    None
+                }
+                other => other,
+            };
             let result = match injected {
                 Some(i) => {
                     let f = s.failures.remove(i);

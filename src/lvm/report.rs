@@ -123,12 +123,15 @@ impl Inventory {
             vgs,
             ..Default::default()
         };
+        // The first of two volumes with one name or UUID (a cloned VG before
+        // `vgimportclone`, a copied disk) is the one found, as a scan in report order would.
         for (i, lv) in lvs.iter().enumerate() {
             inv.by_name
                 .entry(lv.vg.clone())
                 .or_default()
-                .insert(lv.name.clone(), i);
-            inv.by_uuid.insert(lv.uuid.clone(), i);
+                .entry(lv.name.clone())
+                .or_insert(i);
+            inv.by_uuid.entry(lv.uuid.clone()).or_insert(i);
             if let (Some(origin), true) = (&lv.origin, lv.is_snapshot()) {
                 inv.snapshots
                     .entry(lv.vg.clone())
@@ -423,6 +426,18 @@ mod tests {
         for lv in inv.lvs().to_vec() {
             assert_eq!(inv.find(&lv.vg, &lv.name), Some(&lv));
         }
+        // A volume reported twice (a cloned disk): the first is the one found, as before.
+        let (mut lvs, vgs) = inv.into_parts();
+        let mut twin = lvs[1].clone();
+        twin.vg = "vg01".to_owned();
+        twin.size += 1;
+        lvs.push(twin);
+        let mut same_name = lvs[0].clone();
+        same_name.uuid = "other".to_owned();
+        lvs.push(same_name);
+        let inv = Inventory::new(lvs.clone(), vgs);
+        assert_eq!(inv.by_uuid(&lvs[1].uuid), Some(&lvs[1]));
+        assert_eq!(inv.find(&lvs[0].vg, &lvs[0].name), Some(&lvs[0]));
     }
 
     #[test]

@@ -795,3 +795,139 @@ fn run_now_ahead_of_the_clock_is_refused_unless_it_is_a_dry_run() {
     );
     assert_eq!(code, 0, "{out}");
 }
+
+const HOME_LAST_5: &str = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 5 }\nmax-thick-per-origin = 6\n";
+const HOME_LAST_1: &str = "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"8M\"\nkeep = { last = 1 }\nmax-remove-percent = 100\n";
+
+/// Five hourly snapshots of vg0/home, then keep rules that keep only the newest.
+fn five_then_last_one() -> Host {
+    let w = Host::standard(HOME_LAST_5);
+    for h in 0..5 {
+        let (code, out) = w.lvsnap(&["run"], &format!("2026-03-01T{h:02}:00:00Z"));
+        assert_eq!(code, 0, "{out}");
+    }
+    w.write_config(HOME_LAST_1);
+    w
+}
+
+#[test]
+fn a_prune_removes_a_groups_snapshots_with_one_lvremove() {
+    let w = five_then_last_one();
+    let before = w.lvm.invocations().len();
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T04:30:00Z");
+    assert_eq!(code, 0, "{out}");
+    let removals: Vec<String> = w.lvm.invocations()[before..]
+        .iter()
+        .filter(|c| c.starts_with("lvremove"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        removals,
+        ["lvremove --yes vg0/home-lvsnap-20260301T030000Z vg0/home-lvsnap-20260301T020000Z vg0/home-lvsnap-20260301T010000Z vg0/home-lvsnap-20260301T000000Z"]
+    );
+    assert_eq!(w.snapshot_names(), ["home-lvsnap-20260301T040000Z"]);
+    for h in 0..4 {
+        let name = format!("home-lvsnap-20260301T{h:02}0000Z");
+        assert_eq!(w.state_of(&name), State::Removed, "{name}");
+        assert!(out.contains(&format!("remove {name}")), "{out}");
+    }
+    let catalog = w.catalog();
+    assert!(catalog.open_intents().unwrap().is_empty());
+    let events = catalog.events(50).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.argv.starts_with("lvremove"))
+            .count(),
+        1,
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_removal_lvm_refuses_among_several_leaves_every_record_right() {
+    let w = five_then_last_one();
+    // Still open when tried alone: LVM stops at it in the batch (the fake, like lvm2, goes in
+    // creation order), and the ones after it are removed one by one.
+    w.lvm
+        .refuse_removal("vg0", "home-lvsnap-20260301T010000Z", 2);
+    let before = w.lvm.invocations().len();
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T04:30:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("removing home-lvsnap-20260301T010000Z failed")
+            && out.contains("contains a filesystem in use"),
+        "{out}"
+    );
+    let tools: Vec<String> = w.lvm.invocations()[before..]
+        .iter()
+        .map(|c| c.split(' ').next().unwrap().to_owned())
+        .filter(|t| t == "lvs" || t == "lvremove")
+        .collect();
+    assert_eq!(
+        tools,
+        ["lvs", "lvremove", "lvs", "lvremove", "lvremove", "lvremove"],
+        "one inventory, the batch, the read-back, then each one left alone"
+    );
+    assert_eq!(
+        w.snapshot_names(),
+        [
+            "home-lvsnap-20260301T010000Z",
+            "home-lvsnap-20260301T040000Z"
+        ]
+    );
+    for (h, state) in [
+        (0, State::Removed),
+        (1, State::Present),
+        (2, State::Removed),
+        (3, State::Removed),
+        (4, State::Present),
+    ] {
+        let name = format!("home-lvsnap-20260301T{h:02}0000Z");
+        assert_eq!(w.state_of(&name), state, "{name}");
+    }
+    assert!(w.catalog().open_intents().unwrap().is_empty());
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T04:40:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.snapshot_names(), ["home-lvsnap-20260301T040000Z"]);
+    assert_eq!(w.state_of("home-lvsnap-20260301T010000Z"), State::Removed);
+}
+
+#[test]
+fn a_failed_removal_whose_read_back_fails_too_is_settled_by_the_next_run() {
+    let w = five_then_last_one();
+    w.lvm
+        .refuse_removal("vg0", "home-lvsnap-20260301T020000Z", 1);
+    // The prune's inventory works; the one after the failed removal fails: which snapshots
+    // went is unknown until the next command looks.
+    w.lvm
+        .fail_later(Tool::Lvs, "", 1, 5, "  lvs: device scan failed\n");
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T04:30:00Z");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("removing home-lvsnap-20260301T020000Z failed")
+            && out.contains("whether it went is settled by the next run"),
+        "{out}"
+    );
+    assert_eq!(
+        w.snapshot_names(),
+        [
+            "home-lvsnap-20260301T020000Z",
+            "home-lvsnap-20260301T030000Z",
+            "home-lvsnap-20260301T040000Z"
+        ]
+    );
+    for h in 0..4 {
+        let name = format!("home-lvsnap-20260301T{h:02}0000Z");
+        assert_eq!(w.state_of(&name), State::Removing, "{name}");
+    }
+    assert_eq!(w.catalog().open_intents().unwrap().len(), 4);
+    let (code, out) = w.lvsnap(&["prune"], "2026-03-01T04:40:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.snapshot_names(), ["home-lvsnap-20260301T040000Z"]);
+    for h in 0..4 {
+        let name = format!("home-lvsnap-20260301T{h:02}0000Z");
+        assert_eq!(w.state_of(&name), State::Removed, "{name}");
+    }
+    assert!(w.catalog().open_intents().unwrap().is_empty());
+}
