@@ -84,6 +84,12 @@ impl Catalog {
                 params![ts(at), duration.as_millis() as i64, ok],
             )
             .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "UPDATE history SET runs = runs + 1, failed = failed + (NOT ?1)",
+                params![ok],
+            )
+            .map_err(|e| self.err(e))?;
         for (policy, volume, error) in groups {
             self.conn
                 .execute(
@@ -123,14 +129,15 @@ impl Catalog {
     /// # Errors
     /// SQLite failed.
     pub fn run_totals(&self) -> Result<RunTotals, CatalogError> {
+        // Counted as runs are recorded: the rows themselves are trimmed after history-days.
         let (runs, failed): (i64, i64) = self
             .conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(ok = 0), 0) FROM runs",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| self.err(e))?;
+            .query_row("SELECT runs, failed FROM history", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or((0, 0));
         let last: Option<(i64, i64, bool)> = self
             .conn
             .query_row(
@@ -147,6 +154,73 @@ impl Catalog {
             last_duration_ms: last.map_or(0, |l| l.1),
             last_ok: last.is_none_or(|l| l.2),
         })
+    }
+
+    /// Forgets what is older than `keep` as of `now` — commands (failed ones: older than
+    /// `keep_failures`), runs, resolved intents, and the records of snapshots gone that long
+    /// with their state history — and beyond the newest `rows` of each, failures aside. The
+    /// newest 1000 commands and 100 runs stay whatever their age, and `now` counts from at
+    /// most a day after the run before: a clock set years ahead, or a host off for months,
+    /// never empties the history. At most once a day. Gives the rows removed.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn trim_history(
+        &self,
+        now: DateTime<Utc>,
+        keep: chrono::Duration,
+        keep_failures: chrono::Duration,
+        rows: u64,
+    ) -> Result<usize, CatalogError> {
+        let day = chrono::Duration::days(1);
+        let (trimmed_at, previous): (Option<i64>, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT trimmed_at, (SELECT at FROM runs ORDER BY id DESC LIMIT 1 OFFSET 1) FROM history",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or((None, None));
+        let now = previous.map_or(now, |p| now.min(from_ts(p) + day));
+        if trimmed_at.is_some_and(|t| from_ts(t) + day > now && from_ts(t) <= now) {
+            return Ok(0);
+        }
+        let (cutoff, failures) = (ts(now - keep), ts(now - keep_failures.max(keep)));
+        let offset = i64::try_from(rows.max(1) - 1).unwrap_or(i64::MAX);
+        let statements = [
+            "DELETE FROM events WHERE id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET 999)
+                AND ((at < ?1 AND (status = 0 OR at < ?2))
+                    OR (status = 0 AND id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?3)))",
+            "DELETE FROM runs WHERE id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET 99)
+                AND ((at < ?1 AND (ok OR at < ?2))
+                    OR (ok AND id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?3)))",
+            "DELETE FROM intents WHERE resolved_at IS NOT NULL AND (resolved_at < ?1
+                OR id < (SELECT id FROM intents ORDER BY id DESC LIMIT 1 OFFSET ?3))",
+            // Snapshots gone: their records (which a rollback's record may still name) and
+            // everything that names them.
+            "CREATE TEMP TABLE IF NOT EXISTS trimmed (id INTEGER PRIMARY KEY)",
+            "DELETE FROM temp.trimmed",
+            "INSERT INTO temp.trimmed SELECT id FROM snapshots
+                WHERE state IN ('removed', 'vanished', 'failed', 'merged')
+                AND (updated_at < ?1 OR id < (SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?3))
+                AND id NOT IN (SELECT snapshot_id FROM rollbacks)",
+            "DELETE FROM intents WHERE snapshot_id IN (SELECT id FROM temp.trimmed)",
+            "DELETE FROM snapshot_states WHERE snapshot_id IN (SELECT id FROM temp.trimmed)",
+            "DELETE FROM snapshots WHERE id IN (SELECT id FROM temp.trimmed)",
+            "UPDATE history SET trimmed_at = ?4",
+        ];
+        let mut removed = 0;
+        for sql in statements {
+            let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+            let n = stmt.parameter_count();
+            let all = [cutoff, failures, offset, ts(now)];
+            removed += stmt
+                .execute(rusqlite::params_from_iter(&all[..n]))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(removed)
     }
 
     /// The most recent events, newest last.

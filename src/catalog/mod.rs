@@ -270,6 +270,16 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// Copies the write-ahead log into the database and empties it.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn checkpoint(&self) -> Result<(), CatalogError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+
     fn migrate(&mut self) -> Result<(), CatalogError> {
         let found: i64 = self
             .conn
@@ -364,6 +374,116 @@ mod tests {
             cat.live_snapshots().unwrap()[0].uuid.as_deref(),
             Some("uuid-a")
         );
+    }
+
+    #[test]
+    fn history_is_trimmed_by_age_failures_later_and_counters_stay() {
+        let mut cat = Catalog::in_memory().unwrap();
+        let day =
+            |d: i64| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(d);
+        let argv = ["lvs".to_owned()];
+        // 200 days: ten commands and one run a day; every tenth day they fail.
+        for d in 0..200 {
+            let ok = d % 10 != 0;
+            for _ in 0..10 {
+                let status = if ok { 0 } else { 5 };
+                cat.record_event(day(d), &argv, status, Duration::from_millis(1), "")
+                    .unwrap();
+            }
+            let error = (!ok).then(|| "failed".to_owned());
+            let groups = [("p".to_owned(), "vg0/a".to_owned(), error)];
+            cat.record_run(day(d), Duration::from_millis(1), &groups)
+                .unwrap();
+        }
+        // A snapshot removed on day 10, one present since day 0.
+        let (gone, i) = cat.begin_create(&new_snapshot("gone"), day(0)).unwrap();
+        cat.resolve(i, "created", day(0)).unwrap();
+        cat.set_state(gone, State::Removed, Some("keep rules"), day(10))
+            .unwrap();
+        let (kept, i) = cat.begin_create(&new_snapshot("kept"), day(0)).unwrap();
+        cat.resolve(i, "created", day(0)).unwrap();
+        cat.set_state(kept, State::Present, None, day(0)).unwrap();
+        let before = cat.run_totals().unwrap();
+        let (ninety, longer, rows) = (
+            chrono::Duration::days(90),
+            chrono::Duration::days(150),
+            100_000,
+        );
+        // The clock counts from at most a day after the run before the last: day 199.
+        assert!(cat.trim_history(day(200), ninety, longer, rows).unwrap() > 0);
+        let count = |sql: &str| -> i64 { cat.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // Kept: the newest 1000 commands (days 100-199), and failures from day 49 on.
+        assert_eq!(count("SELECT COUNT(*) FROM events"), 1000 + 50);
+        assert_eq!(
+            count("SELECT MIN(at) FROM events WHERE status = 0"),
+            ts(day(101))
+        );
+        assert_eq!(
+            count("SELECT MIN(at) FROM events WHERE status != 0"),
+            ts(day(50))
+        );
+        // The newest 100 runs (days 100-199), and failed ones from day 49 on.
+        assert_eq!(count("SELECT COUNT(*) FROM runs"), 100 + 5);
+        assert_eq!(count("SELECT COUNT(*) FROM intents"), 0);
+        // The record of the snapshot gone since day 10 goes with its history; the live one stays.
+        assert!(cat.history(gone).unwrap().is_empty());
+        assert_eq!(cat.history(kept).unwrap().len(), 2);
+        let names: Vec<String> = cat
+            .all_snapshots()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
+        let after = cat.run_totals().unwrap();
+        assert_eq!((after.runs, after.failed), (before.runs, before.failed));
+        assert_eq!((after.runs, after.failed), (200, 20));
+        // A clock ten years ahead trims nothing more: it counts from the run before.
+        assert_eq!(
+            cat.trim_history(day(3850), ninety, ninety, rows).unwrap(),
+            0
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM events"), 1050);
+        // Beyond the newest N records, those of snapshots gone go, whatever their age.
+        cat.record_run(day(201), Duration::from_millis(1), &[])
+            .unwrap();
+        for n in ["gone2", "gone3"] {
+            let (id, i) = cat.begin_create(&new_snapshot(n), day(200)).unwrap();
+            cat.resolve(i, "created", day(200)).unwrap();
+            cat.set_state(id, State::Removed, Some("keep rules"), day(200))
+                .unwrap();
+        }
+        cat.trim_history(day(201), ninety, ninety, 1).unwrap();
+        let mut names: Vec<String> = cat
+            .all_snapshots()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["gone3", "kept"]);
+    }
+
+    #[test]
+    fn an_older_catalog_keeps_its_run_counts_through_the_history_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            // As the release before it left a catalog: 13 migrations, three runs, one failed.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &schema::MIGRATIONS[..13] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 13).unwrap();
+            conn.execute_batch(
+                "INSERT INTO runs (at, duration_ms, ok) VALUES (1, 1, 1), (2, 1, 0), (3, 1, 1);",
+            )
+            .unwrap();
+        }
+        let cat = Catalog::open(&path).unwrap();
+        assert_eq!(cat.schema_version(), schema::MIGRATIONS.len() as i64);
+        let totals = cat.run_totals().unwrap();
+        assert_eq!((totals.runs, totals.failed), (3, 1));
     }
 
     #[test]

@@ -192,4 +192,20 @@ pub const MIGRATIONS: &[&str] = &[
         pid INTEGER
     );
     CREATE INDEX replicas_group ON replicas (policy, target, vg, origin);",
+    // 14: the command log, run history, intents and the records of snapshots long gone are
+    // trimmed by age and count (`history-days`, `history-rows`), at most once a day; the run
+    // counters the metrics report outlive the rows they counted.
+    "CREATE INDEX events_at ON events (at);
+    CREATE INDEX runs_at ON runs (at);
+    CREATE INDEX intents_snapshot ON intents (snapshot_id);
+    CREATE INDEX snapshot_states_snapshot ON snapshot_states (snapshot_id);
+    CREATE INDEX snapshots_finished ON snapshots (updated_at)
+        WHERE state IN ('removed', 'vanished', 'failed', 'merged');
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        runs INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        trimmed_at INTEGER
+    );
+    INSERT INTO history (id, runs, failed) SELECT 1, COUNT(*), COALESCE(SUM(ok = 0), 0) FROM runs;",
 ];

@@ -271,7 +271,23 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
                 Some((format!("{}/replicate", v.policy), v.volume.clone(), failed))
             }))
             .collect();
-        catalog.record_run(ctx.now, started.elapsed(), &groups)?;
+        catalog.batch(|c| c.record_run(ctx.now, started.elapsed(), &groups))?;
+        // Housekeeping after the work is done: a failure here is worth a warning, not a run
+        // reported failed.
+        let s = &ctx.config.settings;
+        match catalog
+            .batch(|c| c.trim_history(ctx.now, s.history, s.failure_history, s.history_rows))
+        {
+            // Many rows at once (the first trim after an upgrade, history-days lowered): fold
+            // the write-ahead log back so that it does not stay large.
+            Ok(n) if n > 1000 => {
+                if let Err(e) = catalog.checkpoint() {
+                    tracing::warn!("the catalog's write-ahead log could not be folded back: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("the catalog's history could not be trimmed: {e}"),
+        }
         write_metrics(ctx, &catalog, &report.fleet, &report.inventory)?;
     }
     let backups = backups.filter(|b| !b.volumes.is_empty() || !b.notes.is_empty());

@@ -35,6 +35,12 @@ pub const DEFAULT_EXTEND_BY_PERCENT: u8 = 20;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_FREEZE_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_SPACE_POLL_SECS: i64 = 60;
+/// How long the catalog keeps its command log and run history (`history-days`).
+pub const DEFAULT_HISTORY_DAYS: i64 = 90;
+/// How long failed commands and runs stay (`failure-history-days`).
+pub const DEFAULT_FAILURE_HISTORY_DAYS: i64 = 365;
+/// The most rows the catalog keeps of each kind of history (`history-rows`).
+pub const DEFAULT_HISTORY_ROWS: u64 = 100_000;
 /// Each thick snapshot of an origin copies every write to it once more (snapm's limit too).
 pub const DEFAULT_MAX_THICK_PER_ORIGIN: u32 = 5;
 /// `thin_check` at boot slows with the number of thin volumes in a pool (snapm's limit too).
@@ -100,6 +106,12 @@ pub struct Settings {
     pub tool_path: Vec<PathBuf>,
     /// How often the daemon looks at space pressure, when a policy sets a threshold.
     pub space_poll: Duration,
+    /// How long the catalog keeps the commands it ran and the runs it recorded.
+    pub history: Duration,
+    /// How long it keeps those that failed (at least `history`).
+    pub failure_history: Duration,
+    /// The most rows it keeps of each kind of history, failures aside.
+    pub history_rows: u64,
 }
 
 impl Config {
@@ -144,6 +156,9 @@ impl Settings {
             metrics_file: None,
             tool_path: Vec::new(),
             space_poll: Duration::seconds(DEFAULT_SPACE_POLL_SECS),
+            history: Duration::days(DEFAULT_HISTORY_DAYS),
+            failure_history: Duration::days(DEFAULT_FAILURE_HISTORY_DAYS),
+            history_rows: DEFAULT_HISTORY_ROWS,
         }
     }
 

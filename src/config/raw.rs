@@ -37,6 +37,9 @@ pub struct RawSettings {
     pub metrics_file: Option<Spanned<String>>,
     pub tool_path: Option<Spanned<Vec<Spanned<String>>>>,
     pub space_poll: Option<Spanned<String>>,
+    pub history_days: Option<Spanned<i64>>,
+    pub failure_history_days: Option<Spanned<i64>>,
+    pub history_rows: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

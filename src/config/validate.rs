@@ -166,6 +166,43 @@ impl<'a> FileValidator<'a> {
                 None => default_poll,
             },
         };
+        let mut days = |raw: Option<&Spanned<i64>>, key: &str, default: i64| match raw {
+            None => default,
+            Some(d) if (1..=36_500).contains(d.get_ref()) => *d.get_ref(),
+            Some(d) => {
+                self.error(
+                    d.span(),
+                    key,
+                    format!("{} is not a number of days from 1 to 36500", d.get_ref()),
+                    Some(format!("the catalog keeps its command log and run history this long; the default is {default}")),
+                );
+                default
+            }
+        };
+        let history = days(
+            raw.history_days.as_ref(),
+            "settings.history-days",
+            super::DEFAULT_HISTORY_DAYS,
+        );
+        let failure_history = days(
+            raw.failure_history_days.as_ref(),
+            "settings.failure-history-days",
+            super::DEFAULT_FAILURE_HISTORY_DAYS,
+        )
+        .max(history);
+        let history_rows = match raw.history_rows.as_ref() {
+            None => super::DEFAULT_HISTORY_ROWS,
+            Some(n) if (1000..=100_000_000).contains(n.get_ref()) => *n.get_ref() as u64,
+            Some(n) => {
+                self.error(
+                    n.span(),
+                    "settings.history-rows",
+                    format!("{} is not a number of rows from 1000 to 100000000", n.get_ref()),
+                    Some(format!("the most rows the catalog keeps of each kind of history; the default is {}", super::DEFAULT_HISTORY_ROWS)),
+                );
+                super::DEFAULT_HISTORY_ROWS
+            }
+        };
         Settings {
             catalog,
             timezone,
@@ -174,6 +211,9 @@ impl<'a> FileValidator<'a> {
             metrics_file,
             tool_path,
             space_poll,
+            history_rows,
+            history: chrono::Duration::days(history),
+            failure_history: chrono::Duration::days(failure_history),
         }
     }
 
