@@ -39,6 +39,9 @@ pub struct Event {
     pub stderr: String,
 }
 
+/// The most rows of one kind one trim removes.
+pub const TRIM_AT_ONCE: usize = 50_000;
+
 impl Catalog {
     /// Appends to the event log.
     ///
@@ -158,10 +161,13 @@ impl Catalog {
 
     /// Forgets what is older than `keep` as of `now` — commands (failed ones: older than
     /// `keep_failures`), runs, resolved intents, and the records of snapshots gone that long
-    /// with their state history — and beyond the newest `rows` of each, failures aside. The
-    /// newest 1000 commands and 100 runs stay whatever their age, and `now` counts from at
-    /// most a day after the run before: a clock set years ahead, or a host off for months,
-    /// never empties the history. At most once a day. Gives the rows removed.
+    /// with their state history — and what is beyond the newest `rows` of each. The newest
+    /// 1000 commands, 1000 failed commands and 100 runs stay whatever their age; a snapshot's
+    /// record stays while a rollback names it or a member of its set is live. At most once a
+    /// day, and the day moves on by at most one per trim: a clock set years ahead, or a host
+    /// off for months, forgets a day's history per run, never all of it at once. At most
+    /// [`TRIM_AT_ONCE`] rows of a kind go per trim, so that the first trim of a large catalog
+    /// holds its lock briefly; the rest goes with the next runs. Gives the rows removed.
     ///
     /// # Errors
     /// SQLite failed.
@@ -183,44 +189,95 @@ impl Catalog {
             .optional()
             .map_err(|e| self.err(e))?
             .unwrap_or((None, None));
-        let now = previous.map_or(now, |p| now.min(from_ts(p) + day));
-        if trimmed_at.is_some_and(|t| from_ts(t) + day > now && from_ts(t) <= now) {
-            return Ok(0);
-        }
+        let now = match (trimmed_at, previous) {
+            (Some(t), _) if from_ts(t) <= now => {
+                if from_ts(t) + day > now {
+                    return Ok(0);
+                }
+                now.min(from_ts(t) + day)
+            }
+            (_, Some(p)) => now.min(from_ts(p) + day),
+            _ => now,
+        };
         let (cutoff, failures) = (ts(now - keep), ts(now - keep_failures.max(keep)));
         let offset = i64::try_from(rows.max(1) - 1).unwrap_or(i64::MAX);
-        let statements = [
-            "DELETE FROM events WHERE id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET 999)
+        let limit = TRIM_AT_ONCE as i64;
+        // ?1 cutoff, ?2 cutoff for failures, ?3 the offset of the newest row kept by count,
+        // ?4 the day trimmed, ?5 the most rows one statement removes.
+        const FINISHED: &str = "state IN ('removed', 'vanished', 'failed', 'merged')";
+        const LIVE: &str = "state IN ('creating', 'present', 'invalid', 'removing')";
+        let trim_snapshots = format!(
+            "INSERT INTO temp.trimmed SELECT id FROM snapshots WHERE {FINISHED}
+                AND (updated_at < ?1 OR id < (SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?3))
+                AND id NOT IN (SELECT snapshot_id FROM rollbacks)
+                AND (set_id IS NULL OR set_id NOT IN (SELECT set_id FROM snapshots WHERE {LIVE} AND set_id IS NOT NULL))
+                LIMIT ?5"
+        );
+        let statements: [&str; 9] = [
+            "DELETE FROM events WHERE id IN (SELECT id FROM events
+                WHERE id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET 999)
+                AND (status = 0 OR id < (SELECT id FROM events WHERE status != 0 ORDER BY id DESC LIMIT 1 OFFSET 999))
                 AND ((at < ?1 AND (status = 0 OR at < ?2))
-                    OR (status = 0 AND id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?3)))",
-            "DELETE FROM runs WHERE id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET 99)
+                    OR id < (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?3))
+                LIMIT ?5)",
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs
+                WHERE id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET 99)
                 AND ((at < ?1 AND (ok OR at < ?2))
-                    OR (ok AND id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?3)))",
-            "DELETE FROM intents WHERE resolved_at IS NOT NULL AND (resolved_at < ?1
-                OR id < (SELECT id FROM intents ORDER BY id DESC LIMIT 1 OFFSET ?3))",
-            // Snapshots gone: their records (which a rollback's record may still name) and
-            // everything that names them.
+                    OR id < (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?3))
+                LIMIT ?5)",
+            "DELETE FROM intents WHERE id IN (SELECT id FROM intents WHERE resolved_at IS NOT NULL
+                AND (resolved_at < ?1 OR id < (SELECT id FROM intents ORDER BY id DESC LIMIT 1 OFFSET ?3))
+                LIMIT ?5)",
             "CREATE TEMP TABLE IF NOT EXISTS trimmed (id INTEGER PRIMARY KEY)",
             "DELETE FROM temp.trimmed",
-            "INSERT INTO temp.trimmed SELECT id FROM snapshots
-                WHERE state IN ('removed', 'vanished', 'failed', 'merged')
-                AND (updated_at < ?1 OR id < (SELECT id FROM snapshots ORDER BY id DESC LIMIT 1 OFFSET ?3))
-                AND id NOT IN (SELECT snapshot_id FROM rollbacks)",
+            &trim_snapshots,
             "DELETE FROM intents WHERE snapshot_id IN (SELECT id FROM temp.trimmed)",
             "DELETE FROM snapshot_states WHERE snapshot_id IN (SELECT id FROM temp.trimmed)",
             "DELETE FROM snapshots WHERE id IN (SELECT id FROM temp.trimmed)",
-            "UPDATE history SET trimmed_at = ?4",
         ];
-        let mut removed = 0;
+        let (mut removed, mut more) = (0, false);
         for sql in statements {
             let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-            let n = stmt.parameter_count();
-            let all = [cutoff, failures, offset, ts(now)];
-            removed += stmt
-                .execute(rusqlite::params_from_iter(&all[..n]))
+            let all = [cutoff, failures, offset, ts(now), limit];
+            let bound = &all[..stmt.parameter_count()];
+            let n = stmt
+                .execute(rusqlite::params_from_iter(bound))
+                .map_err(|e| self.err(e))?;
+            if sql.starts_with("DELETE FROM temp") || sql.starts_with("CREATE") {
+                continue;
+            }
+            more |= sql.contains("LIMIT ?5") && n == TRIM_AT_ONCE;
+            if sql.starts_with("DELETE") {
+                removed += n;
+            }
+        }
+        // With more left, the next run goes on from the same day.
+        if !more {
+            self.conn
+                .execute("UPDATE history SET trimmed_at = ?1", params![ts(now)])
                 .map_err(|e| self.err(e))?;
         }
         Ok(removed)
+    }
+
+    /// Gives the catalog's free pages back to the file system when more than half of it is
+    /// free (after the first trim of a large catalog), and empties the write-ahead log.
+    ///
+    /// # Errors
+    /// SQLite failed.
+    pub fn compact(&self) -> Result<(), CatalogError> {
+        let (pages, free): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        if pages > 1024 && free * 2 > pages {
+            self.conn.execute_batch("VACUUM").map_err(|e| self.err(e))?;
+        }
+        self.checkpoint()
     }
 
     /// The most recent events, newest last.

@@ -412,15 +412,16 @@ mod tests {
         // The clock counts from at most a day after the run before the last: day 199.
         assert!(cat.trim_history(day(200), ninety, longer, rows).unwrap() > 0);
         let count = |sql: &str| -> i64 { cat.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-        // Kept: the newest 1000 commands (days 100-199), and failures from day 49 on.
-        assert_eq!(count("SELECT COUNT(*) FROM events"), 1000 + 50);
+        // Kept: the newest 1000 commands (days 100-199) and the newest 1000 failed ones (all
+        // 200 of them, from day 0 on).
+        assert_eq!(count("SELECT COUNT(*) FROM events"), 1000 + 100);
         assert_eq!(
             count("SELECT MIN(at) FROM events WHERE status = 0"),
             ts(day(101))
         );
         assert_eq!(
             count("SELECT MIN(at) FROM events WHERE status != 0"),
-            ts(day(50))
+            ts(day(0))
         );
         // The newest 100 runs (days 100-199), and failed ones from day 49 on.
         assert_eq!(count("SELECT COUNT(*) FROM runs"), 100 + 5);
@@ -438,20 +439,30 @@ mod tests {
         let after = cat.run_totals().unwrap();
         assert_eq!((after.runs, after.failed), (before.runs, before.failed));
         assert_eq!((after.runs, after.failed), (200, 20));
-        // A clock ten years ahead trims nothing more: it counts from the run before.
+        // A clock ten years ahead moves the trimmed day on by one, not to the clock.
         assert_eq!(
-            cat.trim_history(day(3850), ninety, ninety, rows).unwrap(),
+            cat.trim_history(day(3850), ninety, longer, rows).unwrap(),
             0
         );
-        assert_eq!(count("SELECT COUNT(*) FROM events"), 1050);
-        // Beyond the newest N records, those of snapshots gone go, whatever their age.
+        assert_eq!(count("SELECT trimmed_at FROM history"), ts(day(200)));
+        assert_eq!(count("SELECT COUNT(*) FROM events"), 1100);
+        // Beyond the newest N records, those of snapshots gone go, whatever their age; a set's
+        // member stays while another member of its set is live.
         cat.record_run(day(201), Duration::from_millis(1), &[])
             .unwrap();
-        for n in ["gone2", "gone3"] {
-            let (id, i) = cat.begin_create(&new_snapshot(n), day(200)).unwrap();
+        let member = |name: &'static str| NewSnapshot {
+            set: Some("p.1"),
+            ..new_snapshot(name)
+        };
+        for (s, state) in [
+            (member("set-gone"), State::Vanished),
+            (member("set-live"), State::Present),
+            (new_snapshot("gone2"), State::Removed),
+            (new_snapshot("gone3"), State::Removed),
+        ] {
+            let (id, i) = cat.begin_create(&s, day(200)).unwrap();
             cat.resolve(i, "created", day(200)).unwrap();
-            cat.set_state(id, State::Removed, Some("keep rules"), day(200))
-                .unwrap();
+            cat.set_state(id, state, None, day(200)).unwrap();
         }
         cat.trim_history(day(201), ninety, ninety, 1).unwrap();
         let mut names: Vec<String> = cat
@@ -461,7 +472,7 @@ mod tests {
             .map(|s| s.name)
             .collect();
         names.sort();
-        assert_eq!(names, ["gone3", "kept"]);
+        assert_eq!(names, ["gone3", "kept", "set-gone", "set-live"]);
     }
 
     #[test]

@@ -199,8 +199,6 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_at ON runs (at);
     CREATE INDEX intents_snapshot ON intents (snapshot_id);
     CREATE INDEX snapshot_states_snapshot ON snapshot_states (snapshot_id);
-    CREATE INDEX snapshots_finished ON snapshots (updated_at)
-        WHERE state IN ('removed', 'vanished', 'failed', 'merged');
     CREATE TABLE history (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         runs INTEGER NOT NULL,

@@ -278,11 +278,11 @@ pub fn cycle(ctx: &mut Ctx<'_>, opts: &Options, json: bool, detail: bool) -> Res
         match catalog
             .batch(|c| c.trim_history(ctx.now, s.history, s.failure_history, s.history_rows))
         {
-            // Many rows at once (the first trim after an upgrade, history-days lowered): fold
-            // the write-ahead log back so that it does not stay large.
+            // Many rows at once (the first trims after an upgrade, history-days lowered): give
+            // the space back and fold the write-ahead log so that neither stays large.
             Ok(n) if n > 1000 => {
-                if let Err(e) = catalog.checkpoint() {
-                    tracing::warn!("the catalog's write-ahead log could not be folded back: {e}");
+                if let Err(e) = catalog.compact() {
+                    tracing::warn!("the catalog could not be compacted: {e}");
                 }
             }
             Ok(_) => {}
