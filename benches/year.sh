@@ -5,16 +5,17 @@
 # every 30 days after. Each origin keeps { last = 4, hourly = 24, daily = 7, weekly = 4,
 # monthly = 3 }; the catalog keeps its history for the default 90 days.
 #
-# Usage: benches/year.sh [--days D] [--volumes N]      (root only; results in BENCHMARKS.md)
+# Usage: benches/year.sh [--days D] [--volumes N] [--every D]   (root only; BENCHMARKS.md)
 # A year is 35 040 runs of 50 snapshots each: hours of process starts. --days 120 shows the
 # plateau (the history kept is 90 days); fewer --volumes scale the rows in proportion.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DAYS=365; VOLUMES=50
+DAYS=365; VOLUMES=50; EVERY=30
 while [ $# -gt 0 ]; do
   case $1 in
     --days) DAYS=$2; shift ;;
     --volumes) VOLUMES=$2; shift ;;
+    --every) EVERY=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -61,7 +62,7 @@ for (( t = start + step; t <= now; t += step )); do
   L run --now "$(utc $t)" > "$WORK/out" 2>&1 || { echo "run at $(utc $t) failed:" >&2; tail -5 "$WORK/out" >&2; exit 1; }
   runs=$(( runs + 1 ))
   day=$(( (t - start) / 86400 ))
-  if [ $(( (t - start) % (30 * 86400) )) = 0 ] || [ $(( t - start )) = 86400 ] || [ $t = $now ]; then
+  if [ $(( (t - start) % (EVERY * 86400) )) = 0 ] || [ $(( t - start )) = 86400 ] || [ $t = $now ]; then
     report "$day"
   fi
 done
