@@ -10,6 +10,8 @@
 #                         [--lvsnap PATH]   (another build to measure, e.g. an older commit's)
 # Root only (lvsnap runs only programs in root-owned directories). Results: BENCHMARKS.md.
 set -euo pipefail
+# What the benchmark writes (the stand-in's state, the catalog) is root's alone, whatever the umask.
+umask 077
 cd "$(dirname "$0")/.."
 REPS=3; SIZES="1000 10000 50000"; POLICIES="20 200"; OTHER=""
 while [ $# -gt 0 ]; do

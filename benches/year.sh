@@ -9,6 +9,8 @@
 # A year is 35 040 runs of 50 snapshots each: hours of process starts. --days 120 shows the
 # plateau (the history kept is 90 days); fewer --volumes scale the rows in proportion.
 set -euo pipefail
+# What the benchmark writes (the stand-in's state, the catalog) is root's alone, whatever the umask.
+umask 077
 cd "$(dirname "$0")/.."
 DAYS=365; VOLUMES=50; EVERY=30
 while [ $# -gt 0 ]; do

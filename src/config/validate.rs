@@ -166,43 +166,30 @@ impl<'a> FileValidator<'a> {
                 None => default_poll,
             },
         };
-        let mut days = |raw: Option<&Spanned<i64>>, key: &str, default: i64| match raw {
-            None => default,
-            Some(d) if (1..=36_500).contains(d.get_ref()) => *d.get_ref(),
-            Some(d) => {
-                self.error(
-                    d.span(),
-                    key,
-                    format!("{} is not a number of days from 1 to 36500", d.get_ref()),
-                    Some(format!("the catalog keeps its command log and run history this long; the default is {default}")),
-                );
-                default
-            }
-        };
-        let history = days(
+        let kept = "the catalog keeps its command log and run history this long";
+        let history = self.within(
             raw.history_days.as_ref(),
             "settings.history-days",
+            (1, 36_500, "days"),
             super::DEFAULT_HISTORY_DAYS,
+            kept,
         );
-        let failure_history = days(
-            raw.failure_history_days.as_ref(),
-            "settings.failure-history-days",
-            super::DEFAULT_FAILURE_HISTORY_DAYS,
-        )
-        .max(history);
-        let history_rows = match raw.history_rows.as_ref() {
-            None => super::DEFAULT_HISTORY_ROWS,
-            Some(n) if (1000..=100_000_000).contains(n.get_ref()) => *n.get_ref() as u64,
-            Some(n) => {
-                self.error(
-                    n.span(),
-                    "settings.history-rows",
-                    format!("{} is not a number of rows from 1000 to 100000000", n.get_ref()),
-                    Some(format!("the most rows the catalog keeps of each kind of history; the default is {}", super::DEFAULT_HISTORY_ROWS)),
-                );
-                super::DEFAULT_HISTORY_ROWS
-            }
-        };
+        let failure_history = self
+            .within(
+                raw.failure_history_days.as_ref(),
+                "settings.failure-history-days",
+                (1, 36_500, "days"),
+                super::DEFAULT_FAILURE_HISTORY_DAYS,
+                kept,
+            )
+            .max(history);
+        let history_rows = self.within(
+            raw.history_rows.as_ref(),
+            "settings.history-rows",
+            (1000, 100_000_000, "rows"),
+            super::DEFAULT_HISTORY_ROWS as i64,
+            "the most rows the catalog keeps of each kind of history",
+        ) as u64;
         Settings {
             catalog,
             timezone,
@@ -230,6 +217,34 @@ impl<'a> FileValidator<'a> {
             return None;
         }
         Some(Some(argv))
+    }
+
+    /// A whole number of `unit` from `low` to `high`; `default` when absent or out of range
+    /// (an error naming the range, `what` it sets and the default).
+    fn within(
+        &mut self,
+        raw: Option<&Spanned<i64>>,
+        key: &str,
+        (low, high, unit): (i64, i64, &str),
+        default: i64,
+        what: &str,
+    ) -> i64 {
+        match raw {
+            None => default,
+            Some(v) if (low..=high).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.error(
+                    v.span(),
+                    key,
+                    format!(
+                        "{} is not a number of {unit} from {low} to {high}",
+                        v.get_ref()
+                    ),
+                    Some(format!("{what}; the default is {default}")),
+                );
+                default
+            }
+        }
     }
 
     fn percent(

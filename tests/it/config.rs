@@ -194,3 +194,12 @@ fn replicate_table_errors_are_all_reported() {
          FILE:18:13: policy.db.replicate.transport: the transport names the pool itself\n    hint: end the transport with \"receive\"; lvsnap appends --pool from pool = …",
     );
 }
+
+#[test]
+fn history_settings_out_of_range_name_the_range_and_the_default() {
+    assert_errors(
+        "bad-history.toml",
+        "FILE:2:16: settings.history-days: 0 is not a number of days from 1 to 36500\n    hint: the catalog keeps its command log and run history this long; the default is 90\n\
+         FILE:3:16: settings.history-rows: 10 is not a number of rows from 1000 to 100000000\n    hint: the most rows the catalog keeps of each kind of history; the default is 100000",
+    );
+}
