@@ -293,6 +293,9 @@ impl Catalog {
                 known,
             });
         }
+        if found == known {
+            return Ok(());
+        }
         let path = self.path.clone();
         let tx = self
             .conn
@@ -374,6 +377,54 @@ mod tests {
             cat.live_snapshots().unwrap()[0].uuid.as_deref(),
             Some("uuid-a")
         );
+    }
+
+    #[test]
+    fn a_reason_repeated_is_stored_once_and_read_back_in_full() {
+        let mut cat = Catalog::in_memory().unwrap();
+        let now = Utc::now();
+        let (id, _) = cat.begin_create(&new_snapshot("a"), now).unwrap();
+        let why = "not among the 4 newest; hourly: a newer snapshot is kept for its hour";
+        let steps = [
+            (State::Present, None),
+            (State::Removing, Some(why)),
+            // LVM refused: back to present with its reason, then the same removal again.
+            (State::Present, Some("lvremove: Logical volume in use")),
+            (State::Removing, Some(why)),
+            (State::Removed, Some(why)),
+        ];
+        for (state, reason) in steps {
+            cat.set_state(id, state, reason, now).unwrap();
+        }
+        let details: Vec<Option<String>> = cat
+            .history(id)
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, d)| d)
+            .collect();
+        let expected = [
+            None,
+            None,
+            Some(why),
+            Some("lvremove: Logical volume in use"),
+            Some(why),
+            Some(why),
+        ];
+        assert_eq!(details, expected.map(|d| d.map(str::to_owned)));
+        let stored: i64 = cat
+            .conn
+            .query_row(
+                "SELECT count(*) FROM snapshot_states WHERE detail = ?1",
+                [why],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            stored, 2,
+            "the removal after the refusal states it anew, `removed` does not"
+        );
+        let record = cat.all_snapshots().unwrap().pop().unwrap();
+        assert_eq!(record.reason.as_deref(), Some(why));
     }
 
     #[test]

@@ -132,6 +132,10 @@ pub struct NewSnapshot<'a> {
 /// One entry of a snapshot's state history: when, the new state, and why.
 pub type StateChange = (DateTime<Utc>, String, Option<String>);
 
+/// A state change's detail when it is the reason already in effect (never a reason itself:
+/// `set_state` stores no empty reason).
+const AS_BEFORE: &str = "";
+
 impl NewSnapshot<'_> {
     /// The record this becomes once created (`id` from the catalog; -1 for a dry run).
     pub fn record(&self, id: i64) -> SnapshotRecord {
@@ -476,16 +480,27 @@ impl Catalog {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError> {
-        let current: Option<String> = self
+        let current: Option<(String, Option<String>)> = self
             .conn
-            .query_row("SELECT state FROM snapshots WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT state, reason FROM snapshots WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
+        let (current, in_effect) = current.unzip();
         if current.as_deref() == Some(state.as_str()) {
             return Ok(());
         }
+        // The reason repeats from one state to the next (`removing`, then `removed`) and is
+        // the longest text in the catalog: a repeat is kept as `AS_BEFORE`, and `history` reads
+        // it back as the reason in effect.
+        let reason = reason.filter(|r| !r.is_empty());
+        let detail = match reason {
+            Some(r) if in_effect.flatten().as_deref() == Some(r) => Some(AS_BEFORE),
+            other => other,
+        };
         self.conn
             .execute(
                 "UPDATE snapshots SET state = ?1, reason = COALESCE(?2, reason), updated_at = ?3 WHERE id = ?4",
@@ -495,7 +510,7 @@ impl Catalog {
         self.conn
             .execute(
                 "INSERT INTO snapshot_states (snapshot_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![id, ts(now), state.as_str(), reason],
+                params![id, ts(now), state.as_str(), detail],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -571,9 +586,29 @@ impl Catalog {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([id], |r| Ok((from_ts(r.get(0)?), r.get(1)?, r.get(2)?)))
+            .query_map([id], |r| {
+                Ok((
+                    from_ts(r.get(0)?),
+                    r.get(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        // As in `set_state`: a state change without a reason keeps the one in effect.
+        let mut in_effect: Option<String> = None;
+        rows.map(|row| {
+            let (at, state, detail) = row?;
+            let detail = match detail.as_deref() {
+                Some(AS_BEFORE) => in_effect.clone(),
+                Some(_) => {
+                    in_effect.clone_from(&detail);
+                    detail
+                }
+                None => None,
+            };
+            Ok((at, state, detail))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(|e| self.err(e))
     }
 }

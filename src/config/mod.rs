@@ -40,7 +40,7 @@ pub const DEFAULT_HISTORY_DAYS: i64 = 90;
 /// How long failed commands and runs stay (`failure-history-days`).
 pub const DEFAULT_FAILURE_HISTORY_DAYS: i64 = 365;
 /// The most rows the catalog keeps of each kind of history (`history-rows`).
-pub const DEFAULT_HISTORY_ROWS: u64 = 100_000;
+pub const DEFAULT_HISTORY_ROWS: u64 = 40_000;
 /// Each thick snapshot of an origin copies every write to it once more (snapm's limit too).
 pub const DEFAULT_MAX_THICK_PER_ORIGIN: u32 = 5;
 /// `thin_check` at boot slows with the number of thin volumes in a pool (snapm's limit too).

@@ -200,6 +200,6 @@ fn history_settings_out_of_range_name_the_range_and_the_default() {
     assert_errors(
         "bad-history.toml",
         "FILE:2:16: settings.history-days: 0 is not a number of days from 1 to 36500\n    hint: the catalog keeps its command log and run history this long; the default is 90\n\
-         FILE:3:16: settings.history-rows: 10 is not a number of rows from 1000 to 100000000\n    hint: the most rows the catalog keeps of each kind of history; the default is 100000",
+         FILE:3:16: settings.history-rows: 10 is not a number of rows from 1000 to 100000000\n    hint: the most rows the catalog keeps of each kind of history; the default is 40000",
     );
 }
