@@ -238,7 +238,7 @@ fn set_mates<'f>(m: &Managed, fleet: &'f Fleet) -> Vec<&'f Managed> {
         return Vec::new();
     };
     fleet
-        .managed
+        .managed()
         .iter()
         .filter(|x| x.record.set.as_deref() == Some(id) && x.record.id != m.record.id)
         .collect()
@@ -274,7 +274,7 @@ fn next_removal(
         ..
     } = *scene;
     fleet
-        .managed
+        .managed()
         .iter()
         .enumerate()
         .filter(|(_, m)| !skip.contains(&m.record.id))
@@ -337,7 +337,7 @@ fn still_over(
                 continue;
             }
             let holds: Vec<String> = fleet
-                .managed
+                .managed()
                 .iter()
                 .filter(|m| m.record.policy == policy.name && place(m, inv) == here)
                 .filter_map(|m| held(m, policy, scene).map(|h| format!("{} ({h})", m.record.name)))
@@ -500,7 +500,7 @@ impl Engine<'_> {
             let Some((i, why)) = next_removal(&scene, &skip, &stalled) else {
                 break;
             };
-            let m = fleet.managed[i].clone();
+            let m = fleet.managed()[i].clone();
             // A set goes as a whole: the member under pressure first, then the others.
             let mut batch = vec![m.clone()];
             batch.extend(set_mates(&m, fleet).into_iter().cloned());
@@ -535,7 +535,7 @@ impl Engine<'_> {
                         relief.estimated = true;
                         skip.push(x.record.id);
                     } else {
-                        fleet.managed.retain(|y| y.record.id != x.record.id);
+                        fleet.retain(|y| y.record.id != x.record.id);
                         forget(&mut inv, x);
                     }
                     continue;
@@ -555,7 +555,7 @@ impl Engine<'_> {
                 }
                 warn!(policy = %removal.policy, volume = %removal.volume, snapshot = %removal.name, reason = %reason, "removed for space");
                 relief.removed.push(removal);
-                fleet.managed.retain(|y| y.record.id != x.record.id);
+                fleet.retain(|y| y.record.id != x.record.id);
                 if x.record.thin {
                     thin_gone = true;
                 } else {

@@ -3,7 +3,7 @@
 //! what LVM shows; a tagged LV without a record is reported and left alone. The result is the
 //! set of snapshots lvsnap manages: tagged in LVM *and* recorded in the catalog.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -57,7 +57,11 @@ impl Managed {
 /// The managed snapshots and what reconciliation found.
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
-    pub managed: Vec<Managed>,
+    /// Changed only through the methods below, which forget `groups`.
+    managed: Vec<Managed>,
+    /// Where each origin's snapshots are in `managed`, by (VG, origin): built when first asked
+    /// for, so that a run over many groups looks each one up, not through every snapshot.
+    groups: std::sync::OnceLock<HashMap<(String, String), Vec<usize>>>,
     /// LVs with lvsnap's tag but no catalog record: never touched, only reported.
     pub strays: Vec<Lv>,
     /// What reconciliation changed or noticed, for the report and the log.
@@ -68,9 +72,47 @@ impl Fleet {
     /// The managed snapshots of one origin volume that its schedule and keep rules govern
     /// (a backup's temporary snapshot is the backup's to remove).
     pub fn group<'a>(&'a self, vg: &'a str, origin: &'a str) -> impl Iterator<Item = &'a Managed> {
-        self.managed.iter().filter(move |m| {
-            m.record.vg == vg && m.record.origin == origin && !m.record.is_temporary()
-        })
+        let groups = self.groups.get_or_init(|| {
+            let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+            for (i, m) in self.managed.iter().enumerate() {
+                let key = (m.record.vg.clone(), m.record.origin.clone());
+                groups.entry(key).or_default().push(i);
+            }
+            groups
+        });
+        groups
+            .get(&(vg.to_owned(), origin.to_owned()))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.managed[i])
+            .filter(|m| !m.record.is_temporary())
+    }
+
+    /// Every managed snapshot, in the catalog's order and then as added.
+    pub fn managed(&self) -> &[Managed] {
+        &self.managed
+    }
+
+    /// The managed snapshots, to change in place.
+    pub fn managed_mut(&mut self) -> &mut [Managed] {
+        self.groups.take();
+        &mut self.managed
+    }
+
+    pub fn push(&mut self, m: Managed) {
+        self.groups.take();
+        self.managed.push(m);
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&Managed) -> bool) {
+        self.groups.take();
+        self.managed.retain(keep);
+    }
+
+    /// Takes the snapshots from `at` on out of the fleet.
+    pub fn split_off(&mut self, at: usize) -> Vec<Managed> {
+        self.groups.take();
+        self.managed.split_off(at)
     }
 }
 
@@ -176,7 +218,7 @@ pub fn reconcile(
             fleet.notes.push(format!("snapshot {} {note}", lv.path()));
             record.state = state;
         }
-        fleet.managed.push(Managed {
+        fleet.push(Managed {
             replica_base: false,
             record,
             lv: Some(lv.clone()),
@@ -192,7 +234,7 @@ pub fn reconcile(
         }
     }
     let known: HashSet<&str> = fleet
-        .managed
+        .managed()
         .iter()
         .filter_map(|m| m.record.uuid.as_deref())
         .collect();
@@ -203,4 +245,58 @@ pub fn reconcile(
         .cloned()
         .collect();
     Ok(fleet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::NewSnapshot;
+
+    fn managed(id: i64, origin: &str) -> Managed {
+        let new = NewSnapshot {
+            vg: "vg0",
+            name: &format!("{origin}-{id}"),
+            origin,
+            policy: "p",
+            time: Utc::now(),
+            thin: true,
+            size: 0,
+            pinned: false,
+            note: None,
+            set: None,
+        };
+        Managed {
+            replica_base: false,
+            record: new.record(id),
+            lv: None,
+        }
+    }
+
+    fn ids(fleet: &Fleet, origin: &str) -> Vec<i64> {
+        fleet.group("vg0", origin).map(|m| m.record.id).collect()
+    }
+
+    #[test]
+    fn a_group_follows_every_change_to_the_fleet() {
+        let mut fleet = Fleet::default();
+        for (id, origin) in [(1, "a"), (2, "b"), (3, "a")] {
+            fleet.push(managed(id, origin));
+        }
+        assert_eq!(ids(&fleet, "a"), [1, 3]);
+        assert!(ids(&fleet, "c").is_empty());
+        fleet.push(managed(4, "a"));
+        assert_eq!(ids(&fleet, "a"), [1, 3, 4]);
+        fleet.retain(|m| m.record.id != 3);
+        assert_eq!(ids(&fleet, "a"), [1, 4]);
+        fleet.managed_mut()[0].record.origin = "b".to_owned();
+        assert_eq!((ids(&fleet, "a"), ids(&fleet, "b")), (vec![4], vec![1, 2]));
+        let taken = fleet.split_off(2);
+        assert_eq!(taken.len(), 1);
+        assert!(ids(&fleet, "a").is_empty());
+        // A backup's temporary snapshot is not its group's.
+        let mut temporary = managed(5, "a");
+        temporary.record.note = Some(crate::catalog::TEMPORARY_NOTE.to_owned());
+        fleet.push(temporary);
+        assert!(ids(&fleet, "a").is_empty());
+    }
 }

@@ -23,7 +23,7 @@ pub fn snapshot<'f>(
     let (vg, name) = split(spec);
     let fits = |v: &str, n: &str| n == name && vg.is_none_or(|want| want == v);
     let hits: Vec<&Managed> = fleet
-        .managed
+        .managed()
         .iter()
         .filter(|m| fits(&m.record.vg, &m.record.name))
         .collect();
@@ -57,7 +57,7 @@ pub fn snapshot<'f>(
         Some(l) => refused(format!("{} is not a snapshot", l.path())),
         None => {
             let names: Vec<String> = fleet
-                .managed
+                .managed()
                 .iter()
                 .map(|m| format!("{}/{}", m.record.vg, m.record.name))
                 .collect();

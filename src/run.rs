@@ -186,7 +186,7 @@ impl<'a> Engine<'a> {
             })
             .map(|b| (b.vg, b.snapshot))
             .collect();
-        for m in &mut fleet.managed {
+        for m in fleet.managed_mut() {
             m.replica_base = bases.contains(&(m.record.vg.clone(), m.record.name.clone()));
         }
         for note in &fleet.notes {

@@ -293,7 +293,7 @@ impl Engine<'_> {
                 };
                 let name = self.take(policy, volume, inv, fleet, space, &how)?;
                 let m = fleet
-                    .managed
+                    .managed()
                     .iter()
                     .find(|m| m.record.vg == volume.vg && m.record.name == name)
                     .cloned()
@@ -721,13 +721,13 @@ impl Engine<'_> {
             }
             if r.temporary {
                 let temp = fleet
-                    .managed
+                    .managed()
                     .iter()
                     .find(|m| m.record.vg == r.vg && m.record.name == r.snapshot)
                     .cloned();
                 if let Some(m) = temp {
                     self.remove(&m, "temporary snapshot of an interrupted backup")?;
-                    fleet.managed.retain(|x| x.record.id != m.record.id);
+                    fleet.retain(|x| x.record.id != m.record.id);
                     notes.push(format!(
                         "removed the temporary snapshot {}/{} of that backup",
                         r.vg, r.snapshot
@@ -781,7 +781,7 @@ impl Engine<'_> {
             .map(|r| (r.vg, r.snapshot))
             .collect();
         let strays: Vec<Managed> = fleet
-            .managed
+            .managed()
             .iter()
             .filter(|m| m.record.is_temporary() && m.lv.is_some())
             .filter(|m| !in_use.contains(&(m.record.vg.clone(), m.record.name.clone())))
@@ -798,7 +798,7 @@ impl Engine<'_> {
             }
             match self.remove(&m, "temporary snapshot no backup uses any more") {
                 Ok(()) => {
-                    fleet.managed.retain(|x| x.record.id != m.record.id);
+                    fleet.retain(|x| x.record.id != m.record.id);
                     notes.push(format!("removed the leftover temporary snapshot {label}"));
                 }
                 Err(e) => notes.push(format!(

@@ -103,7 +103,7 @@ pub fn rebuild(ctx: &mut Ctx<'_>, a: &RebuildArgs) -> Result<i32, Error> {
         ctx.out,
         "{adopted} snapshot(s) {}; {} already in the catalog",
         if dry_run { "to adopt" } else { "adopted" },
-        fleet.managed.len()
+        fleet.managed().len()
     )?;
     let found = crate::backup::adopt::find_generations(ctx.config, &catalog.backups(None)?);
     for f in &found {

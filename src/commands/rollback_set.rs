@@ -31,7 +31,7 @@ pub(crate) fn rollback_set(
     yes: bool,
 ) -> Result<i32, Error> {
     let members: Vec<Managed> = fleet
-        .managed
+        .managed()
         .iter()
         .filter(|m| m.record.set.as_deref() == Some(id))
         .cloned()
@@ -234,7 +234,7 @@ pub(crate) fn rollback_set(
         .collect();
     let guard = if let Some(first) = earlier.first() {
         let guard_set = fleet
-            .managed
+            .managed()
             .iter()
             .find(|g| g.record.vg == first.vg && Some(&g.record.name) == first.guard.as_ref())
             .and_then(|g| g.record.set.clone())
@@ -246,7 +246,7 @@ pub(crate) fn rollback_set(
         let members_of_guard: Vec<(VolumeRef, String)> = members
             .iter()
             .map(|m| {
-                let g = fleet.managed.iter().find(|g| {
+                let g = fleet.managed().iter().find(|g| {
                     g.record.set.as_deref() == Some(guard_set.as_str())
                         && g.record.vg == m.record.vg
                         && g.record.origin == m.record.origin

@@ -13,14 +13,14 @@ use crate::run::Engine;
 /// Whether `spec` names a snapshot set lvsnap manages.
 pub(crate) fn is_set(fleet: &Fleet, spec: &str) -> bool {
     fleet
-        .managed
+        .managed()
         .iter()
         .any(|m| m.record.set.as_deref() == Some(spec))
 }
 
 fn members<'f>(fleet: &'f Fleet, id: &str) -> Vec<&'f Managed> {
     fleet
-        .managed
+        .managed()
         .iter()
         .filter(|m| m.record.set.as_deref() == Some(id))
         .collect()

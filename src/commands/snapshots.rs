@@ -260,7 +260,7 @@ pub fn list(ctx: &mut Ctx<'_>, a: &ListArgs) -> Result<i32, Error> {
     // listed all the same, so that one a crash left behind is seen until the next run removes it.
     rows.extend(
         fleet
-            .managed
+            .managed()
             .iter()
             .filter(|m| m.record.is_temporary())
             .filter(|m| policy.is_none_or(|n| n == m.record.policy))
@@ -284,7 +284,7 @@ pub fn list(ctx: &mut Ctx<'_>, a: &ListArgs) -> Result<i32, Error> {
         };
         rows.extend(
             fleet
-                .managed
+                .managed()
                 .iter()
                 .filter(|m| !covered(m) && !m.record.is_temporary())
                 .map(|m| row(m, true, "no policy names its origin any more".to_owned())),

@@ -257,9 +257,7 @@ impl Engine<'_> {
         if !self.dry_run {
             let removed: std::collections::HashSet<(String, String)> =
                 removed.into_iter().collect();
-            fleet
-                .managed
-                .retain(|m| !removed.contains(&(m.record.vg.clone(), m.record.name.clone())));
+            fleet.retain(|m| !removed.contains(&(m.record.vg.clone(), m.record.name.clone())));
         }
         report.fleet = fleet;
         report.inventory = inv;
@@ -362,7 +360,7 @@ impl Engine<'_> {
         let taken = |n: &str| {
             inv.find(&volume.vg, n).is_some()
                 || fleet
-                    .managed
+                    .managed()
                     .iter()
                     .any(|m| m.record.vg == volume.vg && m.record.name == n)
         };
@@ -412,7 +410,7 @@ impl Engine<'_> {
             }
             space.taken_now(volume, origin, leaving);
             let record = new.record(-1);
-            fleet.managed.push(Managed {
+            fleet.push(Managed {
                 record,
                 lv: None,
                 replica_base: false,
@@ -496,7 +494,7 @@ impl Engine<'_> {
             space.add_thick(new.vg, new.origin);
         }
         info!(policy = %new.policy, volume = %format!("{}/{}", new.vg, new.origin), snapshot = %new.name, kind = if new.thin { "thin" } else { "thick" }, size = %format_size(new.size), "created");
-        fleet.managed.push(Managed {
+        fleet.push(Managed {
             record: new.record(id),
             lv: None,
             replica_base: false,
@@ -524,7 +522,7 @@ impl Engine<'_> {
         let mut rankings: Vec<Ranking<'f>> = Vec::new();
         if policy.set {
             let mut sets: BTreeMap<&str, Vec<&Managed>> = BTreeMap::new();
-            for m in &fleet.managed {
+            for m in fleet.managed() {
                 let Some(id) = m.record.set.as_deref() else {
                     continue;
                 };
@@ -537,7 +535,7 @@ impl Engine<'_> {
                     sets.entry(id).or_default();
                 }
             }
-            for m in &fleet.managed {
+            for m in fleet.managed() {
                 if let Some(members) = m.record.set.as_deref().and_then(|id| sets.get_mut(id)) {
                     members.push(m);
                 }

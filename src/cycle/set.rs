@@ -129,7 +129,7 @@ impl Engine<'_> {
         let id = sets::set_id(&policy.name, self.now, |id| {
             known.iter().any(|k| k == id)
                 || fleet
-                    .managed
+                    .managed()
                     .iter()
                     .any(|m| m.record.set.as_deref() == Some(id))
         });
@@ -164,7 +164,7 @@ impl Engine<'_> {
                 space.count(m.volume, m.origin, m.size);
                 space.taken_now(m.volume, m.origin, m.leaving);
                 let record = self.new_member(policy, &id, m, how).record(-1);
-                fleet.managed.push(Managed {
+                fleet.push(Managed {
                     record,
                     lv: None,
                     replica_base: false,
@@ -282,7 +282,7 @@ impl Engine<'_> {
             let name = naming::snapshot_name(&volume.lv, self.now, |n| {
                 inv.find(&volume.vg, n).is_some()
                     || fleet
-                        .managed
+                        .managed()
                         .iter()
                         .any(|m| m.record.vg == volume.vg && m.record.name == n)
                     || members
@@ -423,7 +423,7 @@ impl Engine<'_> {
                     })?;
                     space.count(m.volume, m.origin, m.size);
                     info!(policy = %policy.name, set = %id, volume = %m.volume, snapshot = %m.name, size = %crate::units::format_size(m.size), "created");
-                    fleet.managed.push(Managed {
+                    fleet.push(Managed {
                         record: self.new_member(policy, id, m, how).record(sid),
                         lv: None,
                         replica_base: false,
@@ -443,7 +443,7 @@ impl Engine<'_> {
         };
         // All or nothing: what was created goes again. Marked first, so that a run cut short
         // while removing them leaves what the next run removes (`remove_broken_sets`).
-        let made: Vec<Managed> = fleet.managed.split_off(fleet.managed.len() - created);
+        let made: Vec<Managed> = fleet.split_off(fleet.managed().len() - created);
         let given_up = format!("set {id} given up: {failure}");
         let ids: Vec<i64> = made.iter().map(|m| m.record.id).collect();
         self.record(|c| c.give_up_set(&ids, &given_up))?;
@@ -457,7 +457,7 @@ impl Engine<'_> {
                 Err(e) => {
                     warn!(policy = %policy.name, set = %id, snapshot = %m.record.name, "could not remove: {e}");
                     left.push(format!("{}/{} ({e})", m.record.vg, m.record.name));
-                    fleet.managed.push(m.clone());
+                    fleet.push(m.clone());
                 }
             }
         }
@@ -488,7 +488,7 @@ impl Engine<'_> {
         let mut notes = Vec::new();
         for id in self.catalog.broken_sets()? {
             let left: Vec<Managed> = fleet
-                .managed
+                .managed()
                 .iter()
                 .filter(|m| m.record.set.as_deref() == Some(id.as_str()))
                 .cloned()
@@ -508,7 +508,7 @@ impl Engine<'_> {
                     Ok(()) => {
                         warn!(snapshot = %what, "removed: {reason}");
                         notes.push(format!("removed {what}: {reason}"));
-                        fleet.managed.retain(|x| x.record.id != m.record.id);
+                        fleet.retain(|x| x.record.id != m.record.id);
                     }
                     Err(e) => notes.push(format!("could not remove {what} ({reason}): {e}")),
                 }
