@@ -57,7 +57,7 @@ impl Managed {
 /// The managed snapshots and what reconciliation found.
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
-    /// Changed only through the methods below, which forget `groups`.
+    /// Changed only through the methods below, which keep `groups` in step or forget it.
     managed: Vec<Managed>,
     /// Where each origin's snapshots are in `managed`, by (VG, origin): built when first asked
     /// for, so that a run over many groups looks each one up, not through every snapshot.
@@ -99,8 +99,13 @@ impl Fleet {
         &mut self.managed
     }
 
+    /// Adds one snapshot; an index already built takes it in (a run adds one per group it
+    /// snapshots, right after looking the group up).
     pub fn push(&mut self, m: Managed) {
-        self.groups.take();
+        if let Some(groups) = self.groups.get_mut() {
+            let key = (m.record.vg.clone(), m.record.origin.clone());
+            groups.entry(key).or_default().push(self.managed.len());
+        }
         self.managed.push(m);
     }
 
@@ -111,7 +116,12 @@ impl Fleet {
 
     /// Takes the snapshots from `at` on out of the fleet.
     pub fn split_off(&mut self, at: usize) -> Vec<Managed> {
-        self.groups.take();
+        if let Some(groups) = self.groups.get_mut() {
+            // Each group's positions ascend: those taken are at its end.
+            for at_or_after in groups.values_mut() {
+                at_or_after.truncate(at_or_after.partition_point(|&i| i < at));
+            }
+        }
         self.managed.split_off(at)
     }
 }

@@ -549,6 +549,34 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_detail_written_before_repeats_were_marked_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &schema::MIGRATIONS[..14] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 14).unwrap();
+            conn.execute_batch(
+                "INSERT INTO snapshots (id, vg, name, origin, policy, created_at, thin, size, state, reason, updated_at)
+                    VALUES (1, 'vg0', 'a', 'home', 'p', 1, 1, 0, 'removed', 'keep rules', 3);
+                INSERT INTO snapshot_states (snapshot_id, at, state, detail)
+                    VALUES (1, 1, 'present', 'keep rules'), (1, 2, 'removing', ''), (1, 3, 'removed', NULL);",
+            )
+            .unwrap();
+        }
+        let cat = Catalog::open(&path).unwrap();
+        let details: Vec<Option<String>> = cat
+            .history(1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, d)| d)
+            .collect();
+        assert_eq!(details, [Some("keep rules".to_owned()), None, None]);
+    }
+
+    #[test]
     fn file_catalog_uses_wal_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/catalog.db");

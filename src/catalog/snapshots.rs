@@ -501,19 +501,29 @@ impl Catalog {
             Some(r) if in_effect.flatten().as_deref() == Some(r) => Some(AS_BEFORE),
             other => other,
         };
+        // Both or neither, also outside a batch: a history row names its reason only through
+        // the record's, so the two must never disagree.
         self.conn
+            .execute_batch("SAVEPOINT set_state")
+            .map_err(|e| self.err(e))?;
+        let written = self
+            .conn
             .execute(
                 "UPDATE snapshots SET state = ?1, reason = COALESCE(?2, reason), updated_at = ?3 WHERE id = ?4",
                 params![state.as_str(), reason, ts(now), id],
             )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .execute(
-                "INSERT INTO snapshot_states (snapshot_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![id, ts(now), state.as_str(), detail],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .and_then(|_| {
+                self.conn.execute(
+                    "INSERT INTO snapshot_states (snapshot_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, ts(now), state.as_str(), detail],
+                )
+            });
+        let end = match written {
+            Ok(_) => "RELEASE set_state",
+            Err(_) => "ROLLBACK TO set_state; RELEASE set_state",
+        };
+        let ended = self.conn.execute_batch(end);
+        written.and(ended).map(|_| ()).map_err(|e| self.err(e))
     }
 
     /// Binds a record to the LV UUID that LVM reports for it, and its size.
