@@ -61,13 +61,11 @@ impl Catalog {
             excerpt.push('…');
         }
         let argv = serde_json::to_string(argv).unwrap_or_default();
-        self.conn
-            .execute(
-                "INSERT INTO events (at, argv, status, duration_ms, stderr) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![ts(at), argv, status, duration.as_millis() as i64, excerpt],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "INSERT INTO events (at, argv, status, duration_ms, stderr) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![ts(at), argv, status, duration.as_millis() as i64, excerpt],
+        )
+        .map(|_| ())
     }
 
     /// Records a run and the outcome of each of its groups: (policy, volume, error if failed).

@@ -160,6 +160,15 @@ impl Catalog {
         CatalogError::sqlite(&self.path, source)
     }
 
+    /// Runs one statement, prepared once per connection: a run repeats the same few for each
+    /// snapshot it takes or removes, and each command it starts.
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, CatalogError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(params))
+            .map_err(|e| self.err(e))
+    }
+
     /// Checks the file's SQLite header before anything opens it: the magic string, and that the
     /// file holds as many pages as the header says it has. A truncated or overwritten catalog is
     /// found here at the cost of one 100-byte read, before any command changes anything; damage

@@ -418,12 +418,10 @@ impl Catalog {
         snapshot_id: i64,
         now: DateTime<Utc>,
     ) -> Result<i64, CatalogError> {
-        self.conn
-            .execute(
-                "INSERT INTO intents (at, action, snapshot_id) VALUES (?1, ?2, ?3)",
-                params![ts(now), action, snapshot_id],
-            )
-            .map_err(|e| self.err(e))?;
+        self.run(
+            "INSERT INTO intents (at, action, snapshot_id) VALUES (?1, ?2, ?3)",
+            params![ts(now), action, snapshot_id],
+        )?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -437,13 +435,11 @@ impl Catalog {
         outcome: &str,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError> {
-        self.conn
-            .execute(
-                "UPDATE intents SET resolved_at = ?1, outcome = ?2 WHERE id = ?3",
-                params![ts(now), outcome, intent],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "UPDATE intents SET resolved_at = ?1, outcome = ?2 WHERE id = ?3",
+            params![ts(now), outcome, intent],
+        )
+        .map(|_| ())
     }
 
     /// Intents without an outcome: what a crash interrupted.
@@ -482,12 +478,11 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         let current: Option<(String, Option<String>)> = self
             .conn
-            .query_row(
-                "SELECT state, reason FROM snapshots WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT state, reason FROM snapshots WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
         let (current, in_effect) = current.unzip();
         if current.as_deref() == Some(state.as_str()) {
@@ -507,13 +502,12 @@ impl Catalog {
             .execute_batch("SAVEPOINT set_state")
             .map_err(|e| self.err(e))?;
         let written = self
-            .conn
-            .execute(
+            .run(
                 "UPDATE snapshots SET state = ?1, reason = COALESCE(?2, reason), updated_at = ?3 WHERE id = ?4",
                 params![state.as_str(), reason, ts(now), id],
             )
             .and_then(|_| {
-                self.conn.execute(
+                self.run(
                     "INSERT INTO snapshot_states (snapshot_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
                     params![id, ts(now), state.as_str(), detail],
                 )
@@ -522,8 +516,8 @@ impl Catalog {
             Ok(_) => "RELEASE set_state",
             Err(_) => "ROLLBACK TO set_state; RELEASE set_state",
         };
-        let ended = self.conn.execute_batch(end);
-        written.and(ended).map(|_| ()).map_err(|e| self.err(e))
+        let ended = self.conn.execute_batch(end).map_err(|e| self.err(e));
+        written.and(ended).map(|_| ())
     }
 
     /// Binds a record to the LV UUID that LVM reports for it, and its size.
@@ -531,13 +525,11 @@ impl Catalog {
     /// # Errors
     /// SQLite failed.
     pub fn bind(&self, id: i64, uuid: &str, size: u64) -> Result<(), CatalogError> {
-        self.conn
-            .execute(
-                "UPDATE snapshots SET lv_uuid = ?1, size = ?2 WHERE id = ?3",
-                params![uuid, size as i64, id],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.run(
+            "UPDATE snapshots SET lv_uuid = ?1, size = ?2 WHERE id = ?3",
+            params![uuid, size as i64, id],
+        )
+        .map(|_| ())
     }
 
     /// # Errors
