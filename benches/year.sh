@@ -3,7 +3,7 @@
 # thick, half thin), with LVM replaced by the instant stand-in (benches/tools/lvm-standin.rs):
 # the catalog's size on disk and `list --json`'s time (median of 3) after the first day and
 # every 30 days after. Each origin keeps { last = 4, hourly = 24, daily = 7, weekly = 4,
-# monthly = 3 }; the catalog keeps its history for the default 90 days.
+# monthly = 3 }; the catalog keeps its history by the defaults (90 days, 40000 rows).
 #
 # Usage: benches/year.sh [--days D] [--volumes N] [--every D]   (root only; BENCHMARKS.md)
 # A year is 35 040 runs of 50 snapshots each: hours of process starts. --days 120 shows the
@@ -69,3 +69,8 @@ for (( t = start + step; t <= now; t += step )); do
   fi
 done
 echo "$runs runs in $(( $(date +%s) - began )) s"
+# Where the bytes are, per table and index (sqlite3's dbstat, when installed).
+if command -v sqlite3 > /dev/null; then
+  sqlite3 "$WORK/catalog.db" "SELECT name, COUNT(*) AS pages, ROUND(SUM(pgsize) / 1048576.0, 1) AS mib
+    FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC LIMIT 12" | sed 's/|/ /g'
+fi

@@ -1,7 +1,8 @@
 #!/bin/bash
 # cycle.sh LVSNAP PAIRS — runs in the test VM. Alternates `lvsnap run` (one snapshot created,
 # one pruned) with the same LVM commands run bare, for a thick and a thin origin, and prints
-# per-pair timings and the median ratio. See BENCHMARKS.md.
+# per-pair timings and the median ratio; then what a command costs before it does any work
+# (start-up, the policy file, the catalog), medians of PAIRS. See BENCHMARKS.md.
 set -euo pipefail
 LVSNAP=$1; PAIRS=${2:-10}
 export LVSNAP_CONFIG=/etc/lvsnap/lvsnap.toml
@@ -54,3 +55,23 @@ for kind in thick thin; do
   echo "$kind: median lvsnap run $(median < /tmp/$kind.lvsnap) ms, bare $(median < /tmp/$kind.bare) ms, median ratio $(median < /tmp/$kind.ratio)"
 done
 echo "lvm commands per run (catalog event log, last thin run): $("$LVSNAP" catalog events --limit 3 | wc -l) (lvs, lvcreate, lvremove)"
+
+# Start-up: each command PAIRS times, alternated, nothing due (the last run's minute again).
+now=$(at "$PAIRS")
+steps=(true version check lvs plan run)
+for _ in $(seq 1 "$PAIRS"); do
+  for s in "${steps[@]}"; do
+    t=$(date +%s%N)
+    case $s in
+      true) /bin/true ;;
+      version) "$LVSNAP" --version > /dev/null ;;
+      check) "$LVSNAP" config check > /dev/null ;;
+      lvs) lvs "${LVS_ARGS[@]}" > /dev/null ;;
+      plan) "$LVSNAP" plan --now "$now" > /dev/null ;;
+      run) "$LVSNAP" run --now "$now" > /tmp/noop.out ;;
+    esac
+    ms $t >> /tmp/start.$s
+  done
+done
+! grep -q "create " /tmp/noop.out || { echo "the no-op run did something: $(cat /tmp/noop.out)" >&2; exit 1; }
+for s in "${steps[@]}"; do echo "start-up $s: median $(median < /tmp/start.$s) ms"; done
