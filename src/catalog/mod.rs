@@ -558,31 +558,24 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_detail_written_before_repeats_were_marked_reads_as_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalog.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &schema::MIGRATIONS[..14] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 14).unwrap();
-            conn.execute_batch(
-                "INSERT INTO snapshots (id, vg, name, origin, policy, created_at, thin, size, state, reason, updated_at)
-                    VALUES (1, 'vg0', 'a', 'home', 'p', 1, 1, 0, 'removed', 'keep rules', 3);
-                INSERT INTO snapshot_states (snapshot_id, at, state, detail)
-                    VALUES (1, 1, 'present', 'keep rules'), (1, 2, 'removing', ''), (1, 3, 'removed', NULL);",
-            )
+    fn a_state_change_that_fails_leaves_no_half_and_no_open_transaction() {
+        let cat = Catalog::in_memory().unwrap();
+        // No such record: the history row's reference fails, after the (empty) update.
+        let failed = cat.set_state(42, State::Removed, Some("keep rules"), Utc::now());
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(cat.conn.is_autocommit(), "a transaction was left open");
+        let rows: i64 = cat
+            .conn
+            .query_row("SELECT count(*) FROM snapshot_states", [], |r| r.get(0))
             .unwrap();
-        }
-        let cat = Catalog::open(&path).unwrap();
-        let details: Vec<Option<String>> = cat
-            .history(1)
-            .unwrap()
-            .into_iter()
-            .map(|(_, _, d)| d)
-            .collect();
-        assert_eq!(details, [Some("keep rules".to_owned()), None, None]);
+        assert_eq!(rows, 0);
+        // Inside a batch the batch decides; the savepoint is released either way.
+        let r: Result<(), CatalogError> = cat.batch(|c| {
+            assert!(c.set_state(42, State::Removed, None, Utc::now()).is_err());
+            assert!(!c.conn.is_autocommit());
+            Ok(())
+        });
+        assert!(r.is_ok() && cat.conn.is_autocommit());
     }
 
     #[test]

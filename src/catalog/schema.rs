@@ -206,7 +206,4 @@ pub const MIGRATIONS: &[&str] = &[
         trimmed_at INTEGER
     );
     INSERT INTO history (id, runs, failed) SELECT 1, COUNT(*), COALESCE(SUM(ok = 0), 0) FROM runs;",
-    // 15: a state change whose reason is the one already in effect stores the detail '' (the
-    // reason is the catalog's longest repeated text); no earlier row may read that way.
-    "UPDATE snapshot_states SET detail = NULL WHERE detail = '';",
 ];

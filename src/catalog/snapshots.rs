@@ -476,6 +476,31 @@ impl Catalog {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError> {
+        // Both rows or neither: a history row names a repeated reason only through the
+        // record's, so the two must never disagree. Outside a batch that is a transaction of
+        // its own (rolled back if its commit fails); inside one, a savepoint.
+        if self.conn.is_autocommit() {
+            return self.batch(|c| c.set_state(id, state, reason, now));
+        }
+        self.conn
+            .execute_batch("SAVEPOINT set_state")
+            .map_err(|e| self.err(e))?;
+        let written = self.change_state(id, state, reason, now);
+        let end = match written {
+            Ok(()) => "RELEASE set_state",
+            Err(_) => "ROLLBACK TO set_state; RELEASE set_state",
+        };
+        let ended = self.conn.execute_batch(end).map_err(|e| self.err(e));
+        written.and(ended)
+    }
+
+    fn change_state(
+        &self,
+        id: i64,
+        state: State,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError> {
         let current: Option<(String, Option<String>)> = self
             .conn
             .prepare_cached("SELECT state, reason FROM snapshots WHERE id = ?1")
@@ -496,28 +521,15 @@ impl Catalog {
             Some(r) if in_effect.flatten().as_deref() == Some(r) => Some(AS_BEFORE),
             other => other,
         };
-        // Both or neither, also outside a batch: a history row names its reason only through
-        // the record's, so the two must never disagree.
-        self.conn
-            .execute_batch("SAVEPOINT set_state")
-            .map_err(|e| self.err(e))?;
-        let written = self
-            .run(
-                "UPDATE snapshots SET state = ?1, reason = COALESCE(?2, reason), updated_at = ?3 WHERE id = ?4",
-                params![state.as_str(), reason, ts(now), id],
-            )
-            .and_then(|_| {
-                self.run(
-                    "INSERT INTO snapshot_states (snapshot_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, ts(now), state.as_str(), detail],
-                )
-            });
-        let end = match written {
-            Ok(_) => "RELEASE set_state",
-            Err(_) => "ROLLBACK TO set_state; RELEASE set_state",
-        };
-        let ended = self.conn.execute_batch(end).map_err(|e| self.err(e));
-        written.and(ended).map(|_| ())
+        self.run(
+            "UPDATE snapshots SET state = ?1, reason = COALESCE(?2, reason), updated_at = ?3 WHERE id = ?4",
+            params![state.as_str(), reason, ts(now), id],
+        )?;
+        self.run(
+            "INSERT INTO snapshot_states (snapshot_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id, ts(now), state.as_str(), detail],
+        )
+        .map(|_| ())
     }
 
     /// Binds a record to the LV UUID that LVM reports for it, and its size.
