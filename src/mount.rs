@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::catalog::{MountRecord, NewMount};
+use crate::config::MountContext;
 use crate::lvm::commands;
 use crate::run::{Engine, RunError};
 
@@ -152,6 +153,8 @@ pub struct MountRequest<'a> {
     /// `backup` or `browse`.
     pub purpose: &'a str,
     pub backup_id: Option<i64>,
+    /// The SELinux label its files get (`context=`): the command's, else the policy's.
+    pub context: Option<&'a MountContext>,
 }
 
 impl Engine<'_> {
@@ -207,9 +210,12 @@ impl Engine<'_> {
             Err(RunError::Lvm(crate::lvm::LvmError::Status { status: 2, .. })) => String::new(),
             Err(e) => return Err(e),
         };
-        let options = options_for(&fs_type).map_err(|why| {
-            RunError::Refused(format!("cannot mount {}/{}: {why}", req.vg, req.lv))
-        })?;
+        let mut options = options_for(&fs_type)
+            .map_err(|why| RunError::Refused(format!("cannot mount {}/{}: {why}", req.vg, req.lv)))?
+            .to_owned();
+        if let Some(context) = req.context {
+            options = format!("{options},{}", context.option());
+        }
         m.fs_type = fs_type;
         crate::private::create_dir_all(req.dir).map_err(|e| {
             RunError::Refused(format!(
@@ -217,13 +223,21 @@ impl Engine<'_> {
                 req.dir.display()
             ))
         })?;
-        self.exec(&commands::mount(
+        let mounted = self.exec(&commands::mount(
             &dev,
             &req.dir.to_string_lossy(),
             &m.fs_type,
-            options,
-        ))?;
-        Ok(())
+            &options,
+        ));
+        match (mounted, req.context) {
+            (Ok(_), _) => Ok(()),
+            // A kernel without SELinux, or a policy that does not know the label, refuses the
+            // option: say which setting asked for it.
+            (Err(e), Some(context)) => Err(RunError::Refused(format!(
+                "{e}\n    hint: the mount asked for the SELinux label {context} (`mount-context` or --context); a kernel without SELinux, or a policy without that type, refuses it — check `getenforce` and `seinfo -t`, or leave the label out"
+            ))),
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// Unmounts (if mounted), removes the mount point, deactivates what lvsnap activated, and

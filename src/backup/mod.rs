@@ -487,6 +487,7 @@ impl Engine<'_> {
             dir: &mount_dir,
             purpose: "backup",
             backup_id: Some(id),
+            context: policy.mount_context.as_ref(),
         }) {
             Ok(m) => m,
             Err(e) => {

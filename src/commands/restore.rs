@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{confirm, guard_snapshot, Ctx};
 use crate::catalog::RestoreRecord;
+use crate::config::MountContext;
 use crate::confine;
 use crate::confine::copy;
 use crate::error::{exit, Error};
@@ -34,7 +35,8 @@ pub fn mount(ctx: &mut Ctx<'_>, a: &MountArgs) -> Result<i32, Error> {
     let mut engine = ctx.engine(&mut catalog, false);
     let (inv, fleet) = engine.survey()?;
     if super::set_access::is_set(&fleet, spec) {
-        return super::set_access::mount_set(ctx, &mut engine, &inv, &fleet, spec, dir);
+        let context = a.context.as_ref();
+        return super::set_access::mount_set(ctx, &mut engine, &inv, &fleet, spec, dir, context);
     }
     let m = readable_snapshot(&fleet, &inv, spec)?.clone();
     let label = format!("{}/{}", m.record.vg, m.record.name);
@@ -66,6 +68,11 @@ pub fn mount(ctx: &mut Ctx<'_>, a: &MountArgs) -> Result<i32, Error> {
             ctx.config.settings.runtime_dir.join("mnt").display()
         )));
     }
+    let policy = ctx.config.policy(&m.record.policy);
+    let context = a
+        .context
+        .as_ref()
+        .or_else(|| policy.and_then(|p| p.mount_context.as_ref()));
     let mounted = engine.mount_snapshot(&MountRequest {
         vg: &m.record.vg,
         lv: &m.record.name,
@@ -73,6 +80,7 @@ pub fn mount(ctx: &mut Ctx<'_>, a: &MountArgs) -> Result<i32, Error> {
         dir: &dir,
         purpose: "browse",
         backup_id: None,
+        context,
     })?;
     writeln!(
         ctx.out,
@@ -506,6 +514,10 @@ pub struct MountArgs {
     pub snapshot: String,
     /// An empty directory to mount on.
     pub dir: Option<PathBuf>,
+    /// The SELinux label its files get (the `context=` mount option), instead of the
+    /// policy's `mount-context`; e.g. system_u:object_r:container_file_t:s0 for a container.
+    #[arg(long, value_name = "LABEL")]
+    pub context: Option<MountContext>,
 }
 
 #[derive(Debug, Args)]

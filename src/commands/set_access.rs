@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Ctx;
+use crate::config::MountContext;
 use crate::error::{exit, Error};
 use crate::lvm::Inventory;
 use crate::mount::{self, MountRequest};
@@ -158,6 +159,7 @@ pub(crate) fn mount_set(
     fleet: &Fleet,
     id: &str,
     dir: Option<&Path>,
+    context: Option<&MountContext>,
 ) -> Result<i32, Error> {
     let members = members(fleet, id);
     let dir = dir
@@ -207,6 +209,7 @@ pub(crate) fn mount_set(
                 m.record.name
             )));
         }
+        let policy = ctx.config.policy(&m.record.policy);
         let request = MountRequest {
             vg: &m.record.vg,
             lv: &m.record.name,
@@ -214,6 +217,7 @@ pub(crate) fn mount_set(
             dir: at,
             purpose: "browse",
             backup_id: None,
+            context: context.or_else(|| policy.and_then(|p| p.mount_context.as_ref())),
         };
         if let Err(e) = engine.mount_snapshot(&request) {
             return Err(Error::Usage(format!(

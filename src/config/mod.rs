@@ -18,7 +18,9 @@ use chrono_tz::Tz;
 pub use backup::{url_password, BackupEngine, BackupPolicy, BackupSource, ResticRepo};
 pub use diag::Diagnostic;
 pub use replicate::ReplicatePolicy;
-pub use types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
+pub use types::{
+    Count, InvalidAction, Keep, MountContext, Period, Schedule, SnapshotSize, Span, VolumeRef,
+};
 
 use raw::RawFile;
 use validate::{check_across_files, FileValidator, Origin};
@@ -221,6 +223,8 @@ pub struct Policy {
     /// The longest a set's filesystems stay frozen: past it they are thawed whatever LVM is
     /// doing, and the set is given up.
     pub freeze_timeout: std::time::Duration,
+    /// The SELinux label of the files of its snapshots when lvsnap mounts them (`context=`).
+    pub mount_context: Option<MountContext>,
     /// The `[policy.NAME.backup]` table, if the policy backs its snapshots up.
     pub backup: Option<BackupPolicy>,
     /// The `[policy.NAME.replicate]` table, if the policy's thin snapshots are replicated.

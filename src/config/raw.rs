@@ -71,6 +71,7 @@ pub struct RawPolicy {
     pub set: Option<Spanned<bool>>,
     pub freeze: Option<Spanned<bool>>,
     pub freeze_timeout: Option<Spanned<String>>,
+    pub mount_context: Option<Spanned<String>>,
     pub backup: Option<Spanned<RawBackup>>,
     pub replicate: Option<Spanned<RawReplicate>>,
 }

@@ -11,7 +11,9 @@ use toml::Spanned;
 
 use super::diag::{nearest, Diagnostic, SourceMap};
 use super::raw::{RawCount, RawFile, RawKeep, RawPolicy, RawSettings};
-use super::types::{Count, InvalidAction, Keep, Period, Schedule, SnapshotSize, Span, VolumeRef};
+use super::types::{
+    Count, InvalidAction, Keep, MountContext, Period, Schedule, SnapshotSize, Span, VolumeRef,
+};
 use super::{
     FreeSpace, Policy, Settings, DEFAULT_CATALOG, DEFAULT_LOCK_TIMEOUT_SECS, DEFAULT_RUNTIME_DIR,
 };
@@ -540,10 +542,19 @@ impl<'a> FileValidator<'a> {
                 super::DEFAULT_FREEZE_TIMEOUT_SECS,
             )),
         };
+        let mount_context = raw.mount_context.as_ref().map(|c| {
+            self.value(
+                c,
+                &p("mount-context"),
+                "the SELinux label for the files of mounted snapshots, e.g. \"system_u:object_r:container_file_t:s0\" for containers",
+                MountContext::from_str,
+            )
+        });
         if self.diags.len() > before {
             return None;
         }
         Some(Policy {
+            mount_context: mount_context.flatten(),
             set,
             freeze,
             freeze_timeout: freeze_timeout?,

@@ -180,6 +180,7 @@ impl Engine<'_> {
                     dir: &dir,
                     purpose: "restore",
                     backup_id: None,
+                    context: None,
                 })?;
                 Ok(Opened {
                     root: dir,

@@ -235,3 +235,29 @@ fn a_temporary_snapshot_whose_removal_failed_is_listed_and_removed_by_the_next_r
         .names("vg0")
         .contains(&"home-lvsnap-20260302T010500Z".to_owned()));
 }
+
+#[test]
+fn a_backup_mounts_its_snapshot_with_the_policys_mount_context() {
+    let h = Host::standard("");
+    h.add_policies(&format!(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = {{ last = 48 }}\n\
+         mount-context = \"system_u:object_r:container_file_t:s0:c1,c2\"\n\
+         [policy.home.backup]\ntarget = \"{}/backup\"\nschedule = \"0 2 * * *\"\nkeep = {{ last = 2 }}\n",
+        h.path()
+    ));
+    let (code, out) = h.lvsnap(&["run"], "2026-03-02T01:00:00Z");
+    assert_eq!(code, 0, "{out}");
+    let mounts: Vec<String> = h
+        .lvm
+        .invocations()
+        .into_iter()
+        .filter(|c| c.starts_with("mount "))
+        .collect();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert!(
+        mounts[0].starts_with(
+            "mount -t ext4 -o ro,noload,context=\"system_u:object_r:container_file_t:s0:c1,c2\" /dev/vg0/home-lvsnap-20260302T010000Z "
+        ),
+        "{mounts:?}"
+    );
+}

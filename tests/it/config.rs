@@ -203,3 +203,12 @@ fn history_settings_out_of_range_name_the_range_and_the_default() {
          FILE:3:16: settings.history-rows: 10 is not a number of rows from 1000 to 100000000\n    hint: the most rows the catalog keeps of each kind of history; the default is 40000",
     );
 }
+
+#[test]
+fn a_mount_context_that_is_not_a_label_is_refused_with_the_form() {
+    assert_errors(
+        "bad-mount-context.toml",
+        "FILE:5:17: policy.home.mount-context: \"container_file_t\" has no role: an SELinux label is USER:ROLE:TYPE[:LEVEL], e.g. \"system_u:object_r:container_file_t:s0\"\n    hint: the SELinux label for the files of mounted snapshots, e.g. \"system_u:object_r:container_file_t:s0\" for containers\n\
+         FILE:11:17: policy.data.mount-context: \"system_u:object_r:container_file_t:s0\\\",rw\": the level \"s0\\\",rw\" is not a sensitivity such as s0 or s0:c1,c2: an SELinux label is USER:ROLE:TYPE[:LEVEL], e.g. \"system_u:object_r:container_file_t:s0\"\n    hint: the SELinux label for the files of mounted snapshots, e.g. \"system_u:object_r:container_file_t:s0\" for containers",
+    );
+}

@@ -4,7 +4,9 @@
 //! the VM (restore-files.sh, diff-rollback.sh).
 
 use crate::common::{Host, GIB};
+use clap::Parser;
 use lvsnap::catalog::State;
+use lvsnap::cli::Cli;
 use lvsnap::lvm::fake::FakeLvm;
 use lvsnap::lvm::Tool;
 
@@ -835,4 +837,87 @@ fn a_name_two_volume_groups_share_is_refused_with_the_candidates() {
         .lvm
         .tags("vg0", name)
         .contains(&"lvsnap-pinned".to_owned()));
+}
+
+/// The `mount` invocations the fake saw, from the `n`th on.
+fn mount_calls(h: &Host, from: usize) -> Vec<String> {
+    h.lvm.invocations()[from..]
+        .iter()
+        .filter(|c| c.starts_with("mount "))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_browse_mount_carries_the_policys_mount_context_or_the_commands() {
+    let h = Host::standard(
+        "[policy.home]\nvolumes = [\"vg0/home\"]\nschedule = \"0 * * * *\"\nsize = \"64M\"\nkeep = { last = 10 }\n\
+         mount-context = \"system_u:object_r:container_file_t:s0\"\n",
+    );
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    let snap = "home-lvsnap-20260302T010000Z";
+    let dir = h.dir.path().join("browse").display().to_string();
+    let before = h.lvm.invocations().len();
+    let (code, out) = h.lvsnap(&["mount", snap, &dir], "2026-03-02T01:05:00Z");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        mount_calls(&h, before),
+        [format!("mount -t ext4 -o ro,noload,context=\"system_u:object_r:container_file_t:s0\" /dev/vg0/{snap} {dir}")]
+    );
+    h.lvsnap(&["umount", snap], "2026-03-02T01:06:00Z");
+    // The command's label wins; categories keep their comma inside the quotes.
+    let before = h.lvm.invocations().len();
+    let label = "system_u:object_r:container_file_t:s0:c1,c2";
+    let (code, out) = h.lvsnap(
+        &["mount", snap, &dir, "--context", label],
+        "2026-03-02T01:07:00Z",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        mount_calls(&h, before),
+        [format!(
+            "mount -t ext4 -o ro,noload,context=\"{label}\" /dev/vg0/{snap} {dir}"
+        )]
+    );
+    // Not a label: the command line is refused before anything runs.
+    let refused = Cli::try_parse_from(["lvsnap", "mount", snap, "--context", "s0\",rw"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("invalid value 's0\",rw' for '--context <LABEL>'")
+            && refused.contains("an SELinux label is USER:ROLE:TYPE[:LEVEL]"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_kernel_refusing_the_label_is_told_apart_and_nothing_stays_mounted() {
+    let h = host();
+    h.lvsnap(&["snapshot", "home"], "2026-03-02T01:00:00Z");
+    h.lvm.fail_next(
+        Tool::Mount,
+        "home-lvsnap",
+        32,
+        "mount: /run/x: wrong fs type, bad option, bad superblock on /dev/mapper/vg0-home--lvsnap, missing codepage or helper program, or other error.\n",
+    );
+    let dir = h.dir.path().join("browse").display().to_string();
+    let ran = h.run(
+        &[
+            "mount",
+            "home-lvsnap-20260302T010000Z",
+            &dir,
+            "--context",
+            "system_u:object_r:container_file_t:s0",
+        ],
+        "2026-03-02T01:05:00Z",
+    );
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.err.contains("wrong fs type")
+            && ran.err.contains(
+                "the mount asked for the SELinux label system_u:object_r:container_file_t:s0"
+            ),
+        "{ran:?}"
+    );
+    assert!(h.catalog().open_mounts().unwrap().is_empty());
 }
