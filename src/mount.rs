@@ -28,6 +28,12 @@ pub fn options_for(fs_type: &str) -> Result<&'static str, String> {
     }
 }
 
+/// Whether SELinux is on under `root` (its filesystem is mounted, enforcing or permissive):
+/// only then does a `context=` option label anything.
+pub fn selinux_enabled(root: &Path) -> bool {
+    root.join("sys/fs/selinux/enforce").exists()
+}
+
 /// The device node of an LV.
 pub fn device(vg: &str, lv: &str) -> String {
     format!("/dev/{vg}/{lv}")
@@ -215,6 +221,10 @@ impl Engine<'_> {
             .to_owned();
         if let Some(context) = req.context {
             options = format!("{options},{}", context.option());
+            if !selinux_enabled(Path::new("/")) {
+                // mount(8) drops SELinux options where SELinux is off, and mounts anyway.
+                warn!(snapshot = %format!("{}/{}", req.vg, req.lv), "SELinux is not enabled on this host: the label {context} has no effect (mount drops it)");
+            }
         }
         m.fs_type = fs_type;
         crate::private::create_dir_all(req.dir).map_err(|e| {
@@ -231,10 +241,10 @@ impl Engine<'_> {
         ));
         match (mounted, req.context) {
             (Ok(_), _) => Ok(()),
-            // A kernel without SELinux, or a policy that does not know the label, refuses the
-            // option: say which setting asked for it.
+            // An SELinux policy that does not know the label refuses the option: say which
+            // setting asked for it.
             (Err(e), Some(context)) => Err(RunError::Refused(format!(
-                "{e}\n    hint: the mount asked for the SELinux label {context} (`mount-context` or --context); a kernel without SELinux, or a policy without that type, refuses it — check `getenforce` and `seinfo -t`, or leave the label out"
+                "{e}\n    hint: the mount asked for the SELinux label {context} (`mount-context` or --context); SELinux refuses a label whose user, role, type or level its policy does not define — check with `seinfo -t` and `seinfo -u`, or leave the label out"
             ))),
             (Err(e), None) => Err(e),
         }
@@ -334,6 +344,15 @@ mod tests {
         assert!(options_for("btrfs").unwrap_err().contains("UUID"));
         assert!(options_for("").unwrap_err().contains("no filesystem"));
         assert!(options_for("vfat").unwrap_err().contains("not supported"));
+    }
+
+    #[test]
+    fn selinux_is_on_where_its_filesystem_is() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(!selinux_enabled(root.path()));
+        std::fs::create_dir_all(root.path().join("sys/fs/selinux")).unwrap();
+        std::fs::write(root.path().join("sys/fs/selinux/enforce"), "0").unwrap();
+        assert!(selinux_enabled(root.path()));
     }
 
     #[test]

@@ -48,7 +48,13 @@ for spec in home:ext4:rsync mail:ext4:archive srv:xfs:archive data:xfs:rsync; do
   snap=$("$LVSNAP" snapshot $v | sed -n 's/.* created //p')
   out=$("$LVSNAP" backup $v); echo "$out"
   gen=$(echo "$out" | sed -n 's/.* wrote \([0-9TZ]*\) from .*/\1/p')
-  lvsnap mount $snap /mnt/check-$v
+  if [ $v = home ]; then
+    # This guest runs without SELinux: mount(8) leaves the label out, lvsnap says so.
+    out=$(lvsnap mount $snap /mnt/check-$v --context system_u:object_r:container_file_t:s0 2>&1); echo "$out"
+    assert_contains "$out" "SELinux is not enabled on this host: the label system_u:object_r:container_file_t:s0 has no effect"
+  else
+    lvsnap mount $snap /mnt/check-$v
+  fi
 
   step "$v: the damage"
   rm /mnt/$v/etc/passwd
