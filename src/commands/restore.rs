@@ -68,11 +68,9 @@ pub fn mount(ctx: &mut Ctx<'_>, a: &MountArgs) -> Result<i32, Error> {
             ctx.config.settings.runtime_dir.join("mnt").display()
         )));
     }
-    let policy = ctx.config.policy(&m.record.policy);
-    let context = a
-        .context
-        .as_ref()
-        .or_else(|| policy.and_then(|p| p.mount_context.as_ref()));
+    let context = ctx
+        .config
+        .mount_context(a.context.as_ref(), &m.record.policy);
     let mounted = engine.mount_snapshot(&MountRequest {
         vg: &m.record.vg,
         lv: &m.record.name,

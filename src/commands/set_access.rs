@@ -209,7 +209,6 @@ pub(crate) fn mount_set(
                 m.record.name
             )));
         }
-        let policy = ctx.config.policy(&m.record.policy);
         let request = MountRequest {
             vg: &m.record.vg,
             lv: &m.record.name,
@@ -217,7 +216,7 @@ pub(crate) fn mount_set(
             dir: at,
             purpose: "browse",
             backup_id: None,
-            context: context.or_else(|| policy.and_then(|p| p.mount_context.as_ref())),
+            context: ctx.config.mount_context(context, &m.record.policy),
         };
         if let Err(e) = engine.mount_snapshot(&request) {
             return Err(Error::Usage(format!(

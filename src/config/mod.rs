@@ -64,6 +64,16 @@ impl Config {
         self.policies.iter().find(|p| p.name == name)
     }
 
+    /// The SELinux label a mount of policy `name`'s snapshot asks for: `given` on the command
+    /// line, else the policy's `mount-context`.
+    pub fn mount_context<'a>(
+        &'a self,
+        given: Option<&'a MountContext>,
+        name: &str,
+    ) -> Option<&'a MountContext> {
+        given.or_else(|| self.policy(name)?.mount_context.as_ref())
+    }
+
     /// The restic repository policy `name` backs up to, if it does.
     pub fn restic_repository(&self, name: &str) -> Option<&ResticRepo> {
         match self.policy(name)?.backup.as_ref().map(|b| &b.engine) {

@@ -620,10 +620,6 @@ impl MountContext {
     pub fn option(&self) -> String {
         format!("context=\"{}\"", self.0)
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Display for MountContext {
